@@ -1,0 +1,84 @@
+/*
+ * client: how any server (or platformctl) calls another.
+ *
+ * A plat_client keeps one gRPC channel per node address, puts a deadline
+ * on every call, and can address a service by name: names resolve through
+ * discovery-srv (a cache kept fresh by Watch), a node is picked round robin
+ * skipping nodes that just failed, and idempotent calls are retried on
+ * UNAVAILABLE with exponential backoff.
+ *
+ * Every call returns a gRPC status code (0 is OK) and, on failure, a human
+ * message in errmsg. Responses are protobuf-c messages the caller frees with
+ * protobuf_c_message_free_unpacked(resp, NULL). Thread-safe.
+ */
+#ifndef PLATFORM_CLIENT_H
+#define PLATFORM_CLIENT_H
+
+#include <stddef.h>
+#include <protobuf-c/protobuf-c.h>
+
+typedef struct plat_client plat_client;
+typedef struct plat_client_stream plat_client_stream;
+
+struct plat_client_opts {
+	const char *discovery;        /* host:port of discovery-srv, or NULL */
+	const char *tls_ca;           /* PEM file paths; all NULL: plaintext */
+	const char *tls_cert;
+	const char *tls_key;
+	int default_deadline_ms;      /* 0 means 5000 */
+	int max_message_bytes;        /* 0 means 4 MiB */
+};
+
+struct plat_call_opts {
+	int deadline_ms;              /* 0: the client's default */
+	int idempotent;               /* retry on UNAVAILABLE */
+	int max_attempts;             /* 0 means 3 (only when idempotent) */
+	const char *const *metadata;  /* key, value, ..., NULL; may be NULL */
+};
+
+plat_client *plat_client_new(const struct plat_client_opts *opts);
+void plat_client_free(plat_client *c);
+
+/* Unary call to a fixed address. method is the full path,
+ * "/platform.discovery.v1.Discovery/GetService". */
+int plat_client_call_addr(plat_client *c, const char *address,
+    const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+    const struct plat_call_opts *opts, char *errmsg, size_t errlen);
+
+/* Unary call to a service by its registered name. UNAVAILABLE when the
+ * name has no live node. */
+int plat_client_call(plat_client *c, const char *service,
+    const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+    const struct plat_call_opts *opts, char *errmsg, size_t errlen);
+
+/* Server-streaming call to a fixed address. deadline_ms 0: no deadline. */
+int plat_client_stream_open(plat_client *c, const char *address,
+    const char *method, const ProtobufCMessage *req, int deadline_ms,
+    const char *const *metadata, plat_client_stream **out,
+    char *errmsg, size_t errlen);
+
+enum {
+	PLAT_STREAM_MESSAGE = 1,      /* *msg holds the next message */
+	PLAT_STREAM_END = 0,          /* the server finished: see _status */
+	PLAT_STREAM_TIMEOUT = -1,     /* nothing within timeout_ms; call again */
+};
+
+/* Waits up to timeout_ms (-1: forever) for the next message. */
+int plat_client_stream_next(plat_client_stream *s,
+    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg,
+    int timeout_ms);
+
+/* The final status once _next returned PLAT_STREAM_END. */
+int plat_client_stream_status(plat_client_stream *s, char *errmsg,
+    size_t errlen);
+
+/* Cancels the call (the server sees CANCELLED); _next then ends. */
+void plat_client_stream_cancel(plat_client_stream *s);
+void plat_client_stream_free(plat_client_stream *s);
+
+/* "OK", "CANCELLED", ... "UNAUTHENTICATED"; "UNKNOWN" when out of range. */
+const char *plat_status_name(int code);
+
+#endif

@@ -1,0 +1,184 @@
+/*
+ * server: the one runtime that serves every method of every server.
+ *
+ * A service describes itself with a plat_service: its name, version and a
+ * table of methods (full path, kind, protobuf-c descriptors, handler).
+ * plat_main() does the rest: settings, logging, the gRPC server with a
+ * pool of pollers on one completion queue, health and reflection, request
+ * logging, self-registration with discovery, and graceful shutdown on
+ * SIGTERM/SIGINT.
+ *
+ * Handlers see decoded messages and a plat_ctx, never gRPC itself. All
+ * memory a handler takes from the context (plat_alloc, plat_new, ...) is
+ * freed when the call ends.
+ */
+#ifndef PLATFORM_SERVER_H
+#define PLATFORM_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "platform/settings.h"
+
+/* gRPC status codes, numbered as on the wire. */
+enum plat_code {
+	PLAT_OK = 0,
+	PLAT_CANCELLED = 1,
+	PLAT_UNKNOWN = 2,
+	PLAT_INVALID_ARGUMENT = 3,
+	PLAT_DEADLINE_EXCEEDED = 4,
+	PLAT_NOT_FOUND = 5,
+	PLAT_ALREADY_EXISTS = 6,
+	PLAT_PERMISSION_DENIED = 7,
+	PLAT_RESOURCE_EXHAUSTED = 8,
+	PLAT_FAILED_PRECONDITION = 9,
+	PLAT_ABORTED = 10,
+	PLAT_OUT_OF_RANGE = 11,
+	PLAT_UNIMPLEMENTED = 12,
+	PLAT_INTERNAL = 13,
+	PLAT_UNAVAILABLE = 14,
+	PLAT_DATA_LOSS = 15,
+	PLAT_UNAUTHENTICATED = 16,
+};
+
+/* A stream handler returns this to keep the stream open after it returns;
+ * the stream then ends by plat_stream_finish or by the client. */
+#define PLAT_STREAM_OPEN (-1)
+
+typedef struct plat_ctx plat_ctx;
+typedef struct plat_stream plat_stream;
+typedef struct plat_server plat_server;
+
+enum plat_method_kind {
+	PLAT_METHOD_UNARY,
+	PLAT_METHOD_SERVER_STREAM,
+	PLAT_METHOD_CLIENT_STREAM,
+	PLAT_METHOD_BIDI,
+};
+
+/* Unary: fill *resp (allocated with plat_new) and return PLAT_OK, or
+ * return plat_error(ctx, code, ...). */
+typedef int (*plat_unary_fn)(plat_ctx *ctx, const ProtobufCMessage *req,
+    ProtobufCMessage **resp);
+
+/* Server stream: send with plat_stream_send; return a status to end the
+ * stream now, or PLAT_STREAM_OPEN after taking a reference
+ * (plat_stream_ref) to go on sending from elsewhere. */
+typedef int (*plat_stream_fn)(plat_ctx *ctx, const ProtobufCMessage *req,
+    plat_stream *st);
+
+/* Client-stream and bidi: on_open when the call starts, on_message for each
+ * request message, on_half_close when the client is done sending. Each
+ * returns PLAT_STREAM_OPEN to go on, or a status to end the call. The
+ * ctx's arena is reset after each on_message. */
+struct plat_bidi_handlers {
+	int (*on_open)(plat_ctx *ctx, plat_stream *st);
+	int (*on_message)(plat_ctx *ctx, plat_stream *st,
+	    const ProtobufCMessage *msg);
+	int (*on_half_close)(plat_ctx *ctx, plat_stream *st);
+};
+
+struct plat_method {
+	const char *path;       /* "/platform.discovery.v1.Discovery/Register" */
+	enum plat_method_kind kind;
+	const ProtobufCMessageDescriptor *request;
+	const ProtobufCMessageDescriptor *response;
+	plat_unary_fn unary;
+	plat_stream_fn stream;
+	const struct plat_bidi_handlers *bidi;
+	int idempotent;         /* for clients and docs */
+};
+
+struct plat_service {
+	const char *name;       /* registered name: "discovery" */
+	const char *grpc_service; /* "platform.discovery.v1.Discovery" */
+	const char *version;
+	const char *default_listen;
+	const struct plat_method *methods;
+	size_t nmethods;
+	const struct settings_option *options;  /* service-specific flags */
+	size_t noptions;
+	/* With no --discovery, register with this server itself (only
+	 * discovery-srv does). */
+	int self_discovery;
+	/* Called after settings are parsed and before serving; non-zero
+	 * aborts the start (exit 1). May be NULL. */
+	int (*init)(plat_server *srv, const struct plat_settings *s);
+	/* Called after the last call has drained. May be NULL. */
+	void (*fini)(plat_server *srv);
+};
+
+/* Runs the server to completion: returns the process exit code (0 after a
+ * clean shutdown, 2 for a bad setting, 1 when it could not start). */
+int plat_main(const struct plat_service *svc, int argc, char **argv);
+
+/* ---- inside a handler ---- */
+
+/* Sets the status message and returns code, for `return plat_error(...)`. */
+int plat_error(plat_ctx *ctx, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+void *plat_alloc(plat_ctx *ctx, size_t n);       /* zeroed */
+char *plat_strdup(plat_ctx *ctx, const char *s);
+char *plat_printf(plat_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Packs msg now as the call's response, for a handler whose response
+ * points into shared data it must read under a lock: call it while holding
+ * the lock, then return PLAT_OK leaving *resp NULL. 0, or -1 when the
+ * message is over the size limit. */
+int plat_respond_now(plat_ctx *ctx, const ProtobufCMessage *msg);
+
+/* A zeroed, initialised message of the given descriptor. */
+ProtobufCMessage *plat_new_message(plat_ctx *ctx,
+    const ProtobufCMessageDescriptor *desc);
+#define plat_new(ctx, type, desc) ((type *)plat_new_message((ctx), (desc)))
+
+/* Milliseconds until the call's deadline; INT64_MAX when it has none. */
+int64_t plat_ctx_deadline_left_ms(const plat_ctx *ctx);
+/* First value of a request metadata key (lower case), or NULL. */
+const char *plat_ctx_metadata(const plat_ctx *ctx, const char *key);
+const char *plat_ctx_peer(const plat_ctx *ctx);
+const char *plat_ctx_method(const plat_ctx *ctx);
+plat_server *plat_ctx_server(const plat_ctx *ctx);
+
+/* ---- streams (thread-safe) ---- */
+
+/* Packs msg and queues it. 0 when queued; -1 when the stream is closed or
+ * its queue is full, in which case the stream is ended with
+ * RESOURCE_EXHAUSTED (slow consumer) and the close callback runs. */
+int plat_stream_send(plat_stream *st, const ProtobufCMessage *msg);
+/* Ends the stream after the queued messages with code and message. */
+void plat_stream_finish(plat_stream *st, int code, const char *message);
+/* cb runs exactly once, on any thread, when the stream ends for any
+ * reason (finish, client cancel or disconnect, overflow, shutdown). Set it
+ * before returning PLAT_STREAM_OPEN. cb must not call back into st except
+ * plat_stream_unref. */
+void plat_stream_on_close(plat_stream *st, void (*cb)(plat_stream *, void *),
+    void *arg);
+int plat_stream_closed(plat_stream *st);
+void plat_stream_ref(plat_stream *st);
+void plat_stream_unref(plat_stream *st);
+
+/* ---- server-wide ---- */
+
+/* Per-service health for grpc.health.v1 ("" is the whole server). */
+enum plat_health {
+	PLAT_HEALTH_SERVING = 1,
+	PLAT_HEALTH_NOT_SERVING = 2,
+};
+void plat_health_set(plat_server *srv, const char *service,
+    enum plat_health status);
+
+const struct plat_settings *plat_server_settings(const plat_server *srv);
+/* The address the server listens on (the bound port when :0 was given). */
+const char *plat_server_address(const plat_server *srv);
+void plat_server_set_user(plat_server *srv, void *user);
+void *plat_server_user(const plat_server *srv);
+int plat_server_stopping(const plat_server *srv);
+
+/* Monotonic and wall clocks in milliseconds. */
+int64_t plat_now_ms(void);
+int64_t plat_wall_ms(void);
+
+#endif

@@ -1,0 +1,1649 @@
+/*
+ * server: the gRPC runtime every server runs on. See platform/server.h.
+ *
+ * One completion queue, a pool of pollers calling grpc_completion_queue_next
+ * on it, and per-call state machines. Every completion tag is a struct
+ * cq_tag whose fn runs on the poller that received it. A call is reference
+ * counted: each batch in flight holds a reference (taken before
+ * grpc_call_start_batch, since the completion may run on another poller
+ * before start_batch returns), and so does the dispatcher while a handler
+ * runs and any handler that keeps a stream.
+ *
+ * Streams send through a bounded queue with one SEND_MESSAGE in flight; a
+ * full queue cancels the call with RESOURCE_EXHAUSTED. RECV_CLOSE_ON_SERVER
+ * is started as soon as a streaming call arrives, so a client's cancel or
+ * disconnect reaches the handler's close callback at once.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "platform/arena.h"
+#include "platform/client.h"
+#include "platform/log.h"
+#include "platform/registrar.h"
+#include "platform/server.h"
+#include "platform/settings.h"
+#include "server_internal.h"
+
+#define SERVER_REQUESTS_PER_METHOD 16
+/* Room for a registry snapshot; bytes bound the memory either way. */
+#define STREAM_QUEUE_MAX_MSGS 65536
+#define STREAM_QUEUE_MAX_BYTES (16u << 20)
+#define STATUS_MSG_MAX 512
+
+struct cq_tag {
+	void (*fn)(struct cq_tag *t, int ok);
+};
+
+struct mounted_method {
+	const struct plat_method *m;
+	void *handle;                    /* from grpc_server_register_method */
+	plat_server *srv;
+};
+
+struct qmsg {
+	struct qmsg *next;
+	grpc_byte_buffer *buf;
+	size_t len;
+};
+
+struct plat_ctx {
+	struct plat_stream *call;
+	struct arena arena;
+	int code;
+	char message[STATUS_MSG_MAX];
+	grpc_byte_buffer *packed_resp;   /* from plat_respond_now */
+};
+
+/* One call, unary or streaming; plat_stream is the same object. */
+struct plat_stream {
+	struct cq_tag t_request;
+	struct cq_tag t_unary;
+	struct cq_tag t_closed;
+	struct cq_tag t_send;
+	struct cq_tag t_status;
+	struct cq_tag t_recv;
+
+	plat_server *srv;
+	struct mounted_method *mm;       /* NULL: an unregistered method */
+	grpc_call *call;
+	gpr_timespec deadline;
+	grpc_metadata_array md_in;
+	grpc_byte_buffer *payload;
+	grpc_call_details details;       /* unregistered calls only */
+	int64_t started_us;
+
+	pthread_mutex_t mu;
+	int refs;
+	int handler_running;
+	int closed;                      /* RECV_CLOSE_ON_SERVER completed */
+	int cancelled_flag;              /* written by gRPC at close */
+	int initial_md_sent;
+	int send_inflight;
+	int finish_pending;
+	int status_started;
+	int close_fired;
+	int final_code;
+	grpc_slice status_slice;
+	struct qmsg *qhead, *qtail;
+	size_t qlen, qbytes;
+	grpc_byte_buffer *send_buf;
+	grpc_byte_buffer *recv_buf;
+	void (*close_cb)(plat_stream *, void *);
+	void *close_arg;
+	struct plat_stream *live_prev, *live_next;
+
+	struct plat_ctx ctx;
+};
+
+struct plat_server {
+	const struct plat_service *svc;
+	struct plat_settings settings;
+	struct settings_spec spec;
+	grpc_server *server;
+	grpc_completion_queue *cq;
+	pthread_t *pollers;
+	int npollers;
+	struct mounted_method *methods;
+	size_t nmethods;
+	char address[256];
+	atomic_int stopping;
+	struct health_state *health;
+	void *user;
+
+	pthread_mutex_t live_mu;         /* the streams open right now */
+	struct plat_stream *live;
+
+	pthread_mutex_t shutdown_mu;
+	pthread_cond_t shutdown_cv;
+	int shutdown_done;
+	struct cq_tag t_shutdown;
+};
+
+static void call_unref(struct plat_stream *c);
+static void stream_start_status_locked(struct plat_stream *c);
+static void stream_maybe_fire_close(struct plat_stream *c);
+static int server_arm(struct mounted_method *mm);
+static int server_arm_unregistered(plat_server *srv);
+
+/* ---- clocks ---- */
+
+int64_t
+plat_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+plat_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- byte buffers ---- */
+
+static grpc_byte_buffer *
+pack_message(const ProtobufCMessage *msg, size_t max, size_t *lenp)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	grpc_slice slice;
+	grpc_byte_buffer *bb;
+
+	if (len > max)
+		return NULL;
+	slice = grpc_slice_malloc(len);
+	protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+	bb = grpc_raw_byte_buffer_create(&slice, 1);
+	grpc_slice_unref(slice);
+	if (lenp != NULL)
+		*lenp = len;
+	return bb;
+}
+
+/* Decodes bb into the context's arena; INVALID_ARGUMENT when malformed. */
+static int
+unpack_request(struct plat_ctx *ctx, const ProtobufCMessageDescriptor *desc,
+    grpc_byte_buffer *bb, ProtobufCMessage **out)
+{
+	grpc_byte_buffer_reader reader;
+	grpc_slice all;
+	ProtobufCMessage *msg;
+
+	*out = NULL;
+	if (bb == NULL) {
+		/* An empty request is a valid all-defaults message. */
+		msg = protobuf_c_message_unpack(desc, arena_allocator(
+		    &ctx->arena), 0, (const uint8_t *)"");
+	} else {
+		if (!grpc_byte_buffer_reader_init(&reader, bb))
+			return plat_error(ctx, PLAT_INVALID_ARGUMENT,
+			    "request: cannot read the message");
+		all = grpc_byte_buffer_reader_readall(&reader);
+		grpc_byte_buffer_reader_destroy(&reader);
+		msg = protobuf_c_message_unpack(desc,
+		    arena_allocator(&ctx->arena), GRPC_SLICE_LENGTH(all),
+		    GRPC_SLICE_START_PTR(all));
+		grpc_slice_unref(all);
+	}
+	if (msg == NULL)
+		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
+		    "request: malformed %s message", desc->name);
+	*out = msg;
+	return PLAT_OK;
+}
+
+/* ---- UTF-8: protobuf-c does not check string fields, proto3 requires
+ * valid UTF-8, so every request is checked once here for every service. */
+
+static int
+utf8_valid(const unsigned char *s)
+{
+	while (*s) {
+		unsigned c = *s;
+		int n;
+		unsigned cp;
+
+		if (c < 0x80) {
+			s++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			n = 1;
+			cp = c & 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			n = 2;
+			cp = c & 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			n = 3;
+			cp = c & 0x07;
+		} else
+			return 0;
+		for (int i = 1; i <= n; i++) {
+			if ((s[i] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i] & 0x3f);
+		}
+		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		s += n + 1;
+	}
+	return 1;
+}
+
+static const char *
+check_utf8(const ProtobufCMessage *msg, int depth)
+{
+	const ProtobufCMessageDescriptor *d = msg->descriptor;
+
+	if (depth > 32)
+		return NULL;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *p = (const char *)msg + f->offset;
+		const char *bad;
+
+		if (f->type != PROTOBUF_C_TYPE_STRING &&
+		    f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)((const char *)msg +
+			    f->quantifier_offset);
+			void *const *arr = *(void *const *const *)p;
+
+			for (size_t j = 0; j < n; j++) {
+				if (f->type == PROTOBUF_C_TYPE_STRING) {
+					if (!utf8_valid(arr[j]))
+						return f->name;
+				} else if ((bad = check_utf8(arr[j],
+				    depth + 1)) != NULL)
+					return bad;
+			}
+			continue;
+		}
+		if (f->type == PROTOBUF_C_TYPE_STRING) {
+			const unsigned char *s = *(const unsigned char *const *)p;
+
+			if (s != NULL && !utf8_valid(s))
+				return f->name;
+		} else {
+			const ProtobufCMessage *sub =
+			    *(const ProtobufCMessage *const *)p;
+
+			if (sub != NULL && (bad = check_utf8(sub,
+			    depth + 1)) != NULL)
+				return bad;
+		}
+	}
+	return NULL;
+}
+
+static int
+decode_request(struct plat_ctx *ctx, const ProtobufCMessageDescriptor *desc,
+    grpc_byte_buffer *bb, ProtobufCMessage **out)
+{
+	const char *bad;
+	int rc;
+
+	if ((rc = unpack_request(ctx, desc, bb, out)) != PLAT_OK)
+		return rc;
+	if ((bad = check_utf8(*out, 0)) != NULL)
+		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
+		    "request: field %s is not valid UTF-8", bad);
+	return PLAT_OK;
+}
+
+/* ---- handler context ---- */
+
+int
+plat_error(plat_ctx *ctx, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(ctx->message, sizeof(ctx->message), fmt, ap);
+	va_end(ap);
+	ctx->code = code;
+	return code;
+}
+
+void *
+plat_alloc(plat_ctx *ctx, size_t n)
+{
+	return arena_calloc(&ctx->arena, n);
+}
+
+char *
+plat_strdup(plat_ctx *ctx, const char *s)
+{
+	return arena_strdup(&ctx->arena, s);
+}
+
+char *
+plat_printf(plat_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return plat_strdup(ctx, "");
+	p = arena_alloc(&ctx->arena, (size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+ProtobufCMessage *
+plat_new_message(plat_ctx *ctx, const ProtobufCMessageDescriptor *desc)
+{
+	ProtobufCMessage *m = arena_alloc(&ctx->arena, desc->sizeof_message);
+
+	desc->message_init(m);
+	return m;
+}
+
+int
+plat_respond_now(plat_ctx *ctx, const ProtobufCMessage *msg)
+{
+	plat_server *srv = ctx->call->srv;
+
+	if (ctx->packed_resp != NULL)
+		grpc_byte_buffer_destroy(ctx->packed_resp);
+	ctx->packed_resp = pack_message(msg,
+	    (size_t)srv->settings.max_message_bytes, NULL);
+	return ctx->packed_resp == NULL ? -1 : 0;
+}
+
+int64_t
+plat_ctx_deadline_left_ms(const plat_ctx *ctx)
+{
+	gpr_timespec now, d = ctx->call->deadline;
+	int64_t ms;
+
+	if (gpr_time_cmp(d, gpr_inf_future(d.clock_type)) == 0)
+		return INT64_MAX;
+	now = gpr_now(d.clock_type);
+	ms = (int64_t)(d.tv_sec - now.tv_sec) * 1000 +
+	    (d.tv_nsec - now.tv_nsec) / 1000000;
+	return ms;
+}
+
+const char *
+plat_ctx_metadata(const plat_ctx *ctx, const char *key)
+{
+	const grpc_metadata_array *md = &ctx->call->md_in;
+	size_t klen = strlen(key);
+
+	for (size_t i = 0; i < md->count; i++) {
+		const grpc_slice *k = &md->metadata[i].key;
+		const grpc_slice *v = &md->metadata[i].value;
+
+		if (GRPC_SLICE_LENGTH(*k) == klen &&
+		    memcmp(GRPC_SLICE_START_PTR(*k), key, klen) == 0)
+			return arena_strndup(&((plat_ctx *)ctx)->arena,
+			    (const char *)GRPC_SLICE_START_PTR(*v),
+			    GRPC_SLICE_LENGTH(*v));
+	}
+	return NULL;
+}
+
+const char *
+plat_ctx_peer(const plat_ctx *ctx)
+{
+	char *peer = grpc_call_get_peer(ctx->call->call);
+	char *copy = arena_strdup(&((plat_ctx *)ctx)->arena,
+	    peer != NULL ? peer : "");
+
+	gpr_free(peer);
+	return copy;
+}
+
+const char *
+plat_ctx_method(const plat_ctx *ctx)
+{
+	return ctx->call->mm != NULL ? ctx->call->mm->m->path : "";
+}
+
+plat_server *
+plat_ctx_server(const plat_ctx *ctx)
+{
+	return ctx->call->srv;
+}
+
+/* ---- call lifetime ---- */
+
+static struct plat_stream *
+call_new(plat_server *srv, struct mounted_method *mm)
+{
+	struct plat_stream *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		abort();
+	c->srv = srv;
+	c->mm = mm;
+	c->refs = 1;
+	c->final_code = -1;
+	pthread_mutex_init(&c->mu, NULL);
+	grpc_metadata_array_init(&c->md_in);
+	grpc_call_details_init(&c->details);
+	c->ctx.call = c;
+	arena_init(&c->ctx.arena);
+	return c;
+}
+
+static void
+call_log(struct plat_stream *c)
+{
+	char code[16], ms[32];
+	int lvl;
+	const char *path = c->mm != NULL ? c->mm->m->path : "(unknown)";
+	int fc = c->final_code < 0 ? PLAT_CANCELLED : c->final_code;
+
+	if (c->mm == NULL)
+		path = "(unimplemented)";
+	if (fc == PLAT_OK || fc == PLAT_CANCELLED)
+		lvl = LOG_LEVEL_DEBUG;
+	else if (fc == PLAT_INTERNAL || fc == PLAT_UNKNOWN ||
+	    fc == PLAT_DATA_LOSS)
+		lvl = LOG_LEVEL_WARN;
+	else
+		lvl = LOG_LEVEL_INFO;
+	if (!log_enabled(lvl))
+		return;
+	snprintf(code, sizeof(code), "%d", fc);
+	snprintf(ms, sizeof(ms), "%.3f",
+	    (double)(now_us() - c->started_us) / 1000.0);
+	log_write(lvl, "call", "method", path, "code", code,
+	    "status", plat_status_name(fc), "message",
+	    c->ctx.code == fc ? c->ctx.message : "", "duration_ms", ms,
+	    (char *)NULL);
+}
+
+static void
+call_free(struct plat_stream *c)
+{
+	struct qmsg *q, *next;
+
+	if (c->call != NULL)
+		call_log(c);
+	for (q = c->qhead; q != NULL; q = next) {
+		next = q->next;
+		grpc_byte_buffer_destroy(q->buf);
+		free(q);
+	}
+	if (c->send_buf != NULL)
+		grpc_byte_buffer_destroy(c->send_buf);
+	if (c->recv_buf != NULL)
+		grpc_byte_buffer_destroy(c->recv_buf);
+	if (c->payload != NULL)
+		grpc_byte_buffer_destroy(c->payload);
+	if (c->ctx.packed_resp != NULL)
+		grpc_byte_buffer_destroy(c->ctx.packed_resp);
+	if (c->status_started)
+		grpc_slice_unref(c->status_slice);
+	grpc_metadata_array_destroy(&c->md_in);
+	grpc_call_details_destroy(&c->details);
+	if (c->call != NULL)
+		grpc_call_unref(c->call);
+	arena_reset(&c->ctx.arena);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+static void
+call_ref_locked(struct plat_stream *c)
+{
+	c->refs++;
+}
+
+static void
+call_unref(struct plat_stream *c)
+{
+	int last;
+
+	pthread_mutex_lock(&c->mu);
+	last = --c->refs == 0;
+	pthread_mutex_unlock(&c->mu);
+	if (last)
+		call_free(c);
+}
+
+static int
+start_batch_locked(struct plat_stream *c, const grpc_op *ops, size_t n,
+    struct cq_tag *tag)
+{
+	grpc_call_error err;
+
+	call_ref_locked(c);
+	err = grpc_call_start_batch(c->call, ops, n, tag, NULL);
+	if (err != GRPC_CALL_OK) {
+		c->refs--;
+		log_error("start_batch failed", "method",
+		    c->mm != NULL ? c->mm->m->path : "", "error",
+		    grpc_call_error_to_string(err));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- live streams, for shutdown ---- */
+
+static void
+live_add(struct plat_stream *c)
+{
+	plat_server *srv = c->srv;
+
+	pthread_mutex_lock(&srv->live_mu);
+	c->live_next = srv->live;
+	c->live_prev = NULL;
+	if (srv->live != NULL)
+		srv->live->live_prev = c;
+	srv->live = c;
+	pthread_mutex_unlock(&srv->live_mu);
+}
+
+static void
+live_remove(struct plat_stream *c)
+{
+	plat_server *srv = c->srv;
+
+	pthread_mutex_lock(&srv->live_mu);
+	if (c->live_prev != NULL)
+		c->live_prev->live_next = c->live_next;
+	else if (srv->live == c)
+		srv->live = c->live_next;
+	if (c->live_next != NULL)
+		c->live_next->live_prev = c->live_prev;
+	c->live_prev = c->live_next = NULL;
+	pthread_mutex_unlock(&srv->live_mu);
+}
+
+/* ---- unary ---- */
+
+static void
+on_unary_done(struct cq_tag *t, int ok)
+{
+	struct plat_stream *c = (struct plat_stream *)((char *)t -
+	    offsetof(struct plat_stream, t_unary));
+
+	call_unref(c);
+}
+
+static void
+unary_finish(struct plat_stream *c, int code, grpc_byte_buffer *resp)
+{
+	grpc_op ops[4];
+	size_t n = 0;
+
+	memset(ops, 0, sizeof(ops));
+	ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+	n++;
+	if (code == PLAT_OK && resp != NULL) {
+		c->send_buf = resp;
+		ops[n].op = GRPC_OP_SEND_MESSAGE;
+		ops[n].data.send_message.send_message = resp;
+		n++;
+	}
+	c->final_code = code;
+	c->status_slice = grpc_slice_from_copied_string(
+	    code == PLAT_OK ? "" : c->ctx.message);
+	c->status_started = 1;
+	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	ops[n].data.send_status_from_server.status = (grpc_status_code)code;
+	ops[n].data.send_status_from_server.status_details =
+	    &c->status_slice;
+	n++;
+	ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	ops[n].data.recv_close_on_server.cancelled = &c->cancelled_flag;
+	n++;
+	pthread_mutex_lock(&c->mu);
+	start_batch_locked(c, ops, n, &c->t_unary);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void
+dispatch_unary(struct plat_stream *c)
+{
+	const struct plat_method *m = c->mm->m;
+	ProtobufCMessage *req = NULL, *resp = NULL;
+	grpc_byte_buffer *out = NULL;
+	int code;
+
+	code = decode_request(&c->ctx, m->request, c->payload, &req);
+	if (code == PLAT_OK) {
+		c->ctx.code = PLAT_OK;
+		code = m->unary(&c->ctx, req, &resp);
+		if (code < 0 || code > PLAT_UNAUTHENTICATED) {
+			log_error("handler returned a bad status", "method",
+			    m->path);
+			code = plat_error(&c->ctx, PLAT_INTERNAL,
+			    "internal error");
+		}
+	}
+	if (code == PLAT_OK) {
+		if (c->ctx.packed_resp != NULL) {
+			out = c->ctx.packed_resp;
+			c->ctx.packed_resp = NULL;
+		} else if (resp != NULL) {
+			out = pack_message(resp,
+			    (size_t)c->srv->settings.max_message_bytes, NULL);
+		} else {
+			ProtobufCMessage *empty = plat_new_message(&c->ctx,
+			    m->response);
+			out = pack_message(empty, SIZE_MAX, NULL);
+		}
+		if (out == NULL)
+			code = plat_error(&c->ctx, PLAT_RESOURCE_EXHAUSTED,
+			    "response larger than the maximum message size");
+	}
+	unary_finish(c, code, out);
+}
+
+/* ---- streams ---- */
+
+static void
+stream_fire_close_now(struct plat_stream *c)
+{
+	void (*cb)(plat_stream *, void *);
+	void *arg;
+
+	pthread_mutex_lock(&c->mu);
+	if (!c->closed || c->close_fired || c->handler_running) {
+		pthread_mutex_unlock(&c->mu);
+		return;
+	}
+	c->close_fired = 1;
+	cb = c->close_cb;
+	arg = c->close_arg;
+	c->close_cb = NULL;
+	pthread_mutex_unlock(&c->mu);
+	live_remove(c);
+	if (cb != NULL)
+		cb(c, arg);
+}
+
+static void
+stream_maybe_fire_close(struct plat_stream *c)
+{
+	stream_fire_close_now(c);
+}
+
+static void
+on_stream_closed(struct cq_tag *t, int ok)
+{
+	struct plat_stream *c = (struct plat_stream *)((char *)t -
+	    offsetof(struct plat_stream, t_closed));
+	struct qmsg *q, *next;
+
+	pthread_mutex_lock(&c->mu);
+	c->closed = 1;
+	if (c->final_code < 0)
+		c->final_code = PLAT_CANCELLED;
+	for (q = c->qhead; q != NULL; q = next) {
+		next = q->next;
+		grpc_byte_buffer_destroy(q->buf);
+		free(q);
+	}
+	c->qhead = c->qtail = NULL;
+	c->qlen = c->qbytes = 0;
+	pthread_mutex_unlock(&c->mu);
+	stream_maybe_fire_close(c);
+	call_unref(c);
+}
+
+static void
+stream_start_send_locked(struct plat_stream *c)
+{
+	struct qmsg *q = c->qhead;
+	grpc_op ops[2];
+	size_t n = 0;
+
+	c->qhead = q->next;
+	if (c->qhead == NULL)
+		c->qtail = NULL;
+	c->qlen--;
+	c->qbytes -= q->len;
+	c->send_buf = q->buf;
+	free(q);
+	memset(ops, 0, sizeof(ops));
+	if (!c->initial_md_sent) {
+		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+		c->initial_md_sent = 1;
+	}
+	ops[n].op = GRPC_OP_SEND_MESSAGE;
+	ops[n].data.send_message.send_message = c->send_buf;
+	n++;
+	c->send_inflight = 1;
+	if (start_batch_locked(c, ops, n, &c->t_send) != 0) {
+		c->send_inflight = 0;
+		grpc_byte_buffer_destroy(c->send_buf);
+		c->send_buf = NULL;
+	}
+}
+
+static void
+on_stream_sent(struct cq_tag *t, int ok)
+{
+	struct plat_stream *c = (struct plat_stream *)((char *)t -
+	    offsetof(struct plat_stream, t_send));
+
+	pthread_mutex_lock(&c->mu);
+	c->send_inflight = 0;
+	grpc_byte_buffer_destroy(c->send_buf);
+	c->send_buf = NULL;
+	if (ok && !c->closed && c->qhead != NULL)
+		stream_start_send_locked(c);
+	else if (c->finish_pending && !c->status_started)
+		stream_start_status_locked(c);
+	pthread_mutex_unlock(&c->mu);
+	call_unref(c);
+}
+
+static void
+on_stream_status_sent(struct cq_tag *t, int ok)
+{
+	struct plat_stream *c = (struct plat_stream *)((char *)t -
+	    offsetof(struct plat_stream, t_status));
+
+	call_unref(c);
+}
+
+static void
+stream_start_status_locked(struct plat_stream *c)
+{
+	grpc_op ops[2];
+	size_t n = 0;
+
+	c->status_started = 1;
+	memset(ops, 0, sizeof(ops));
+	if (!c->initial_md_sent) {
+		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+		c->initial_md_sent = 1;
+	}
+	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	ops[n].data.send_status_from_server.status =
+	    (grpc_status_code)c->final_code;
+	ops[n].data.send_status_from_server.status_details = &c->status_slice;
+	n++;
+	start_batch_locked(c, ops, n, &c->t_status);
+}
+
+int
+plat_stream_send(plat_stream *c, const ProtobufCMessage *msg)
+{
+	struct qmsg *q;
+	size_t len;
+	grpc_byte_buffer *bb;
+	int overflow = 0;
+
+	bb = pack_message(msg, (size_t)c->srv->settings.max_message_bytes,
+	    &len);
+	if (bb == NULL) {
+		log_error("stream message over the size limit", "method",
+		    c->mm->m->path);
+		return -1;
+	}
+	pthread_mutex_lock(&c->mu);
+	if (c->closed || c->finish_pending) {
+		pthread_mutex_unlock(&c->mu);
+		grpc_byte_buffer_destroy(bb);
+		return -1;
+	}
+	if (c->qlen >= STREAM_QUEUE_MAX_MSGS ||
+	    c->qbytes + len > STREAM_QUEUE_MAX_BYTES) {
+		/* A slow consumer: end it instead of growing without bound.
+		 * Cancel rather than queue a status, since the send in
+		 * flight may never complete while the client is not
+		 * reading. */
+		c->finish_pending = 1;
+		c->status_started = 1;
+		c->final_code = PLAT_RESOURCE_EXHAUSTED;
+		c->status_slice = grpc_slice_from_static_string("");
+		overflow = 1;
+		pthread_mutex_unlock(&c->mu);
+		grpc_byte_buffer_destroy(bb);
+		log_warn("stream consumer too slow, ending it", "method",
+		    c->mm->m->path);
+		grpc_call_cancel_with_status(c->call,
+		    GRPC_STATUS_RESOURCE_EXHAUSTED,
+		    "stream consumer too slow: send queue full", NULL);
+		return -1;
+	}
+	if ((q = malloc(sizeof(*q))) == NULL)
+		abort();
+	q->next = NULL;
+	q->buf = bb;
+	q->len = len;
+	if (c->qtail != NULL)
+		c->qtail->next = q;
+	else
+		c->qhead = q;
+	c->qtail = q;
+	c->qlen++;
+	c->qbytes += len;
+	if (!c->send_inflight)
+		stream_start_send_locked(c);
+	pthread_mutex_unlock(&c->mu);
+	(void)overflow;
+	return 0;
+}
+
+void
+plat_stream_finish(plat_stream *c, int code, const char *message)
+{
+	pthread_mutex_lock(&c->mu);
+	if (c->finish_pending || c->closed) {
+		pthread_mutex_unlock(&c->mu);
+		return;
+	}
+	c->finish_pending = 1;
+	c->final_code = code;
+	c->status_slice = grpc_slice_from_copied_string(
+	    message != NULL ? message : "");
+	/* Otherwise on_stream_sent sends it once the queue drains. */
+	if (!c->send_inflight)
+		stream_start_status_locked(c);
+	pthread_mutex_unlock(&c->mu);
+}
+
+void
+plat_stream_on_close(plat_stream *c, void (*cb)(plat_stream *, void *),
+    void *arg)
+{
+	pthread_mutex_lock(&c->mu);
+	c->close_cb = cb;
+	c->close_arg = arg;
+	pthread_mutex_unlock(&c->mu);
+	/* If the call already closed, the dispatcher fires cb once the
+	 * handler returns. */
+}
+
+int
+plat_stream_closed(plat_stream *c)
+{
+	int closed;
+
+	pthread_mutex_lock(&c->mu);
+	closed = c->closed || c->finish_pending;
+	pthread_mutex_unlock(&c->mu);
+	return closed;
+}
+
+void
+plat_stream_ref(plat_stream *c)
+{
+	pthread_mutex_lock(&c->mu);
+	call_ref_locked(c);
+	pthread_mutex_unlock(&c->mu);
+}
+
+void
+plat_stream_unref(plat_stream *c)
+{
+	call_unref(c);
+}
+
+/* Starts RECV_CLOSE_ON_SERVER so cancellation is seen at once. */
+static int
+stream_watch_close(struct plat_stream *c)
+{
+	grpc_op op;
+	int rc;
+
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	op.data.recv_close_on_server.cancelled = &c->cancelled_flag;
+	pthread_mutex_lock(&c->mu);
+	rc = start_batch_locked(c, &op, 1, &c->t_closed);
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+static void
+stream_after_handler(struct plat_stream *c, int code)
+{
+	if (code != PLAT_STREAM_OPEN) {
+		if (code < 0 || code > PLAT_UNAUTHENTICATED)
+			code = plat_error(&c->ctx, PLAT_INTERNAL,
+			    "internal error");
+		plat_stream_finish(c, code, code == PLAT_OK ? "" :
+		    c->ctx.message);
+	}
+	pthread_mutex_lock(&c->mu);
+	c->handler_running = 0;
+	pthread_mutex_unlock(&c->mu);
+	stream_maybe_fire_close(c);
+}
+
+static void
+dispatch_server_stream(struct plat_stream *c)
+{
+	const struct plat_method *m = c->mm->m;
+	ProtobufCMessage *req = NULL;
+	int code;
+
+	live_add(c);
+	c->handler_running = 1;
+	if (stream_watch_close(c) != 0) {
+		c->handler_running = 0;
+		live_remove(c);
+		return;
+	}
+	code = decode_request(&c->ctx, m->request, c->payload, &req);
+	if (code == PLAT_OK) {
+		c->ctx.code = PLAT_OK;
+		code = m->stream(&c->ctx, req, c);
+	}
+	stream_after_handler(c, code);
+}
+
+static void stream_start_recv(struct plat_stream *c);
+
+static void
+on_stream_recv(struct cq_tag *t, int ok)
+{
+	struct plat_stream *c = (struct plat_stream *)((char *)t -
+	    offsetof(struct plat_stream, t_recv));
+	const struct plat_bidi_handlers *h = c->mm->m->bidi;
+	grpc_byte_buffer *bb;
+	ProtobufCMessage *msg = NULL;
+	int code;
+
+	pthread_mutex_lock(&c->mu);
+	bb = c->recv_buf;
+	c->recv_buf = NULL;
+	c->handler_running = 1;
+	pthread_mutex_unlock(&c->mu);
+	if (!ok) {
+		code = PLAT_STREAM_OPEN;        /* the call is gone */
+	} else if (bb == NULL) {
+		code = h->on_half_close != NULL ?
+		    h->on_half_close(&c->ctx, c) : PLAT_OK;
+	} else {
+		arena_reset(&c->ctx.arena);
+		code = decode_request(&c->ctx, c->mm->m->request, bb, &msg);
+		grpc_byte_buffer_destroy(bb);
+		if (code == PLAT_OK) {
+			c->ctx.code = PLAT_OK;
+			code = h->on_message(&c->ctx, c, msg);
+		}
+		if (code == PLAT_STREAM_OPEN)
+			stream_start_recv(c);
+	}
+	stream_after_handler(c, code);
+	call_unref(c);
+}
+
+static void
+stream_start_recv(struct plat_stream *c)
+{
+	grpc_op op;
+
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_RECV_MESSAGE;
+	op.data.recv_message.recv_message = &c->recv_buf;
+	pthread_mutex_lock(&c->mu);
+	if (!c->closed && !c->finish_pending)
+		start_batch_locked(c, &op, 1, &c->t_recv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void
+dispatch_bidi(struct plat_stream *c)
+{
+	const struct plat_bidi_handlers *h = c->mm->m->bidi;
+	int code = PLAT_STREAM_OPEN;
+
+	live_add(c);
+	c->handler_running = 1;
+	if (stream_watch_close(c) != 0) {
+		c->handler_running = 0;
+		live_remove(c);
+		return;
+	}
+	c->ctx.code = PLAT_OK;
+	if (h->on_open != NULL)
+		code = h->on_open(&c->ctx, c);
+	if (code == PLAT_STREAM_OPEN)
+		stream_start_recv(c);
+	stream_after_handler(c, code);
+}
+
+/* ---- accepting calls ---- */
+
+static void
+on_request(struct cq_tag *t, int ok)
+{
+	struct plat_stream *c = (struct plat_stream *)((char *)t -
+	    offsetof(struct plat_stream, t_request));
+	struct mounted_method *mm = c->mm;
+
+	if (!ok) {
+		/* The server is shutting down. */
+		call_free(c);
+		return;
+	}
+	c->started_us = now_us();
+	/* Re-arm first so another call is accepted while this one runs. */
+	if (mm != NULL)
+		server_arm(mm);
+	else
+		server_arm_unregistered(c->srv);
+	if (mm == NULL) {
+		plat_error(&c->ctx, PLAT_UNIMPLEMENTED, "unknown method %.*s",
+		    (int)GRPC_SLICE_LENGTH(c->details.method),
+		    (const char *)GRPC_SLICE_START_PTR(c->details.method));
+		c->deadline = c->details.deadline;
+		unary_finish(c, PLAT_UNIMPLEMENTED, NULL);
+		call_unref(c);
+		return;
+	}
+	switch (mm->m->kind) {
+	case PLAT_METHOD_UNARY:
+		dispatch_unary(c);
+		break;
+	case PLAT_METHOD_SERVER_STREAM:
+		dispatch_server_stream(c);
+		break;
+	case PLAT_METHOD_CLIENT_STREAM:
+	case PLAT_METHOD_BIDI:
+		dispatch_bidi(c);
+		break;
+	}
+	call_unref(c);
+}
+
+static int
+server_arm(struct mounted_method *mm)
+{
+	struct plat_stream *c;
+	int with_payload = mm->m->kind == PLAT_METHOD_UNARY ||
+	    mm->m->kind == PLAT_METHOD_SERVER_STREAM;
+	grpc_call_error err;
+
+	if (atomic_load(&mm->srv->stopping))
+		return -1;
+	c = call_new(mm->srv, mm);
+	c->t_request.fn = on_request;
+	c->t_unary.fn = on_unary_done;
+	c->t_closed.fn = on_stream_closed;
+	c->t_send.fn = on_stream_sent;
+	c->t_status.fn = on_stream_status_sent;
+	c->t_recv.fn = on_stream_recv;
+	err = grpc_server_request_registered_call(mm->srv->server, mm->handle,
+	    &c->call, &c->deadline, &c->md_in,
+	    with_payload ? &c->payload : NULL, mm->srv->cq, mm->srv->cq,
+	    &c->t_request);
+	if (err != GRPC_CALL_OK) {
+		call_free(c);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+server_arm_unregistered(plat_server *srv)
+{
+	struct plat_stream *c;
+	grpc_call_error err;
+
+	if (atomic_load(&srv->stopping))
+		return -1;
+	c = call_new(srv, NULL);
+	c->t_request.fn = on_request;
+	c->t_unary.fn = on_unary_done;
+	err = grpc_server_request_call(srv->server, &c->call, &c->details,
+	    &c->md_in, srv->cq, srv->cq, &c->t_request);
+	if (err != GRPC_CALL_OK) {
+		call_free(c);
+		return -1;
+	}
+	return 0;
+}
+
+static void *
+poller_main(void *arg)
+{
+	plat_server *srv = arg;
+	grpc_event ev;
+
+	for (;;) {
+		ev = grpc_completion_queue_next(srv->cq,
+		    gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		if (ev.type == GRPC_QUEUE_SHUTDOWN)
+			break;
+		if (ev.type == GRPC_OP_COMPLETE) {
+			struct cq_tag *t = ev.tag;
+
+			t->fn(t, ev.success);
+		}
+	}
+	return NULL;
+}
+
+static void
+on_shutdown_done(struct cq_tag *t, int ok)
+{
+	plat_server *srv = (plat_server *)((char *)t -
+	    offsetof(plat_server, t_shutdown));
+
+	pthread_mutex_lock(&srv->shutdown_mu);
+	srv->shutdown_done = 1;
+	pthread_cond_signal(&srv->shutdown_cv);
+	pthread_mutex_unlock(&srv->shutdown_mu);
+}
+
+/* ---- server-wide accessors ---- */
+
+const struct plat_settings *
+plat_server_settings(const plat_server *srv)
+{
+	return &srv->settings;
+}
+
+const char *
+plat_server_address(const plat_server *srv)
+{
+	return srv->address;
+}
+
+void
+plat_server_set_user(plat_server *srv, void *user)
+{
+	srv->user = user;
+}
+
+void *
+plat_server_user(const plat_server *srv)
+{
+	return srv->user;
+}
+
+int
+plat_server_stopping(const plat_server *srv)
+{
+	return atomic_load(&((plat_server *)srv)->stopping);
+}
+
+struct health_state *
+server_health(plat_server *srv)
+{
+	return srv->health;
+}
+
+size_t
+server_grpc_services(plat_server *srv, const char **out, size_t max)
+{
+	const char *names[] = { srv->svc->grpc_service, PLAT_HEALTH_SERVICE,
+	    PLAT_REFLECTION_V1ALPHA, PLAT_REFLECTION_V1 };
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && n < max;
+	    i++)
+		if (names[i] != NULL)
+			out[n++] = names[i];
+	return n;
+}
+
+/* ---- start and stop ---- */
+
+static char *
+read_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	long len;
+
+	if (f == NULL)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 ||
+	    fseek(f, 0, SEEK_SET) != 0)
+		goto fail;
+	if ((buf = malloc((size_t)len + 1)) == NULL)
+		goto fail;
+	if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
+		free(buf);
+		buf = NULL;
+		goto fail;
+	}
+	buf[len] = '\0';
+fail:
+	fclose(f);
+	return buf;
+}
+
+static grpc_server_credentials *
+server_credentials(const struct plat_settings *s)
+{
+	grpc_ssl_pem_key_cert_pair pair;
+	grpc_server_credentials *creds;
+	char *cert, *key, *ca = NULL;
+
+	if (s->tls_cert == NULL || s->tls_cert[0] == '\0')
+		return grpc_insecure_server_credentials_create();
+	cert = read_file(s->tls_cert);
+	key = read_file(s->tls_key);
+	if (s->tls_ca != NULL && s->tls_ca[0] != '\0')
+		ca = read_file(s->tls_ca);
+	if (cert == NULL || key == NULL) {
+		free(cert);
+		free(key);
+		free(ca);
+		return NULL;
+	}
+	pair.cert_chain = cert;
+	pair.private_key = key;
+	/* With a CA, clients must present a certificate it signed (mTLS). */
+	creds = grpc_ssl_server_credentials_create_ex(ca, &pair, 1,
+	    ca != NULL ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+	    : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE, NULL);
+	explicit_bzero(key, strlen(key));
+	free(cert);
+	free(key);
+	free(ca);
+	return creds;
+}
+
+static int
+server_mount(plat_server *srv, const struct plat_method *methods, size_t n,
+    size_t *at)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct mounted_method *mm = &srv->methods[(*at)++];
+		int with_payload = methods[i].kind == PLAT_METHOD_UNARY ||
+		    methods[i].kind == PLAT_METHOD_SERVER_STREAM;
+
+		mm->m = &methods[i];
+		mm->srv = srv;
+		mm->handle = grpc_server_register_method(srv->server,
+		    methods[i].path, NULL, with_payload ?
+		    GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER :
+		    GRPC_SRM_PAYLOAD_NONE, 0);
+		if (mm->handle == NULL) {
+			log_error("cannot register method", "method",
+			    methods[i].path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+server_create(plat_server *srv)
+{
+	grpc_arg args[3];
+	grpc_channel_args chargs;
+	grpc_server_credentials *creds;
+	size_t at = 0;
+	int port;
+	const char *colon;
+
+	memset(args, 0, sizeof(args));
+	args[0].type = GRPC_ARG_INTEGER;
+	args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+	args[0].value.integer = srv->settings.max_message_bytes;
+	args[1].type = GRPC_ARG_INTEGER;
+	args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+	args[1].value.integer = srv->settings.max_message_bytes;
+	/* Otherwise a second server silently shares the port. */
+	args[2].type = GRPC_ARG_INTEGER;
+	args[2].key = GRPC_ARG_ALLOW_REUSEPORT;
+	args[2].value.integer = 0;
+	chargs.num_args = 3;
+	chargs.args = args;
+
+	srv->cq = grpc_completion_queue_create_for_next(NULL);
+	srv->server = grpc_server_create(&chargs, NULL);
+	grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
+
+	srv->nmethods = srv->svc->nmethods + health_nmethods +
+	    reflection_nmethods;
+	srv->methods = calloc(srv->nmethods, sizeof(*srv->methods));
+	if (srv->methods == NULL)
+		abort();
+	if (server_mount(srv, srv->svc->methods, srv->svc->nmethods, &at) ||
+	    server_mount(srv, health_methods, health_nmethods, &at) ||
+	    server_mount(srv, reflection_methods, reflection_nmethods, &at))
+		return -1;
+
+	if ((creds = server_credentials(&srv->settings)) == NULL) {
+		log_error("cannot read the TLS certificate or key", "cert",
+		    srv->settings.tls_cert, "key", srv->settings.tls_key);
+		return -1;
+	}
+	port = grpc_server_add_http2_port(srv->server, srv->settings.listen,
+	    creds);
+	grpc_server_credentials_release(creds);
+	if (port <= 0) {
+		log_error("cannot listen", "listen", srv->settings.listen);
+		fprintf(stderr, "%s: cannot listen on %s\n", srv->spec.prog,
+		    srv->settings.listen);
+		return -1;
+	}
+	colon = strrchr(srv->settings.listen, ':');
+	snprintf(srv->address, sizeof(srv->address), "%.*s:%d",
+	    (int)(colon - srv->settings.listen), srv->settings.listen, port);
+	return 0;
+}
+
+static void
+server_finish_streams(plat_server *srv)
+{
+	struct plat_stream **all = NULL, *c;
+	size_t n = 0, cap = 0;
+
+	pthread_mutex_lock(&srv->live_mu);
+	for (c = srv->live; c != NULL; c = c->live_next) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			if ((all = realloc(all, cap * sizeof(*all))) == NULL)
+				abort();
+		}
+		plat_stream_ref(c);
+		all[n++] = c;
+	}
+	pthread_mutex_unlock(&srv->live_mu);
+	for (size_t i = 0; i < n; i++) {
+		plat_stream_finish(all[i], PLAT_UNAVAILABLE,
+		    "server shutting down");
+		plat_stream_unref(all[i]);
+	}
+	free(all);
+}
+
+static void
+server_shutdown(plat_server *srv)
+{
+	struct timespec until;
+	int done;
+
+	atomic_store(&srv->stopping, 1);
+	srv->t_shutdown.fn = on_shutdown_done;
+	grpc_server_shutdown_and_notify(srv->server, srv->cq,
+	    &srv->t_shutdown);
+	health_close_watchers(srv->health);
+	server_finish_streams(srv);
+
+	/* Drain in-flight calls for up to the grace period. */
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += srv->settings.grace_ms / 1000;
+	until.tv_nsec += (long)(srv->settings.grace_ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&srv->shutdown_mu);
+	while (!srv->shutdown_done) {
+		if (pthread_cond_timedwait(&srv->shutdown_cv,
+		    &srv->shutdown_mu, &until) == ETIMEDOUT)
+			break;
+	}
+	done = srv->shutdown_done;
+	pthread_mutex_unlock(&srv->shutdown_mu);
+	if (!done) {
+		log_warn("grace period over, cancelling the calls left");
+		grpc_server_cancel_all_calls(srv->server);
+		pthread_mutex_lock(&srv->shutdown_mu);
+		while (!srv->shutdown_done)
+			pthread_cond_wait(&srv->shutdown_cv,
+			    &srv->shutdown_mu);
+		pthread_mutex_unlock(&srv->shutdown_mu);
+	}
+	grpc_completion_queue_shutdown(srv->cq);
+	for (int i = 0; i < srv->npollers; i++)
+		pthread_join(srv->pollers[i], NULL);
+	grpc_server_destroy(srv->server);
+	grpc_completion_queue_destroy(srv->cq);
+}
+
+/* Tears down a server that was created but never started. */
+static void
+server_discard_unstarted(plat_server *srv)
+{
+	grpc_event ev;
+	int tag;
+
+	if (srv->server != NULL) {
+		grpc_server_shutdown_and_notify(srv->server, srv->cq, &tag);
+		do {
+			ev = grpc_completion_queue_next(srv->cq,
+			    gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		} while (ev.type == GRPC_OP_COMPLETE && ev.tag != &tag);
+		grpc_server_destroy(srv->server);
+		srv->server = NULL;
+	}
+	if (srv->cq != NULL) {
+		grpc_completion_queue_shutdown(srv->cq);
+		while (grpc_completion_queue_next(srv->cq,
+		    gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+		    GRPC_QUEUE_SHUTDOWN)
+			;
+		grpc_completion_queue_destroy(srv->cq);
+		srv->cq = NULL;
+	}
+}
+
+static const char **
+server_endpoints(const plat_server *srv)
+{
+	const struct plat_service *svc = srv->svc;
+	const char **eps = calloc(svc->nmethods + 1, sizeof(*eps));
+
+	if (eps == NULL)
+		abort();
+	for (size_t i = 0; i < svc->nmethods; i++) {
+		/* "/pkg.Service/Method" → "Service.Method" */
+		const char *p = svc->methods[i].path;
+		const char *dot = strrchr(p, '.');
+
+		eps[i] = dot != NULL ? dot + 1 : p;
+	}
+	return eps;
+}
+
+static void
+server_free(plat_server *srv)
+{
+	health_free(srv->health);
+	free(srv->methods);
+	free(srv->pollers);
+	settings_free(&srv->settings);
+	pthread_mutex_destroy(&srv->live_mu);
+	pthread_mutex_destroy(&srv->shutdown_mu);
+	pthread_cond_destroy(&srv->shutdown_cv);
+	free(srv);
+}
+
+static int
+server_start_pollers(plat_server *srv)
+{
+	srv->npollers = srv->settings.workers;
+	srv->pollers = calloc((size_t)srv->npollers, sizeof(pthread_t));
+	if (srv->pollers == NULL)
+		abort();
+	for (int i = 0; i < srv->npollers; i++)
+		if (pthread_create(&srv->pollers[i], NULL, poller_main,
+		    srv) != 0) {
+			srv->npollers = i;
+			return -1;
+		}
+	return 0;
+}
+
+static void
+server_arm_all(plat_server *srv)
+{
+	for (size_t i = 0; i < srv->nmethods; i++) {
+		int n = srv->methods[i].m->kind == PLAT_METHOD_UNARY ?
+		    SERVER_REQUESTS_PER_METHOD : 4;
+
+		for (int j = 0; j < n; j++)
+			server_arm(&srv->methods[i]);
+	}
+	server_arm_unregistered(srv);
+	server_arm_unregistered(srv);
+}
+
+int
+plat_main(const struct plat_service *svc, int argc, char **argv)
+{
+	plat_server *srv;
+	char err[512], prog[128], ttl[16];
+	sigset_t sigs;
+	int sig, rc, exit_code = 1;
+	plat_client *client = NULL;
+	plat_registrar *reg = NULL;
+	const char **eps = NULL;
+
+	if ((srv = calloc(1, sizeof(*srv))) == NULL)
+		abort();
+	srv->svc = svc;
+	pthread_mutex_init(&srv->live_mu, NULL);
+	pthread_mutex_init(&srv->shutdown_mu, NULL);
+	pthread_cond_init(&srv->shutdown_cv, NULL);
+	snprintf(prog, sizeof(prog), "%s-srv", svc->name);
+	srv->spec.prog = prog;
+	srv->spec.default_listen = svc->default_listen;
+	srv->spec.extra = svc->options;
+	srv->spec.nextra = svc->noptions;
+	rc = settings_parse(&srv->settings, &srv->spec, argc, argv, NULL,
+	    err, sizeof(err));
+	if (rc == SETTINGS_HELP) {
+		settings_usage(stdout, &srv->spec);
+		server_free(srv);
+		return 0;
+	}
+	if (rc != SETTINGS_OK) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		server_free(srv);
+		return 2;
+	}
+	log_setup(srv->settings.log_format, srv->settings.log_level, prog);
+
+	/* Signals are taken by sigwait in this thread only. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	grpc_init();
+	srv->health = health_new();
+	if (server_create(srv) != 0) {
+		server_discard_unstarted(srv);
+		goto out_grpc;
+	}
+	if (svc->init != NULL && svc->init(srv, &srv->settings) != 0) {
+		log_error("service failed to start", "service", svc->name);
+		server_discard_unstarted(srv);
+		goto out_grpc;
+	}
+	grpc_server_start(srv->server);
+	server_arm_all(srv);
+	if (server_start_pollers(srv) != 0) {
+		log_error("cannot start pollers");
+		server_shutdown(srv);
+		goto out_fini;
+	}
+	plat_health_set(srv, "", PLAT_HEALTH_SERVING);
+	plat_health_set(srv, svc->grpc_service, PLAT_HEALTH_SERVING);
+	log_info("server started", "service", svc->name, "version",
+	    svc->version, "listen", srv->address, "node",
+	    srv->settings.node_id, "tls",
+	    srv->settings.tls_cert != NULL ? "on" : "off");
+
+	if ((srv->settings.discovery == NULL ||
+	    srv->settings.discovery[0] == '\0') && svc->self_discovery) {
+		free(srv->settings.discovery);
+		if ((srv->settings.discovery = strdup(srv->address)) == NULL)
+			abort();
+	}
+	if (srv->settings.discovery != NULL &&
+	    srv->settings.discovery[0] != '\0') {
+		struct plat_client_opts co = {
+			.discovery = srv->settings.discovery,
+			.tls_ca = srv->settings.tls_ca,
+			.tls_cert = srv->settings.tls_cert,
+			.tls_key = srv->settings.tls_key,
+		};
+		const char *md[] = { "grpc_service", svc->grpc_service, NULL };
+		struct plat_registration r;
+		const char *adv = srv->settings.advertise;
+
+		/* With --listen :0 advertise the port actually bound. */
+		if (adv == NULL || strcmp(adv, srv->settings.listen) == 0)
+			adv = srv->address;
+		eps = server_endpoints(srv);
+		memset(&r, 0, sizeof(r));
+		r.service = svc->name;
+		r.version = svc->version;
+		r.node_id = srv->settings.node_id;
+		r.address = adv;
+		r.metadata = md;
+		r.endpoints = eps;
+		r.ttl_s = srv->settings.register_ttl_s;
+		client = plat_client_new(&co);
+		reg = plat_registrar_start(client, srv->settings.discovery, &r);
+	}
+
+	do {
+		if (sigwait(&sigs, &sig) != 0)
+			sig = SIGTERM;
+	} while (sig != SIGINT && sig != SIGTERM);
+	snprintf(ttl, sizeof(ttl), "%d", srv->settings.grace_ms);
+	log_info("shutting down", "signal", sig == SIGINT ? "SIGINT" :
+	    "SIGTERM", "grace_ms", ttl);
+
+	/* Leave the registry first so nobody is routed here while draining. */
+	plat_health_set(srv, "", PLAT_HEALTH_NOT_SERVING);
+	plat_health_set(srv, svc->grpc_service, PLAT_HEALTH_NOT_SERVING);
+	plat_registrar_stop(reg);
+	server_shutdown(srv);
+	exit_code = 0;
+out_fini:
+	if (svc->fini != NULL)
+		svc->fini(srv);
+	if (client != NULL)
+		plat_client_free(client);
+	free(eps);
+out_grpc:
+	grpc_shutdown();
+	log_info("stopped", "exit", exit_code == 0 ? "0" : "1");
+	server_free(srv);
+	return exit_code;
+}

@@ -1,0 +1,475 @@
+/*
+ * handlers: discovery-srv's gRPC methods over the registry.
+ *
+ * One rwlock guards the registry: lookups share it, changes take it
+ * exclusively. Watch takes it exclusively while it sends the snapshot and
+ * joins the watcher list, so no change can fall between the two; events
+ * are sent to watchers under the same lock, so they arrive in revision
+ * order.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "discovery.h"
+#include "platform/log.h"
+#include "platform/server.h"
+#include "registry.h"
+
+#define LIST_PAGE_DEFAULT 100
+#define LIST_PAGE_MAX 1000
+
+struct watcher {
+	struct watcher *next;
+	plat_stream *st;
+	char service[REGISTRY_NAME_MAX + 1];   /* "" for every service */
+};
+
+static struct {
+	pthread_rwlock_t lock;
+	struct registry *reg;
+	pthread_mutex_t hub_mu;                /* guards watchers */
+	struct watcher *watchers;
+
+	pthread_t sweeper;
+	pthread_mutex_t sweep_mu;
+	pthread_cond_t sweep_cv;
+	int stop;
+} D = {
+	.lock = PTHREAD_RWLOCK_INITIALIZER,
+	.hub_mu = PTHREAD_MUTEX_INITIALIZER,
+	.sweep_mu = PTHREAD_MUTEX_INITIALIZER,
+	.sweep_cv = PTHREAD_COND_INITIALIZER,
+};
+
+/* ---- watch events ---- */
+
+static int
+watch_send(plat_stream *st, Platform__Discovery__V1__EventType type,
+    const struct reg_version *v, const struct reg_node *n,
+    const char *reason, uint64_t revision)
+{
+	Platform__Discovery__V1__WatchResponse ev =
+	    PLATFORM__DISCOVERY__V1__WATCH_RESPONSE__INIT;
+	Platform__Discovery__V1__Service svc;
+	Platform__Discovery__V1__Node *node;
+
+	ev.type = type;
+	ev.revision = revision;
+	ev.reason = (char *)(reason != NULL ? reason : "");
+	if (v != NULL) {
+		svc = *v->svc;
+		node = n->node;
+		svc.n_nodes = 1;
+		svc.nodes = &node;
+		ev.service = &svc;
+	}
+	return plat_stream_send(st, &ev.base);
+}
+
+/* The registry's listener: runs under the exclusive lock. */
+static void
+on_registry_event(void *arg, Platform__Discovery__V1__EventType type,
+    const struct reg_version *v, const struct reg_node *n,
+    const char *reason, uint64_t revision)
+{
+	struct watcher *w;
+
+	(void)arg;
+	if (type == PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_CREATED ||
+	    type == PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_DELETED) {
+		char rev[24];
+
+		snprintf(rev, sizeof(rev), "%llu",
+		    (unsigned long long)revision);
+		log_info(type ==
+		    PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_CREATED ?
+		    "node registered" : "node removed", "service",
+		    v->svc->name, "version", v->svc->version, "node",
+		    n->node->id, "address", n->node->address, "reason",
+		    reason, "revision", rev);
+	}
+	pthread_mutex_lock(&D.hub_mu);
+	for (w = D.watchers; w != NULL; w = w->next)
+		if (w->service[0] == '\0' ||
+		    strcmp(w->service, v->svc->name) == 0)
+			watch_send(w->st, type, v, n, reason, revision);
+	pthread_mutex_unlock(&D.hub_mu);
+}
+
+static void
+watch_closed(plat_stream *st, void *arg)
+{
+	struct watcher *w = arg, **pp;
+
+	pthread_mutex_lock(&D.hub_mu);
+	for (pp = &D.watchers; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	pthread_mutex_unlock(&D.hub_mu);
+	plat_stream_unref(st);
+	free(w);
+}
+
+static void
+watch_snapshot_name(plat_stream *st, const struct reg_name *name,
+    uint64_t revision)
+{
+	for (size_t i = 0; i < name->nversions; i++) {
+		const struct reg_version *v = name->versions[i];
+
+		for (size_t j = 0; j < v->nnodes; j++)
+			watch_send(st,
+			    PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_CREATED,
+			    v, v->nodes[j], "", revision);
+	}
+}
+
+static int
+discovery_watch(plat_ctx *ctx, const ProtobufCMessage *msg, plat_stream *st)
+{
+	const Platform__Discovery__V1__WatchRequest *req = (const void *)msg;
+	const struct reg_name *name;
+	struct watcher *w;
+	uint64_t rev;
+
+	if (req->service[0] != '\0' && registry_check_name(req->service) != 0)
+		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
+		    "service: not a valid service name");
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		abort();
+	strcpy(w->service, req->service);
+	w->st = st;
+	plat_stream_ref(st);
+
+	pthread_rwlock_wrlock(&D.lock);
+	rev = registry_revision(D.reg);
+	if (req->service[0] != '\0') {
+		if ((name = registry_lookup(D.reg, req->service)) != NULL)
+			watch_snapshot_name(st, name, rev);
+	} else {
+		for (size_t i = 0; (name = registry_at(D.reg, i)) != NULL;
+		    i++)
+			watch_snapshot_name(st, name, rev);
+	}
+	watch_send(st, PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_SYNCED,
+	    NULL, NULL, "", rev);
+	pthread_mutex_lock(&D.hub_mu);
+	w->next = D.watchers;
+	D.watchers = w;
+	pthread_mutex_unlock(&D.hub_mu);
+	pthread_rwlock_unlock(&D.lock);
+
+	plat_stream_on_close(st, watch_closed, w);
+	return PLAT_STREAM_OPEN;
+}
+
+/* ---- unary methods ---- */
+
+static int
+discovery_register(plat_ctx *ctx, const ProtobufCMessage *msg,
+    ProtobufCMessage **resp)
+{
+	const Platform__Discovery__V1__RegisterRequest *req =
+	    (const void *)msg;
+	Platform__Discovery__V1__RegisterResponse *out;
+	char err[256];
+	uint32_t ttl = 0;
+	int rc;
+
+	if (registry_validate(req, err, sizeof(err)) != 0)
+		return plat_error(ctx, PLAT_INVALID_ARGUMENT, "%s", err);
+	out = plat_new(ctx, Platform__Discovery__V1__RegisterResponse,
+	    &platform__discovery__v1__register_response__descriptor);
+	pthread_rwlock_wrlock(&D.lock);
+	rc = registry_register(D.reg, req, plat_now_ms(), plat_wall_ms(), &ttl,
+	    err, sizeof(err));
+	out->revision = registry_revision(D.reg);
+	pthread_rwlock_unlock(&D.lock);
+	if (rc != PLAT_OK)
+		return plat_error(ctx, rc, "%s", err);
+	out->ttl_seconds = ttl;
+	*resp = &out->base;
+	return PLAT_OK;
+}
+
+static int
+discovery_deregister(plat_ctx *ctx, const ProtobufCMessage *msg,
+    ProtobufCMessage **resp)
+{
+	const Platform__Discovery__V1__DeregisterRequest *req =
+	    (const void *)msg;
+	Platform__Discovery__V1__DeregisterResponse *out;
+	size_t removed;
+
+	if (registry_check_name(req->name) != 0)
+		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
+		    "name: not a valid service name");
+	pthread_rwlock_wrlock(&D.lock);
+	removed = registry_deregister(D.reg, req->name, req->version,
+	    req->node_id, "deregistered");
+	pthread_rwlock_unlock(&D.lock);
+	if (removed == 0)
+		return plat_error(ctx, PLAT_NOT_FOUND,
+		    "no node %s%s%sof service \"%s\" version \"%s\"",
+		    req->node_id[0] ? "\"" : "", req->node_id,
+		    req->node_id[0] ? "\" " : "", req->name, req->version);
+	out = plat_new(ctx, Platform__Discovery__V1__DeregisterResponse,
+	    &platform__discovery__v1__deregister_response__descriptor);
+	out->removed = (uint32_t)removed;
+	*resp = &out->base;
+	return PLAT_OK;
+}
+
+static int
+discovery_get_service(plat_ctx *ctx, const ProtobufCMessage *msg,
+    ProtobufCMessage **resp)
+{
+	const Platform__Discovery__V1__GetServiceRequest *req =
+	    (const void *)msg;
+	Platform__Discovery__V1__GetServiceResponse out =
+	    PLATFORM__DISCOVERY__V1__GET_SERVICE_RESPONSE__INIT;
+	const struct reg_name *name;
+	int rc = PLAT_OK;
+
+	if (registry_check_name(req->name) != 0)
+		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
+		    "name: not a valid service name");
+	pthread_rwlock_rdlock(&D.lock);
+	if ((name = registry_lookup(D.reg, req->name)) == NULL) {
+		rc = plat_error(ctx, PLAT_NOT_FOUND,
+		    "service \"%s\" is not registered", req->name);
+		goto out;
+	}
+	/* The response points into the registry: pack it under the lock. */
+	out.n_services = name->nversions;
+	out.services = plat_alloc(ctx, name->nversions *
+	    sizeof(*out.services));
+	for (size_t i = 0; i < name->nversions; i++) {
+		const struct reg_version *v = name->versions[i];
+		Platform__Discovery__V1__Service *s = plat_alloc(ctx,
+		    sizeof(*s));
+
+		*s = *v->svc;
+		s->n_nodes = v->nnodes;
+		s->nodes = plat_alloc(ctx, v->nnodes * sizeof(*s->nodes));
+		for (size_t j = 0; j < v->nnodes; j++)
+			s->nodes[j] = v->nodes[j]->node;
+		out.services[i] = s;
+	}
+	if (plat_respond_now(ctx, &out.base) != 0)
+		rc = plat_error(ctx, PLAT_RESOURCE_EXHAUSTED,
+		    "response over the maximum message size");
+out:
+	pthread_rwlock_unlock(&D.lock);
+	*resp = NULL;
+	return rc;
+}
+
+/* Page tokens are the last name served, hex encoded: opaque to callers,
+ * and stable while services come and go. */
+static char *
+token_encode(plat_ctx *ctx, const char *name)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = strlen(name);
+	char *t = plat_alloc(ctx, 2 * n + 1);
+
+	for (size_t i = 0; i < n; i++) {
+		t[2 * i] = hex[(unsigned char)name[i] >> 4];
+		t[2 * i + 1] = hex[(unsigned char)name[i] & 15];
+	}
+	return t;
+}
+
+static int
+token_decode(const char *t, char *out, size_t outlen)
+{
+	size_t n = strlen(t);
+
+	if (n % 2 != 0 || n / 2 >= outlen)
+		return -1;
+	for (size_t i = 0; i < n / 2; i++) {
+		int v = 0;
+
+		for (int k = 0; k < 2; k++) {
+			char c = t[2 * i + k];
+
+			v <<= 4;
+			if (c >= '0' && c <= '9')
+				v |= c - '0';
+			else if (c >= 'a' && c <= 'f')
+				v |= c - 'a' + 10;
+			else
+				return -1;
+		}
+		out[i] = (char)v;
+	}
+	out[n / 2] = '\0';
+	return registry_check_name(out);
+}
+
+static int
+discovery_list_services(plat_ctx *ctx, const ProtobufCMessage *msg,
+    ProtobufCMessage **resp)
+{
+	const Platform__Discovery__V1__ListServicesRequest *req =
+	    (const void *)msg;
+	Platform__Discovery__V1__ListServicesResponse out =
+	    PLATFORM__DISCOVERY__V1__LIST_SERVICES_RESPONSE__INIT;
+	char after[REGISTRY_NAME_MAX + 1] = "";
+	const struct reg_name *name;
+	size_t page, idx;
+	int rc = PLAT_OK;
+
+	if (req->page_size < 0)
+		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
+		    "page_size: must not be negative");
+	page = req->page_size == 0 ? LIST_PAGE_DEFAULT :
+	    req->page_size > LIST_PAGE_MAX ? LIST_PAGE_MAX :
+	    (size_t)req->page_size;
+	if (req->page_token[0] != '\0' &&
+	    token_decode(req->page_token, after, sizeof(after)) != 0)
+		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
+		    "page_token: not a token this server gave");
+
+	pthread_rwlock_rdlock(&D.lock);
+	name = registry_next_after(D.reg, after, &idx);
+	out.services = plat_alloc(ctx, page * sizeof(*out.services));
+	for (; name != NULL && out.n_services < page;
+	    name = registry_at(D.reg, ++idx)) {
+		Platform__Discovery__V1__ServiceSummary *s;
+		uint32_t nodes = 0;
+
+		s = plat_new(ctx, Platform__Discovery__V1__ServiceSummary,
+		    &platform__discovery__v1__service_summary__descriptor);
+		s->name = name->name;
+		s->n_versions = name->nversions;
+		s->versions = plat_alloc(ctx, name->nversions *
+		    sizeof(char *));
+		for (size_t i = 0; i < name->nversions; i++) {
+			s->versions[i] = name->versions[i]->svc->version;
+			nodes += (uint32_t)name->versions[i]->nnodes;
+		}
+		s->node_count = nodes;
+		out.services[out.n_services++] = s;
+	}
+	if (name != NULL && out.n_services > 0)
+		out.next_page_token = token_encode(ctx,
+		    out.services[out.n_services - 1]->name);
+	if (plat_respond_now(ctx, &out.base) != 0)
+		rc = plat_error(ctx, PLAT_RESOURCE_EXHAUSTED,
+		    "response over the maximum message size");
+	pthread_rwlock_unlock(&D.lock);
+	*resp = NULL;
+	return rc;
+}
+
+/* ---- TTL sweeper ---- */
+
+static void *
+sweeper_main(void *arg)
+{
+	struct timespec ts;
+
+	(void)arg;
+	pthread_mutex_lock(&D.sweep_mu);
+	while (!D.stop) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 200 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&D.sweep_cv, &D.sweep_mu, &ts);
+		if (D.stop)
+			break;
+		pthread_mutex_unlock(&D.sweep_mu);
+		pthread_rwlock_wrlock(&D.lock);
+		registry_expire(D.reg, plat_now_ms());
+		pthread_rwlock_unlock(&D.lock);
+		pthread_mutex_lock(&D.sweep_mu);
+	}
+	pthread_mutex_unlock(&D.sweep_mu);
+	return NULL;
+}
+
+int
+discovery_init(plat_server *srv, const struct plat_settings *s)
+{
+	(void)srv;
+	(void)s;
+	D.reg = registry_new();
+	registry_set_listener(D.reg, on_registry_event, NULL);
+	D.stop = 0;
+	if (pthread_create(&D.sweeper, NULL, sweeper_main, NULL) != 0) {
+		registry_free(D.reg);
+		D.reg = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+void
+discovery_fini(plat_server *srv)
+{
+	(void)srv;
+	pthread_mutex_lock(&D.sweep_mu);
+	D.stop = 1;
+	pthread_cond_signal(&D.sweep_cv);
+	pthread_mutex_unlock(&D.sweep_mu);
+	pthread_join(D.sweeper, NULL);
+	pthread_rwlock_wrlock(&D.lock);
+	registry_free(D.reg);
+	D.reg = NULL;
+	pthread_rwlock_unlock(&D.lock);
+}
+
+#define DISCOVERY_PATH "/platform.discovery.v1.Discovery/"
+
+const struct plat_method discovery_methods[] = {
+	{
+		.path = DISCOVERY_PATH "Register",
+		.kind = PLAT_METHOD_UNARY,
+		.request = &platform__discovery__v1__register_request__descriptor,
+		.response = &platform__discovery__v1__register_response__descriptor,
+		.unary = discovery_register,
+		.idempotent = 1,
+	},
+	{
+		.path = DISCOVERY_PATH "Deregister",
+		.kind = PLAT_METHOD_UNARY,
+		.request = &platform__discovery__v1__deregister_request__descriptor,
+		.response = &platform__discovery__v1__deregister_response__descriptor,
+		.unary = discovery_deregister,
+	},
+	{
+		.path = DISCOVERY_PATH "GetService",
+		.kind = PLAT_METHOD_UNARY,
+		.request = &platform__discovery__v1__get_service_request__descriptor,
+		.response = &platform__discovery__v1__get_service_response__descriptor,
+		.unary = discovery_get_service,
+		.idempotent = 1,
+	},
+	{
+		.path = DISCOVERY_PATH "ListServices",
+		.kind = PLAT_METHOD_UNARY,
+		.request = &platform__discovery__v1__list_services_request__descriptor,
+		.response = &platform__discovery__v1__list_services_response__descriptor,
+		.unary = discovery_list_services,
+		.idempotent = 1,
+	},
+	{
+		.path = DISCOVERY_PATH "Watch",
+		.kind = PLAT_METHOD_SERVER_STREAM,
+		.request = &platform__discovery__v1__watch_request__descriptor,
+		.response = &platform__discovery__v1__watch_response__descriptor,
+		.stream = discovery_watch,
+	},
+};
+const size_t discovery_nmethods =
+    sizeof(discovery_methods) / sizeof(discovery_methods[0]);
