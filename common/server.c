@@ -35,6 +35,7 @@
 #include "platform/arena.h"
 #include "platform/client.h"
 #include "platform/log.h"
+#include "platform/metrics.h"
 #include "platform/registrar.h"
 #include "platform/server.h"
 #include "platform/settings.h"
@@ -54,6 +55,7 @@ struct mounted_method {
 	const struct plat_method *m;
 	void *handle;                    /* from grpc_server_register_method */
 	plat_server *srv;
+	struct metrics_method *mx;
 };
 
 struct qmsg {
@@ -97,6 +99,7 @@ struct plat_stream {
 	int send_inflight;
 	int finish_pending;
 	int status_started;
+	int have_status_slice;           /* status_slice needs an unref */
 	int close_fired;
 	int final_code;
 	grpc_slice status_slice;
@@ -124,6 +127,8 @@ struct plat_server {
 	char address[256];
 	atomic_int stopping;
 	struct health_state *health;
+	struct metrics *metrics;
+	struct metrics_method *mx_unimplemented;
 	void *user;
 
 	pthread_mutex_t live_mu;         /* the streams open right now */
@@ -476,6 +481,8 @@ call_log(struct plat_stream *c)
 
 	if (c->mm == NULL)
 		path = "(unimplemented)";
+	metrics_observe(c->mm != NULL ? c->mm->mx :
+	    c->srv->mx_unimplemented, fc, now_us() - c->started_us);
 	if (fc == PLAT_OK || fc == PLAT_CANCELLED)
 		lvl = LOG_LEVEL_DEBUG;
 	else if (fc == PLAT_INTERNAL || fc == PLAT_UNKNOWN ||
@@ -514,7 +521,7 @@ call_free(struct plat_stream *c)
 		grpc_byte_buffer_destroy(c->payload);
 	if (c->ctx.packed_resp != NULL)
 		grpc_byte_buffer_destroy(c->ctx.packed_resp);
-	if (c->status_started)
+	if (c->have_status_slice)
 		grpc_slice_unref(c->status_slice);
 	grpc_metadata_array_destroy(&c->md_in);
 	grpc_call_details_destroy(&c->details);
@@ -568,6 +575,7 @@ live_add(struct plat_stream *c)
 {
 	plat_server *srv = c->srv;
 
+	metrics_stream_delta(c->mm->mx, 1);
 	pthread_mutex_lock(&srv->live_mu);
 	c->live_next = srv->live;
 	c->live_prev = NULL;
@@ -582,6 +590,7 @@ live_remove(struct plat_stream *c)
 {
 	plat_server *srv = c->srv;
 
+	metrics_stream_delta(c->mm->mx, -1);
 	pthread_mutex_lock(&srv->live_mu);
 	if (c->live_prev != NULL)
 		c->live_prev->live_next = c->live_next;
@@ -622,6 +631,7 @@ unary_finish(struct plat_stream *c, int code, grpc_byte_buffer *resp)
 	c->final_code = code;
 	c->status_slice = grpc_slice_from_copied_string(
 	    code == PLAT_OK ? "" : c->ctx.message);
+	c->have_status_slice = 1;
 	c->status_started = 1;
 	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
 	ops[n].data.send_status_from_server.status = (grpc_status_code)code;
@@ -809,7 +819,6 @@ plat_stream_send(plat_stream *c, const ProtobufCMessage *msg)
 	struct qmsg *q;
 	size_t len;
 	grpc_byte_buffer *bb;
-	int overflow = 0;
 
 	bb = pack_message(msg, (size_t)c->srv->settings.max_message_bytes,
 	    &len);
@@ -833,8 +842,6 @@ plat_stream_send(plat_stream *c, const ProtobufCMessage *msg)
 		c->finish_pending = 1;
 		c->status_started = 1;
 		c->final_code = PLAT_RESOURCE_EXHAUSTED;
-		c->status_slice = grpc_slice_from_static_string("");
-		overflow = 1;
 		pthread_mutex_unlock(&c->mu);
 		grpc_byte_buffer_destroy(bb);
 		log_warn("stream consumer too slow, ending it", "method",
@@ -859,7 +866,6 @@ plat_stream_send(plat_stream *c, const ProtobufCMessage *msg)
 	if (!c->send_inflight)
 		stream_start_send_locked(c);
 	pthread_mutex_unlock(&c->mu);
-	(void)overflow;
 	return 0;
 }
 
@@ -875,6 +881,7 @@ plat_stream_finish(plat_stream *c, int code, const char *message)
 	c->final_code = code;
 	c->status_slice = grpc_slice_from_copied_string(
 	    message != NULL ? message : "");
+	c->have_status_slice = 1;
 	/* Otherwise on_stream_sent sends it once the queue drains. */
 	if (!c->send_inflight)
 		stream_start_status_locked(c);
@@ -1170,6 +1177,12 @@ on_shutdown_done(struct cq_tag *t, int ok)
 
 /* ---- server-wide accessors ---- */
 
+struct metrics *
+plat_server_metrics(const plat_server *srv)
+{
+	return srv->metrics;
+}
+
 const struct plat_settings *
 plat_server_settings(const plat_server *srv)
 {
@@ -1290,6 +1303,7 @@ server_mount(plat_server *srv, const struct plat_method *methods, size_t n,
 
 		mm->m = &methods[i];
 		mm->srv = srv;
+		mm->mx = metrics_method(srv->metrics, methods[i].path);
 		mm->handle = grpc_server_register_method(srv->server,
 		    methods[i].path, NULL, with_payload ?
 		    GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER :
@@ -1480,6 +1494,7 @@ static void
 server_free(plat_server *srv)
 {
 	health_free(srv->health);
+	metrics_free(srv->metrics);
 	free(srv->methods);
 	free(srv->pollers);
 	settings_free(&srv->settings);
@@ -1564,6 +1579,18 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 
 	grpc_init();
 	srv->health = health_new();
+	srv->metrics = metrics_new(svc->name);
+	srv->mx_unimplemented = metrics_method(srv->metrics,
+	    "(unimplemented)");
+	if (srv->settings.metrics_listen != NULL &&
+	    srv->settings.metrics_listen[0] != '\0' &&
+	    metrics_serve(srv->metrics, srv->settings.metrics_listen) != 0) {
+		log_error("cannot listen for metrics", "metrics_listen",
+		    srv->settings.metrics_listen);
+		fprintf(stderr, "%s: cannot listen on %s for metrics\n", prog,
+		    srv->settings.metrics_listen);
+		goto out_grpc;
+	}
 	if (server_create(srv) != 0) {
 		server_discard_unstarted(srv);
 		goto out_grpc;
@@ -1636,6 +1663,7 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	server_shutdown(srv);
 	exit_code = 0;
 out_fini:
+	metrics_stop(srv->metrics);
 	if (svc->fini != NULL)
 		svc->fini(srv);
 	if (client != NULL)

@@ -15,6 +15,7 @@
 
 #include "discovery.h"
 #include "platform/log.h"
+#include "platform/metrics.h"
 #include "platform/server.h"
 #include "registry.h"
 
@@ -398,11 +399,38 @@ sweeper_main(void *arg)
 	return NULL;
 }
 
+static double
+gauge_nodes(void *arg)
+{
+	size_t n;
+
+	(void)arg;
+	pthread_rwlock_rdlock(&D.lock);
+	n = D.reg != NULL ? registry_node_count(D.reg) : 0;
+	pthread_rwlock_unlock(&D.lock);
+	return (double)n;
+}
+
+static double
+gauge_services(void *arg)
+{
+	size_t n;
+
+	(void)arg;
+	pthread_rwlock_rdlock(&D.lock);
+	n = D.reg != NULL ? registry_count(D.reg) : 0;
+	pthread_rwlock_unlock(&D.lock);
+	return (double)n;
+}
+
 int
 discovery_init(plat_server *srv, const struct plat_settings *s)
 {
-	(void)srv;
 	(void)s;
+	metrics_gauge_fn(plat_server_metrics(srv), "discovery_nodes",
+	    "Live registered nodes.", gauge_nodes, NULL);
+	metrics_gauge_fn(plat_server_metrics(srv), "discovery_services",
+	    "Registered service names.", gauge_services, NULL);
 	D.reg = registry_new();
 	registry_set_listener(D.reg, on_registry_event, NULL);
 	D.stop = 0;

@@ -171,6 +171,8 @@ void plat_health_set(plat_server *srv, const char *service,
     enum plat_health status);
 
 const struct plat_settings *plat_server_settings(const plat_server *srv);
+/* The server's metrics, for service gauges (platform/metrics.h). */
+struct metrics *plat_server_metrics(const plat_server *srv);
 /* The address the server listens on (the bound port when :0 was given). */
 const char *plat_server_address(const plat_server *srv);
 void plat_server_set_user(plat_server *srv, void *user);
