@@ -117,10 +117,11 @@ arena_printf(struct arena *a, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
-	char *p;
+	char *p, probe[1];
 
+	/* A 1-byte probe, not NULL: gcc's format checks reject NULL. */
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	n = vsnprintf(probe, sizeof(probe), fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return arena_strdup(a, "");

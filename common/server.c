@@ -195,14 +195,20 @@ pack_message(const ProtobufCMessage *msg, size_t max, size_t *lenp)
 	return bb;
 }
 
+static int wire_check_strings(const ProtobufCMessageDescriptor *d,
+    const uint8_t *p, size_t n, int depth, char *path, size_t cap,
+    size_t plen);
+
 /* Decodes bb into the context's arena; INVALID_ARGUMENT when malformed. */
 static int
-unpack_request(struct plat_ctx *ctx, const ProtobufCMessageDescriptor *desc,
+decode_request(struct plat_ctx *ctx, const ProtobufCMessageDescriptor *desc,
     grpc_byte_buffer *bb, ProtobufCMessage **out)
 {
 	grpc_byte_buffer_reader reader;
 	grpc_slice all;
 	ProtobufCMessage *msg;
+	char path[256];
+	int bad;
 
 	*out = NULL;
 	if (bb == NULL) {
@@ -218,7 +224,14 @@ unpack_request(struct plat_ctx *ctx, const ProtobufCMessageDescriptor *desc,
 		msg = protobuf_c_message_unpack(desc,
 		    arena_allocator(&ctx->arena), GRPC_SLICE_LENGTH(all),
 		    GRPC_SLICE_START_PTR(all));
+		path[0] = '\0';
+		bad = msg != NULL && wire_check_strings(desc,
+		    GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), 0,
+		    path, sizeof(path), 0);
 		grpc_slice_unref(all);
+		if (bad)
+			return plat_error(ctx, PLAT_INVALID_ARGUMENT,
+			    "%s: not valid UTF-8, or holds a NUL byte", path);
 	}
 	if (msg == NULL)
 		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
@@ -227,105 +240,149 @@ unpack_request(struct plat_ctx *ctx, const ProtobufCMessageDescriptor *desc,
 	return PLAT_OK;
 }
 
-/* ---- UTF-8: protobuf-c does not check string fields, proto3 requires
- * valid UTF-8, so every request is checked once here for every service. */
+/* ---- string checks: protobuf-c neither checks that string fields are
+ * UTF-8, as proto3 requires, nor keeps bytes after a NUL, which would
+ * silently change what a caller sent. The raw request is walked once,
+ * here, for every service. */
 
 static int
-utf8_valid(const unsigned char *s)
+utf8_valid(const uint8_t *s, size_t n)
 {
-	while (*s) {
-		unsigned c = *s;
-		int n;
-		unsigned cp;
+	size_t i = 0;
 
+	while (i < n) {
+		unsigned c = s[i], cp;
+		size_t k;
+
+		if (c == 0)
+			return 0;
 		if (c < 0x80) {
-			s++;
+			i++;
 			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			n = 1;
+		}
+		if ((c & 0xe0) == 0xc0) {
+			k = 1;
 			cp = c & 0x1f;
 		} else if ((c & 0xf0) == 0xe0) {
-			n = 2;
+			k = 2;
 			cp = c & 0x0f;
 		} else if ((c & 0xf8) == 0xf0) {
-			n = 3;
+			k = 3;
 			cp = c & 0x07;
 		} else
 			return 0;
-		for (int i = 1; i <= n; i++) {
-			if ((s[i] & 0xc0) != 0x80)
+		if (i + k >= n)
+			return 0;
+		for (size_t j = 1; j <= k; j++) {
+			if ((s[i + j] & 0xc0) != 0x80)
 				return 0;
-			cp = (cp << 6) | (s[i] & 0x3f);
+			cp = (cp << 6) | (s[i + j] & 0x3f);
 		}
-		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
-		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
+		    (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
 		    (cp >= 0xd800 && cp <= 0xdfff))
 			return 0;
-		s += n + 1;
+		i += k + 1;
 	}
 	return 1;
 }
 
-static const char *
-check_utf8(const ProtobufCMessage *msg, int depth)
+static int
+wire_varint(const uint8_t **p, size_t *n, uint64_t *v)
 {
-	const ProtobufCMessageDescriptor *d = msg->descriptor;
+	*v = 0;
+	for (int shift = 0; shift < 64 && *n > 0; shift += 7) {
+		uint8_t b = **p;
 
-	if (depth > 32)
-		return NULL;
-	for (unsigned i = 0; i < d->n_fields; i++) {
-		const ProtobufCFieldDescriptor *f = &d->fields[i];
-		const char *p = (const char *)msg + f->offset;
-		const char *bad;
-
-		if (f->type != PROTOBUF_C_TYPE_STRING &&
-		    f->type != PROTOBUF_C_TYPE_MESSAGE)
-			continue;
-		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-			size_t n = *(const size_t *)((const char *)msg +
-			    f->quantifier_offset);
-			void *const *arr = *(void *const *const *)p;
-
-			for (size_t j = 0; j < n; j++) {
-				if (f->type == PROTOBUF_C_TYPE_STRING) {
-					if (!utf8_valid(arr[j]))
-						return f->name;
-				} else if ((bad = check_utf8(arr[j],
-				    depth + 1)) != NULL)
-					return bad;
-			}
-			continue;
-		}
-		if (f->type == PROTOBUF_C_TYPE_STRING) {
-			const unsigned char *s = *(const unsigned char *const *)p;
-
-			if (s != NULL && !utf8_valid(s))
-				return f->name;
-		} else {
-			const ProtobufCMessage *sub =
-			    *(const ProtobufCMessage *const *)p;
-
-			if (sub != NULL && (bad = check_utf8(sub,
-			    depth + 1)) != NULL)
-				return bad;
-		}
+		(*p)++;
+		(*n)--;
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if ((b & 0x80) == 0)
+			return 0;
 	}
-	return NULL;
+	return -1;
 }
 
-static int
-decode_request(struct plat_ctx *ctx, const ProtobufCMessageDescriptor *desc,
-    grpc_byte_buffer *bb, ProtobufCMessage **out)
+/* Appends ".name" or ".name[i]" for field f to path at len. */
+static size_t
+wire_path(char *path, size_t cap, size_t len,
+    const ProtobufCFieldDescriptor *f, unsigned index)
 {
-	const char *bad;
-	int rc;
+	int n;
 
-	if ((rc = unpack_request(ctx, desc, bb, out)) != PLAT_OK)
-		return rc;
-	if ((bad = check_utf8(*out, 0)) != NULL)
-		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
-		    "request: field %s is not valid UTF-8", bad);
-	return PLAT_OK;
+	if (f->label == PROTOBUF_C_LABEL_REPEATED)
+		n = snprintf(path + len, cap - len, "%s%s[%u]",
+		    len ? "." : "", f->name, index);
+	else
+		n = snprintf(path + len, cap - len, "%s%s", len ? "." : "",
+		    f->name);
+	if (n < 0 || (size_t)n >= cap - len)
+		return cap - 1;
+	return len + (size_t)n;
+}
+
+/* Finds the first string field that is not valid UTF-8 or holds a NUL;
+ * writes its path ("service.nodes[1].id") and returns 1, else 0.
+ * Malformed input is left for the decoder to report. */
+static int
+wire_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p,
+    size_t n, int depth, char *path, size_t cap, size_t plen)
+{
+	unsigned seen[64] = { 0 };      /* occurrences per field index */
+
+	while (n > 0) {
+		const ProtobufCFieldDescriptor *f;
+		uint64_t key, len;
+		unsigned idx = 0;
+		size_t sub;
+
+		if (wire_varint(&p, &n, &key) != 0)
+			return 0;
+		switch (key & 7) {
+		case 0:
+			if (wire_varint(&p, &n, &len) != 0)
+				return 0;
+			break;
+		case 1:
+			if (n < 8)
+				return 0;
+			p += 8;
+			n -= 8;
+			break;
+		case 5:
+			if (n < 4)
+				return 0;
+			p += 4;
+			n -= 4;
+			break;
+		case 2:
+			if (wire_varint(&p, &n, &len) != 0 || len > n)
+				return 0;
+			f = protobuf_c_message_descriptor_get_field(d,
+			    (unsigned)(key >> 3));
+			if (f != NULL && (size_t)(f - d->fields) < 64)
+				idx = seen[f - d->fields]++;
+			if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING &&
+			    !utf8_valid(p, (size_t)len)) {
+				wire_path(path, cap, plen, f, idx);
+				return 1;
+			}
+			if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+			    depth < 64) {
+				sub = wire_path(path, cap, plen, f, idx);
+				if (wire_check_strings(f->descriptor, p,
+				    (size_t)len, depth + 1, path, cap, sub))
+					return 1;
+				path[plen] = '\0';
+			}
+			p += len;
+			n -= (size_t)len;
+			break;
+		default:
+			return 0;
+		}
+	}
+	return 0;
 }
 
 /* ---- handler context ---- */
@@ -358,11 +415,12 @@ char *
 plat_printf(plat_ctx *ctx, const char *fmt, ...)
 {
 	va_list ap;
-	char *p;
+	char *p, probe[1];
 	int n;
 
+	/* A 1-byte probe, not NULL: gcc's format checks reject NULL. */
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	n = vsnprintf(probe, sizeof(probe), fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return plat_strdup(ctx, "");
@@ -1445,6 +1503,26 @@ server_shutdown(plat_server *srv)
 	grpc_completion_queue_destroy(srv->cq);
 }
 
+/* The default node id ends in the listen port; with --listen :0 that is
+ * "-0", so put the bound port there to keep ids unique. */
+static void
+server_fix_node_id(plat_server *srv)
+{
+	const char *id = srv->settings.node_id;
+	const char *lport = strrchr(srv->settings.listen, ':');
+	size_t n = id != NULL ? strlen(id) : 0;
+	char *fixed;
+
+	if (n < 2 || strcmp(id + n - 2, "-0") != 0 || lport == NULL ||
+	    strcmp(lport, ":0") != 0)
+		return;
+	if (asprintf(&fixed, "%.*s-%s", (int)(n - 2), id,
+	    strrchr(srv->address, ':') + 1) < 0)
+		abort();
+	free(srv->settings.node_id);
+	srv->settings.node_id = fixed;
+}
+
 /* Tears down a server that was created but never started. */
 static void
 server_discard_unstarted(plat_server *srv)
@@ -1607,6 +1685,7 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 		server_shutdown(srv);
 		goto out_fini;
 	}
+	server_fix_node_id(srv);
 	plat_health_set(srv, "", PLAT_HEALTH_SERVING);
 	plat_health_set(srv, svc->grpc_service, PLAT_HEALTH_SERVING);
 	log_info("server started", "service", svc->name, "version",
@@ -1631,10 +1710,19 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 		const char *md[] = { "grpc_service", svc->grpc_service, NULL };
 		struct plat_registration r;
 		const char *adv = srv->settings.advertise;
+		char adv_buf[300];
+		size_t alen;
 
 		/* With --listen :0 advertise the port actually bound. */
 		if (adv == NULL || strcmp(adv, srv->settings.listen) == 0)
 			adv = srv->address;
+		else if ((alen = strlen(adv)) > 2 &&
+		    strcmp(adv + alen - 2, ":0") == 0) {
+			snprintf(adv_buf, sizeof(adv_buf), "%.*s:%s",
+			    (int)(alen - 2), adv,
+			    strrchr(srv->address, ':') + 1);
+			adv = adv_buf;
+		}
 		eps = server_endpoints(srv);
 		memset(&r, 0, sizeof(r));
 		r.service = svc->name;

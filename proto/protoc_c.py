@@ -7,11 +7,15 @@ generated header compilable.
 
 usage: protoc_c.py PROTOC_C OUT_ROOT INCLUDE_ROOT PROTO HEADER
 """
+import os
 import re
 import subprocess
 import sys
 
 protoc_c, out_root, inc_root, proto, header = sys.argv[1:6]
+# protoc wants the .proto path under -I spelled the same way: absolute.
+inc_root = os.path.abspath(inc_root)
+proto = os.path.abspath(proto)
 subprocess.run([protoc_c, '--c_out=' + out_root, '-I' + inc_root, proto],
                check=True)
 KEYWORDS = ('auto|break|case|char|const|continue|default|do|double|else|enum|'

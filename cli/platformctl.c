@@ -1,0 +1,1189 @@
+/*
+ * platformctl: the operator's command line for the platform.
+ *
+ * It talks to discovery-srv, and to any server's grpc.health.v1, through
+ * the same client library the servers use. Output is an aligned table for
+ * people or JSON for scripts. The exit status says what happened: 0 ok,
+ * 1 a call failed (stderr names the gRPC status), 2 bad usage.
+ *
+ * Flags and commands are tables: adding one is adding a row, and --help
+ * is printed from the same rows so it cannot drift.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "platform/client.h"
+#include "platform/discovery/v1/discovery.pb-c.h"
+#include "platform/log.h"
+
+#ifndef PLATFORM_VERSION
+#define PLATFORM_VERSION "unknown"
+#endif
+
+#define PROG			"platformctl"
+#define DEFAULT_DISCOVERY	"127.0.0.1:7070"
+#define DEFAULT_TIMEOUT		"5000"
+#define MAX_TIMEOUT_MS		3600000
+#define WATCH_POLL_MS		200	/* how soon watch notices a signal */
+#define LIST_PAGE_SIZE		1000	/* the server's maximum: fewest calls */
+#define ERRLEN			512
+#define TABLE_MAXCOLS		8
+
+#define M_LIST	"/platform.discovery.v1.Discovery/ListServices"
+#define M_GET	"/platform.discovery.v1.Discovery/GetService"
+#define M_WATCH	"/platform.discovery.v1.Discovery/Watch"
+#define M_CHECK	"/grpc.health.v1.Health/Check"
+
+#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
+
+/* The generated names are long; these keep call sites on one line. */
+typedef Platform__Discovery__V1__Service	pb_service;
+typedef Platform__Discovery__V1__Node		pb_node;
+typedef Platform__Discovery__V1__WatchResponse	pb_event;
+#define EV_SYNCED	PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_SYNCED
+#define HC_SERVING \
+	GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+#define HC_STATUS_DESC \
+	(&grpc__health__v1__health_check_response__serving_status__descriptor)
+#define LIST_RESP_DESC \
+	(&platform__discovery__v1__list_services_response__descriptor)
+
+enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
+
+struct ctl {
+	/* Option values as given: flag, else environment, else default. */
+	const char *discovery;
+	const char *output;
+	const char *timeout;
+	const char *tls_ca;
+	const char *tls_cert;
+	const char *tls_key;
+	const char *help;		/* non-NULL when given */
+	const char *version;
+	/* Derived by ctl_check. */
+	int json;
+	int timeout_ms;
+	plat_client *client;		/* made on first use */
+};
+
+struct ctl_opt {
+	const char *flag;
+	const char *alias;
+	const char *env;
+	const char *arg;		/* NULL: a switch without a value */
+	const char *help;
+	size_t off;			/* of its const char * in struct ctl */
+};
+
+#define OFF(f)	offsetof(struct ctl, f)
+
+static const struct ctl_opt ctl_opts[] = {
+	{ "--discovery", NULL, "PLATFORM_DISCOVERY", "ADDR",
+	    "discovery-srv host:port (default " DEFAULT_DISCOVERY ")",
+	    OFF(discovery) },
+	{ "--output", "-o", NULL, "FORMAT",
+	    "table or json (default table)", OFF(output) },
+	{ "--timeout", NULL, NULL, "MS",
+	    "deadline of each call (default " DEFAULT_TIMEOUT ")",
+	    OFF(timeout) },
+	{ "--tls-ca", NULL, "PLATFORM_TLS_CA", "FILE",
+	    "PEM CA bundle; given: use TLS", OFF(tls_ca) },
+	{ "--tls-cert", NULL, "PLATFORM_TLS_CERT", "FILE",
+	    "PEM client certificate (with --tls-key)", OFF(tls_cert) },
+	{ "--tls-key", NULL, "PLATFORM_TLS_KEY", "FILE",
+	    "PEM client private key", OFF(tls_key) },
+	{ "--help", "-h", NULL, NULL, "show this help", OFF(help) },
+	{ "--version", NULL, NULL, NULL, "print the version", OFF(version) },
+};
+
+static int cmd_services(struct ctl *, int, char **);
+static int cmd_service(struct ctl *, int, char **);
+static int cmd_watch(struct ctl *, int, char **);
+static int cmd_health(struct ctl *, int, char **);
+static int cmd_help(struct ctl *, int, char **);
+
+struct ctl_cmd {
+	const char *name;
+	const char *args;		/* as shown in help */
+	int min, max;			/* positional arguments it takes */
+	int (*run)(struct ctl *, int, char **);
+	const char *help;
+};
+
+static const struct ctl_cmd ctl_cmds[] = {
+	{ "services", "", 0, 0, cmd_services,
+	    "list every registered service" },
+	{ "service", "NAME", 1, 1, cmd_service,
+	    "show the versions and nodes of a service" },
+	{ "watch", "[NAME]", 0, 1, cmd_watch,
+	    "stream registry changes, of every service or of NAME" },
+	{ "health", "ADDRESS|SERVICE", 1, 1, cmd_health,
+	    "check host:port, or every node of a service" },
+	{ "help", "", 0, 0, cmd_help, "show this help" },
+};
+
+static volatile sig_atomic_t ctl_stop;
+
+/* ---- memory and strings ---- */
+
+/* A CLI has nothing sensible to do without memory but stop. */
+static _Noreturn void
+oom(void)
+{
+	fprintf(stderr, PROG ": out of memory\n");
+	exit(CTL_FAIL);
+}
+
+static void *
+xrealloc(void *p, size_t n)
+{
+	if ((p = realloc(p, n == 0 ? 1 : n)) == NULL)
+		oom();
+	return p;
+}
+
+/* A FILE writing into a growing string: joins without length sums. */
+static FILE *
+mem_open(char **buf, size_t *len)
+{
+	FILE *f;
+
+	*buf = NULL;
+	*len = 0;
+	if ((f = open_memstream(buf, len)) == NULL)
+		oom();
+	return f;
+}
+
+/* Copies s for a terminal: control bytes from the wire (escape sequences
+ * in a metadata value, say) become '?', so they cannot drive the tty. */
+static char *
+safe_dup(const char *s)
+{
+	size_t n = strlen(s != NULL ? s : "");
+	char *d = xrealloc(NULL, n + 1);
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		d[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+	}
+	d[n] = '\0';
+	return d;
+}
+
+/* Columns a UTF-8 string takes: continuation bytes take none. */
+static size_t
+str_width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s != '\0'; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			w++;
+	return w;
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The proto name of an enum value ("SERVING"), without prefix. */
+static const char *
+enum_name(const ProtobufCEnumDescriptor *d, int v, const char *prefix)
+{
+	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d,
+	    v);
+	size_t n = strlen(prefix);
+
+	if (ev == NULL)
+		return "UNKNOWN";
+	return strncmp(ev->name, prefix, n) == 0 ? ev->name + n : ev->name;
+}
+
+/* ---- tables ---- */
+
+struct table {
+	size_t ncols, nrows, cap;
+	char **cell;			/* nrows * ncols, owned */
+};
+
+/* Adds one row of t->ncols strings; they are copied. */
+static void
+table_row(struct table *t, const char *const *row)
+{
+	if (t->nrows == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 16;
+		t->cell = xrealloc(t->cell, t->cap * t->ncols *
+		    sizeof(*t->cell));
+	}
+	for (size_t i = 0; i < t->ncols; i++)
+		t->cell[t->nrows * t->ncols + i] = safe_dup(row[i]);
+	t->nrows++;
+}
+
+/* Pads every column to its widest cell but the last, which would only
+ * leave trailing blanks. */
+static void
+table_print(const struct table *t, FILE *f)
+{
+	size_t w[TABLE_MAXCOLS] = { 0 };
+
+	for (size_t i = 0; i < t->nrows * t->ncols; i++) {
+		size_t n = str_width(t->cell[i]);
+		if (n > w[i % t->ncols])
+			w[i % t->ncols] = n;
+	}
+	for (size_t r = 0; r < t->nrows; r++) {
+		for (size_t c = 0; c < t->ncols; c++) {
+			const char *s = t->cell[r * t->ncols + c];
+			if (c + 1 == t->ncols) {
+				fprintf(f, "%s\n", s);
+				break;
+			}
+			fprintf(f, "%s%*s", s, (int)(w[c] - str_width(s) + 2),
+			    "");
+		}
+	}
+}
+
+static void
+table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->nrows * t->ncols; i++)
+		free(t->cell[i]);
+	free(t->cell);
+}
+
+/* ---- map<string,string> fields ---- */
+
+/*
+ * Every map<string,string> of the contract is generated as its own
+ * *_MetadataEntry type; all are messages whose fields are "key" and
+ * "value", so reading them through the descriptor serves them all.
+ */
+#define MD(m)	(m)->n_metadata, (ProtobufCMessage **)(void *)(m)->metadata
+
+static const char *
+md_field(const ProtobufCMessage *e, const char *name)
+{
+	const ProtobufCFieldDescriptor *f =
+	    protobuf_c_message_descriptor_get_field_by_name(e->descriptor,
+	    name);
+	const char *s;
+
+	if (f == NULL)
+		return "";
+	memcpy(&s, (const char *)e + f->offset, sizeof(s));
+	return s != NULL ? s : "";
+}
+
+static int
+md_cmp(const void *a, const void *b)
+{
+	return strcmp(md_field(*(ProtobufCMessage *const *)a, "key"),
+	    md_field(*(ProtobufCMessage *const *)b, "key"));
+}
+
+/* Maps arrive in any order; sorted by key, output is stable to diff. */
+static ProtobufCMessage **
+md_sorted(size_t n, ProtobufCMessage **e)
+{
+	ProtobufCMessage **s = xrealloc(NULL, n * sizeof(*s));
+
+	if (n > 0)
+		memcpy(s, e, n * sizeof(*s));
+	qsort(s, n, sizeof(*s), md_cmp);
+	return s;
+}
+
+/* "k=v,k2=v2", or "-" when empty; the caller frees it. */
+static char *
+md_string(size_t n, ProtobufCMessage **e)
+{
+	ProtobufCMessage **s = md_sorted(n, e);
+	char *buf;
+	size_t len;
+	FILE *f = mem_open(&buf, &len);
+
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%s%s=%s", i ? "," : "", md_field(s[i], "key"),
+		    md_field(s[i], "value"));
+	if (n == 0)
+		fputs("-", f);
+	fclose(f);
+	free(s);
+	return buf;
+}
+
+/* ---- JSON ---- */
+
+/* json_string refuses bad UTF-8; a server sending some should not make
+ * a field vanish silently, so such bytes become '?'. */
+static json_t *
+jstr(const char *s)
+{
+	json_t *j = json_string(s != NULL ? s : "");
+	char *d;
+
+	if (j != NULL)
+		return j;
+	d = safe_dup(s);
+	for (char *p = d; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	j = json_string(d);
+	free(d);
+	return j;
+}
+
+static json_t *
+md_json(size_t n, ProtobufCMessage **e)
+{
+	ProtobufCMessage **s = md_sorted(n, e);
+	json_t *o = json_object();
+
+	for (size_t i = 0; i < n; i++)
+		json_object_set_new(o, md_field(s[i], "key"),
+		    jstr(md_field(s[i], "value")));
+	free(s);
+	return o;
+}
+
+static json_t *
+node_json(const pb_node *n)
+{
+	return json_pack("{s:o, s:o, s:o, s:I}",
+	    "id", jstr(n->id),
+	    "address", jstr(n->address),
+	    "metadata", md_json(MD(n)),
+	    "expires_unix_ms", (json_int_t)n->expires_unix_ms);
+}
+
+static json_t *
+service_json(const pb_service *s)
+{
+	json_t *eps = json_array(), *nodes = json_array();
+
+	for (size_t i = 0; i < s->n_endpoints; i++)
+		json_array_append_new(eps, json_pack("{s:o, s:o}",
+		    "name", jstr(s->endpoints[i]->name),
+		    "metadata", md_json(MD(s->endpoints[i]))));
+	for (size_t i = 0; i < s->n_nodes; i++)
+		json_array_append_new(nodes, node_json(s->nodes[i]));
+	return json_pack("{s:o, s:o, s:o, s:o, s:o}",
+	    "name", jstr(s->name),
+	    "version", jstr(s->version),
+	    "metadata", md_json(MD(s)),
+	    "endpoints", eps,
+	    "nodes", nodes);
+}
+
+/* Prints j (and frees it). flags 0: indented for people reading; watch
+ * asks for compact lines, one object each. */
+static int
+json_print(json_t *j, size_t flags)
+{
+	if (j == NULL || json_dumpf(j, stdout, flags ? flags :
+	    JSON_INDENT(2)) != 0) {
+		json_decref(j);
+		fprintf(stderr, PROG ": cannot write JSON\n");
+		return CTL_FAIL;
+	}
+	json_decref(j);
+	putchar('\n');
+	return CTL_OK;
+}
+
+/* ---- calls ---- */
+
+static plat_client *
+ctl_client(struct ctl *c)
+{
+	struct plat_client_opts o = {
+		/* No discovery: every call names its address, so the client
+		 * need not resolve (or watch) anything. */
+		.discovery = NULL,
+		.tls_ca = c->tls_ca,
+		.tls_cert = c->tls_cert,
+		.tls_key = c->tls_key,
+		.default_deadline_ms = c->timeout_ms,
+	};
+
+	if (c->client != NULL)
+		return c->client;
+	/* What the library logs (a TLS file it cannot read, say) is for a
+	 * person at a terminal here, not for a log collector. */
+	log_setup(LOG_FORMAT_TEXT, LOG_LEVEL_WARN, PROG);
+	if ((c->client = plat_client_new(&o)) == NULL) {
+		fprintf(stderr, PROG ": cannot set up the gRPC client "
+		    "(check the --tls-* files)\n");
+		exit(CTL_FAIL);
+	}
+	return c->client;
+}
+
+/* One unary call under --timeout. Returns the gRPC status; on failure
+ * err says why. Reads are idempotent, so the client may retry them on
+ * UNAVAILABLE; a health check is not retried: it reports what it sees. */
+static int
+ctl_call(struct ctl *c, const char *addr, const char *method,
+    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+    ProtobufCMessage **resp, int idempotent, char *err)
+{
+	struct plat_call_opts co = {
+		.deadline_ms = c->timeout_ms,
+		.idempotent = idempotent,
+	};
+
+	err[0] = '\0';
+	*resp = NULL;
+	return plat_client_call_addr(ctl_client(c), addr, method, req, desc,
+	    resp, &co, err, ERRLEN);
+}
+
+/* The last part of a method path: "GetService". */
+static const char *
+method_name(const char *method)
+{
+	const char *p = strrchr(method, '/');
+
+	return p != NULL ? p + 1 : method;
+}
+
+/* "platformctl: GetService: NOT_FOUND: service "x" is not registered" */
+static int
+ctl_fail(const char *what, int code, const char *err)
+{
+	fprintf(stderr, PROG ": %s: %s%s%s\n", what, plat_status_name(code),
+	    *err != '\0' ? ": " : "", err);
+	return CTL_FAIL;
+}
+
+/* GetService on discovery; NULL after reporting the failure. */
+static Platform__Discovery__V1__GetServiceResponse *
+get_service(struct ctl *c, const char *name)
+{
+	Platform__Discovery__V1__GetServiceRequest req =
+	    PLATFORM__DISCOVERY__V1__GET_SERVICE_REQUEST__INIT;
+	ProtobufCMessage *m;
+	char err[ERRLEN];
+	int rc;
+
+	req.name = (char *)name;
+	rc = ctl_call(c, c->discovery, M_GET, &req.base,
+	    &platform__discovery__v1__get_service_response__descriptor, &m, 1,
+	    err);
+	if (rc != 0) {
+		ctl_fail(method_name(M_GET), rc, err);
+		return NULL;
+	}
+	return (Platform__Discovery__V1__GetServiceResponse *)m;
+}
+
+/* ---- services ---- */
+
+struct pages {
+	size_t n;
+	Platform__Discovery__V1__ListServicesResponse **p;
+};
+
+static void
+pages_free(struct pages *pg)
+{
+	for (size_t i = 0; i < pg->n; i++)
+		protobuf_c_message_free_unpacked(&pg->p[i]->base, NULL);
+	free(pg->p);
+}
+
+/* Follows next_page_token to the end. The pages are kept whole: the
+ * table needs every row before it knows its column widths. */
+static int
+list_all(struct ctl *c, struct pages *pg)
+{
+	Platform__Discovery__V1__ListServicesRequest req =
+	    PLATFORM__DISCOVERY__V1__LIST_SERVICES_REQUEST__INIT;
+	ProtobufCMessage *m;
+	char err[ERRLEN];
+	int rc;
+
+	req.page_size = LIST_PAGE_SIZE;
+	for (;;) {
+		rc = ctl_call(c, c->discovery, M_LIST, &req.base,
+		    LIST_RESP_DESC, &m, 1, err);
+		if (rc != 0)
+			return ctl_fail(method_name(M_LIST), rc, err);
+		pg->p = xrealloc(pg->p, (pg->n + 1) * sizeof(*pg->p));
+		pg->p[pg->n++] = (void *)m;
+		if (*pg->p[pg->n - 1]->next_page_token == '\0')
+			return CTL_OK;
+		/* A server handing back the token it was given would keep
+		 * us here forever. */
+		if (strcmp(req.page_token, pg->p[pg->n - 1]->next_page_token)
+		    == 0) {
+			fprintf(stderr, PROG ": ListServices: the server "
+			    "repeated page token \"%s\"\n", req.page_token);
+			return CTL_FAIL;
+		}
+		req.page_token = pg->p[pg->n - 1]->next_page_token;
+	}
+}
+
+static char *
+versions_string(const Platform__Discovery__V1__ServiceSummary *s)
+{
+	char *buf;
+	size_t len;
+	FILE *f = mem_open(&buf, &len);
+
+	for (size_t i = 0; i < s->n_versions; i++)
+		fprintf(f, "%s%s", i ? "," : "", s->versions[i]);
+	if (s->n_versions == 0)
+		fputs("-", f);
+	fclose(f);
+	return buf;
+}
+
+static int
+services_table(const struct pages *pg)
+{
+	struct table t = { .ncols = 3 };
+	char nodes[16], *v;
+
+	table_row(&t, (const char *[]){ "NAME", "VERSIONS", "NODES" });
+	for (size_t i = 0; i < pg->n; i++) {
+		for (size_t j = 0; j < pg->p[i]->n_services; j++) {
+			const Platform__Discovery__V1__ServiceSummary *s =
+			    pg->p[i]->services[j];
+
+			snprintf(nodes, sizeof(nodes), "%u", s->node_count);
+			v = versions_string(s);
+			table_row(&t, (const char *[]){ s->name, v, nodes });
+			free(v);
+		}
+	}
+	table_print(&t, stdout);
+	table_free(&t);
+	return CTL_OK;
+}
+
+static json_t *
+summary_json(const Platform__Discovery__V1__ServiceSummary *s)
+{
+	json_t *vers = json_array();
+
+	for (size_t k = 0; k < s->n_versions; k++)
+		json_array_append_new(vers, jstr(s->versions[k]));
+	return json_pack("{s:o, s:o, s:I}", "name", jstr(s->name),
+	    "versions", vers, "nodes", (json_int_t)s->node_count);
+}
+
+static int
+services_json(const struct pages *pg)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < pg->n; i++)
+		for (size_t j = 0; j < pg->p[i]->n_services; j++)
+			json_array_append_new(arr,
+			    summary_json(pg->p[i]->services[j]));
+	return json_print(arr, 0);
+}
+
+static int
+cmd_services(struct ctl *c, int argc, char **argv)
+{
+	struct pages pg = { 0 };
+	int rc;
+
+	if ((rc = list_all(c, &pg)) == CTL_OK)
+		rc = c->json ? services_json(&pg) : services_table(&pg);
+	pages_free(&pg);
+	return rc;
+}
+
+/* ---- service NAME ---- */
+
+/* Seconds until the TTL lapses, rounded up: "0s" means due now. */
+static void
+expires_string(char *buf, size_t len, int64_t at_ms, int64_t now)
+{
+	if (at_ms == 0)
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%llds", at_ms <= now ? 0LL :
+		    (long long)((at_ms - now + 999) / 1000));
+}
+
+static void
+service_rows(struct table *t, const pb_service *s, int64_t now)
+{
+	char exp[32], *md;
+
+	/* A version without nodes still gets a row: it is registered. */
+	if (s->n_nodes == 0)
+		table_row(t, (const char *[]){ s->name, s->version, "-", "-",
+		    "-", "-" });
+	for (size_t i = 0; i < s->n_nodes; i++) {
+		const pb_node *n = s->nodes[i];
+
+		expires_string(exp, sizeof(exp), n->expires_unix_ms, now);
+		md = md_string(MD(n));
+		table_row(t, (const char *[]){ s->name, s->version, n->id,
+		    n->address, exp, md });
+		free(md);
+	}
+}
+
+static int
+service_table(const Platform__Discovery__V1__GetServiceResponse *r)
+{
+	struct table t = { .ncols = 6 };
+	int64_t now = now_ms();
+
+	table_row(&t, (const char *[]){ "NAME", "VERSION", "NODE", "ADDRESS",
+	    "EXPIRES", "METADATA" });
+	for (size_t i = 0; i < r->n_services; i++)
+		service_rows(&t, r->services[i], now);
+	table_print(&t, stdout);
+	table_free(&t);
+	return CTL_OK;
+}
+
+static int
+service_json_print(const Platform__Discovery__V1__GetServiceResponse *r)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < r->n_services; i++)
+		json_array_append_new(arr, service_json(r->services[i]));
+	return json_print(arr, 0);
+}
+
+static int
+cmd_service(struct ctl *c, int argc, char **argv)
+{
+	Platform__Discovery__V1__GetServiceResponse *r;
+	int rc;
+
+	if ((r = get_service(c, argv[0])) == NULL)
+		return CTL_FAIL;
+	rc = c->json ? service_json_print(r) : service_table(r);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return rc;
+}
+
+/* ---- watch [NAME] ---- */
+
+static void
+on_signal(int sig)
+{
+	ctl_stop = sig;
+}
+
+/* No SA_RESTART: the flag is all the handler does, and the poll loop
+ * reads it at least every WATCH_POLL_MS. */
+static void
+catch_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+static const char *
+event_name(const pb_event *ev)
+{
+	return enum_name(&platform__discovery__v1__event_type__descriptor,
+	    (int)ev->type, "EVENT_TYPE_");
+}
+
+/* Prints one formatted line, made safe for a terminal. */
+static void
+put_line(const char *fmt, ...)
+{
+	va_list ap;
+	char *raw, *line;
+
+	va_start(ap, fmt);
+	if (vasprintf(&raw, fmt, ap) < 0)
+		oom();
+	va_end(ap);
+	line = safe_dup(raw);
+	puts(line);
+	free(line);
+	free(raw);
+}
+
+/* "CREATED discovery 0.1.0 node=... addr=..." for each node the event
+ * names (the server sends one per event). */
+static void
+watch_line(const pb_event *ev)
+{
+	const pb_service *s = ev->service;
+	const char *r = ev->reason;
+
+	if (ev->type == EV_SYNCED) {
+		put_line("-- synced (revision %llu) --",
+		    (unsigned long long)ev->revision);
+		return;
+	}
+	if (s == NULL || s->n_nodes == 0) {
+		put_line("%s %s %s", event_name(ev), s ? s->name : "-",
+		    s ? s->version : "-");
+		return;
+	}
+	for (size_t i = 0; i < s->n_nodes; i++)
+		put_line("%s %s %s node=%s addr=%s%s%s", event_name(ev),
+		    s->name, s->version, s->nodes[i]->id,
+		    s->nodes[i]->address, *r ? " reason=" : "", r);
+}
+
+static json_t *
+event_json(const pb_event *ev)
+{
+	json_t *o = json_pack("{s:s, s:I}", "type", event_name(ev),
+	    "revision", (json_int_t)ev->revision);
+
+	if (ev->service != NULL && ev->type != EV_SYNCED)
+		json_object_set_new(o, "service", service_json(ev->service));
+	if (*ev->reason != '\0')
+		json_object_set_new(o, "reason", jstr(ev->reason));
+	return o;
+}
+
+/* Prints one event and flushes it: watch output is usually piped into
+ * something that wants each line as it happens. */
+static int
+watch_print(struct ctl *c, const pb_event *ev)
+{
+	if (c->json) {
+		if (json_print(event_json(ev), JSON_COMPACT) != CTL_OK)
+			return CTL_FAIL;
+	} else
+		watch_line(ev);
+	/* The reader went away (a closed pipe): nothing left to do. */
+	return fflush(stdout) == 0 ? CTL_OK : CTL_FAIL;
+}
+
+/* Reads events until the stream ends, output fails, or a signal asks us
+ * to stop: that is a normal end, so it cancels and exits 0. */
+static int
+watch_loop(struct ctl *c, plat_client_stream *s)
+{
+	ProtobufCMessage *m;
+	char err[ERRLEN];
+	int r, rc;
+
+	while (!ctl_stop) {
+		r = plat_client_stream_next(s,
+		    &platform__discovery__v1__watch_response__descriptor, &m,
+		    WATCH_POLL_MS);
+		if (r == PLAT_STREAM_TIMEOUT)
+			continue;
+		if (r != PLAT_STREAM_MESSAGE)
+			break;
+		if (m == NULL)
+			continue;
+		rc = watch_print(c, (pb_event *)m);
+		protobuf_c_message_free_unpacked(m, NULL);
+		if (rc != CTL_OK) {
+			plat_client_stream_cancel(s);
+			return CTL_FAIL;
+		}
+	}
+	if (ctl_stop) {
+		plat_client_stream_cancel(s);
+		return CTL_OK;
+	}
+	err[0] = '\0';
+	if ((rc = plat_client_stream_status(s, err, sizeof(err))) != 0)
+		return ctl_fail(method_name(M_WATCH), rc, err);
+	return CTL_OK;
+}
+
+static int
+cmd_watch(struct ctl *c, int argc, char **argv)
+{
+	Platform__Discovery__V1__WatchRequest req =
+	    PLATFORM__DISCOVERY__V1__WATCH_REQUEST__INIT;
+	plat_client_stream *s = NULL;
+	char err[ERRLEN] = "";
+	int rc;
+
+	if (argc > 0)
+		req.service = argv[0];
+	catch_signals();
+	/* Deadline 0: a watch lasts as long as the operator wants it. */
+	rc = plat_client_stream_open(ctl_client(c), c->discovery, M_WATCH,
+	    &req.base, 0, NULL, &s, err, sizeof(err));
+	if (rc != 0)
+		return ctl_fail(method_name(M_WATCH), rc, err);
+	rc = watch_loop(c, s);
+	plat_client_stream_free(s);
+	return rc;
+}
+
+/* ---- health ADDRESS|SERVICE ---- */
+
+struct target {
+	const char *address;
+	const char *node;		/* NULL when given as an address */
+};
+
+struct check {
+	int code;			/* gRPC status of the call */
+	int serving;			/* 1 only for SERVING */
+	const char *status;		/* serving status, else code's name */
+	char err[ERRLEN];		/* why the call failed */
+};
+
+/* Checks the whole server at addr (service "") without retrying: a
+ * health check reports what it sees. */
+static void
+health_check(struct ctl *c, const char *addr, struct check *ck)
+{
+	Grpc__Health__V1__HealthCheckRequest req =
+	    GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	Grpc__Health__V1__HealthCheckResponse *r;
+	ProtobufCMessage *m;
+
+	ck->serving = 0;
+	ck->code = ctl_call(c, addr, M_CHECK, &req.base,
+	    &grpc__health__v1__health_check_response__descriptor, &m, 0,
+	    ck->err);
+	if (ck->code != 0) {
+		ck->status = plat_status_name(ck->code);
+		return;
+	}
+	r = (Grpc__Health__V1__HealthCheckResponse *)m;
+	ck->status = enum_name(HC_STATUS_DESC, (int)r->status, "");
+	ck->serving = r->status == HC_SERVING;
+	protobuf_c_message_free_unpacked(m, NULL);
+}
+
+static json_t *
+check_json(const struct target *t, const struct check *ck)
+{
+	json_t *o = json_pack("{s:o}", "address", jstr(t->address));
+
+	if (t->node != NULL)
+		json_object_set_new(o, "node", jstr(t->node));
+	json_object_set_new(o, "status", json_string(ck->status));
+	if (ck->code != 0)
+		json_object_set_new(o, "error", jstr(ck->err));
+	return o;
+}
+
+static int
+health_output(struct ctl *c, const struct target *t,
+    const struct check *ck, size_t n)
+{
+	struct table tab = { .ncols = 2 };
+	json_t *arr;
+
+	if (c->json) {
+		arr = json_array();
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(arr, check_json(&t[i], &ck[i]));
+		return json_print(arr, 0);
+	}
+	table_row(&tab, (const char *[]){ "ADDRESS", "STATUS" });
+	for (size_t i = 0; i < n; i++)
+		table_row(&tab, (const char *[]){ t[i].address, ck[i].status });
+	table_print(&tab, stdout);
+	table_free(&tab);
+	return CTL_OK;
+}
+
+/* Checks each target in turn; 1 unless every one is SERVING. Calls that
+ * failed are told on stderr too, after the table, with their message. */
+static int
+health_run(struct ctl *c, const struct target *t, size_t n)
+{
+	struct check *ck = xrealloc(NULL, n * sizeof(*ck));
+	char what[300];
+	int bad = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		health_check(c, t[i].address, &ck[i]);
+		bad |= !ck[i].serving;
+	}
+	bad |= health_output(c, t, ck, n) != CTL_OK;
+	fflush(stdout);
+	for (size_t i = 0; i < n; i++) {
+		if (ck[i].code == 0)
+			continue;
+		snprintf(what, sizeof(what), "Check %s", t[i].address);
+		ctl_fail(what, ck[i].code, ck[i].err);
+	}
+	free(ck);
+	return bad ? CTL_FAIL : CTL_OK;
+}
+
+/* Every node of every version of the service, checked by address. */
+static int
+health_service(struct ctl *c, const char *name)
+{
+	Platform__Discovery__V1__GetServiceResponse *r;
+	struct target *t = NULL;
+	size_t n = 0;
+	int rc;
+
+	if ((r = get_service(c, name)) == NULL)
+		return CTL_FAIL;
+	for (size_t i = 0; i < r->n_services; i++) {
+		const pb_service *s = r->services[i];
+
+		t = xrealloc(t, (n + s->n_nodes) * sizeof(*t));
+		for (size_t j = 0; j < s->n_nodes; j++, n++) {
+			t[n].address = s->nodes[j]->address;
+			t[n].node = s->nodes[j]->id;
+		}
+	}
+	if (n == 0) {
+		fprintf(stderr, PROG ": health: service \"%s\" has no live "
+		    "nodes\n", name);
+		rc = CTL_FAIL;
+	} else
+		rc = health_run(c, t, n);
+	free(t);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return rc;
+}
+
+static int
+cmd_health(struct ctl *c, int argc, char **argv)
+{
+	/* Service names never hold ':', addresses always do. */
+	if (strchr(argv[0], ':') != NULL)
+		return health_run(c, &(struct target){ argv[0], NULL }, 1);
+	return health_service(c, argv[0]);
+}
+
+/* ---- command line ---- */
+
+static void
+ctl_help(FILE *f)
+{
+	char left[64];
+
+	fprintf(f, "Usage: " PROG " [options] COMMAND [ARGS]\n\n"
+	    "The operator's command line for the platform.\n\nCommands:\n");
+	for (size_t i = 0; i < NELEM(ctl_cmds); i++) {
+		snprintf(left, sizeof(left), "%s %s", ctl_cmds[i].name,
+		    ctl_cmds[i].args);
+		fprintf(f, "  %-24s %s\n", left, ctl_cmds[i].help);
+	}
+	fprintf(f, "\nOptions (before or after the command):\n");
+	for (size_t i = 0; i < NELEM(ctl_opts); i++) {
+		const struct ctl_opt *o = &ctl_opts[i];
+		snprintf(left, sizeof(left), "%s%s%s%s%s",
+		    o->alias ? o->alias : "", o->alias ? ", " : "", o->flag,
+		    o->arg ? " " : "", o->arg ? o->arg : "");
+		fprintf(f, "  %-24s %s\n", left, o->help);
+	}
+	fprintf(f, "\nEnvironment (a flag wins):\n");
+	for (size_t i = 0; i < NELEM(ctl_opts); i++)
+		if (ctl_opts[i].env != NULL)
+			fprintf(f, "  %-24s default for %s\n",
+			    ctl_opts[i].env, ctl_opts[i].flag);
+	fprintf(f, "\nExit status: 0 ok, 1 a call failed, 2 bad usage.\n");
+}
+
+static int
+cmd_help(struct ctl *c, int argc, char **argv)
+{
+	ctl_help(stdout);
+	return CTL_OK;
+}
+
+/* One line naming the problem, one pointing at --help. */
+static int
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs(PROG ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nTry '" PROG " --help' for more information.\n", stderr);
+	return CTL_USAGE;
+}
+
+static void
+opt_set(struct ctl *c, const struct ctl_opt *o, const char *v)
+{
+	memcpy((char *)c + o->off, &v, sizeof(v));
+}
+
+/* An empty variable counts as unset, as in most shells' idiom. */
+static void
+ctl_env(struct ctl *c)
+{
+	const char *v;
+
+	for (size_t i = 0; i < NELEM(ctl_opts); i++)
+		if (ctl_opts[i].env != NULL &&
+		    (v = getenv(ctl_opts[i].env)) != NULL && *v != '\0')
+			opt_set(c, &ctl_opts[i], v);
+}
+
+static const struct ctl_opt *
+opt_find(const char *a, size_t len)
+{
+	for (size_t i = 0; i < NELEM(ctl_opts); i++) {
+		const struct ctl_opt *o = &ctl_opts[i];
+		if ((strlen(o->flag) == len && strncmp(o->flag, a, len) == 0) ||
+		    (o->alias != NULL && strlen(o->alias) == len &&
+		    strncmp(o->alias, a, len) == 0))
+			return o;
+	}
+	return NULL;
+}
+
+/* Applies one option at argv[*i], "--flag value" or "--flag=value";
+ * advances *i past a separate value. */
+static int
+ctl_parse_opt(struct ctl *c, int argc, char **argv, int *i)
+{
+	const char *a = argv[*i], *eq = strchr(a, '=');
+	size_t len = eq != NULL ? (size_t)(eq - a) : strlen(a);
+	const struct ctl_opt *o = opt_find(a, len);
+
+	if (o == NULL)
+		return usage_error("unknown flag '%.*s'", (int)len, a);
+	if (o->arg == NULL && eq != NULL)
+		return usage_error("%s takes no value", o->flag);
+	if (o->arg == NULL)
+		opt_set(c, o, "");
+	else if (eq != NULL)
+		opt_set(c, o, eq + 1);
+	else if (*i + 1 < argc)
+		opt_set(c, o, argv[++*i]);
+	else
+		return usage_error("%s needs a value (%s)", o->flag, o->arg);
+	return CTL_OK;
+}
+
+/* Options go into c, the rest into pos in order. Options may come
+ * before or after the command, as people type them; "--" ends them. */
+static int
+ctl_parse(struct ctl *c, int argc, char **argv, char **pos, int *npos)
+{
+	int rc, opts = 1;
+
+	*npos = 0;
+	for (int i = 1; i < argc; i++) {
+		if (opts && strcmp(argv[i], "--") == 0)
+			opts = 0;
+		else if (opts && argv[i][0] == '-' && argv[i][1] != '\0') {
+			if ((rc = ctl_parse_opt(c, argc, argv, &i)) != CTL_OK)
+				return rc;
+		} else
+			pos[(*npos)++] = argv[i];
+	}
+	return CTL_OK;
+}
+
+/* Checks values once all sources are in, so a bad environment variable
+ * is reported like the flag it stands for. */
+static int
+ctl_check(struct ctl *c)
+{
+	char *end;
+	long ms;
+
+	if (strcmp(c->output, "table") != 0 && strcmp(c->output, "json") != 0)
+		return usage_error("--output must be table or json, not '%s'",
+		    c->output);
+	c->json = strcmp(c->output, "json") == 0;
+	errno = 0;
+	ms = strtol(c->timeout, &end, 10);
+	if (errno != 0 || end == c->timeout || *end != '\0' || ms < 1 ||
+	    ms > MAX_TIMEOUT_MS)
+		return usage_error("--timeout must be 1..%d milliseconds, "
+		    "not '%s'", MAX_TIMEOUT_MS, c->timeout);
+	c->timeout_ms = (int)ms;
+	if (strchr(c->discovery, ':') == NULL)
+		return usage_error("--discovery must be host:port, not '%s'",
+		    c->discovery);
+	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
+		return usage_error("--tls-cert and --tls-key go together");
+	return CTL_OK;
+}
+
+static const struct ctl_cmd *
+cmd_find(const char *name)
+{
+	for (size_t i = 0; i < NELEM(ctl_cmds); i++)
+		if (strcmp(ctl_cmds[i].name, name) == 0)
+			return &ctl_cmds[i];
+	return NULL;
+}
+
+static int
+ctl_run(struct ctl *c, int npos, char **pos)
+{
+	const struct ctl_cmd *cmd;
+	int rc;
+
+	if (npos == 0)
+		return usage_error("missing command");
+	if ((cmd = cmd_find(pos[0])) == NULL)
+		return usage_error("unknown command '%s'", pos[0]);
+	if (npos - 1 < cmd->min)
+		return usage_error("%s: missing %s", cmd->name, cmd->args);
+	if (npos - 1 > cmd->max)
+		return usage_error("%s: unexpected argument '%s'", cmd->name,
+		    pos[1 + cmd->max]);
+	if ((rc = ctl_check(c)) != CTL_OK)
+		return rc;
+	return cmd->run(c, npos - 1, pos + 1);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct ctl c = {
+		.discovery = DEFAULT_DISCOVERY,
+		.output = "table",
+		.timeout = DEFAULT_TIMEOUT,
+	};
+	char **pos = xrealloc(NULL, (size_t)argc * sizeof(*pos));
+	int npos, rc;
+
+	ctl_env(&c);
+	if ((rc = ctl_parse(&c, argc, argv, pos, &npos)) != CTL_OK)
+		goto out;
+	if (c.help != NULL)
+		ctl_help(stdout);
+	else if (c.version != NULL)
+		printf(PROG " %s\n", PLATFORM_VERSION);
+	else
+		rc = ctl_run(&c, npos, pos);
+out:
+	if (c.client != NULL)
+		plat_client_free(c.client);
+	free(pos);
+	return rc;
+}

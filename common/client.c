@@ -1,0 +1,1337 @@
+/*
+ * client: synchronous calls over gRPC C core, and service names resolved
+ * through discovery-srv. See platform/client.h.
+ *
+ * Every call gets its own pluck completion queue, so calls never share
+ * polling state and any number of threads may call at once. Channels, one
+ * per node address, live as long as the client.
+ *
+ * Resolution: the first by-name call asks GetService for that name and
+ * starts one thread that keeps a Watch on every service. Until the Watch
+ * has delivered its snapshot (SYNCED) the cache is only a hint: names
+ * missing from it, or answers older than RESOLVE_STALE_MS, are asked for
+ * again. Once synced the cache is the truth and a missing name is
+ * UNAVAILABLE without a round trip. A broken Watch reconnects with backoff
+ * and swaps in the new snapshot at its SYNCED marker; meanwhile the old
+ * entries keep serving.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/status.h>
+#include <grpc/support/time.h>
+
+#include "platform/client.h"
+#include "platform/discovery/v1/discovery.pb-c.h"
+#include "platform/log.h"
+#include "platform/selector.h"
+
+#define CLIENT_DEADLINE_MS 5000
+#define CLIENT_MAX_MSG (4 << 20)
+#define CLIENT_ATTEMPTS 3
+#define RETRY_BASE_MS 50
+#define RETRY_CAP_MS 1000
+#define WATCH_BACKOFF_MIN_MS 100
+#define WATCH_BACKOFF_MAX_MS 5000
+#define WATCH_POLL_MS 1000
+#define RESOLVE_STALE_MS 5000
+#define TLS_FILE_MAX (1 << 20)
+/* Reconnect quickly to a node that comes back: the default backoff grows
+ * to two minutes, longer than a heartbeat. */
+#define CHANNEL_BACKOFF_INITIAL_MS 100
+#define CHANNEL_BACKOFF_MAX_MS 1000
+
+#define M_GET_SERVICE "/platform.discovery.v1.Discovery/GetService"
+#define M_WATCH "/platform.discovery.v1.Discovery/Watch"
+
+typedef Platform__Discovery__V1__Service pb_service;
+typedef Platform__Discovery__V1__WatchResponse pb_event;
+typedef Platform__Discovery__V1__GetServiceResponse pb_get_resp;
+
+struct client_chan {
+	char *addr;
+	grpc_channel *ch;
+	struct client_chan *next;
+};
+
+/* The live nodes of one service name, all versions together. */
+struct rsvc {
+	char *name;
+	char **ids;
+	char **addrs;
+	size_t n, cap;
+	int64_t fetched_ms;              /* when last confirmed */
+	struct selector sel;
+	struct rsvc *next;
+};
+
+struct plat_client {
+	pthread_mutex_t mu;              /* chans, cache, watch state */
+	pthread_cond_t cv;               /* wakes the watch thread */
+	grpc_channel_credentials *creds;
+	grpc_arg argv[4];
+	grpc_channel_args args;
+	int deadline_ms;
+	char *discovery;
+	struct client_chan *chans;
+	struct rsvc *cache;
+	int watch_started;
+	int synced;                      /* the cache mirrors discovery */
+	int stopping;
+	pthread_t watch_thr;
+	plat_client_stream *watch_stream;
+};
+
+struct plat_client_stream {
+	grpc_completion_queue *cq;
+	grpc_call *call;
+	grpc_metadata *md;
+	size_t nmd;
+	grpc_byte_buffer *send_bb;
+	grpc_metadata_array init_md;
+	grpc_metadata_array trail_md;
+	grpc_byte_buffer *recv_bb;
+	grpc_status_code status;
+	grpc_slice details;
+	int start_pending;               /* the opening batch not plucked */
+	int recv_pending;
+	int ended;
+	/* Distinct addresses to use as completion tags. */
+	char tag_start, tag_recv, tag_status;
+};
+
+static const char *const status_names[] = {
+	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
+	"DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+	"PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+	"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
+	"UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+};
+
+const char *
+plat_status_name(int code)
+{
+	if (code < 0 ||
+	    (size_t)code >= sizeof(status_names) / sizeof(status_names[0]))
+		return "UNKNOWN";
+	return status_names[code];
+}
+
+/* ---- small helpers ---- */
+
+static void *
+xcalloc(size_t n, size_t size)
+{
+	void *p;
+
+	if ((p = calloc(n, size)) == NULL)
+		abort();
+	return p;
+}
+
+static char *
+xstrdup(const char *s)
+{
+	char *p;
+
+	if ((p = strdup(s != NULL ? s : "")) == NULL)
+		abort();
+	return p;
+}
+
+static int64_t
+client_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+client_sleep_ms(int64_t ms)
+{
+	struct timespec ts;
+
+	if (ms <= 0)
+		return;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000;
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Uniform in [ms/2, ms]: spreads retries of many clients apart. */
+static int64_t
+client_jitter(int64_t ms)
+{
+	static _Thread_local unsigned seed;
+
+	if (seed == 0)
+		seed = (unsigned)client_now_ms() ^ (unsigned)(uintptr_t)&seed;
+	if (ms < 2)
+		return ms;
+	return ms / 2 + rand_r(&seed) % (ms / 2 + 1);
+}
+
+static void client_err(char *errmsg, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+client_err(char *errmsg, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errmsg == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errmsg, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static void
+client_err_slice(char *errmsg, size_t errlen, grpc_slice s)
+{
+	size_t n = GRPC_SLICE_LENGTH(s);
+
+	if (errmsg == NULL || errlen == 0)
+		return;
+	if (n >= errlen)
+		n = errlen - 1;
+	memcpy(errmsg, GRPC_SLICE_START_PTR(s), n);
+	errmsg[n] = '\0';
+}
+
+/* Prepends "addr: " to errmsg, so a failure names the node it hit. */
+static void
+client_err_prefix(char *errmsg, size_t errlen, const char *addr)
+{
+	char buf[512];
+
+	if (errmsg == NULL || errlen == 0)
+		return;
+	snprintf(buf, sizeof(buf), "%s: %s", addr, errmsg);
+	snprintf(errmsg, errlen, "%s", buf);
+}
+
+/* An absolute deadline ms from now; ms <= 0 is none. */
+static gpr_timespec
+client_deadline(int64_t ms)
+{
+	if (ms <= 0)
+		return gpr_inf_future(GPR_CLOCK_MONOTONIC);
+	return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+	    gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+/* ---- TLS ---- */
+
+static char *
+client_read_file(const char *path)
+{
+	FILE *f;
+	char *buf = NULL;
+	size_t len = 0, n;
+
+	if ((f = fopen(path, "re")) == NULL)
+		return NULL;
+	buf = xcalloc(1, TLS_FILE_MAX + 1);
+	while ((n = fread(buf + len, 1, TLS_FILE_MAX - len, f)) > 0)
+		len += n;
+	if (ferror(f) || len == 0 || len == TLS_FILE_MAX) {
+		explicit_bzero(buf, len);
+		free(buf);
+		buf = NULL;
+		errno = ferror(f) ? EIO : EINVAL;
+	}
+	fclose(f);
+	return buf;
+}
+
+static void
+client_free_secret(char *s)
+{
+	if (s == NULL)
+		return;
+	explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+static int
+client_load(const char *path, char **out)
+{
+	*out = NULL;
+	if (path == NULL)
+		return 0;
+	if ((*out = client_read_file(path)) == NULL) {
+		log_error("cannot read a TLS file", "path", path, "error",
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static grpc_channel_credentials *
+client_creds(const struct plat_client_opts *o)
+{
+	grpc_channel_credentials *creds = NULL;
+	grpc_ssl_pem_key_cert_pair pair;
+	char *ca = NULL, *cert = NULL, *key = NULL;
+
+	if (o->tls_ca == NULL && o->tls_cert == NULL && o->tls_key == NULL)
+		return grpc_insecure_credentials_create();
+	if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
+		log_error("a TLS client certificate needs its key and the "
+		    "key its certificate", "tls_cert", o->tls_cert,
+		    "tls_key", o->tls_key);
+		goto fail;
+	}
+	if (client_load(o->tls_ca, &ca) != 0 ||
+	    client_load(o->tls_cert, &cert) != 0 ||
+	    client_load(o->tls_key, &key) != 0)
+		goto fail;
+	pair.private_key = key;
+	pair.cert_chain = cert;
+	/* gRPC copies the PEM strings. */
+	creds = grpc_ssl_credentials_create(ca, cert != NULL ? &pair : NULL,
+	    NULL, NULL);
+	if (creds == NULL)
+		log_error("cannot set up TLS client credentials");
+fail:
+	free(ca);
+	free(cert);
+	client_free_secret(key);
+	return creds;
+}
+
+/* ---- the client ---- */
+
+static void
+client_arg_int(grpc_arg *a, const char *key, int v)
+{
+	a->type = GRPC_ARG_INTEGER;
+	a->key = (char *)key;
+	a->value.integer = v;
+}
+
+plat_client *
+plat_client_new(const struct plat_client_opts *opts)
+{
+	struct plat_client_opts none;
+	pthread_condattr_t ca;
+	plat_client *c;
+	int max;
+
+	if (opts == NULL) {
+		memset(&none, 0, sizeof(none));
+		opts = &none;
+	}
+	grpc_init();
+	c = xcalloc(1, sizeof(*c));
+	if ((c->creds = client_creds(opts)) == NULL) {
+		free(c);
+		grpc_shutdown();
+		return NULL;
+	}
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	c->deadline_ms = opts->default_deadline_ms > 0 ?
+	    opts->default_deadline_ms : CLIENT_DEADLINE_MS;
+	if (opts->discovery != NULL && opts->discovery[0] != '\0')
+		c->discovery = xstrdup(opts->discovery);
+	max = opts->max_message_bytes > 0 ? opts->max_message_bytes :
+	    CLIENT_MAX_MSG;
+	client_arg_int(&c->argv[0], GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max);
+	client_arg_int(&c->argv[1], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max);
+	client_arg_int(&c->argv[2], GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+	    CHANNEL_BACKOFF_INITIAL_MS);
+	client_arg_int(&c->argv[3], GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+	    CHANNEL_BACKOFF_MAX_MS);
+	c->args.num_args = sizeof(c->argv) / sizeof(c->argv[0]);
+	c->args.args = c->argv;
+	return c;
+}
+
+static void rsvc_free_all(struct rsvc *head);
+
+void
+plat_client_free(plat_client *c)
+{
+	struct client_chan *ch, *next;
+	int started;
+
+	if (c == NULL)
+		return;
+	/* Stop the watch: cancelling its stream ends its pluck at once. */
+	pthread_mutex_lock(&c->mu);
+	c->stopping = 1;
+	if (c->watch_stream != NULL)
+		plat_client_stream_cancel(c->watch_stream);
+	pthread_cond_broadcast(&c->cv);
+	started = c->watch_started;
+	pthread_mutex_unlock(&c->mu);
+	if (started)
+		pthread_join(c->watch_thr, NULL);
+
+	for (ch = c->chans; ch != NULL; ch = next) {
+		next = ch->next;
+		grpc_channel_destroy(ch->ch);
+		free(ch->addr);
+		free(ch);
+	}
+	rsvc_free_all(c->cache);
+	grpc_channel_credentials_release(c->creds);
+	free(c->discovery);
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+	grpc_shutdown();
+}
+
+/* The channel to addr, made on first use. */
+static grpc_channel *
+client_channel(plat_client *c, const char *addr)
+{
+	struct client_chan *ch;
+
+	pthread_mutex_lock(&c->mu);
+	for (ch = c->chans; ch != NULL; ch = ch->next)
+		if (strcmp(ch->addr, addr) == 0)
+			break;
+	if (ch == NULL) {
+		ch = xcalloc(1, sizeof(*ch));
+		ch->addr = xstrdup(addr);
+		ch->ch = grpc_channel_create(addr, c->creds, &c->args);
+		ch->next = c->chans;
+		c->chans = ch;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return ch->ch;
+}
+
+/* ---- messages and metadata ---- */
+
+static grpc_byte_buffer *
+client_pack(const ProtobufCMessage *m)
+{
+	grpc_byte_buffer *bb;
+	grpc_slice s;
+
+	s = grpc_slice_malloc(protobuf_c_message_get_packed_size(m));
+	protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
+	bb = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	return bb;
+}
+
+static int
+client_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+    ProtobufCMessage **out)
+{
+	grpc_byte_buffer_reader r;
+	grpc_slice s;
+
+	*out = NULL;
+	if (!grpc_byte_buffer_reader_init(&r, bb))
+		return -1;
+	s = grpc_byte_buffer_reader_readall(&r);
+	grpc_byte_buffer_reader_destroy(&r);
+	*out = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s),
+	    GRPC_SLICE_START_PTR(s));
+	grpc_slice_unref(s);
+	return *out != NULL ? 0 : -1;
+}
+
+/* kv is key, value, ..., NULL; a trailing key without value is ignored. */
+static grpc_metadata *
+client_md_new(const char *const *kv, size_t *n)
+{
+	grpc_metadata *md;
+	size_t i, count = 0;
+
+	*n = 0;
+	if (kv == NULL)
+		return NULL;
+	while (kv[2 * count] != NULL && kv[2 * count + 1] != NULL)
+		count++;
+	if (count == 0)
+		return NULL;
+	md = xcalloc(count, sizeof(*md));
+	for (i = 0; i < count; i++) {
+		md[i].key = grpc_slice_from_copied_string(kv[2 * i]);
+		md[i].value = grpc_slice_from_copied_string(kv[2 * i + 1]);
+	}
+	*n = count;
+	return md;
+}
+
+/* Checked before a call starts, so a bad key is the caller's
+ * INVALID_ARGUMENT rather than a gRPC core error line. */
+static int
+client_md_check(const char *const *kv, const char *method, char *errmsg,
+    size_t errlen)
+{
+	grpc_slice k, v;
+
+	for (size_t i = 0; kv != NULL && kv[i] != NULL && kv[i + 1] != NULL;
+	    i += 2) {
+		k = grpc_slice_from_static_string(kv[i]);
+		v = grpc_slice_from_static_string(kv[i + 1]);
+		if (!grpc_header_key_is_legal(k)) {
+			client_err(errmsg, errlen, "%s: metadata key \"%s\" "
+			    "is not a valid header name", method, kv[i]);
+			return GRPC_STATUS_INVALID_ARGUMENT;
+		}
+		if (!grpc_is_binary_header(k) &&
+		    !grpc_header_nonbin_value_is_legal(v)) {
+			client_err(errmsg, errlen, "%s: metadata \"%s\" has "
+			    "a value that is not printable ASCII (use a -bin "
+			    "key)", method, kv[i]);
+			return GRPC_STATUS_INVALID_ARGUMENT;
+		}
+	}
+	return GRPC_STATUS_OK;
+}
+
+static void
+client_md_free(grpc_metadata *md, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		grpc_slice_unref(md[i].key);
+		grpc_slice_unref(md[i].value);
+	}
+	free(md);
+}
+
+/* Shut down and drain a pluck queue whose tags were all plucked. */
+static void
+client_cq_destroy(grpc_completion_queue *cq)
+{
+	grpc_event ev;
+
+	grpc_completion_queue_shutdown(cq);
+	do
+		ev = grpc_completion_queue_pluck(cq, NULL,
+		    gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	while (ev.type != GRPC_QUEUE_SHUTDOWN);
+	grpc_completion_queue_destroy(cq);
+}
+
+static grpc_call *
+client_new_call(plat_client *c, const char *addr, const char *method,
+    grpc_completion_queue *cq, int64_t deadline_ms)
+{
+	grpc_channel *ch = client_channel(c, addr);
+	grpc_slice m = grpc_slice_from_copied_string(method);
+	grpc_call *call;
+
+	call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+	    m, NULL, client_deadline(deadline_ms), NULL);
+	grpc_slice_unref(m);
+	return call;
+}
+
+static int
+client_batch_error(grpc_call_error err, const char *method, char *errmsg,
+    size_t errlen)
+{
+	client_err(errmsg, errlen, "%s: cannot start the call: %s", method,
+	    grpc_call_error_to_string(err));
+	return err == GRPC_CALL_ERROR_INVALID_METADATA ?
+	    GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_INTERNAL;
+}
+
+/* ---- unary ---- */
+
+/* One attempt: one batch with every op, plucked once. */
+static int
+client_unary_once(plat_client *c, const char *addr, const char *method,
+    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+    ProtobufCMessage **resp, const char *const *metadata, int64_t deadline_ms,
+    char *errmsg, size_t errlen)
+{
+	grpc_completion_queue *cq;
+	grpc_call *call;
+	grpc_metadata *md;
+	grpc_metadata_array init_md, trail_md;
+	grpc_byte_buffer *send_bb, *recv_bb = NULL;
+	grpc_status_code status = GRPC_STATUS_UNKNOWN;
+	grpc_slice details = grpc_empty_slice();
+	grpc_call_error err;
+	grpc_op ops[6], *op = ops;
+	size_t nmd;
+	int rc;
+
+	cq = grpc_completion_queue_create_for_pluck(NULL);
+	call = client_new_call(c, addr, method, cq, deadline_ms);
+	md = client_md_new(metadata, &nmd);
+	send_bb = client_pack(req);
+	grpc_metadata_array_init(&init_md);
+	grpc_metadata_array_init(&trail_md);
+
+	memset(ops, 0, sizeof(ops));
+	op->op = GRPC_OP_SEND_INITIAL_METADATA;
+	op->data.send_initial_metadata.count = nmd;
+	op->data.send_initial_metadata.metadata = md;
+	op++;
+	op->op = GRPC_OP_SEND_MESSAGE;
+	op->data.send_message.send_message = send_bb;
+	op++;
+	op->op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	op++;
+	op->op = GRPC_OP_RECV_INITIAL_METADATA;
+	op->data.recv_initial_metadata.recv_initial_metadata = &init_md;
+	op++;
+	op->op = GRPC_OP_RECV_MESSAGE;
+	op->data.recv_message.recv_message = &recv_bb;
+	op++;
+	op->op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	op->data.recv_status_on_client.trailing_metadata = &trail_md;
+	op->data.recv_status_on_client.status = &status;
+	op->data.recv_status_on_client.status_details = &details;
+	op++;
+
+	err = grpc_call_start_batch(call, ops, (size_t)(op - ops), call, NULL);
+	if (err != GRPC_CALL_OK) {
+		rc = client_batch_error(err, method, errmsg, errlen);
+		goto out;
+	}
+	/* The call's deadline bounds this wait. */
+	grpc_completion_queue_pluck(cq, call,
+	    gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	if (status != GRPC_STATUS_OK) {
+		rc = status;
+		client_err_slice(errmsg, errlen, details);
+		goto out;
+	}
+	if (recv_bb == NULL) {
+		rc = GRPC_STATUS_INTERNAL;
+		client_err(errmsg, errlen, "%s: the server sent no response "
+		    "message", method);
+		goto out;
+	}
+	if (client_unpack(recv_bb, resp_desc, resp) != 0) {
+		rc = GRPC_STATUS_INTERNAL;
+		client_err(errmsg, errlen, "%s: cannot decode the response "
+		    "as %s", method, resp_desc->name);
+		goto out;
+	}
+	rc = GRPC_STATUS_OK;
+out:
+	if (recv_bb != NULL)
+		grpc_byte_buffer_destroy(recv_bb);
+	grpc_byte_buffer_destroy(send_bb);
+	grpc_metadata_array_destroy(&init_md);
+	grpc_metadata_array_destroy(&trail_md);
+	grpc_slice_unref(details);
+	client_md_free(md, nmd);
+	grpc_call_unref(call);
+	client_cq_destroy(cq);
+	return rc;
+}
+
+static int client_resolve(plat_client *c, const char *service, char **addr,
+    int64_t deadline_ms, char *errmsg, size_t errlen);
+static void client_mark(plat_client *c, const char *service,
+    const char *addr, int rc);
+
+/*
+ * The retry loop shared by both unary entry points: a fixed address when
+ * service is NULL, else a node picked afresh for each attempt. One
+ * deadline covers every attempt and the pauses between them.
+ */
+static int
+client_unary(plat_client *c, const char *addr, const char *service,
+    const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+    const struct plat_call_opts *opts, char *errmsg, size_t errlen)
+{
+	int64_t end, left, delay = RETRY_BASE_MS;
+	int attempts = 1, rc = GRPC_STATUS_UNAVAILABLE;
+	char *node;
+
+	*resp = NULL;
+	if (errmsg != NULL && errlen > 0)
+		errmsg[0] = '\0';
+	left = opts != NULL && opts->deadline_ms > 0 ? opts->deadline_ms :
+	    c->deadline_ms;
+	end = client_now_ms() + left;
+	if (opts != NULL && opts->idempotent)
+		attempts = opts->max_attempts > 0 ? opts->max_attempts :
+		    CLIENT_ATTEMPTS;
+	if ((rc = client_md_check(opts != NULL ? opts->metadata : NULL,
+	    method, errmsg, errlen)) != GRPC_STATUS_OK)
+		return rc;
+
+	for (int i = 0; i < attempts; i++) {
+		if (i > 0) {
+			int64_t pause = client_jitter(delay);
+
+			/* No time left for a pause and a try: report the
+			 * last failure rather than a deadline. */
+			if (client_now_ms() + pause >= end)
+				break;
+			client_sleep_ms(pause);
+			if ((delay *= 2) > RETRY_CAP_MS)
+				delay = RETRY_CAP_MS;
+		}
+		if ((left = end - client_now_ms()) <= 0)
+			break;
+		node = NULL;
+		if (service != NULL) {
+			rc = client_resolve(c, service, &node, left, errmsg,
+			    errlen);
+			if (rc != GRPC_STATUS_OK) {
+				if (rc == GRPC_STATUS_UNAVAILABLE)
+					continue;
+				break;
+			}
+			if ((left = end - client_now_ms()) <= 0) {
+				free(node);
+				rc = GRPC_STATUS_DEADLINE_EXCEEDED;
+				client_err(errmsg, errlen, "deadline exceeded "
+				    "while resolving \"%s\"", service);
+				break;
+			}
+		}
+		rc = client_unary_once(c, node != NULL ? node : addr, method,
+		    req, resp_desc, resp, opts != NULL ? opts->metadata : NULL,
+		    left, errmsg, errlen);
+		if (node != NULL) {
+			client_mark(c, service, node, rc);
+			if (rc == GRPC_STATUS_UNAVAILABLE ||
+			    rc == GRPC_STATUS_DEADLINE_EXCEEDED)
+				client_err_prefix(errmsg, errlen, node);
+			free(node);
+		}
+		if (rc != GRPC_STATUS_UNAVAILABLE)
+			break;
+	}
+	return rc;
+}
+
+int
+plat_client_call_addr(plat_client *c, const char *address,
+    const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+    const struct plat_call_opts *opts, char *errmsg, size_t errlen)
+{
+	if (address == NULL || address[0] == '\0') {
+		*resp = NULL;
+		client_err(errmsg, errlen, "%s: no address to call", method);
+		return GRPC_STATUS_INVALID_ARGUMENT;
+	}
+	return client_unary(c, address, NULL, method, req, resp_desc, resp,
+	    opts, errmsg, errlen);
+}
+
+int
+plat_client_call(plat_client *c, const char *service, const char *method,
+    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+    ProtobufCMessage **resp, const struct plat_call_opts *opts,
+    char *errmsg, size_t errlen)
+{
+	if (service == NULL || service[0] == '\0') {
+		*resp = NULL;
+		client_err(errmsg, errlen, "%s: no service name to call",
+		    method);
+		return GRPC_STATUS_INVALID_ARGUMENT;
+	}
+	return client_unary(c, NULL, service, method, req, resp_desc, resp,
+	    opts, errmsg, errlen);
+}
+
+/* ---- server streaming ---- */
+
+static void
+stream_free_sent(plat_client_stream *s)
+{
+	client_md_free(s->md, s->nmd);
+	s->md = NULL;
+	s->nmd = 0;
+	if (s->send_bb != NULL)
+		grpc_byte_buffer_destroy(s->send_bb);
+	s->send_bb = NULL;
+}
+
+static void
+stream_pluck(plat_client_stream *s, void *tag)
+{
+	grpc_completion_queue_pluck(s->cq, tag,
+	    gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+}
+
+int
+plat_client_stream_open(plat_client *c, const char *address,
+    const char *method, const ProtobufCMessage *req, int deadline_ms,
+    const char *const *metadata, plat_client_stream **out,
+    char *errmsg, size_t errlen)
+{
+	plat_client_stream *s;
+	grpc_call_error err;
+	grpc_op ops[4], *op = ops;
+	int rc;
+
+	*out = NULL;
+	if (address == NULL || address[0] == '\0') {
+		client_err(errmsg, errlen, "%s: no address to call", method);
+		return GRPC_STATUS_INVALID_ARGUMENT;
+	}
+	if ((rc = client_md_check(metadata, method, errmsg, errlen)) !=
+	    GRPC_STATUS_OK)
+		return rc;
+	s = xcalloc(1, sizeof(*s));
+	s->status = GRPC_STATUS_UNKNOWN;
+	s->details = grpc_empty_slice();
+	grpc_metadata_array_init(&s->init_md);
+	grpc_metadata_array_init(&s->trail_md);
+	s->cq = grpc_completion_queue_create_for_pluck(NULL);
+	s->call = client_new_call(c, address, method, s->cq, deadline_ms);
+	s->md = client_md_new(metadata, &s->nmd);
+	s->send_bb = client_pack(req);
+
+	memset(ops, 0, sizeof(ops));
+	op->op = GRPC_OP_SEND_INITIAL_METADATA;
+	op->data.send_initial_metadata.count = s->nmd;
+	op->data.send_initial_metadata.metadata = s->md;
+	op++;
+	op->op = GRPC_OP_SEND_MESSAGE;
+	op->data.send_message.send_message = s->send_bb;
+	op++;
+	op->op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	op++;
+	op->op = GRPC_OP_RECV_INITIAL_METADATA;
+	op->data.recv_initial_metadata.recv_initial_metadata = &s->init_md;
+	op++;
+	err = grpc_call_start_batch(s->call, ops, (size_t)(op - ops),
+	    &s->tag_start, NULL);
+	if (err != GRPC_CALL_OK) {
+		rc = client_batch_error(err, method, errmsg, errlen);
+		s->ended = 1;
+		plat_client_stream_free(s);
+		return rc;
+	}
+	s->start_pending = 1;
+	*out = s;
+	return GRPC_STATUS_OK;
+}
+
+/* The stream is over: collect the status and every outstanding tag. */
+static void
+stream_finish(plat_client_stream *s)
+{
+	grpc_op op;
+
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	op.data.recv_status_on_client.trailing_metadata = &s->trail_md;
+	op.data.recv_status_on_client.status = &s->status;
+	op.data.recv_status_on_client.status_details = &s->details;
+	if (grpc_call_start_batch(s->call, &op, 1, &s->tag_status, NULL) ==
+	    GRPC_CALL_OK)
+		stream_pluck(s, &s->tag_status);
+	else
+		s->status = GRPC_STATUS_UNKNOWN;
+	if (s->start_pending) {
+		stream_pluck(s, &s->tag_start);
+		s->start_pending = 0;
+	}
+	stream_free_sent(s);
+	s->ended = 1;
+}
+
+int
+plat_client_stream_next(plat_client_stream *s,
+    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg,
+    int timeout_ms)
+{
+	gpr_timespec until;
+	grpc_event ev;
+	grpc_op op;
+
+	*msg = NULL;
+	if (s->ended)
+		return PLAT_STREAM_END;
+	if (!s->recv_pending) {
+		memset(&op, 0, sizeof(op));
+		op.op = GRPC_OP_RECV_MESSAGE;
+		op.data.recv_message.recv_message = &s->recv_bb;
+		if (grpc_call_start_batch(s->call, &op, 1, &s->tag_recv,
+		    NULL) != GRPC_CALL_OK) {
+			grpc_call_cancel_with_status(s->call,
+			    GRPC_STATUS_INTERNAL, "cannot read the stream",
+			    NULL);
+			stream_finish(s);
+			return PLAT_STREAM_END;
+		}
+		s->recv_pending = 1;
+	}
+	until = timeout_ms < 0 ? gpr_inf_future(GPR_CLOCK_REALTIME) :
+	    gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+	    gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+	ev = grpc_completion_queue_pluck(s->cq, &s->tag_recv, until, NULL);
+	if (ev.type == GRPC_QUEUE_TIMEOUT)
+		return PLAT_STREAM_TIMEOUT;     /* the read stays pending */
+	s->recv_pending = 0;
+	if (s->recv_bb != NULL) {
+		int bad = client_unpack(s->recv_bb, desc, msg) != 0;
+
+		grpc_byte_buffer_destroy(s->recv_bb);
+		s->recv_bb = NULL;
+		if (!bad)
+			return PLAT_STREAM_MESSAGE;
+		grpc_call_cancel_with_status(s->call, GRPC_STATUS_INTERNAL,
+		    "cannot decode a stream message", NULL);
+	}
+	/* No message: the server closed the stream, or the call failed. */
+	stream_finish(s);
+	return PLAT_STREAM_END;
+}
+
+int
+plat_client_stream_status(plat_client_stream *s, char *errmsg,
+    size_t errlen)
+{
+	if (!s->ended) {
+		client_err(errmsg, errlen, "the stream has not ended");
+		return GRPC_STATUS_UNKNOWN;
+	}
+	client_err_slice(errmsg, errlen, s->details);
+	return s->status;
+}
+
+void
+plat_client_stream_cancel(plat_client_stream *s)
+{
+	if (s != NULL && s->call != NULL)
+		grpc_call_cancel(s->call, NULL);
+}
+
+void
+plat_client_stream_free(plat_client_stream *s)
+{
+	if (s == NULL)
+		return;
+	/* Cancelling completes whatever is pending, so the plucks return. */
+	if (!s->ended)
+		grpc_call_cancel(s->call, NULL);
+	if (s->recv_pending)
+		stream_pluck(s, &s->tag_recv);
+	if (s->start_pending)
+		stream_pluck(s, &s->tag_start);
+	if (s->recv_bb != NULL)
+		grpc_byte_buffer_destroy(s->recv_bb);
+	stream_free_sent(s);
+	grpc_metadata_array_destroy(&s->init_md);
+	grpc_metadata_array_destroy(&s->trail_md);
+	grpc_slice_unref(s->details);
+	grpc_call_unref(s->call);
+	client_cq_destroy(s->cq);
+	free(s);
+}
+
+/* ---- the resolver cache ---- */
+
+static struct rsvc *
+rsvc_find(struct rsvc *head, const char *name)
+{
+	for (; head != NULL; head = head->next)
+		if (strcmp(head->name, name) == 0)
+			return head;
+	return NULL;
+}
+
+static struct rsvc *
+rsvc_get(struct rsvc **head, const char *name)
+{
+	struct rsvc *s;
+
+	if ((s = rsvc_find(*head, name)) != NULL)
+		return s;
+	s = xcalloc(1, sizeof(*s));
+	s->name = xstrdup(name);
+	selector_init(&s->sel, 0);
+	s->next = *head;
+	*head = s;
+	return s;
+}
+
+static void
+rsvc_clear(struct rsvc *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		free(s->ids[i]);
+		free(s->addrs[i]);
+	}
+	s->n = 0;
+}
+
+static void
+rsvc_free_all(struct rsvc *head)
+{
+	struct rsvc *next;
+
+	for (; head != NULL; head = next) {
+		next = head->next;
+		rsvc_clear(head);
+		free(head->ids);
+		free(head->addrs);
+		free(head->name);
+		free(head);
+	}
+}
+
+static void
+rsvc_upsert(struct rsvc *s, const char *id, const char *addr)
+{
+	size_t i;
+
+	if (addr == NULL || addr[0] == '\0')
+		return;
+	for (i = 0; i < s->n; i++)
+		if (strcmp(s->ids[i], id) == 0) {
+			if (strcmp(s->addrs[i], addr) != 0) {
+				free(s->addrs[i]);
+				s->addrs[i] = xstrdup(addr);
+			}
+			return;
+		}
+	if (s->n == s->cap) {
+		s->cap = s->cap != 0 ? s->cap * 2 : 4;
+		if ((s->ids = realloc(s->ids, s->cap * sizeof(char *))) ==
+		    NULL ||
+		    (s->addrs = realloc(s->addrs, s->cap * sizeof(char *))) ==
+		    NULL)
+			abort();
+	}
+	s->ids[s->n] = xstrdup(id);
+	s->addrs[s->n] = xstrdup(addr);
+	s->n++;
+}
+
+static void
+rsvc_remove(struct rsvc *s, const char *id)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->ids[i], id) == 0) {
+			free(s->ids[i]);
+			free(s->addrs[i]);
+			s->n--;
+			s->ids[i] = s->ids[s->n];
+			s->addrs[i] = s->addrs[s->n];
+			return;
+		}
+}
+
+static void
+rsvc_add_service(struct rsvc **head, const pb_service *svc, int64_t now)
+{
+	struct rsvc *s = rsvc_get(head, svc->name);
+
+	for (size_t i = 0; i < svc->n_nodes; i++)
+		rsvc_upsert(s, svc->nodes[i]->id, svc->nodes[i]->address);
+	s->fetched_ms = now;
+}
+
+static void
+rsvc_apply(struct rsvc **head, const pb_event *ev, int64_t now)
+{
+	struct rsvc *s;
+
+	if (ev->service == NULL || ev->service->name[0] == '\0')
+		return;
+	switch (ev->type) {
+	case PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_CREATED:
+	case PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_UPDATED:
+		rsvc_add_service(head, ev->service, now);
+		break;
+	case PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_DELETED:
+		if ((s = rsvc_find(*head, ev->service->name)) == NULL)
+			break;
+		for (size_t i = 0; i < ev->service->n_nodes; i++)
+			rsvc_remove(s, ev->service->nodes[i]->id);
+		s->fetched_ms = now;
+		break;
+	default:
+		break;
+	}
+}
+
+/* Swaps in a fresh snapshot, keeping each name's selector state. */
+static void
+client_swap_cache_locked(plat_client *c, struct rsvc *fresh)
+{
+	struct rsvc *s, *old;
+
+	for (s = fresh; s != NULL; s = s->next)
+		if ((old = rsvc_find(c->cache, s->name)) != NULL)
+			s->sel = old->sel;
+	rsvc_free_all(c->cache);
+	c->cache = fresh;
+}
+
+/* Picks a node of service into *addr; 0 when there is none to pick
+ * (or, unless stale_ok, the entry is an unconfirmed old answer). */
+static int
+client_pick_locked(plat_client *c, const char *service, char **addr,
+    int stale_ok)
+{
+	struct rsvc *s;
+	int64_t now = client_now_ms();
+	int i;
+
+	if ((s = rsvc_find(c->cache, service)) == NULL || s->n == 0)
+		return 0;
+	if (!c->synced && !stale_ok && now - s->fetched_ms > RESOLVE_STALE_MS)
+		return 0;
+	if ((i = selector_pick(&s->sel, (const char *const *)s->addrs, s->n,
+	    now)) < 0)
+		return 0;
+	*addr = xstrdup(s->addrs[i]);
+	return 1;
+}
+
+static void
+client_mark(plat_client *c, const char *service, const char *addr, int rc)
+{
+	struct rsvc *s;
+
+	pthread_mutex_lock(&c->mu);
+	if ((s = rsvc_find(c->cache, service)) != NULL) {
+		if (rc == GRPC_STATUS_UNAVAILABLE ||
+		    rc == GRPC_STATUS_DEADLINE_EXCEEDED)
+			selector_mark_failed(&s->sel, addr, client_now_ms());
+		else
+			selector_mark_ok(&s->sel, addr);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- the watch thread ---- */
+
+/* Sleeps up to ms unless the client is stopping; 1 when stopping. */
+static int
+watch_wait_locked(plat_client *c, int64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	while (!c->stopping &&
+	    pthread_cond_timedwait(&c->cv, &c->mu, &ts) != ETIMEDOUT)
+		;
+	return c->stopping;
+}
+
+/* Reads one Watch stream until it ends. Returns 1 if it got synced. */
+static int
+watch_run(plat_client *c, plat_client_stream *s)
+{
+	struct rsvc *fresh = NULL;
+	ProtobufCMessage *m;
+	pb_event *ev;
+	int r, synced = 0;
+
+	for (;;) {
+		r = plat_client_stream_next(s,
+		    &platform__discovery__v1__watch_response__descriptor, &m,
+		    WATCH_POLL_MS);
+		if (r == PLAT_STREAM_TIMEOUT) {
+			int stop;
+
+			pthread_mutex_lock(&c->mu);
+			stop = c->stopping;
+			pthread_mutex_unlock(&c->mu);
+			if (stop)
+				break;
+			continue;
+		}
+		if (r != PLAT_STREAM_MESSAGE)
+			break;
+		ev = (pb_event *)m;
+		if (synced) {
+			pthread_mutex_lock(&c->mu);
+			rsvc_apply(&c->cache, ev, client_now_ms());
+			pthread_mutex_unlock(&c->mu);
+		} else if (ev->type ==
+		    PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_SYNCED) {
+			pthread_mutex_lock(&c->mu);
+			client_swap_cache_locked(c, fresh);
+			c->synced = 1;
+			pthread_mutex_unlock(&c->mu);
+			fresh = NULL;
+			synced = 1;
+			log_debug("discovery watch synced", "discovery",
+			    c->discovery);
+		} else
+			rsvc_apply(&fresh, ev, client_now_ms());
+		protobuf_c_message_free_unpacked(m, NULL);
+	}
+	rsvc_free_all(fresh);
+	return synced;
+}
+
+static void *
+watch_main(void *arg)
+{
+	Platform__Discovery__V1__WatchRequest req =
+	    PLATFORM__DISCOVERY__V1__WATCH_REQUEST__INIT;
+	plat_client *c = arg;
+	plat_client_stream *s;
+	int64_t backoff = WATCH_BACKOFF_MIN_MS;
+	char err[256];
+	int rc, was_synced = 0;
+
+	pthread_mutex_lock(&c->mu);
+	while (!c->stopping) {
+		pthread_mutex_unlock(&c->mu);
+		err[0] = '\0';
+		rc = plat_client_stream_open(c, c->discovery, M_WATCH,
+		    &req.base, 0, NULL, &s, err, sizeof(err));
+		if (rc == GRPC_STATUS_OK) {
+			pthread_mutex_lock(&c->mu);
+			c->watch_stream = s;
+			if (c->stopping)
+				plat_client_stream_cancel(s);
+			pthread_mutex_unlock(&c->mu);
+			if (watch_run(c, s)) {
+				was_synced = 1;
+				backoff = WATCH_BACKOFF_MIN_MS;
+			}
+			pthread_mutex_lock(&c->mu);
+			c->watch_stream = NULL;
+			c->synced = 0;
+			pthread_mutex_unlock(&c->mu);
+			rc = plat_client_stream_status(s, err, sizeof(err));
+			plat_client_stream_free(s);
+		}
+		pthread_mutex_lock(&c->mu);
+		if (c->stopping)
+			break;
+		/* Say so once when a working watch breaks. */
+		if (was_synced) {
+			log_warn("discovery watch lost; reconnecting",
+			    "discovery", c->discovery, "status",
+			    plat_status_name(rc), "message", err);
+			was_synced = 0;
+		}
+		watch_wait_locked(c, client_jitter(backoff));
+		if ((backoff *= 2) > WATCH_BACKOFF_MAX_MS)
+			backoff = WATCH_BACKOFF_MAX_MS;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+static void
+client_watch_start_locked(plat_client *c)
+{
+	if (c->watch_started || c->stopping)
+		return;
+	if (pthread_create(&c->watch_thr, NULL, watch_main, c) != 0) {
+		log_warn("cannot start the discovery watch thread");
+		return;
+	}
+	c->watch_started = 1;
+}
+
+/* ---- resolution ---- */
+
+/* Asks discovery-srv for service and, unless the watch has synced in the
+ * meantime, caches the answer. */
+static int
+client_fetch(plat_client *c, const char *service, int64_t deadline_ms,
+    char *errmsg, size_t errlen)
+{
+	Platform__Discovery__V1__GetServiceRequest req =
+	    PLATFORM__DISCOVERY__V1__GET_SERVICE_REQUEST__INIT;
+	struct plat_call_opts co = { .idempotent = 0 };
+	ProtobufCMessage *m;
+	pb_get_resp *resp;
+	struct rsvc *s;
+	int64_t now;
+	int rc;
+
+	req.name = (char *)service;
+	co.deadline_ms = (int)(deadline_ms < c->deadline_ms ? deadline_ms :
+	    c->deadline_ms);
+	rc = client_unary(c, c->discovery, NULL, M_GET_SERVICE, &req.base,
+	    &platform__discovery__v1__get_service_response__descriptor, &m,
+	    &co, errmsg, errlen);
+	if (rc != GRPC_STATUS_OK && rc != GRPC_STATUS_NOT_FOUND)
+		return rc;
+	resp = (pb_get_resp *)m;
+	now = client_now_ms();
+	pthread_mutex_lock(&c->mu);
+	if (!c->synced) {
+		s = rsvc_get(&c->cache, service);
+		rsvc_clear(s);
+		s->fetched_ms = now;
+		for (size_t i = 0; resp != NULL && i < resp->n_services; i++)
+			rsvc_add_service(&c->cache, resp->services[i], now);
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (m != NULL)
+		protobuf_c_message_free_unpacked(m, NULL);
+	return GRPC_STATUS_OK;
+}
+
+static int
+client_resolve(plat_client *c, const char *service, char **addr,
+    int64_t deadline_ms, char *errmsg, size_t errlen)
+{
+	char err[256] = "";
+	int rc, synced;
+
+	*addr = NULL;
+	if (c->discovery == NULL) {
+		client_err(errmsg, errlen, "cannot resolve \"%s\": the client "
+		    "has no discovery address", service);
+		return GRPC_STATUS_FAILED_PRECONDITION;
+	}
+	pthread_mutex_lock(&c->mu);
+	client_watch_start_locked(c);
+	if (client_pick_locked(c, service, addr, 0)) {
+		pthread_mutex_unlock(&c->mu);
+		return GRPC_STATUS_OK;
+	}
+	synced = c->synced;
+	pthread_mutex_unlock(&c->mu);
+
+	rc = synced ? GRPC_STATUS_OK : client_fetch(c, service, deadline_ms,
+	    err, sizeof(err));
+	pthread_mutex_lock(&c->mu);
+	/* A failed refresh still leaves the old answer usable. */
+	if (client_pick_locked(c, service, addr, 1)) {
+		pthread_mutex_unlock(&c->mu);
+		return GRPC_STATUS_OK;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (rc != GRPC_STATUS_OK)
+		client_err(errmsg, errlen, "cannot resolve \"%s\": discovery "
+		    "%s: %s: %s", service, c->discovery, plat_status_name(rc),
+		    err);
+	else
+		client_err(errmsg, errlen, "service \"%s\" has no live node",
+		    service);
+	return GRPC_STATUS_UNAVAILABLE;
+}
