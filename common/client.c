@@ -33,6 +33,8 @@
 #include <grpc/support/time.h>
 
 #include "platform/client.h"
+#include "platform/clock.h"
+#include "platform/xalloc.h"
 #include "platform/discovery/v1/discovery.pb-c.h"
 #include "platform/log.h"
 #include "platform/selector.h"
@@ -130,34 +132,8 @@ plat_status_name(int code)
 
 /* ---- small helpers ---- */
 
-static void *
-xcalloc(size_t n, size_t size)
-{
-	void *p;
 
-	if ((p = calloc(n, size)) == NULL)
-		abort();
-	return p;
-}
 
-static char *
-xstrdup(const char *s)
-{
-	char *p;
-
-	if ((p = strdup(s != NULL ? s : "")) == NULL)
-		abort();
-	return p;
-}
-
-static int64_t
-client_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 client_sleep_ms(int64_t ms)
@@ -179,7 +155,7 @@ client_jitter(int64_t ms)
 	static _Thread_local unsigned seed;
 
 	if (seed == 0)
-		seed = (unsigned)client_now_ms() ^ (unsigned)(uintptr_t)&seed;
+		seed = (unsigned)plat_now_ms() ^ (unsigned)(uintptr_t)&seed;
 	if (ms < 2)
 		return ms;
 	return ms / 2 + rand_r(&seed) % (ms / 2 + 1);
@@ -329,7 +305,6 @@ plat_client *
 plat_client_new(const struct plat_client_opts *opts)
 {
 	struct plat_client_opts none;
-	pthread_condattr_t ca;
 	plat_client *c;
 	int max;
 
@@ -345,10 +320,7 @@ plat_client_new(const struct plat_client_opts *opts)
 		return NULL;
 	}
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	plat_cond_init(&c->cv);
 	c->deadline_ms = opts->default_deadline_ms > 0 ?
 	    opts->default_deadline_ms : CLIENT_DEADLINE_MS;
 	if (opts->discovery != NULL && opts->discovery[0] != '\0')
@@ -669,7 +641,7 @@ client_unary(plat_client *c, const char *addr, const char *service,
 		errmsg[0] = '\0';
 	left = opts != NULL && opts->deadline_ms > 0 ? opts->deadline_ms :
 	    c->deadline_ms;
-	end = client_now_ms() + left;
+	end = plat_now_ms() + left;
 	if (opts != NULL && opts->idempotent)
 		attempts = opts->max_attempts > 0 ? opts->max_attempts :
 		    CLIENT_ATTEMPTS;
@@ -683,13 +655,13 @@ client_unary(plat_client *c, const char *addr, const char *service,
 
 			/* No time left for a pause and a try: report the
 			 * last failure rather than a deadline. */
-			if (client_now_ms() + pause >= end)
+			if (plat_now_ms() + pause >= end)
 				break;
 			client_sleep_ms(pause);
 			if ((delay *= 2) > RETRY_CAP_MS)
 				delay = RETRY_CAP_MS;
 		}
-		if ((left = end - client_now_ms()) <= 0)
+		if ((left = end - plat_now_ms()) <= 0)
 			break;
 		node = NULL;
 		if (service != NULL) {
@@ -700,7 +672,7 @@ client_unary(plat_client *c, const char *addr, const char *service,
 					continue;
 				break;
 			}
-			if ((left = end - client_now_ms()) <= 0) {
+			if ((left = end - plat_now_ms()) <= 0) {
 				free(node);
 				rc = GRPC_STATUS_DEADLINE_EXCEEDED;
 				client_err(errmsg, errlen, "deadline exceeded "
@@ -1091,7 +1063,7 @@ client_pick_locked(plat_client *c, const char *service, char **addr,
     int stale_ok)
 {
 	struct rsvc *s;
-	int64_t now = client_now_ms();
+	int64_t now = plat_now_ms();
 	int i;
 
 	if ((s = rsvc_find(c->cache, service)) == NULL || s->n == 0)
@@ -1114,7 +1086,7 @@ client_mark(plat_client *c, const char *service, const char *addr, int rc)
 	if ((s = rsvc_find(c->cache, service)) != NULL) {
 		if (rc == GRPC_STATUS_UNAVAILABLE ||
 		    rc == GRPC_STATUS_DEADLINE_EXCEEDED)
-			selector_mark_failed(&s->sel, addr, client_now_ms());
+			selector_mark_failed(&s->sel, addr, plat_now_ms());
 		else
 			selector_mark_ok(&s->sel, addr);
 	}
@@ -1127,19 +1099,7 @@ client_mark(plat_client *c, const char *service, const char *addr, int rc)
 static int
 watch_wait_locked(plat_client *c, int64_t ms)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	while (!c->stopping &&
-	    pthread_cond_timedwait(&c->cv, &c->mu, &ts) != ETIMEDOUT)
-		;
-	return c->stopping;
+	return plat_cond_wait_ms(&c->cv, &c->mu, ms, &c->stopping);
 }
 
 /* Reads one Watch stream until it ends. Returns 1 if it got synced. */
@@ -1170,7 +1130,7 @@ watch_run(plat_client *c, plat_client_stream *s)
 		ev = (pb_event *)m;
 		if (synced) {
 			pthread_mutex_lock(&c->mu);
-			rsvc_apply(&c->cache, ev, client_now_ms());
+			rsvc_apply(&c->cache, ev, plat_now_ms());
 			pthread_mutex_unlock(&c->mu);
 		} else if (ev->type ==
 		    PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_SYNCED) {
@@ -1183,7 +1143,7 @@ watch_run(plat_client *c, plat_client_stream *s)
 			log_debug("discovery watch synced", "discovery",
 			    c->discovery);
 		} else
-			rsvc_apply(&fresh, ev, client_now_ms());
+			rsvc_apply(&fresh, ev, plat_now_ms());
 		protobuf_c_message_free_unpacked(m, NULL);
 	}
 	rsvc_free_all(fresh);
@@ -1280,7 +1240,7 @@ client_fetch(plat_client *c, const char *service, int64_t deadline_ms,
 	if (rc != GRPC_STATUS_OK && rc != GRPC_STATUS_NOT_FOUND)
 		return rc;
 	resp = (pb_get_resp *)m;
-	now = client_now_ms();
+	now = plat_now_ms();
 	pthread_mutex_lock(&c->mu);
 	if (!c->synced) {
 		s = rsvc_get(&c->cache, service);

@@ -16,6 +16,8 @@
 #include <time.h>
 
 #include "platform/client.h"
+#include "platform/clock.h"
+#include "platform/xalloc.h"
 #include "platform/discovery/v1/discovery.pb-c.h"
 #include "platform/log.h"
 #include "platform/registrar.h"
@@ -77,25 +79,7 @@ struct plat_registrar {
 	int stop;
 };
 
-static void *
-xcalloc(size_t n, size_t size)
-{
-	void *p;
 
-	if ((p = calloc(n != 0 ? n : 1, size)) == NULL)
-		abort();
-	return p;
-}
-
-static char *
-xstrdup(const char *s)
-{
-	char *p;
-
-	if ((p = strdup(s != NULL ? s : "")) == NULL)
-		abort();
-	return p;
-}
 
 /* Uniform in [ms/2, ms], from a per-registrar seed. */
 static int64_t
@@ -266,19 +250,7 @@ reg_once(plat_registrar *r)
 static int
 reg_wait_locked(plat_registrar *r, int64_t ms)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	while (!r->stop &&
-	    pthread_cond_timedwait(&r->cv, &r->mu, &ts) != ETIMEDOUT)
-		;
-	return r->stop;
+	return plat_cond_wait_ms(&r->cv, &r->mu, ms, &r->stop);
 }
 
 static void *
@@ -316,7 +288,6 @@ plat_registrar *
 plat_registrar_start(plat_client *c, const char *discovery,
     const struct plat_registration *reg)
 {
-	pthread_condattr_t ca;
 	plat_registrar *r;
 	int ttl;
 
@@ -335,10 +306,7 @@ plat_registrar_start(plat_client *c, const char *discovery,
 	r->c = c;
 	r->discovery = xstrdup(discovery);
 	pthread_mutex_init(&r->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&r->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	plat_cond_init(&r->cv);
 	atomic_init(&r->registered, 0);
 	reg_copy(r, reg);
 	reg_build(r, ttl);

@@ -146,35 +146,6 @@ static void stream_maybe_fire_close(struct plat_stream *c);
 static int server_arm(struct mounted_method *mm);
 static int server_arm_unregistered(plat_server *srv);
 
-/* ---- clocks ---- */
-
-int64_t
-plat_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t
-plat_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* ---- byte buffers ---- */
 
 static grpc_byte_buffer *
@@ -540,7 +511,7 @@ call_log(struct plat_stream *c)
 	if (c->mm == NULL)
 		path = "(unimplemented)";
 	metrics_observe(c->mm != NULL ? c->mm->mx :
-	    c->srv->mx_unimplemented, fc, now_us() - c->started_us);
+	    c->srv->mx_unimplemented, fc, plat_now_us() - c->started_us);
 	if (fc == PLAT_OK || fc == PLAT_CANCELLED)
 		lvl = LOG_LEVEL_DEBUG;
 	else if (fc == PLAT_INTERNAL || fc == PLAT_UNKNOWN ||
@@ -552,7 +523,7 @@ call_log(struct plat_stream *c)
 		return;
 	snprintf(code, sizeof(code), "%d", fc);
 	snprintf(ms, sizeof(ms), "%.3f",
-	    (double)(now_us() - c->started_us) / 1000.0);
+	    (double)(plat_now_us() - c->started_us) / 1000.0);
 	log_write(lvl, "call", "method", path, "code", code,
 	    "status", plat_status_name(fc), "message",
 	    c->ctx.code == fc ? c->ctx.message : "", "duration_ms", ms,
@@ -662,13 +633,20 @@ live_remove(struct plat_stream *c)
 
 /* ---- unary ---- */
 
+/* The last batch of a call (a unary answer, a stream's status) holds
+ * nothing but its reference. */
 static void
 on_unary_done(struct cq_tag *t, int ok)
 {
-	struct plat_stream *c = (struct plat_stream *)((char *)t -
-	    offsetof(struct plat_stream, t_unary));
+	call_unref((struct plat_stream *)((char *)t -
+	    offsetof(struct plat_stream, t_unary)));
+}
 
-	call_unref(c);
+static void
+on_stream_status_sent(struct cq_tag *t, int ok)
+{
+	call_unref((struct plat_stream *)((char *)t -
+	    offsetof(struct plat_stream, t_status)));
 }
 
 static void
@@ -839,15 +817,6 @@ on_stream_sent(struct cq_tag *t, int ok)
 	else if (c->finish_pending && !c->status_started)
 		stream_start_status_locked(c);
 	pthread_mutex_unlock(&c->mu);
-	call_unref(c);
-}
-
-static void
-on_stream_status_sent(struct cq_tag *t, int ok)
-{
-	struct plat_stream *c = (struct plat_stream *)((char *)t -
-	    offsetof(struct plat_stream, t_status));
-
 	call_unref(c);
 }
 
@@ -1123,7 +1092,7 @@ on_request(struct cq_tag *t, int ok)
 		call_free(c);
 		return;
 	}
-	c->started_us = now_us();
+	c->started_us = plat_now_us();
 	/* Re-arm first so another call is accepted while this one runs. */
 	if (mm != NULL)
 		server_arm(mm);
@@ -1461,7 +1430,6 @@ server_finish_streams(plat_server *srv)
 static void
 server_shutdown(plat_server *srv)
 {
-	struct timespec until;
 	int done;
 
 	atomic_store(&srv->stopping, 1);
@@ -1472,20 +1440,9 @@ server_shutdown(plat_server *srv)
 	server_finish_streams(srv);
 
 	/* Drain in-flight calls for up to the grace period. */
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += srv->settings.grace_ms / 1000;
-	until.tv_nsec += (long)(srv->settings.grace_ms % 1000) * 1000000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&srv->shutdown_mu);
-	while (!srv->shutdown_done) {
-		if (pthread_cond_timedwait(&srv->shutdown_cv,
-		    &srv->shutdown_mu, &until) == ETIMEDOUT)
-			break;
-	}
-	done = srv->shutdown_done;
+	done = plat_cond_wait_ms(&srv->shutdown_cv, &srv->shutdown_mu,
+	    srv->settings.grace_ms, &srv->shutdown_done);
 	pthread_mutex_unlock(&srv->shutdown_mu);
 	if (!done) {
 		log_warn("grace period over, cancelling the calls left");
@@ -1628,7 +1585,7 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	srv->svc = svc;
 	pthread_mutex_init(&srv->live_mu, NULL);
 	pthread_mutex_init(&srv->shutdown_mu, NULL);
-	pthread_cond_init(&srv->shutdown_cv, NULL);
+	plat_cond_init(&srv->shutdown_cv);
 	snprintf(prog, sizeof(prog), "%s-srv", svc->name);
 	srv->spec.prog = prog;
 	srv->spec.default_listen = svc->default_listen;

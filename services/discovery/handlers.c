@@ -42,7 +42,6 @@ static struct {
 	.lock = PTHREAD_RWLOCK_INITIALIZER,
 	.hub_mu = PTHREAD_MUTEX_INITIALIZER,
 	.sweep_mu = PTHREAD_MUTEX_INITIALIZER,
-	.sweep_cv = PTHREAD_COND_INITIALIZER,
 };
 
 /* ---- watch events ---- */
@@ -375,20 +374,9 @@ discovery_list_services(plat_ctx *ctx, const ProtobufCMessage *msg,
 static void *
 sweeper_main(void *arg)
 {
-	struct timespec ts;
-
 	(void)arg;
 	pthread_mutex_lock(&D.sweep_mu);
-	while (!D.stop) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 200 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&D.sweep_cv, &D.sweep_mu, &ts);
-		if (D.stop)
-			break;
+	while (!plat_cond_wait_ms(&D.sweep_cv, &D.sweep_mu, 200, &D.stop)) {
 		pthread_mutex_unlock(&D.sweep_mu);
 		pthread_rwlock_wrlock(&D.lock);
 		registry_expire(D.reg, plat_now_ms());
@@ -434,6 +422,7 @@ discovery_init(plat_server *srv, const struct plat_settings *s)
 	D.reg = registry_new();
 	registry_set_listener(D.reg, on_registry_event, NULL);
 	D.stop = 0;
+	plat_cond_init(&D.sweep_cv);
 	if (pthread_create(&D.sweeper, NULL, sweeper_main, NULL) != 0) {
 		registry_free(D.reg);
 		D.reg = NULL;
@@ -451,6 +440,7 @@ discovery_fini(plat_server *srv)
 	pthread_cond_signal(&D.sweep_cv);
 	pthread_mutex_unlock(&D.sweep_mu);
 	pthread_join(D.sweeper, NULL);
+	pthread_cond_destroy(&D.sweep_cv);
 	pthread_rwlock_wrlock(&D.lock);
 	registry_free(D.reg);
 	D.reg = NULL;

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "platform/clock.h"
 #include "platform/settings.h"
 
 /* gRPC status codes, numbered as on the wire. */
@@ -179,8 +180,5 @@ void plat_server_set_user(plat_server *srv, void *user);
 void *plat_server_user(const plat_server *srv);
 int plat_server_stopping(const plat_server *srv);
 
-/* Monotonic and wall clocks in milliseconds. */
-int64_t plat_now_ms(void);
-int64_t plat_wall_ms(void);
 
 #endif
