@@ -1,0 +1,84 @@
+"""Metrics: every call is counted per method and status, and served in
+the Prometheus text format on --metrics-listen."""
+
+import os
+import sys
+import unittest
+import urllib.request
+
+import grpc
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+
+class MetricsTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.mport = harness.free_port()
+        cls.srv = harness.Server(
+            discovery='self',
+            extra_args=['--metrics-listen', '127.0.0.1:%d' % cls.mport])
+        cls.addClassCleanup(cls.srv.stop_clean)
+        cls.client = cls.srv.discovery_client()
+
+    def scrape(self, path='/metrics'):
+        url = 'http://127.0.0.1:%d%s' % (self.mport, path)
+        with urllib.request.urlopen(url, timeout=harness.RPC_TIMEOUT) as r:
+            self.assertEqual(r.status, 200)
+            self.assertIn('text/plain', r.headers['Content-Type'])
+            return r.read().decode()
+
+    def test_calls_are_counted_by_method_and_status(self):
+        d = harness.protos().discovery
+        self.client.register(d.Service(
+            name='metrics-svc',
+            nodes=[d.Node(id='metrics-1', address='127.0.0.1:9')]),
+            ttl_seconds=600)
+        for _ in range(3):
+            self.client.get('metrics-svc')
+        with self.assertRaises(grpc.RpcError):
+            self.client.get('metrics-missing')
+        text = self.scrape()
+        get = '/platform.discovery.v1.Discovery/GetService'
+        ok = [ln for ln in text.splitlines()
+              if ln.startswith('platform_rpc_requests_total{') and
+              get in ln and 'code="OK"' in ln]
+        self.assertEqual(len(ok), 1, text)
+        self.assertGreaterEqual(int(ok[0].split()[-1]), 3)
+        self.assertIn('code="NOT_FOUND"', text)
+        self.assertIn('platform_rpc_duration_seconds_bucket{', text)
+        self.assertIn('le="+Inf"', text)
+        nodes = [ln for ln in text.splitlines()
+                 if ln.startswith('discovery_nodes{')]
+        self.assertEqual(len(nodes), 1, text)
+        self.assertGreaterEqual(float(nodes[0].split()[-1]), 1)
+        self.assertIn('process_resident_memory_bytes', text)
+
+    def test_open_streams_gauge(self):
+        reader = self.client.watch('metrics-watch')
+        reader.next()
+        watch = '/platform.discovery.v1.Discovery/Watch'
+        harness.wait_for(
+            lambda: any(ln.startswith('platform_rpc_streams_open{') and
+                        watch in ln and not ln.endswith(' 0')
+                        for ln in self.scrape().splitlines()),
+            what='an open Watch counted')
+        reader.cancel()
+
+    def test_unknown_path_is_404(self):
+        with self.assertRaises(urllib.error.HTTPError) as cm:
+            self.scrape('/nope')
+        self.assertEqual(cm.exception.code, 404)
+
+    def test_metrics_port_in_use_is_a_start_error(self):
+        r = harness.run_binary(['--listen', '127.0.0.1:%d' %
+                                harness.free_port(), '--metrics-listen',
+                                '127.0.0.1:%d' % self.mport])
+        self.assertNotEqual(r.code, 0)
+        self.assertIn('metrics', r.stderr)
+
+
+if __name__ == '__main__':
+    harness.run_tests()
