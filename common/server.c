@@ -1705,6 +1705,12 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	plat_health_set(srv, "", PLAT_HEALTH_NOT_SERVING);
 	plat_health_set(srv, svc->grpc_service, PLAT_HEALTH_NOT_SERVING);
 	plat_registrar_stop(reg);
+	/* Close our own client channels before draining: the server waits
+	 * for every connection to go, and nothing else would read the
+	 * GOAWAY on a channel this process opened to itself. */
+	if (client != NULL)
+		plat_client_free(client);
+	client = NULL;
 	server_shutdown(srv);
 	exit_code = 0;
 out_fini:

@@ -3,6 +3,7 @@
  * PLATFORM_* environment variable (a flag wins over the environment).
  *
  *   --listen ADDR           PLATFORM_LISTEN          host:port to serve on
+ *                                                    (port 0: any free port)
  *   --advertise ADDR        PLATFORM_ADVERTISE       address registered with
  *                                                    discovery (default: listen)
  *   --discovery ADDR        PLATFORM_DISCOVERY       discovery-srv host:port
@@ -76,7 +77,7 @@ enum {
 
 /* Fills s (which it zeroes first) from defaults, then getenv_fn (NULL
  * means getenv), then argv. Checks every value: addresses are host:port
- * with a port 1..65535, numbers in range, tls cert and key given together
+ * with a port 1..65535 (0 too for --listen), numbers in range, tls cert and key given together
  * and readable. On SETTINGS_ERROR the caller prints err and exits 2. */
 int settings_parse(struct plat_settings *s, const struct settings_spec *spec,
     int argc, char **argv, settings_getenv_fn getenv_fn,
