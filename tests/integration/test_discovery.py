@@ -340,8 +340,8 @@ class RegistryTest(DiscoveryCase):
 
 
 class ListTest(DiscoveryCase):
-    """ListServices paging. The server does not register itself here, so
-    it holds only what these tests put in."""
+    """ListServices paging. The server is not given --discovery here (it
+    may still list itself); every check filters by its own name prefix."""
 
     self_register = False
 

@@ -77,8 +77,9 @@ enum {
 
 /* Fills s (which it zeroes first) from defaults, then getenv_fn (NULL
  * means getenv), then argv. Checks every value: addresses are host:port
- * with a port 1..65535 (0 too for --listen), numbers in range, tls cert and key given together
- * and readable. On SETTINGS_ERROR the caller prints err and exits 2. */
+ * with a port 1..65535 (0 too for --listen), numbers in range, tls cert
+ * and key given together and readable. On SETTINGS_ERROR the caller
+ * prints err and exits 2. */
 int settings_parse(struct plat_settings *s, const struct settings_spec *spec,
     int argc, char **argv, settings_getenv_fn getenv_fn,
     char *err, size_t errlen);
