@@ -23,6 +23,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "platform/client.h"
+#include "platform/clock.h"
 #include "platform/discovery/v1/discovery.pb-c.h"
 #include "platform/log.h"
 
@@ -193,14 +194,6 @@ str_width(const char *s)
 	return w;
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The proto name of an enum value ("SERVING"), without prefix. */
 static const char *
@@ -653,7 +646,7 @@ static int
 service_table(const Platform__Discovery__V1__GetServiceResponse *r)
 {
 	struct table t = { .ncols = 6 };
-	int64_t now = now_ms();
+	int64_t now = plat_wall_ms();
 
 	table_row(&t, (const char *[]){ "NAME", "VERSION", "NODE", "ADDRESS",
 	    "EXPIRES", "METADATA" });

@@ -33,6 +33,7 @@
 #include <grpc/support/time.h>
 
 #include "platform/client.h"
+#include "platform/errbuf.h"
 #include "platform/clock.h"
 #include "platform/xalloc.h"
 #include "platform/discovery/v1/discovery.pb-c.h"
@@ -159,21 +160,6 @@ client_jitter(int64_t ms)
 	if (ms < 2)
 		return ms;
 	return ms / 2 + rand_r(&seed) % (ms / 2 + 1);
-}
-
-static void client_err(char *errmsg, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-client_err(char *errmsg, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errmsg == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errmsg, errlen, fmt, ap);
-	va_end(ap);
 }
 
 static void
@@ -464,13 +450,13 @@ client_md_check(const char *const *kv, const char *method, char *errmsg,
 		k = grpc_slice_from_static_string(kv[i]);
 		v = grpc_slice_from_static_string(kv[i + 1]);
 		if (!grpc_header_key_is_legal(k)) {
-			client_err(errmsg, errlen, "%s: metadata key \"%s\" "
+			errbuf_set(errmsg, errlen, "%s: metadata key \"%s\" "
 			    "is not a valid header name", method, kv[i]);
 			return GRPC_STATUS_INVALID_ARGUMENT;
 		}
 		if (!grpc_is_binary_header(k) &&
 		    !grpc_header_nonbin_value_is_legal(v)) {
-			client_err(errmsg, errlen, "%s: metadata \"%s\" has "
+			errbuf_set(errmsg, errlen, "%s: metadata \"%s\" has "
 			    "a value that is not printable ASCII (use a -bin "
 			    "key)", method, kv[i]);
 			return GRPC_STATUS_INVALID_ARGUMENT;
@@ -521,7 +507,7 @@ static int
 client_batch_error(grpc_call_error err, const char *method, char *errmsg,
     size_t errlen)
 {
-	client_err(errmsg, errlen, "%s: cannot start the call: %s", method,
+	errbuf_set(errmsg, errlen, "%s: cannot start the call: %s", method,
 	    grpc_call_error_to_string(err));
 	return err == GRPC_CALL_ERROR_INVALID_METADATA ?
 	    GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_INTERNAL;
@@ -592,13 +578,13 @@ client_unary_once(plat_client *c, const char *addr, const char *method,
 	}
 	if (recv_bb == NULL) {
 		rc = GRPC_STATUS_INTERNAL;
-		client_err(errmsg, errlen, "%s: the server sent no response "
+		errbuf_set(errmsg, errlen, "%s: the server sent no response "
 		    "message", method);
 		goto out;
 	}
 	if (client_unpack(recv_bb, resp_desc, resp) != 0) {
 		rc = GRPC_STATUS_INTERNAL;
-		client_err(errmsg, errlen, "%s: cannot decode the response "
+		errbuf_set(errmsg, errlen, "%s: cannot decode the response "
 		    "as %s", method, resp_desc->name);
 		goto out;
 	}
@@ -675,7 +661,7 @@ client_unary(plat_client *c, const char *addr, const char *service,
 			if ((left = end - plat_now_ms()) <= 0) {
 				free(node);
 				rc = GRPC_STATUS_DEADLINE_EXCEEDED;
-				client_err(errmsg, errlen, "deadline exceeded "
+				errbuf_set(errmsg, errlen, "deadline exceeded "
 				    "while resolving \"%s\"", service);
 				break;
 			}
@@ -704,7 +690,7 @@ plat_client_call_addr(plat_client *c, const char *address,
 {
 	if (address == NULL || address[0] == '\0') {
 		*resp = NULL;
-		client_err(errmsg, errlen, "%s: no address to call", method);
+		errbuf_set(errmsg, errlen, "%s: no address to call", method);
 		return GRPC_STATUS_INVALID_ARGUMENT;
 	}
 	return client_unary(c, address, NULL, method, req, resp_desc, resp,
@@ -719,7 +705,7 @@ plat_client_call(plat_client *c, const char *service, const char *method,
 {
 	if (service == NULL || service[0] == '\0') {
 		*resp = NULL;
-		client_err(errmsg, errlen, "%s: no service name to call",
+		errbuf_set(errmsg, errlen, "%s: no service name to call",
 		    method);
 		return GRPC_STATUS_INVALID_ARGUMENT;
 	}
@@ -760,7 +746,7 @@ plat_client_stream_open(plat_client *c, const char *address,
 
 	*out = NULL;
 	if (address == NULL || address[0] == '\0') {
-		client_err(errmsg, errlen, "%s: no address to call", method);
+		errbuf_set(errmsg, errlen, "%s: no address to call", method);
 		return GRPC_STATUS_INVALID_ARGUMENT;
 	}
 	if ((rc = client_md_check(metadata, method, errmsg, errlen)) !=
@@ -879,7 +865,7 @@ plat_client_stream_status(plat_client_stream *s, char *errmsg,
     size_t errlen)
 {
 	if (!s->ended) {
-		client_err(errmsg, errlen, "the stream has not ended");
+		errbuf_set(errmsg, errlen, "the stream has not ended");
 		return GRPC_STATUS_UNKNOWN;
 	}
 	client_err_slice(errmsg, errlen, s->details);
@@ -1264,7 +1250,7 @@ client_resolve(plat_client *c, const char *service, char **addr,
 
 	*addr = NULL;
 	if (c->discovery == NULL) {
-		client_err(errmsg, errlen, "cannot resolve \"%s\": the client "
+		errbuf_set(errmsg, errlen, "cannot resolve \"%s\": the client "
 		    "has no discovery address", service);
 		return GRPC_STATUS_FAILED_PRECONDITION;
 	}
@@ -1287,11 +1273,11 @@ client_resolve(plat_client *c, const char *service, char **addr,
 	}
 	pthread_mutex_unlock(&c->mu);
 	if (rc != GRPC_STATUS_OK)
-		client_err(errmsg, errlen, "cannot resolve \"%s\": discovery "
+		errbuf_set(errmsg, errlen, "cannot resolve \"%s\": discovery "
 		    "%s: %s: %s", service, c->discovery, plat_status_name(rc),
 		    err);
 	else
-		client_err(errmsg, errlen, "service \"%s\" has no live node",
+		errbuf_set(errmsg, errlen, "service \"%s\" has no live node",
 		    service);
 	return GRPC_STATUS_UNAVAILABLE;
 }

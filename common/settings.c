@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "platform/settings.h"
+#include "platform/errbuf.h"
 
 enum settings_kind {
 	SETTINGS_K_HELP,
@@ -111,21 +112,6 @@ static const struct settings_def settings_defs[] = {
 };
 
 #define SETTINGS_NDEFS	(sizeof(settings_defs) / sizeof(settings_defs[0]))
-
-static void settings_err(char *, size_t, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-settings_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* A value shown in an error: cut short and kept on one line. */
 static const char *
@@ -298,14 +284,14 @@ settings_apply(struct plat_settings *s, const struct settings_def *d,
 		problem = settings_address_problem(v,
 		    d->flags & SETTINGS_F_PORT0);
 		if (problem != NULL) {
-			settings_err(err, errlen, "%s: \"%s\" %s", name, show,
+			errbuf_set(err, errlen, "%s: \"%s\" %s", name, show,
 			    problem);
 			return -1;
 		}
 		break;
 	case SETTINGS_K_FILE:
 		if (settings_file_problem(v, why, sizeof(why)) != 0) {
-			settings_err(err, errlen, "%s: cannot read \"%s\": %s",
+			errbuf_set(err, errlen, "%s: cannot read \"%s\": %s",
 			    name, show, why);
 			return -1;
 		}
@@ -317,7 +303,7 @@ settings_apply(struct plat_settings *s, const struct settings_def *d,
 		n = strtol(v, &end, 10);
 		if (!((*v >= '0' && *v <= '9') || *v == '-') || *end != '\0' ||
 		    errno != 0 || n < d->min || n > d->max) {
-			settings_err(err, errlen, "%s: must be an integer "
+			errbuf_set(err, errlen, "%s: must be an integer "
 			    "%d..%d, got \"%s\"", name, d->min, d->max, show);
 			return -1;
 		}
@@ -325,14 +311,14 @@ settings_apply(struct plat_settings *s, const struct settings_def *d,
 		return 0;
 	case SETTINGS_K_LOGFMT:
 		if (log_format_parse(v, &s->log_format) != 0) {
-			settings_err(err, errlen, "%s: must be auto, json or "
+			errbuf_set(err, errlen, "%s: must be auto, json or "
 			    "text, got \"%s\"", name, show);
 			return -1;
 		}
 		return 0;
 	case SETTINGS_K_LOGLVL:
 		if (log_level_parse(v, &s->log_level) != 0) {
-			settings_err(err, errlen, "%s: must be debug, info, "
+			errbuf_set(err, errlen, "%s: must be debug, info, "
 			    "warn or error, got \"%s\"", name, show);
 			return -1;
 		}
@@ -462,7 +448,7 @@ settings_parse(struct plat_settings *s, const struct settings_spec *spec,
 			goto out;
 		}
 		if (a[0] != '-') {
-			settings_err(err, errlen, "unexpected argument \"%s\" "
+			errbuf_set(err, errlen, "unexpected argument \"%s\" "
 			    "(settings are --flag value)",
 			    settings_show(show, sizeof(show), a));
 			goto fail;
@@ -471,14 +457,14 @@ settings_parse(struct plat_settings *s, const struct settings_spec *spec,
 		at = settings_lookup(spec, a, nlen);
 		if (at < 0 || a[1] != '-') {
 			snprintf(name, sizeof(name), "%.*s", (int)nlen, a);
-			settings_err(err, errlen, "%s: unknown flag (see "
+			errbuf_set(err, errlen, "%s: unknown flag (see "
 			    "--help)", settings_show(show, sizeof(show), name));
 			goto fail;
 		}
 		if ((size_t)at < SETTINGS_NDEFS &&
 		    settings_defs[at].kind == SETTINGS_K_HELP) {
 			if (a[nlen] == '=') {
-				settings_err(err, errlen, "--help: takes no "
+				errbuf_set(err, errlen, "--help: takes no "
 				    "value");
 				goto fail;
 			}
@@ -491,7 +477,7 @@ settings_parse(struct plat_settings *s, const struct settings_spec *spec,
 			v = argv[++ac];
 		else {
 			/* A flag where the value belongs: it was forgotten. */
-			settings_err(err, errlen, "%.*s: missing value",
+			errbuf_set(err, errlen, "%.*s: missing value",
 			    (int)nlen, a);
 			goto fail;
 		}
@@ -515,7 +501,7 @@ settings_parse(struct plat_settings *s, const struct settings_spec *spec,
 			goto fail;
 	}
 	if (s->listen == NULL) {
-		settings_err(err, errlen, "--listen: not set");
+		errbuf_set(err, errlen, "--listen: not set");
 		goto fail;
 	}
 	if ((s->tls_cert == NULL) != (s->tls_key == NULL)) {
@@ -524,7 +510,7 @@ settings_parse(struct plat_settings *s, const struct settings_spec *spec,
 		size_t other = settings_index(s->tls_cert != NULL ?
 		    SETTINGS_OFF(tls_key) : SETTINGS_OFF(tls_cert));
 
-		settings_err(err, errlen, "%s: given without %s (%s)",
+		errbuf_set(err, errlen, "%s: given without %s (%s)",
 		    from[given], settings_defs[other].flag,
 		    settings_defs[other].env);
 		goto fail;

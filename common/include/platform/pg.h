@@ -1,0 +1,174 @@
+/*
+ * pg: PostgreSQL through libpq, the way every server keeps its state.
+ *
+ * A bounded pool of connections opened lazily (a server starts while the
+ * database is down), statements prepared once per connection and every
+ * value bound as a parameter, deadlines from the caller, transactions,
+ * versioned schema migrations and a LISTEN/NOTIFY helper.
+ *
+ * Every call returns a gRPC code (enum plat_code) and, when it is not
+ * PLAT_OK, a short message in err fit to hand to the caller:
+ *
+ *   PLAT_UNAVAILABLE         the database is down or the connection was lost
+ *                            ("database unavailable"; logged once per
+ *                            outage, not once per call)
+ *   PLAT_DEADLINE_EXCEEDED   the deadline passed while waiting for a pooled
+ *                            connection or for a statement (SQLSTATE 57014)
+ *   PLAT_ALREADY_EXISTS      unique_violation (23505)
+ *   PLAT_ABORTED             serialization failure (40001), deadlock
+ *                            (40P01), lock not available (55P03): retry
+ *   PLAT_FAILED_PRECONDITION other integrity violations (23xxx: check,
+ *                            foreign key, not null, exclusion)
+ *   PLAT_INTERNAL            anything else; the server's message is logged,
+ *                            the caller gets "internal database error"
+ *
+ * Deadlines: every timeout_ms is the time left of the caller's deadline,
+ * as plat_ctx_deadline_left_ms() gives it: INT64_MAX for none, <= 0 for a
+ * deadline already passed (PLAT_DEADLINE_EXCEEDED at once). A statement
+ * still running at its deadline is cancelled on the server (PQcancel), so
+ * it stops holding locks; this costs no round trip on the normal path, as
+ * a per-statement SET statement_timeout would.
+ *
+ * Typical use in a handler:
+ *
+ *     struct pg_conn *c;
+ *     PGresult *res;
+ *     int64_t left = plat_ctx_deadline_left_ms(ctx);
+ *
+ *     if ((code = pg_acquire(pool, left, &c)) != PLAT_OK)
+ *         return plat_error(ctx, code, "%s", pg_code_message(code));
+ *     code = pg_exec(c, "config_get",
+ *         "SELECT value FROM config WHERE ns = $1 AND path = $2",
+ *         2, (const char *[]){ ns, path }, NULL, NULL,
+ *         plat_ctx_deadline_left_ms(ctx), &res, err, sizeof(err));
+ *     pg_release(pool, c);
+ *     if (code != PLAT_OK)
+ *         return plat_error(ctx, code, "%s", err);
+ *     ... PQgetvalue(res, 0, 0) ..., then PQclear(res);
+ */
+#ifndef PLATFORM_PG_H
+#define PLATFORM_PG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <libpq-fe.h>
+
+#include "platform/server.h"
+
+struct pg_pool;
+struct pg_conn;
+
+/* Pool: at most size connections to conninfo (a libpq key=value string or
+ * postgresql:// URL). Nothing connects here; connections open on first
+ * use. NULL when conninfo does not parse (the reason is logged; check it
+ * earlier with pg_conninfo_check to name the setting) or size < 1. */
+struct pg_pool *pg_pool_new(const char *conninfo, int size);
+/* Closes every connection; none may be acquired any more. NULL is fine. */
+void pg_pool_free(struct pg_pool *pool);
+
+/* 0 when conninfo parses, else -1 with libpq's reason in err. */
+int pg_conninfo_check(const char *conninfo, char *err, size_t errlen);
+
+/*
+ * Takes a connection, waiting up to timeout_ms for one to be free.
+ * PLAT_OK: *conn is yours until pg_release. PLAT_DEADLINE_EXCEEDED: every
+ * connection stayed busy until the deadline (the pool is exhausted; the
+ * caller's deadline is spent, so retrying makes no sense). PLAT_UNAVAILABLE:
+ * the database cannot be reached; after a failed connect the pool does
+ * not try again for a backoff (100 ms doubling to 5 s) and fails fast.
+ */
+enum plat_code pg_acquire(struct pg_pool *pool, int64_t timeout_ms,
+    struct pg_conn **conn);
+/* The message for a code from pg_acquire: "database unavailable", ... */
+const char *pg_code_message(enum plat_code code);
+/* Gives it back. A transaction left open is rolled back; a connection in
+ * an unknown state is closed and reopened on next use. */
+void pg_release(struct pg_pool *pool, struct pg_conn *conn);
+
+/*
+ * Runs one statement: prepared under name on first use on this connection
+ * (PQprepare, parameter types inferred by the server: cast in the SQL,
+ * "$1::bytea"), then PQexecPrepared with the values bound. The same name
+ * must always come with the same sql. values[i] NULL is SQL NULL; lengths
+ * and formats (1 = binary) may be NULL for all-text parameters. On
+ * PLAT_OK, *result (if result is not NULL) is the result of the statement,
+ * text format, freed by the caller with PQclear; otherwise *result is NULL.
+ */
+enum plat_code pg_exec(struct pg_conn *conn, const char *name,
+    const char *sql, int nparams, const char *const *values,
+    const int *lengths, const int *formats, int64_t timeout_ms,
+    PGresult **result, char *err, size_t errlen);
+
+/* Transactions on one acquired connection. A failed pg_exec inside leaves
+ * the transaction aborted: pg_rollback it (pg_release does too). */
+enum plat_code pg_begin(struct pg_conn *conn, int64_t timeout_ms,
+    char *err, size_t errlen);
+/* PLAT_DEADLINE_EXCEEDED or PLAT_UNAVAILABLE from a commit mean the
+ * outcome is unknown: it may have committed. */
+enum plat_code pg_commit(struct pg_conn *conn, int64_t timeout_ms,
+    char *err, size_t errlen);
+enum plat_code pg_rollback(struct pg_conn *conn, int64_t timeout_ms,
+    char *err, size_t errlen);
+
+/*
+ * Whole transaction: acquires, BEGIN, fn, COMMIT (or ROLLBACK when fn does
+ * not return PLAT_OK), releases. A transaction aborted by a serialization
+ * failure or deadlock (PLAT_ABORTED) is run again, up to 3 times in all
+ * while the deadline allows, so fn must do nothing outside the database
+ * that it cannot repeat. fn gets the time left and writes err itself.
+ */
+typedef enum plat_code (*pg_tx_fn)(struct pg_conn *conn, int64_t timeout_ms,
+    void *arg, char *err, size_t errlen);
+enum plat_code pg_tx(struct pg_pool *pool, int64_t timeout_ms, pg_tx_fn fn,
+    void *arg, char *err, size_t errlen);
+
+/*
+ * Versioned schema migrations. Each component (one per server: "config",
+ * "auth", ...) lists its migrations in ascending version order, versions
+ * >= 1; a migration never changes once released: a change is a new one.
+ */
+struct pg_migration {
+	int		 version;
+	const char	*name;		/* "create config tables" */
+	/* One or more statements; no BEGIN/COMMIT and nothing that cannot
+	 * run in a transaction (CREATE INDEX CONCURRENTLY). */
+	const char	*sql;
+};
+
+/*
+ * Brings component's schema up to the last migration: each pending one is
+ * applied in its own transaction with its row in
+ * platform_schema_migrations(component, version, name, applied_at),
+ * under an advisory lock per component, so replicas starting together
+ * apply each migration exactly once. A database already at a version
+ * newer than the last one given gets PLAT_FAILED_PRECONDITION and "database
+ * schema for <component> is at version N, newer than this server knows
+ * (M)". PLAT_UNAVAILABLE when the database cannot be reached: the server
+ * decides whether to wait or to exit. Statements run without a deadline.
+ */
+enum plat_code pg_migrate(struct pg_pool *pool, const char *component,
+    const struct pg_migration *migrations, size_t n, char *err,
+    size_t errlen);
+
+/*
+ * LISTEN/NOTIFY: a thread with its own connection that calls on_notify
+ * with each payload sent on channel (NOTIFY channel, 'payload' or
+ * pg_notify(channel, payload)). The connection comes back by itself with
+ * backoff after an outage; on_reconnect (may be NULL) is called each time
+ * LISTEN is in place again, the first time included: notifications sent
+ * before that were missed, so a watcher re-reads the state there. Both
+ * callbacks run on the listener thread, never at the same time.
+ */
+struct pg_listener;
+typedef void (*pg_notify_fn)(const char *payload, void *arg);
+typedef void (*pg_reconnect_fn)(void *arg);
+
+/* NULL when conninfo does not parse or the thread cannot start. */
+struct pg_listener *pg_listener_start(const char *conninfo,
+    const char *channel, pg_notify_fn on_notify,
+    pg_reconnect_fn on_reconnect, void *arg);
+/* Stops promptly (no callback runs after it returns) and frees. NULL is
+ * fine. Not from inside a callback. */
+void pg_listener_stop(struct pg_listener *l);
+
+#endif
