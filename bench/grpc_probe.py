@@ -1,0 +1,83 @@
+#!/usr/bin/python3
+"""Proves that an h2load request body really succeeds over gRPC.
+
+h2load counts an HTTP 200 as a success even when the gRPC status in the
+trailers is an error, so bench/run sends the exact body file it will load
+with through a real gRPC client first (Debian's python3-grpcio): the file's
+5-byte gRPC frame prefix is checked and stripped, the rest is sent as-is
+with an identity serializer, and the call must end with status OK and a
+non-empty response (optionally containing given bytes).
+
+  grpc_probe.py TARGET PATH BODY.bin [--contains TEXT]... [--quiet]
+
+Exit 0 on success, 1 on any failure (with the reason on stderr).
+Also used by bench/run to register the benchmark's service and to put the
+etcd key, since those are one unary call each.
+"""
+import argparse
+import struct
+import sys
+
+import grpc
+
+
+def read_frame(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 5:
+        raise ValueError("%s: shorter than a gRPC frame prefix" % path)
+    flag, length = struct.unpack(">BI", data[:5])
+    if flag != 0:
+        raise ValueError("%s: compressed flag set" % path)
+    if length != len(data) - 5:
+        raise ValueError("%s: frame says %d bytes, file holds %d"
+                         % (path, length, len(data) - 5))
+    return data[5:]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("target", help="host:port")
+    ap.add_argument("path", help="/package.Service/Method")
+    ap.add_argument("body", help="request body file, gRPC-framed")
+    ap.add_argument("--contains", action="append", default=[],
+                    help="text the response bytes must contain")
+    ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--quiet", action="store_true")
+    a = ap.parse_args()
+
+    try:
+        payload = read_frame(a.body)
+    except (OSError, ValueError) as e:
+        print("grpc_probe: %s" % e, file=sys.stderr)
+        return 1
+    identity = lambda b: b  # noqa: E731
+    with grpc.insecure_channel(a.target) as ch:
+        call = ch.unary_unary(a.path, request_serializer=identity,
+                              response_deserializer=identity)
+        try:
+            resp, info = call.with_call(payload, timeout=a.timeout)
+        except grpc.RpcError as e:
+            print("grpc_probe: %s %s: %s: %s" % (a.target, a.path,
+                  e.code().name, e.details()), file=sys.stderr)
+            return 1
+    if info.code() != grpc.StatusCode.OK:
+        print("grpc_probe: %s: status %s" % (a.path, info.code().name),
+              file=sys.stderr)
+        return 1
+    if not resp:
+        print("grpc_probe: %s: empty response" % a.path, file=sys.stderr)
+        return 1
+    for text in a.contains:
+        if text.encode() not in resp:
+            print("grpc_probe: %s: response lacks %r" % (a.path, text),
+                  file=sys.stderr)
+            return 1
+    if not a.quiet:
+        print("grpc_probe: %s %s OK, %d request bytes -> %d response bytes"
+              % (a.target, a.path, len(payload), len(resp)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+#!/usr/bin/python3
+"""Writes the gRPC-framed request bodies bench/run loads with.
+
+  make_bodies.py PROTO_DIR OUT_DIR
+
+Each file is one gRPC message frame (1 byte compressed flag = 0, 4 bytes
+big-endian length, the protobuf message), which is what h2load -d sends as
+the request body.
+
+Discovery messages come from proto/ through protoc --python_out (loaded by
+file path); etcd's messages are hand-encoded (etcd's protos are not in the
+tree): RangeRequest{key = 1} and PutRequest{key = 1, value = 2}.
+
+Files written:
+  register.bin     discovery Register: SERVICE 1.0.0 with 3 nodes, TTL 3600
+  getservice.bin   discovery GetService{name: SERVICE}
+  echo.bin         the echo payload: the same bytes as getservice.bin
+  etcd_put.bin     etcd Put{key: ETCD_KEY, value: ETCD_VALUE}
+  etcd_range.bin   etcd Range{key: ETCD_KEY}
+"""
+import importlib.util
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+SERVICE = "bench.target"
+NODES = 3
+ETCD_KEY = b"/bench/platform/bench.target"
+ETCD_VALUE = b"10.0.0.1:8080"
+
+
+def frame(msg_bytes):
+    return struct.pack(">BI", 0, len(msg_bytes)) + msg_bytes
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def pb_bytes(field, value):
+    """A length-delimited protobuf field (wire type 2)."""
+    return varint(field << 3 | 2) + varint(len(value)) + value
+
+
+def discovery_module(proto_dir, tmp):
+    rel = "platform/discovery/v1/discovery.proto"
+    subprocess.run(["protoc", "--python_out=" + tmp, "-I", proto_dir,
+                    os.path.join(proto_dir, rel)], check=True)
+    path = os.path.join(tmp, rel[:-len(".proto")] + "_pb2.py")
+    spec = importlib.util.spec_from_file_location("bench_discovery_pb2", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    proto_dir, out = sys.argv[1], sys.argv[2]
+    os.makedirs(out, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-pb-") as tmp:
+        d = discovery_module(proto_dir, tmp)
+
+    reg = d.RegisterRequest(ttl_seconds=3600)
+    reg.service.name = SERVICE
+    reg.service.version = "1.0.0"
+    reg.service.endpoints.add(name="Target.Get")
+    for i in range(1, NODES + 1):
+        n = reg.service.nodes.add(id="%s-node-%d" % (SERVICE, i),
+                                  address="10.0.0.%d:8080" % i)
+        n.metadata["zone"] = "zone-%d" % i
+    get = d.GetServiceRequest(name=SERVICE)
+
+    files = {
+        "register.bin": reg.SerializeToString(),
+        "getservice.bin": get.SerializeToString(),
+        "echo.bin": get.SerializeToString(),
+        "etcd_put.bin": pb_bytes(1, ETCD_KEY) + pb_bytes(2, ETCD_VALUE),
+        "etcd_range.bin": pb_bytes(1, ETCD_KEY),
+    }
+    for name, msg in files.items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(frame(msg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

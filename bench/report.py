@@ -1,0 +1,295 @@
+#!/usr/bin/python3
+"""Turns bench/run's raw results into the markdown section of README.md.
+
+  report.py RESULTS_DIR [--readme bench/README.md]
+
+RESULTS_DIR holds, per target T and round R: T.R.h2load (h2load's
+summary), T.R.lat (h2load --log-file: start us, HTTP status, elapsed us per
+request), T.R.server_cpu ("ticks clk_tck wall0 wall1"), T.R.client_cpu
+(bash `time`: "user sys" seconds), and `meta` (key=value lines).
+
+Without --readme the section is printed. With it, the text between the
+markers below is replaced (the markers are appended if missing). Any
+failed, errored or timed-out request, or a non-200 status, makes this
+exit 1 without touching the README: such numbers are not results.
+"""
+import collections
+import glob
+import os
+import re
+import sys
+
+BEGIN = "<!-- bench:results:begin -->"
+END = "<!-- bench:results:end -->"
+
+TARGETS = [
+    ("discovery", "discovery-srv", "/platform.discovery.v1.Discovery/GetService",
+     "GetService of a service with 3 nodes (in-memory read)"),
+    ("echo", "echo-server (baseline)", "/bench.Echo/Echo",
+     "minimal gRPC C-core echo of the same request bytes"),
+    ("etcd", "etcd", "/etcdserverpb.KV/Range",
+     "Range of one key (default: linearizable)"),
+]
+
+
+def read_meta(d):
+    meta = {}
+    with open(os.path.join(d, "meta")) as f:
+        for line in f:
+            k, _, v = line.rstrip("\n").partition("=")
+            meta[k] = v
+    return meta
+
+
+def parse_h2load(path):
+    text = open(path).read()
+    m = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", text)
+    if not m:
+        raise ValueError("%s: no 'finished in' line" % path)
+    r = {"secs": float(m.group(1)), "rps": float(m.group(2))}
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, "
+                  r"(\d+) succeeded, (\d+) failed, (\d+) errored, "
+                  r"(\d+) timeout", text)
+    if not m:
+        raise ValueError("%s: no 'requests:' line" % path)
+    (r["total"], _, r["done"], r["succeeded"], r["failed"], r["errored"],
+     r["timeout"]) = map(int, m.groups())
+    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, "
+                  r"(\d+) 5xx", text)
+    r["non2xx"] = sum(map(int, m.groups()[1:])) if m else 0
+    return r
+
+
+def read_latencies(paths):
+    """A histogram (microseconds -> count) and the non-200 count."""
+    hist = collections.Counter()
+    bad = 0
+    for p in paths:
+        with open(p) as f:
+            for line in f:
+                cols = line.split("\t")
+                if len(cols) < 3:
+                    continue
+                if cols[1] != "200":
+                    bad += 1
+                    continue
+                hist[int(cols[2])] += 1
+    return hist, bad
+
+
+def percentiles(hist, qs):
+    n = sum(hist.values())
+    keys = sorted(hist)
+    out = {}
+    want = sorted(qs)
+    acc = 0
+    i = 0
+    for k in keys:
+        acc += hist[k]
+        while i < len(want) and acc >= want[i] * n:
+            out[want[i]] = k
+            i += 1
+    for q in want[i:]:
+        out[q] = keys[-1]
+    mean = sum(k * c for k, c in hist.items()) / n
+    return n, mean, out
+
+
+def ms(us):
+    return "%.2f ms" % (us / 1000.0)
+
+
+def summarize(d):
+    meta = read_meta(d)
+    rows = {}
+    problems = []
+    for key, _, _, _ in TARGETS:
+        rounds = sorted(glob.glob(os.path.join(d, key + ".*.h2load")))
+        if not rounds:
+            raise SystemExit("report: no results for %s in %s" % (key, d))
+        runs = [parse_h2load(p) for p in rounds]
+        for p, r in zip(rounds, runs):
+            if r["failed"] or r["errored"] or r["timeout"] or r["non2xx"]:
+                problems.append("%s: %d failed, %d errored, %d timeout, "
+                                "%d non-2xx" % (os.path.basename(p),
+                                r["failed"], r["errored"], r["timeout"],
+                                r["non2xx"]))
+        hist, bad = read_latencies(
+            sorted(glob.glob(os.path.join(d, key + ".*.lat"))))
+        if bad:
+            problems.append("%s: %d requests without HTTP 200 in the "
+                            "latency log" % (key, bad))
+        n, mean, pct = percentiles(hist, [0.5, 0.9, 0.99])
+        scpu, ccpu, ocpu = [], [], []
+        for p in sorted(glob.glob(os.path.join(d, key + ".*.server_cpu"))):
+            ticks, hz, w0, w1, busy = open(p).read().split()
+            wall = float(w1) - float(w0)
+            server = int(ticks) / float(hz)
+            user, sys_ = open(p[:-len("server_cpu")] +
+                              "client_cpu").read().split()[:2]
+            client = float(user) + float(sys_)
+            scpu.append(server / wall)
+            ccpu.append(client / wall)
+            # Everything else the machine ran meanwhile (other servers
+            # idling, probes, and any unrelated work).
+            ocpu.append(max(0.0, int(busy) / float(hz) - server - client)
+                        / wall)
+        rps = sorted(r["rps"] for r in runs)
+        mid = len(rps) // 2
+        median = rps[mid] if len(rps) % 2 else (rps[mid - 1] + rps[mid]) / 2
+        rows[key] = {
+            "rps": median, "rps_min": min(rps),
+            "rps_max": max(rps), "rounds": len(rps), "requests": n,
+            "mean": mean, "p50": pct[0.5], "p90": pct[0.9], "p99": pct[0.99],
+            "max": max(hist), "server_cpu": sum(scpu) / len(scpu),
+            "client_cpu": sum(ccpu) / len(ccpu),
+            "other_cpu": sum(ocpu) / len(ocpu),
+        }
+    return meta, rows, problems
+
+
+def render(meta, rows):
+    disc, echo, etcd = rows["discovery"], rows["echo"], rows["etcd"]
+    pct_echo = 100.0 * disc["rps"] / echo["rps"]
+    x_etcd = disc["rps"] / etcd["rps"]
+    echo_x_etcd = echo["rps"] / etcd["rps"]
+    rss_idle = int(meta["rss_idle"]) / 1024.0
+    h2threads = int(meta["h2threads"])
+
+    out = [BEGIN, ""]
+    out.append("Measured %s on %s CPU(s), %s, %s RAM, Linux %s." % (
+        meta["date"], meta["nproc"], meta["cpu"] or "unknown CPU",
+        meta["mem"], meta["kernel"]))
+    other = max(r["other_cpu"] for r in rows.values())
+    if other > 0.15:
+        out.append("")
+        out.append("Other work was running on the machine (up to %.2f "
+                   "cores besides server and h2load, see \"other CPU\"): "
+                   "the targets shared the cores with it, so absolute "
+                   "numbers are low and noisy; the rotation and the min-max "
+                   "ranges show how much." % other)
+    out.append("")
+    out.append("Load: `h2load -c %s -m %s -t %s -D %s --warm-up-time %s`, "
+               "%s round(s), target order rotated each round; req/s is the "
+               "median of the rounds (min-max in brackets), latencies are over "
+               "every request of every round from h2load's `--log-file`." % (
+                   meta["conns"], meta["streams"], meta["h2threads"],
+                   meta["duration"], meta["warmup"], meta["rounds"]))
+    out.append("")
+    out.append("| Target | gRPC method | req/s | mean | p50 | p90 | p99 | "
+               "max | server CPU | h2load CPU | other CPU |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for key, name, path, _ in TARGETS:
+        r = rows[key]
+        out.append("| %s | `%s` | %.0f (%.0f-%.0f) | %s | %s | %s | %s | %s "
+                   "| %.2f | %.2f | %.2f |" % (
+                       name, path, r["rps"], r["rps_min"], r["rps_max"],
+                       ms(r["mean"]), ms(r["p50"]), ms(r["p90"]),
+                       ms(r["p99"]), ms(r["max"]), r["server_cpu"],
+                       r["client_cpu"], r["other_cpu"]))
+    out.append("")
+    out.append("CPU columns are in cores, averaged over each h2load run "
+               "(warm-up included); other CPU is the machine's busy time "
+               "minus server and h2load.")
+    out.append("")
+    out.append("| Ratio | Value | Design target |")
+    out.append("|---|---:|---|")
+    out.append("| discovery GetService / echo | %.1f%% | >= 85%% |" % pct_echo)
+    out.append("| echo / etcd Range | %.2fx | >= 3x (the premise) |"
+               % echo_x_etcd)
+    out.append("| discovery GetService / etcd Range | %.2fx | >= 2.55x "
+               "(85%% of 3x) |" % x_etcd)
+    out.append("")
+    def mib(k):
+        return "%.1f MiB" % (int(meta[k]) / 1024.0) if meta.get(k) else "-"
+    out.append("| Memory | RSS (`ps -o rss`) | of which anonymous | "
+               "Design target |")
+    out.append("|---|---:|---:|---|")
+    out.append("| discovery-srv idle, 2 s after start | %s | %s | RSS < "
+               "10 MiB |" % (mib("rss_idle"), mib("anon_idle")))
+    out.append("| discovery-srv after the load | %s | %s | |"
+               % (mib("rss_loaded"), mib("anon_loaded")))
+    out.append("| echo-server idle, 2 s after start | %s | %s | |"
+               % (mib("rss_echo_idle"), mib("anon_echo_idle")))
+    out.append("| echo-server after the load | %s | %s | |"
+               % (mib("rss_echo"), mib("anon_echo")))
+    out.append("| etcd after the load | %s | - | |" % mib("rss_etcd"))
+    out.append("")
+    out.append("Anonymous memory (from `/proc/PID/smaps_rollup`) is the "
+               "process's own heap and stacks; the rest of RSS is mapped "
+               "code and data of the binary and shared libraries "
+               "(libgrpc, OpenSSL, ...).")
+    out.append("")
+
+    verdict = []
+    verdict.append(
+        "discovery-srv's GetService served %.0f req/s, %.1f%% of the "
+        "C-core echo baseline (%.0f req/s; target 85%%: %s) and %.2fx "
+        "etcd's Range (%.0f req/s)" % (
+            disc["rps"], pct_echo, echo["rps"],
+            "met" if pct_echo >= 85.0 else "NOT met", x_etcd, etcd["rps"]))
+    verdict.append(
+        "the echo baseline was %.2fx etcd, so the design's premise of 3x "
+        "%s" % (echo_x_etcd, "holds" if echo_x_etcd >= 3.0 else
+                "does NOT hold on this machine"))
+    verdict.append(
+        "discovery-srv's idle RSS was %.1f MiB (target under 10 MiB: %s; "
+        "the bare echo-server idles at %.1f MiB)" % (
+            rss_idle, "met" if rss_idle < 10.0 else "NOT met",
+            int(meta["rss_echo_idle"]) / 1024.0))
+    out.append("**Conclusion:** " + "; ".join(verdict) + ".")
+    if echo["client_cpu"] >= 0.9 * h2threads:
+        out.append("")
+        out.append("Note: h2load used %.2f of its %d core(s) while loading "
+                   "the echo server, so the baseline is at least partly "
+                   "client-bound; its req/s is a lower bound of what the "
+                   "echo server can do, which flatters the percentage above."
+                   % (echo["client_cpu"], h2threads))
+    out.append("")
+    out.append("Versions: discovery-srv %s (%s build, %s); gRPC C core %s "
+               "(libgrpc); %s; %s; client probe python3-grpcio %s; echo-"
+               "server with %s poller(s)." % (
+                   meta["commit"], meta["buildtype"], meta["cc"],
+                   meta["grpc"], meta["h2load"], meta["etcd"],
+                   meta["python_grpcio"], meta["echo_threads"]))
+    out.append("")
+    out.append(END)
+    return "\n".join(out) + "\n"
+
+
+def write_readme(path, section):
+    text = open(path).read() if os.path.exists(path) else ""
+    b, e = text.find(BEGIN), text.find(END)
+    if b >= 0 and e > b:
+        text = text[:b] + section.rstrip("\n") + text[e + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def main():
+    args = sys.argv[1:]
+    readme = None
+    if "--readme" in args:
+        i = args.index("--readme")
+        readme = args[i + 1]
+        del args[i:i + 2]
+    if len(args) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    meta, rows, problems = summarize(args[0])
+    section = render(meta, rows)
+    sys.stdout.write(section)
+    if problems:
+        print("report: not writing results: " + "; ".join(problems),
+              file=sys.stderr)
+        return 1
+    if readme:
+        write_readme(readme, section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
