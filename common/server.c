@@ -66,10 +66,10 @@ struct qmsg {
 
 struct plat_ctx {
 	struct plat_stream *call;
-	struct arena arena;
 	int code;
-	char message[STATUS_MSG_MAX];
 	grpc_byte_buffer *packed_resp;   /* from plat_respond_now */
+	char message[STATUS_MSG_MAX];
+	struct arena arena;              /* last: its inline block is big */
 };
 
 /* One call, unary or streaming; plat_stream is the same object. */
@@ -484,10 +484,13 @@ plat_ctx_server(const plat_ctx *ctx)
 static struct plat_stream *
 call_new(plat_server *srv, struct mounted_method *mm)
 {
-	struct plat_stream *c = calloc(1, sizeof(*c));
+	struct plat_stream *c = malloc(sizeof(*c));
 
 	if (c == NULL)
 		abort();
+	/* Zero all but the arena's inline block: one call per request, so
+	 * clearing 4 KiB nobody reads shows up in the req/s. */
+	memset(c, 0, offsetof(struct plat_stream, ctx.arena));
 	c->srv = srv;
 	c->mm = mm;
 	c->refs = 1;
