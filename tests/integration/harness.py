@@ -354,13 +354,19 @@ class Server:
                     '%s %s exited with %d before serving; stderr:\n%s'
                     % (self.name, ' '.join(self.args), code,
                        self.stderr()[-4000:]))
-            try:
-                resp = self.health_check('', timeout=1.0)
-                if resp.status == P.health.HealthCheckResponse.SERVING:
-                    return
-                last = 'status %d' % resp.status
-            except grpc.RpcError as e:
-                last = '%s %s' % (e.code(), e.details())
+            # Connect only once the port is open: a channel whose first
+            # attempt was refused waits for gRPC's 5 s backup poller
+            # before it tries again when nothing else drives it.
+            if not port_listening(self.port):
+                last = 'port %d not open' % self.port
+            else:
+                try:
+                    resp = self.health_check('', timeout=1.0)
+                    if resp.status == P.health.HealthCheckResponse.SERVING:
+                        return
+                    last = 'status %d' % resp.status
+                except grpc.RpcError as e:
+                    last = '%s %s' % (e.code(), e.details())
             if time.monotonic() >= deadline:
                 raise AssertionError('%s on %s not SERVING within %.0fs '
                                      '(last: %s); stderr:\n%s'
