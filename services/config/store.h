@@ -1,0 +1,127 @@
+/*
+ * store: config-srv's PostgreSQL tables and every statement on them.
+ *
+ *   config_versions   every version of every path, immutable; revision is
+ *                     the store-wide counter, one per change
+ *   config_current    the latest version of each (namespace, path)
+ *   config_revision   one row: the last revision handed out
+ *
+ * A write (update, delete, rollback) is one transaction: it locks the
+ * path's current row (a version-0 placeholder is inserted first so that
+ * concurrent creators of a new path serialise on it), checks the expected
+ * version, takes the next revision under the lock of the revision row (so
+ * revisions commit in increasing order: a reader that sees revision R has
+ * seen every revision below R), writes the version, moves the current row
+ * and notifies channel 'platform_config' with the revision, then commits.
+ *
+ * Every call returns a gRPC code with a message in err (platform/pg.h).
+ * Rows come back as cfg_row, immutable and reference counted, so the
+ * cache and every watcher can share them.
+ */
+#ifndef CONFIG_STORE_H
+#define CONFIG_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "platform/server.h"
+
+#define STORE_CHANNEL "platform_config"
+
+/* One version of one path. Immutable once made; shared by reference. */
+struct cfg_row {
+	int refs;               /* atomic */
+	int64_t revision;
+	int64_t version;
+	int64_t created_ms;
+	bool deleted;
+	char *ns;
+	char *path;
+	char *json;             /* "" for a tombstone (and in List rows) */
+	char *author;
+	char *comment;
+	size_t size;            /* bytes held, for buffer limits */
+};
+
+struct cfg_row *cfg_row_ref(struct cfg_row *r);
+void cfg_row_unref(struct cfg_row *r);     /* NULL is fine */
+
+/* A list of rows, each holding a reference. */
+struct cfg_rows {
+	struct cfg_row **v;
+	size_t n;
+};
+void cfg_rows_free(struct cfg_rows *rows);
+
+struct store;
+
+/* NULL when conninfo does not parse. */
+struct store *store_new(const char *conninfo, int pool_size);
+void store_free(struct store *s);
+
+/* Applies the schema migrations (component "config"); sets the store
+ * ready on success. PLAT_UNAVAILABLE while the database is down. */
+enum plat_code store_migrate(struct store *s, char *err, size_t errlen);
+/* Whether the schema is in place; until then every call below answers
+ * PLAT_UNAVAILABLE. */
+bool store_ready(struct store *s);
+
+enum store_op {
+	STORE_UPDATE,
+	STORE_DELETE,
+	STORE_ROLLBACK,
+};
+
+struct store_write {
+	enum store_op op;
+	const char *ns;
+	const char *path;
+	const char *json;         /* STORE_UPDATE: the canonical document */
+	int64_t expected_version; /* 0 any, N > 0 exactly, -1 absent */
+	int64_t to_version;       /* STORE_ROLLBACK */
+	const char *author;
+	const char *comment;      /* STORE_ROLLBACK: "" gets a default */
+};
+
+/*
+ * One write, committed before it returns PLAT_OK with the new version in
+ * *out. PLAT_FAILED_PRECONDITION when the expected version does not
+ * match (or a rollback target is a tombstone), PLAT_NOT_FOUND when a
+ * delete finds nothing to delete or a rollback target does not exist.
+ */
+enum plat_code store_write(struct store *s, const struct store_write *w,
+    int64_t timeout_ms, struct cfg_row **out, char *err, size_t errlen);
+
+/* The latest version of a path, a tombstone included; *out NULL when the
+ * path never existed. */
+enum plat_code store_latest(struct store *s, const char *ns,
+    const char *path, int64_t timeout_ms, struct cfg_row **out, char *err,
+    size_t errlen);
+/* One version; *out NULL when it does not exist. */
+enum plat_code store_version(struct store *s, const char *ns,
+    const char *path, int64_t version, int64_t timeout_ms,
+    struct cfg_row **out, char *err, size_t errlen);
+/* Versions of a path below before_version (0: from the latest), newest
+ * first, at most limit. */
+enum plat_code store_history(struct store *s, const char *ns,
+    const char *path, int64_t before_version, int limit, int64_t timeout_ms,
+    struct cfg_rows *out, char *err, size_t errlen);
+/* Latest versions of the paths of ns starting with prefix and after
+ * after_path (byte order), in path order, at most limit; json is "". */
+enum plat_code store_list(struct store *s, const char *ns,
+    const char *prefix, const char *after_path, bool include_deleted,
+    int limit, int64_t timeout_ms, struct cfg_rows *out, char *err,
+    size_t errlen);
+/* Changes with after < revision (<= upto when upto > 0), in revision
+ * order, at most limit; with namespaces (nns > 0) or a prefix, only
+ * those. */
+enum plat_code store_changes(struct store *s, int64_t after, int64_t upto,
+    const char *const *namespaces, size_t nns, const char *prefix,
+    int limit, int64_t timeout_ms, struct cfg_rows *out, char *err,
+    size_t errlen);
+/* The last revision handed out. */
+enum plat_code store_head(struct store *s, int64_t timeout_ms,
+    int64_t *rev, char *err, size_t errlen);
+
+#endif
