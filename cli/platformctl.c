@@ -10,6 +10,7 @@
  * is printed from the same rows so it cannot drift.
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@
 
 #include <jansson.h>
 
+#include "ctl_config.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "platform/client.h"
 #include "platform/clock.h"
@@ -64,6 +66,7 @@ enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
 struct ctl {
 	/* Option values as given: flag, else environment, else default. */
 	const char *discovery;
+	const char *config;
 	const char *output;
 	const char *timeout;
 	const char *tls_ca;
@@ -92,6 +95,9 @@ static const struct ctl_opt ctl_opts[] = {
 	{ "--discovery", NULL, "PLATFORM_DISCOVERY", "ADDR",
 	    "discovery-srv host:port (default " DEFAULT_DISCOVERY ")",
 	    OFF(discovery) },
+	{ "--config", NULL, "PLATFORM_CONFIG", "ADDR",
+	    "config-srv host:port (default: service \"config\" in "
+	    "discovery)", OFF(config) },
 	{ "--output", "-o", NULL, "FORMAT",
 	    "table or json (default table)", OFF(output) },
 	{ "--timeout", NULL, NULL, "MS",
@@ -111,6 +117,7 @@ static int cmd_services(struct ctl *, int, char **);
 static int cmd_service(struct ctl *, int, char **);
 static int cmd_watch(struct ctl *, int, char **);
 static int cmd_health(struct ctl *, int, char **);
+static int cmd_config(struct ctl *, int, char **);
 static int cmd_help(struct ctl *, int, char **);
 
 struct ctl_cmd {
@@ -130,6 +137,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 	    "stream registry changes, of every service or of NAME" },
 	{ "health", "ADDRESS|SERVICE", 1, 1, cmd_health,
 	    "check host:port, or every node of a service" },
+	{ "config", "COMMAND ...", 0, INT_MAX, cmd_config,
+	    "config-srv values: get, set, delete, history, diff, rollback, "
+	    "list, watch ('config help')" },
 	{ "help", "", 0, 0, cmd_help, "show this help" },
 };
 
@@ -408,9 +418,9 @@ static plat_client *
 ctl_client(struct ctl *c)
 {
 	struct plat_client_opts o = {
-		/* No discovery: every call names its address, so the client
-		 * need not resolve (or watch) anything. */
-		.discovery = NULL,
+		/* Only `config` calls a service by name; the client asks
+		 * discovery for nothing until such a call. */
+		.discovery = c->discovery,
 		.tls_ca = c->tls_ca,
 		.tls_cert = c->tls_cert,
 		.tls_key = c->tls_key,
@@ -1092,8 +1102,12 @@ ctl_parse(struct ctl *c, int argc, char **argv, char **pos, int *npos)
 		else if (opts && argv[i][0] == '-' && argv[i][1] != '\0') {
 			if ((rc = ctl_parse_opt(c, argc, argv, &i)) != CTL_OK)
 				return rc;
-		} else
+		} else {
 			pos[(*npos)++] = argv[i];
+			/* config parses its own flags (see cmd_config). */
+			if (*npos == 1 && strcmp(argv[i], "config") == 0)
+				opts = 0;
+		}
 	}
 	return CTL_OK;
 }
@@ -1123,6 +1137,45 @@ ctl_check(struct ctl *c)
 	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
 		return usage_error("--tls-cert and --tls-key go together");
 	return CTL_OK;
+}
+
+/* ---- config (cli/ctl_config.c) ---- */
+
+static int
+host_parse_opt(void *arg, int argc, char **argv, int *i)
+{
+	return ctl_parse_opt(arg, argc, argv, i);
+}
+
+static int
+host_check(void *arg, struct ctl_globals *g)
+{
+	struct ctl *c = arg;
+	int rc = ctl_check(c);
+
+	g->json = c->json;
+	g->timeout_ms = c->timeout_ms;
+	g->config = c->config;
+	g->discovery = c->discovery;
+	return rc;
+}
+
+static plat_client *
+host_client(void *arg)
+{
+	return ctl_client(arg);
+}
+
+/* The config commands take flags of their own (--version N is a version
+ * there), so ctl_parse leaves what follows "config" to them; the global
+ * flags among it come back through host_parse_opt. */
+static int
+cmd_config(struct ctl *c, int argc, char **argv)
+{
+	const struct ctl_host h = { c, host_parse_opt, host_check,
+	    host_client };
+
+	return ctl_config_main(&h, argc, argv);
 }
 
 static const struct ctl_cmd *
