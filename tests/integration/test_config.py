@@ -1629,8 +1629,10 @@ class ReplicaTest(ConfigCase):
         got = self.next_change(w)
         self.assertEqual((got.version, got.revision), (3, r.revision))
         self.assertDoc(got, {'from': 'b'})
-        # Reads on either replica see the other's writes at once.
-        self.assertEqual(self.ca.read(self.ns, 'x').value.version, 3)
+        # Reads on either replica see the other's writes once its change
+        # feed has them (the watch above came through that same feed).
+        wait_for(lambda: self.ca.read(self.ns, 'x').value.version == 3,
+                 what='version 3 on the other replica')
         self.assertGreater(r.revision, t.revision)
 
     def test_read_after_write_across_replicas(self):
@@ -1702,7 +1704,10 @@ class ReplicaTest(ConfigCase):
             win = CasRaceTest.check_one_winner(self, out, 'round %d' % rnd)
             self.assertEqual(win.version, cur + 1)
             cur += 1
-        self.assertEqual(self.cb.read(self.ns, path).value.version, cur)
+        # The last winner may have written through ca: cb's cached read
+        # follows within its change feed's delay.
+        wait_for(lambda: self.cb.read(self.ns, path).value.version == cur,
+                 what='version %d on the other replica' % cur)
 
 
 # ---------------------------------------------------------------- outage
