@@ -19,6 +19,7 @@
 #include "doc.h"
 #include "feed.h"
 #include "platform/log.h"
+#include "platform/paging.h"
 #include "platform/metrics.h"
 #include "platform/server.h"
 #include "store.h"
@@ -472,74 +473,6 @@ config_rollback(plat_ctx *ctx, const ProtobufCMessage *msg,
 	return rc;
 }
 
-/* ---- page tokens ---- */
-
-/* Tokens are a kind letter and a value, hex encoded: opaque to callers. */
-static char *
-token_encode(plat_ctx *ctx, char kind, const char *value)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t n = strlen(value) + 1;
-	char *t = plat_alloc(ctx, 2 * n + 1);
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = i == 0 ? (unsigned char)kind :
-		    (unsigned char)value[i - 1];
-
-		t[2 * i] = hex[c >> 4];
-		t[2 * i + 1] = hex[c & 15];
-	}
-	return t;
-}
-
-/* The value of a token of the given kind into out: 0, or -1. */
-static int
-token_decode(const char *t, char kind, char *out, size_t outlen)
-{
-	size_t n = strlen(t);
-
-	if (n < 2 || n % 2 != 0 || n / 2 > outlen)
-		return -1;
-	for (size_t i = 0; i < n / 2; i++) {
-		int v = 0;
-
-		for (int k = 0; k < 2; k++) {
-			char c = t[2 * i + k];
-
-			v <<= 4;
-			if (c >= '0' && c <= '9')
-				v |= c - '0';
-			else if (c >= 'a' && c <= 'f')
-				v |= c - 'a' + 10;
-			else
-				return -1;
-		}
-		if (i == 0 ? v != kind : v == 0)
-			return -1;
-		if (i > 0)
-			out[i - 1] = (char)v;
-	}
-	out[n / 2 - 1] = '\0';
-	return 0;
-}
-
-static int
-page_size(plat_ctx *ctx, int32_t asked, int dflt, int *out)
-{
-	if (asked < 0)
-		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
-		    "page_size: must not be negative");
-	*out = asked == 0 ? dflt : asked > PAGE_MAX ? PAGE_MAX : asked;
-	return PLAT_OK;
-}
-
-static int
-bad_token(plat_ctx *ctx)
-{
-	return plat_error(ctx, PLAT_INVALID_ARGUMENT,
-	    "page_token: not a token this server gave for this call");
-}
-
 /* ---- History, Diff, List ---- */
 
 static int
@@ -562,15 +495,18 @@ config_history(plat_ctx *ctx, const ProtobufCMessage *msg,
 	    sizeof(err)) != 0 ||
 	    doc_check_path("path", req->path, err, sizeof(err)) != 0)
 		return plat_error(ctx, PLAT_INVALID_ARGUMENT, "%s", err);
-	if ((rc = page_size(ctx, req->page_size, HISTORY_PAGE_DEFAULT,
-	    &page)) != PLAT_OK)
+	if ((rc = plat_page_size(ctx, req->page_size, HISTORY_PAGE_DEFAULT,
+	    PAGE_MAX, &page)) != PLAT_OK)
 		return rc;
 	if (req->page_token[0] != '\0') {
-		if (token_decode(req->page_token, 'h', tok, sizeof(tok)) != 0)
-			return bad_token(ctx);
+		if ((rc = plat_page_token_parse(ctx, req->page_token, 'h', tok,
+		    sizeof(tok))) != PLAT_OK)
+			return rc;
 		before = strtoll(tok, &end, 10);
 		if (*end != '\0' || before < 2)
-			return bad_token(ctx);
+			return plat_error(ctx, PLAT_INVALID_ARGUMENT,
+			    "page_token: not a token this server gave for "
+			    "this call");
 	}
 	code = store_history(S.store, req->namespace_, req->path, before,
 	    page + 1, plat_ctx_deadline_left_ms(ctx), &rows, err, sizeof(err));
@@ -591,7 +527,7 @@ config_history(plat_ctx *ctx, const ProtobufCMessage *msg,
 	if (out.n_versions < rows.n) {
 		snprintf(tok, sizeof(tok), "%" PRId64,
 		    out.versions[out.n_versions - 1]->version);
-		out.next_page_token = token_encode(ctx, 'h', tok);
+		out.next_page_token = plat_page_token(ctx, 'h', tok);
 	}
 	rc = respond(ctx, &out.base, resp);
 	cfg_rows_free(&rows);
@@ -703,13 +639,16 @@ config_list(plat_ctx *ctx, const ProtobufCMessage *msg,
 	    sizeof(err)) != 0 ||
 	    doc_check_prefix("prefix", req->prefix, err, sizeof(err)) != 0)
 		return plat_error(ctx, PLAT_INVALID_ARGUMENT, "%s", err);
-	if ((rc = page_size(ctx, req->page_size, LIST_PAGE_DEFAULT,
-	    &page)) != PLAT_OK)
+	if ((rc = plat_page_size(ctx, req->page_size, LIST_PAGE_DEFAULT,
+	    PAGE_MAX, &page)) != PLAT_OK)
 		return rc;
 	if (req->page_token[0] != '\0' &&
-	    (token_decode(req->page_token, 'l', after, sizeof(after)) != 0 ||
+	    ((rc = plat_page_token_parse(ctx, req->page_token, 'l', after,
+	    sizeof(after))) != PLAT_OK ||
 	    doc_check_path("page_token", after, err, sizeof(err)) != 0))
-		return bad_token(ctx);
+		return rc != PLAT_OK ? rc : plat_error(ctx,
+		    PLAT_INVALID_ARGUMENT, "page_token: not a token this "
+		    "server gave for this call");
 	code = store_list(S.store, req->namespace_, req->prefix, after,
 	    req->include_deleted, page + 1, plat_ctx_deadline_left_ms(ctx),
 	    &rows, err, sizeof(err));
@@ -719,7 +658,7 @@ config_list(plat_ctx *ctx, const ProtobufCMessage *msg,
 	for (size_t i = 0; i < rows.n && i < (size_t)page; i++)
 		out.values[out.n_values++] = value_new(ctx, rows.v[i]);
 	if (rows.n > (size_t)page)
-		out.next_page_token = token_encode(ctx, 'l',
+		out.next_page_token = plat_page_token(ctx, 'l',
 		    out.values[out.n_values - 1]->path);
 	rc = respond(ctx, &out.base, resp);
 	cfg_rows_free(&rows);

@@ -16,6 +16,7 @@
 #include "discovery.h"
 #include "platform/log.h"
 #include "platform/metrics.h"
+#include "platform/paging.h"
 #include "platform/server.h"
 #include "registry.h"
 
@@ -270,49 +271,6 @@ out:
 	return rc;
 }
 
-/* Page tokens are the last name served, hex encoded: opaque to callers,
- * and stable while services come and go. */
-static char *
-token_encode(plat_ctx *ctx, const char *name)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t n = strlen(name);
-	char *t = plat_alloc(ctx, 2 * n + 1);
-
-	for (size_t i = 0; i < n; i++) {
-		t[2 * i] = hex[(unsigned char)name[i] >> 4];
-		t[2 * i + 1] = hex[(unsigned char)name[i] & 15];
-	}
-	return t;
-}
-
-static int
-token_decode(const char *t, char *out, size_t outlen)
-{
-	size_t n = strlen(t);
-
-	if (n % 2 != 0 || n / 2 >= outlen)
-		return -1;
-	for (size_t i = 0; i < n / 2; i++) {
-		int v = 0;
-
-		for (int k = 0; k < 2; k++) {
-			char c = t[2 * i + k];
-
-			v <<= 4;
-			if (c >= '0' && c <= '9')
-				v |= c - '0';
-			else if (c >= 'a' && c <= 'f')
-				v |= c - 'a' + 10;
-			else
-				return -1;
-		}
-		out[i] = (char)v;
-	}
-	out[n / 2] = '\0';
-	return registry_check_name(out);
-}
-
 static int
 discovery_list_services(plat_ctx *ctx, const ProtobufCMessage *msg,
     ProtobufCMessage **resp)
@@ -323,24 +281,23 @@ discovery_list_services(plat_ctx *ctx, const ProtobufCMessage *msg,
 	    PLATFORM__DISCOVERY__V1__LIST_SERVICES_RESPONSE__INIT;
 	char after[REGISTRY_NAME_MAX + 1] = "";
 	const struct reg_name *name;
-	size_t page, idx;
-	int rc = PLAT_OK;
+	size_t idx;
+	int page = 0, rc = PLAT_OK;
 
-	if (req->page_size < 0)
-		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
-		    "page_size: must not be negative");
-	page = req->page_size == 0 ? LIST_PAGE_DEFAULT :
-	    req->page_size > LIST_PAGE_MAX ? LIST_PAGE_MAX :
-	    (size_t)req->page_size;
+	if ((rc = plat_page_size(ctx, req->page_size, LIST_PAGE_DEFAULT,
+	    LIST_PAGE_MAX, &page)) != PLAT_OK)
+		return rc;
 	if (req->page_token[0] != '\0' &&
-	    token_decode(req->page_token, after, sizeof(after)) != 0)
-		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
-		    "page_token: not a token this server gave");
+	    ((rc = plat_page_token_parse(ctx, req->page_token, 's', after,
+	    sizeof(after))) != PLAT_OK || registry_check_name(after) != 0))
+		return rc != PLAT_OK ? rc : plat_error(ctx,
+		    PLAT_INVALID_ARGUMENT, "page_token: not a token this "
+		    "server gave for this call");
 
 	pthread_rwlock_rdlock(&D.lock);
 	name = registry_next_after(D.reg, after, &idx);
-	out.services = plat_alloc(ctx, page * sizeof(*out.services));
-	for (; name != NULL && out.n_services < page;
+	out.services = plat_alloc(ctx, (size_t)page * sizeof(*out.services));
+	for (; name != NULL && out.n_services < (size_t)page;
 	    name = registry_at(D.reg, ++idx)) {
 		Platform__Discovery__V1__ServiceSummary *s;
 		uint32_t nodes = 0;
@@ -359,7 +316,7 @@ discovery_list_services(plat_ctx *ctx, const ProtobufCMessage *msg,
 		out.services[out.n_services++] = s;
 	}
 	if (name != NULL && out.n_services > 0)
-		out.next_page_token = token_encode(ctx,
+		out.next_page_token = plat_page_token(ctx, 's',
 		    out.services[out.n_services - 1]->name);
 	if (plat_respond_now(ctx, &out.base) != 0)
 		rc = plat_error(ctx, PLAT_RESOURCE_EXHAUSTED,
