@@ -517,7 +517,7 @@ cfg_get(struct cfg *x, int argc, char **argv)
 	    PLATFORM__CONFIG__V1__READ_REQUEST__INIT;
 	ProtobufCMessage *m = NULL;
 	pb_read_resp *r;
-	int64_t version;
+	int64_t version = 0;
 	int rc;
 
 	if ((rc = flag_num("--version", x->f.version, 1, &version)) != 0)
@@ -626,7 +626,7 @@ cfg_set(struct cfg *x, int argc, char **argv)
 	Platform__Config__V1__UpdateRequest req =
 	    PLATFORM__CONFIG__V1__UPDATE_REQUEST__INIT;
 	ProtobufCMessage *m = NULL;
-	int64_t expect;
+	int64_t expect = 0;
 	char *text = NULL;
 	int rc;
 
@@ -658,7 +658,7 @@ cfg_delete(struct cfg *x, int argc, char **argv)
 	Platform__Config__V1__DeleteRequest req =
 	    PLATFORM__CONFIG__V1__DELETE_REQUEST__INIT;
 	ProtobufCMessage *m = NULL;
-	int64_t expect;
+	int64_t expect = 0;
 	int rc;
 
 	if ((rc = flag_num("--expect", x->f.expect, -1, &expect)) != 0)
@@ -683,7 +683,7 @@ cfg_rollback(struct cfg *x, int argc, char **argv)
 	Platform__Config__V1__RollbackRequest req =
 	    PLATFORM__CONFIG__V1__ROLLBACK_REQUEST__INIT;
 	ProtobufCMessage *m = NULL;
-	int64_t expect, to;
+	int64_t expect = 0, to = 0;
 	char what[64];
 	int rc;
 
@@ -935,7 +935,7 @@ cfg_diff(struct cfg *x, int argc, char **argv)
 	Platform__Config__V1__DiffRequest req =
 	    PLATFORM__CONFIG__V1__DIFF_REQUEST__INIT;
 	ProtobufCMessage *m = NULL;
-	int64_t from, to = 0;
+	int64_t from = 0, to = 0;
 	int rc;
 
 	if ((rc = arg_num("FROM", argv[2], 1, &from)) != 0 ||
@@ -1106,7 +1106,7 @@ cfg_watch(struct cfg *x, int argc, char **argv)
 	    PLATFORM__CONFIG__V1__WATCH_REQUEST__INIT;
 	plat_client_stream *s = NULL;
 	char err[ERRLEN] = "", *addr;
-	int64_t after;
+	int64_t after = 0;
 	int rc;
 
 	if ((rc = flag_num("--after", x->f.after, 0, &after)) != 0)

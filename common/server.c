@@ -88,7 +88,7 @@ struct plat_stream {
 	grpc_metadata_array md_in;
 	grpc_byte_buffer *payload;
 	grpc_call_details details;       /* unregistered calls only */
-	int64_t started_us;
+	int64_t started_us;              /* 0: not accepted (yet) */
 
 	pthread_mutex_t mu;
 	int refs;
@@ -131,6 +131,7 @@ struct plat_server {
 	struct metrics_method *mx_unimplemented;
 	void *user;
 
+	atomic_int active;               /* calls accepted, not yet freed */
 	pthread_mutex_t live_mu;         /* the streams open right now */
 	struct plat_stream *live;
 
@@ -509,7 +510,10 @@ call_log(struct plat_stream *c)
 	char code[16], ms[32];
 	int lvl;
 	const char *path = c->mm != NULL ? c->mm->m->path : "(unknown)";
-	int fc = c->final_code < 0 ? PLAT_CANCELLED : c->final_code;
+	/* A call the client cancelled is CANCELLED whatever we answered
+	 * (a unary call cut off before its request arrived, say). */
+	int fc = c->final_code < 0 || c->cancelled_flag ? PLAT_CANCELLED :
+	    c->final_code;
 
 	if (c->mm == NULL)
 		path = "(unimplemented)";
@@ -540,6 +544,8 @@ call_free(struct plat_stream *c)
 
 	if (c->call != NULL)
 		call_log(c);
+	if (c->started_us != 0)
+		atomic_fetch_sub(&c->srv->active, 1);
 	for (q = c->qhead; q != NULL; q = next) {
 		next = q->next;
 		grpc_byte_buffer_destroy(q->buf);
@@ -1096,6 +1102,7 @@ on_request(struct cq_tag *t, int ok)
 		return;
 	}
 	c->started_us = plat_now_us();
+	atomic_fetch_add(&c->srv->active, 1);
 	/* Re-arm first so another call is accepted while this one runs. */
 	if (mm != NULL)
 		server_arm(mm);
@@ -1456,6 +1463,17 @@ server_shutdown(plat_server *srv)
 			    &srv->shutdown_mu);
 		pthread_mutex_unlock(&srv->shutdown_mu);
 	}
+	/* A handler still running (a slow database query, say) starts its
+	 * answer's batch when it returns, and a batch on a shut-down queue
+	 * aborts the process: wait for every accepted call to be freed. The
+	 * calls are cancelled by now, so this is bounded by the handlers. */
+	for (int64_t until = plat_now_ms() + srv->settings.grace_ms + 5000;
+	    atomic_load(&srv->active) > 0; usleep(1000))
+		if (plat_now_ms() > until) {
+			log_error("calls still held after the grace period",
+			    "method", "(any)");
+			break;
+		}
 	grpc_completion_queue_shutdown(srv->cq);
 	for (int i = 0; i < srv->npollers; i++)
 		pthread_join(srv->pollers[i], NULL);
