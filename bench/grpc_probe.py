@@ -6,9 +6,17 @@ trailers is an error, so bench/run sends the exact body file it will load
 with through a real gRPC client first (Debian's python3-grpcio): the file's
 5-byte gRPC frame prefix is checked and stripped, the rest is sent as-is
 with an identity serializer, and the call must end with status OK and a
-non-empty response (optionally containing given bytes).
+non-empty response (optionally containing given bytes, and optionally
+holding given protobuf fields with a non-zero value).
 
-  grpc_probe.py TARGET PATH BODY.bin [--contains TEXT]... [--quiet]
+  grpc_probe.py TARGET PATH BODY.bin [--contains TEXT]... [--field N.M]...
+                [--quiet]
+
+--field takes a dotted path of field numbers into the response message:
+"1.3" is field 3 of the message in field 1 (config's UpdateResponse
+value.version, etcd's PutResponse header.revision). The last field must be
+there with a non-zero varint or a non-empty length-delimited value. The
+response is decoded from the wire format alone, so no .proto is needed.
 
 Exit 0 on success, 1 on any failure (with the reason on stderr).
 Also used by bench/run to register the benchmark's service and to put the
@@ -35,6 +43,63 @@ def read_frame(path):
     return data[5:]
 
 
+def varint(buf, i):
+    n = shift = 0
+    while True:
+        if i >= len(buf):
+            raise ValueError("truncated varint")
+        b = buf[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, i
+
+
+def fields(buf):
+    """(field number, wire type, value) of each field of a message."""
+    i = 0
+    while i < len(buf):
+        key, i = varint(buf, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = varint(buf, i)
+        elif wt == 1:
+            v, i = buf[i:i + 8], i + 8
+        elif wt == 2:
+            n, i = varint(buf, i)
+            v, i = buf[i:i + n], i + n
+        elif wt == 5:
+            v, i = buf[i:i + 4], i + 4
+        else:
+            raise ValueError("wire type %d" % wt)
+        if i > len(buf):
+            raise ValueError("truncated field %d" % num)
+        yield num, wt, v
+
+
+def field_value(msg, path):
+    """The value at a dotted field path (the last occurrence, as protobuf
+    merges), or None when absent."""
+    nums = [int(p) for p in path.split(".")]
+    cur = msg
+    for depth, want in enumerate(nums):
+        found = None
+        for num, wt, v in fields(cur):
+            if num == want:
+                found = (wt, v)
+        if found is None:
+            return None
+        wt, v = found
+        if depth < len(nums) - 1:
+            if wt != 2:
+                raise ValueError("field %d is not a message" % want)
+            cur = v
+        else:
+            return v
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("target", help="host:port")
@@ -42,6 +107,8 @@ def main():
     ap.add_argument("body", help="request body file, gRPC-framed")
     ap.add_argument("--contains", action="append", default=[],
                     help="text the response bytes must contain")
+    ap.add_argument("--field", action="append", default=[],
+                    help="dotted field path that must be set and non-zero")
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args()
@@ -73,9 +140,24 @@ def main():
             print("grpc_probe: %s: response lacks %r" % (a.path, text),
                   file=sys.stderr)
             return 1
+    seen = []
+    for path in a.field:
+        try:
+            v = field_value(resp, path)
+        except ValueError as e:
+            print("grpc_probe: %s: response is not a protobuf message "
+                  "(%s)" % (a.path, e), file=sys.stderr)
+            return 1
+        if not v:
+            print("grpc_probe: %s: response field %s is missing or zero"
+                  % (a.path, path), file=sys.stderr)
+            return 1
+        seen.append("field %s = %s" % (path, v if isinstance(v, int)
+                                        else "%d bytes" % len(v)))
     if not a.quiet:
-        print("grpc_probe: %s %s OK, %d request bytes -> %d response bytes"
-              % (a.target, a.path, len(payload), len(resp)))
+        print("grpc_probe: %s %s OK, %d request bytes -> %d response bytes%s"
+              % (a.target, a.path, len(payload), len(resp),
+                 "".join(", " + x for x in seen)))
     return 0
 
 

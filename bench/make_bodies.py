@@ -7,9 +7,10 @@ Each file is one gRPC message frame (1 byte compressed flag = 0, 4 bytes
 big-endian length, the protobuf message), which is what h2load -d sends as
 the request body.
 
-Discovery messages come from proto/ through protoc --python_out (loaded by
-file path); etcd's messages are hand-encoded (etcd's protos are not in the
-tree): RangeRequest{key = 1} and PutRequest{key = 1, value = 2}.
+Discovery and config messages come from proto/ through protoc
+--python_out (loaded by file path); etcd's messages are hand-encoded
+(etcd's protos are not in the tree): RangeRequest{key = 1} and
+PutRequest{key = 1, value = 2}.
 
 Files written:
   register.bin     discovery Register: SERVICE 1.0.0 with 3 nodes, TTL 3600
@@ -17,6 +18,12 @@ Files written:
   echo.bin         the echo payload: the same bytes as getservice.bin
   etcd_put.bin     etcd Put{key: ETCD_KEY, value: ETCD_VALUE}
   etcd_range.bin   etcd Range{key: ETCD_KEY}
+  config_seed.bin  config Update of the document Read loads: CONFIG_NS,
+                   CONFIG_READ_PATH, CONFIG_DOC (written once, beforehand)
+  config_read.bin  config Read{namespace, path}: the latest version of it
+  config_update.bin  config Update of CONFIG_DOC at CONFIG_WRITE_PATH with
+                   expected_version 0 (unconditional): every request writes
+                   a new version
 """
 import importlib.util
 import os
@@ -29,6 +36,12 @@ SERVICE = "bench.target"
 NODES = 3
 ETCD_KEY = b"/bench/platform/bench.target"
 ETCD_VALUE = b"10.0.0.1:8080"
+CONFIG_NS = "bench"
+CONFIG_READ_PATH = "bench/read"
+CONFIG_WRITE_PATH = "bench/write"
+# A small document, as a service's settings are: about 100 bytes.
+CONFIG_DOC = ('{"owner": "payments-eu", "enabled": true, "limits": '
+              '{"daily": {"max": 1000, "currency": "EUR"}, "burst": 20}}')
 
 
 def frame(msg_bytes):
@@ -52,12 +65,12 @@ def pb_bytes(field, value):
     return varint(field << 3 | 2) + varint(len(value)) + value
 
 
-def discovery_module(proto_dir, tmp):
-    rel = "platform/discovery/v1/discovery.proto"
+def proto_module(proto_dir, tmp, rel):
     subprocess.run(["protoc", "--python_out=" + tmp, "-I", proto_dir,
                     os.path.join(proto_dir, rel)], check=True)
     path = os.path.join(tmp, rel[:-len(".proto")] + "_pb2.py")
-    spec = importlib.util.spec_from_file_location("bench_discovery_pb2", path)
+    name = "bench_" + os.path.basename(rel)[:-len(".proto")] + "_pb2"
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -70,7 +83,9 @@ def main():
     proto_dir, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-pb-") as tmp:
-        d = discovery_module(proto_dir, tmp)
+        d = proto_module(proto_dir, tmp,
+                         "platform/discovery/v1/discovery.proto")
+        c = proto_module(proto_dir, tmp, "platform/config/v1/config.proto")
 
     reg = d.RegisterRequest(ttl_seconds=3600)
     reg.service.name = SERVICE
@@ -81,6 +96,13 @@ def main():
                                   address="10.0.0.%d:8080" % i)
         n.metadata["zone"] = "zone-%d" % i
     get = d.GetServiceRequest(name=SERVICE)
+    seed = c.UpdateRequest(namespace=CONFIG_NS, path=CONFIG_READ_PATH,
+                           json=CONFIG_DOC, expected_version=0,
+                           author="bench", comment="bench: Read's document")
+    read = c.ReadRequest(namespace=CONFIG_NS, path=CONFIG_READ_PATH)
+    update = c.UpdateRequest(namespace=CONFIG_NS, path=CONFIG_WRITE_PATH,
+                             json=CONFIG_DOC, expected_version=0,
+                             author="bench", comment="bench: Update load")
 
     files = {
         "register.bin": reg.SerializeToString(),
@@ -88,6 +110,9 @@ def main():
         "echo.bin": get.SerializeToString(),
         "etcd_put.bin": pb_bytes(1, ETCD_KEY) + pb_bytes(2, ETCD_VALUE),
         "etcd_range.bin": pb_bytes(1, ETCD_KEY),
+        "config_seed.bin": seed.SerializeToString(),
+        "config_read.bin": read.SerializeToString(),
+        "config_update.bin": update.SerializeToString(),
     }
     for name, msg in files.items():
         with open(os.path.join(out, name), "wb") as f:

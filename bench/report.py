@@ -5,8 +5,10 @@
 
 RESULTS_DIR holds, per target T and round R: T.R.h2load (h2load's
 summary), T.R.lat (h2load --log-file: start us, HTTP status, elapsed us per
-request), T.R.server_cpu ("ticks clk_tck wall0 wall1"), T.R.client_cpu
-(bash `time`: "user sys" seconds), and `meta` (key=value lines).
+request), T.R.server_cpu ("ticks clk_tck wall0 wall1 busy_ticks
+db_ticks": the server's CPU, the machine's, and PostgreSQL's for the
+config-srv targets), T.R.client_cpu (bash `time`: "user sys" seconds), and
+`meta` (key=value lines).
 
 Without --readme the section is printed. With it, the text between the
 markers below is replaced (the markers are appended if missing). Any
@@ -27,8 +29,14 @@ TARGETS = [
      "GetService of a service with 3 nodes (in-memory read)"),
     ("echo", "echo-server (baseline)", "/bench.Echo/Echo",
      "minimal gRPC C-core echo of the same request bytes"),
-    ("etcd", "etcd", "/etcdserverpb.KV/Range",
+    ("etcd_range", "etcd", "/etcdserverpb.KV/Range",
      "Range of one key (default: linearizable)"),
+    ("config_read", "config-srv", "/platform.config.v1.Config/Read",
+     "Read of a small JSON document (cached)"),
+    ("config_update", "config-srv", "/platform.config.v1.Config/Update",
+     "Update, expected_version 0: a new durable version per call"),
+    ("etcd_put", "etcd", "/etcdserverpb.KV/Put",
+     "Put of one key (durable: in etcd's fsynced WAL before the answer)"),
 ]
 
 
@@ -120,11 +128,17 @@ def summarize(d):
             problems.append("%s: %d requests without HTTP 200 in the "
                             "latency log" % (key, bad))
         n, mean, pct = percentiles(hist, [0.5, 0.9, 0.99])
-        scpu, ccpu, ocpu = [], [], []
+        scpu, dcpu, ccpu, ocpu = [], [], [], []
         for p in sorted(glob.glob(os.path.join(d, key + ".*.server_cpu"))):
-            ticks, hz, w0, w1, busy = open(p).read().split()
+            f = open(p).read().split()
+            ticks, hz, w0, w1, busy = f[:5]
+            db_ticks = int(f[5]) if len(f) > 5 else 0
             wall = float(w1) - float(w0)
-            server = int(ticks) / float(hz)
+            # The server's CPU includes its database's (PostgreSQL does
+            # much of config-srv's work).
+            db = db_ticks / float(hz)
+            server = int(ticks) / float(hz) + db
+            dcpu.append(db / wall)
             user, sys_ = open(p[:-len("server_cpu")] +
                               "client_cpu").read().split()[:2]
             client = float(user) + float(sys_)
@@ -134,6 +148,10 @@ def summarize(d):
             # idling, probes, and any unrelated work).
             ocpu.append(max(0.0, int(busy) / float(hz) - server - client)
                         / wall)
+        # Calls h2load left in flight when it stopped, which the server
+        # saw cancelled (bench/run's check_errors allowed them).
+        cut = sum(int(open(p).read().split()[0]) for p in
+                  glob.glob(os.path.join(d, key + ".*.cut")))
         rps = sorted(r["rps"] for r in runs)
         mid = len(rps) // 2
         median = rps[mid] if len(rps) % 2 else (rps[mid - 1] + rps[mid]) / 2
@@ -142,17 +160,23 @@ def summarize(d):
             "rps_max": max(rps), "rounds": len(rps), "requests": n,
             "mean": mean, "p50": pct[0.5], "p90": pct[0.9], "p99": pct[0.99],
             "max": max(hist), "server_cpu": sum(scpu) / len(scpu),
+            "db_cpu": sum(dcpu) / len(dcpu),
             "client_cpu": sum(ccpu) / len(ccpu),
-            "other_cpu": sum(ocpu) / len(ocpu),
+            "other_cpu": sum(ocpu) / len(ocpu), "cut": cut,
         }
     return meta, rows, problems
 
 
 def render(meta, rows):
-    disc, echo, etcd = rows["discovery"], rows["echo"], rows["etcd"]
+    disc, echo, etcd = rows["discovery"], rows["echo"], rows["etcd_range"]
+    cread, cupd, put = (rows["config_read"], rows["config_update"],
+                        rows["etcd_put"])
     pct_echo = 100.0 * disc["rps"] / echo["rps"]
     x_etcd = disc["rps"] / etcd["rps"]
     echo_x_etcd = echo["rps"] / etcd["rps"]
+    cread_echo = 100.0 * cread["rps"] / echo["rps"]
+    cread_etcd = cread["rps"] / etcd["rps"]
+    cupd_put = cupd["rps"] / put["rps"]
     rss_idle = int(meta["rss_idle"]) / 1024.0
     h2threads = int(meta["h2threads"])
 
@@ -181,24 +205,55 @@ def render(meta, rows):
     out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key, name, path, _ in TARGETS:
         r = rows[key]
+        cpu = "%.2f" % r["server_cpu"]
+        if key.startswith("config"):
+            cpu += " (pg %.2f)" % r["db_cpu"]
         out.append("| %s | `%s` | %.0f (%.0f-%.0f) | %s | %s | %s | %s | %s "
-                   "| %.2f | %.2f | %.2f |" % (
+                   "| %s | %.2f | %.2f |" % (
                        name, path, r["rps"], r["rps_min"], r["rps_max"],
                        ms(r["mean"]), ms(r["p50"]), ms(r["p90"]),
-                       ms(r["p99"]), ms(r["max"]), r["server_cpu"],
+                       ms(r["p99"]), ms(r["max"]), cpu,
                        r["client_cpu"], r["other_cpu"]))
     out.append("")
     out.append("CPU columns are in cores, averaged over each h2load run "
-               "(warm-up included); other CPU is the machine's busy time "
-               "minus server and h2load.")
+               "(warm-up included); config-srv's server CPU includes its "
+               "PostgreSQL's (postmaster and backends, in brackets); other "
+               "CPU is the machine's busy time minus server and h2load.")
+    out.append("")
+    out.append("Calls that h2load left in flight when each load ended "
+               "(at most %d per load; totals over the rounds), which the "
+               "servers saw cancelled: %s; "
+               "every other call ended OK by the servers' own count "
+               "(metrics and log), not only h2load's." % (
+                   int(meta["conns"]) * int(meta["streams"]),
+                   ", ".join("%s %s %d" % (name.split()[0],
+                                            path.rsplit("/", 1)[1],
+                                            rows[k]["cut"])
+                             for k, name, path, _ in TARGETS
+                             if k != "echo")))
+    out.append("")
+    out.append("config Update: %s calls answered OK over the run (h2load's, "
+               "the probes' and the one writing Read's document), %s "
+               "versions in the database afterwards. PostgreSQL: %s, `%s`, data on %s like etcd's. "
+               "config-srv's cache held %s path(s) after the run." % (
+                   meta.get("update_ok", "?"), meta.get("update_rows", "?"),
+                   meta.get("postgres", "?"),
+                   meta.get("pg_durability", "?").strip(),
+                   meta.get("data_fs", "?"), meta.get("cache_entries", "?")))
     out.append("")
     out.append("| Ratio | Value | Design target |")
     out.append("|---|---:|---|")
     out.append("| discovery GetService / echo | %.1f%% | >= 85%% |" % pct_echo)
+    out.append("| config Read (cached) / echo | %.1f%% | >= 85%% |"
+               % cread_echo)
     out.append("| echo / etcd Range | %.2fx | >= 3x (the premise) |"
                % echo_x_etcd)
     out.append("| discovery GetService / etcd Range | %.2fx | >= 2.55x "
                "(85%% of 3x) |" % x_etcd)
+    out.append("| config Read / etcd Range | %.2fx | >= 2.55x "
+               "(85%% of 3x) |" % cread_etcd)
+    out.append("| config Update / etcd Put | %.3fx | >= 1x (durable writes "
+               ">= etcd Put) |" % cupd_put)
     out.append("")
     def mib(k):
         return "%.1f MiB" % (int(meta[k]) / 1024.0) if meta.get(k) else "-"
@@ -209,6 +264,10 @@ def render(meta, rows):
                "10 MiB |" % (mib("rss_idle"), mib("anon_idle")))
     out.append("| discovery-srv after the load | %s | %s | |"
                % (mib("rss_loaded"), mib("anon_loaded")))
+    out.append("| config-srv idle, 2 s after start | %s | %s | |"
+               % (mib("rss_conf_idle"), mib("anon_conf_idle")))
+    out.append("| config-srv after the load | %s | %s | |"
+               % (mib("rss_conf"), mib("anon_conf")))
     out.append("| echo-server idle, 2 s after start | %s | %s | |"
                % (mib("rss_echo_idle"), mib("anon_echo_idle")))
     out.append("| echo-server after the load | %s | %s | |"
@@ -233,11 +292,34 @@ def render(meta, rows):
         "%s" % (echo_x_etcd, "holds" if echo_x_etcd >= 3.0 else
                 "does NOT hold on this machine"))
     verdict.append(
+        "config-srv's cached Read served %.0f req/s, %.1f%% of the echo "
+        "baseline (target 85%%: %s) and %.2fx etcd's Range" % (
+            cread["rps"], cread_echo,
+            "met" if cread_echo >= 85.0 else "NOT met", cread_etcd))
+    verdict.append(
+        "config-srv's durable Update served %.0f req/s, %.3fx etcd's Put "
+        "(%.0f req/s; target at least etcd's Put: %s)" % (
+            cupd["rps"], cupd_put, put["rps"],
+            "met" if cupd_put >= 1.0 else "NOT met"))
+    verdict.append(
         "discovery-srv's idle RSS was %.1f MiB (target under 10 MiB: %s; "
         "the bare echo-server idles at %.1f MiB)" % (
             rss_idle, "met" if rss_idle < 10.0 else "NOT met",
             int(meta["rss_echo_idle"]) / 1024.0))
     out.append("**Conclusion:** " + "; ".join(verdict) + ".")
+    if cupd_put < 1.0:
+        out.append("")
+        out.append(
+            "config Update is below etcd's Put, %.0f against %.0f req/s "
+            "(p50 %s against %s). The reason: config-srv serializes its "
+            "commits on one revision row. Each Update takes the store-wide "
+            "revision row's lock (and the path's current row) and holds it "
+            "until its COMMIT has flushed the WAL to disk, so Updates commit "
+            "one at a time, each waiting for its own fsync, however many are "
+            "in flight. etcd batches every Put that arrives meanwhile into "
+            "one raft entry batch and one WAL fsync. Group commit (many "
+            "Updates in one transaction, one flush) is not built yet."
+            % (cupd["rps"], put["rps"], ms(cupd["p50"]), ms(put["p50"])))
     if echo["client_cpu"] >= 0.9 * h2threads:
         out.append("")
         out.append("Note: h2load used %.2f of its %d core(s) while loading "
@@ -246,11 +328,12 @@ def render(meta, rows):
                    "echo server can do, which flatters the percentage above."
                    % (echo["client_cpu"], h2threads))
     out.append("")
-    out.append("Versions: discovery-srv %s (%s build, %s); gRPC C core %s "
-               "(libgrpc); %s; %s; client probe python3-grpcio %s; echo-"
-               "server with %s poller(s)." % (
+    out.append("Versions: discovery-srv and config-srv %s (%s build, %s); "
+               "gRPC C core %s (libgrpc); %s; %s; %s; client probe "
+               "python3-grpcio %s; echo-server with %s poller(s)." % (
                    meta["commit"], meta["buildtype"], meta["cc"],
                    meta["grpc"], meta["h2load"], meta["etcd"],
+                   meta.get("postgres", "PostgreSQL ?"),
                    meta["python_grpcio"], meta["echo_threads"]))
     out.append("")
     out.append(END)
