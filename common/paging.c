@@ -53,9 +53,12 @@ plat_page_token_parse(plat_ctx *ctx, const char *token, char kind,
 	for (size_t i = 0; i < n / 2; i++) {
 		int hi = hex_digit(token[2 * i]);
 		int lo = hex_digit(token[2 * i + 1]);
-		int v = hi << 4 | lo;
+		int v;
 
-		if (hi < 0 || lo < 0 || (i == 0 ? v != kind : v == 0))
+		if (hi < 0 || lo < 0)
+			goto bad;
+		v = hi << 4 | lo;
+		if (i == 0 ? v != kind : v == 0)
 			goto bad;
 		if (i > 0)
 			out[i - 1] = (char)v;
