@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "ctl_config.h"
+#include "ctl_out.h"
 #include "platform/client.h"
 #include "platform/config/v1/config.pb-c.h"
 #include "platform/discovery/v1/discovery.pb-c.h"
@@ -35,7 +36,6 @@
 #define PAGE_SIZE		1000	/* the server's maximum: fewest calls */
 #define WATCH_POLL_MS		200	/* how soon watch notices a signal */
 #define STDIN_MAX		(64 << 20)
-#define TABLE_MAXCOLS		8
 
 #define M_PREFIX	"/platform.config.v1.Config/"
 #define M_READ		M_PREFIX "Read"
@@ -150,138 +150,16 @@ static const struct cfg_cmd cfg_cmds[] = {
 	{ "help", "", 0, 0, cfg_help_cmd, "show this help" },
 };
 
-static volatile sig_atomic_t cfg_stop;
 
 /* ---- strings and output ---- */
 
-static void *
-xrealloc(void *p, size_t n)
-{
-	if ((p = realloc(p, n == 0 ? 1 : n)) == NULL)
-		abort();
-	return p;
-}
 
-/* A copy of s fit for a terminal: control bytes become '?'. */
-static char *
-safe_dup(const char *s)
-{
-	char *d = xstrdup(s);
-
-	for (char *p = d; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
-	return d;
-}
-
-/* Columns a UTF-8 string takes: continuation bytes take none. */
-static size_t
-str_width(const char *s)
-{
-	size_t w = 0;
-
-	for (; *s != '\0'; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			w++;
-	return w;
-}
-
-/* fprintf through safe_dup: text from the wire cannot drive the tty. */
-static void
-safe_printf(FILE *f, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-safe_printf(FILE *f, const char *fmt, ...)
-{
-	va_list ap;
-	char *raw, *line;
-
-	va_start(ap, fmt);
-	if (vasprintf(&raw, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	line = safe_dup(raw);
-	fprintf(f, "%s\n", line);
-	free(line);
-	free(raw);
-}
-
-struct table {
-	size_t ncols, nrows, cap;
-	char **cell;			/* nrows * ncols, owned */
-};
-
-static void
-table_row(struct table *t, const char *const *row)
-{
-	if (t->nrows == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 16;
-		t->cell = xrealloc(t->cell, t->cap * t->ncols *
-		    sizeof(*t->cell));
-	}
-	for (size_t i = 0; i < t->ncols; i++)
-		t->cell[t->nrows * t->ncols + i] = safe_dup(row[i]);
-	t->nrows++;
-}
-
-/* Prints the table aligned (the last column unpadded), then frees it. */
+/* Prints the table on stdout, then frees it. */
 static int
-table_flush(struct table *t)
+table_flush(struct ctl_table *t)
 {
-	size_t w[TABLE_MAXCOLS] = { 0 };
-
-	for (size_t i = 0; i < t->nrows * t->ncols; i++)
-		if (str_width(t->cell[i]) > w[i % t->ncols])
-			w[i % t->ncols] = str_width(t->cell[i]);
-	for (size_t r = 0; r < t->nrows; r++)
-		for (size_t c = 0; c < t->ncols; c++) {
-			const char *s = t->cell[r * t->ncols + c];
-
-			if (c + 1 == t->ncols)
-				printf("%s\n", s);
-			else
-				printf("%s%*s", s, (int)(w[c] - str_width(s) +
-				    2), "");
-		}
-	for (size_t i = 0; i < t->nrows * t->ncols; i++)
-		free(t->cell[i]);
-	free(t->cell);
-	return CFG_OK;
-}
-
-/* json_string refuses bad UTF-8; such bytes become '?' rather than the
- * field vanishing. */
-static json_t *
-jstr(const char *s)
-{
-	json_t *j = json_string(s != NULL ? s : "");
-	char *d;
-
-	if (j != NULL)
-		return j;
-	d = safe_dup(s);
-	for (char *p = d; *p != '\0'; p++)
-		if ((unsigned char)*p >= 0x80)
-			*p = '?';
-	j = json_string(d);
-	free(d);
-	return j;
-}
-
-/* Prints j (and frees it): indented, or compact for streams. */
-static int
-json_out(json_t *j, size_t flags)
-{
-	int bad = j == NULL || json_dumpf(j, stdout, (flags ? flags :
-	    JSON_INDENT(2)) | JSON_ENCODE_ANY) != 0;
-
-	json_decref(j);
-	if (bad) {
-		fprintf(stderr, PROG ": cannot write JSON\n");
-		return CFG_FAIL;
-	}
-	putchar('\n');
+	ctl_table_print(t, stdout);
+	ctl_table_free(t);
 	return CFG_OK;
 }
 
@@ -295,7 +173,7 @@ doc_json(const char *text)
 	if (text == NULL || *text == '\0')
 		return json_null();
 	j = json_loads(text, JSON_DECODE_ANY, NULL);
-	return j != NULL ? j : jstr(text);
+	return j != NULL ? j : ctl_jstr(text);
 }
 
 /* A document on one line, for table cells and watch lines. */
@@ -330,34 +208,26 @@ static json_t *
 value_json(const pb_value *v)
 {
 	return json_pack("{s:o, s:o, s:I, s:I, s:b, s:o, s:o, s:I, s:o}",
-	    "namespace", jstr(v->namespace_),
-	    "path", jstr(v->path),
+	    "namespace", ctl_jstr(v->namespace_),
+	    "path", ctl_jstr(v->path),
 	    "version", (json_int_t)v->version,
 	    "revision", (json_int_t)v->revision,
 	    "deleted", (int)v->deleted,
-	    "author", jstr(v->author),
-	    "comment", jstr(v->comment),
+	    "author", ctl_jstr(v->author),
+	    "comment", ctl_jstr(v->comment),
 	    "created_unix_ms", (json_int_t)v->created_unix_ms,
 	    "value", doc_json(v->json));
 }
 
 /* ---- calls ---- */
 
-static const char *
-method_name(const char *method)
-{
-	const char *p = strrchr(method, '/');
-
-	return p != NULL ? p + 1 : method;
-}
-
 /* "platformctl: Update: FAILED_PRECONDITION: ..." */
 static int
 cfg_fail(const char *method, int code, const char *err)
 {
-	char *msg = safe_dup(err);
+	char *msg = ctl_safe_dup(err);
 
-	fprintf(stderr, PROG ": %s: %s%s%s\n", method_name(method),
+	fprintf(stderr, PROG ": %s: %s%s%s\n", ctl_method_name(method),
 	    plat_status_name(code), *msg != '\0' ? ": " : "", msg);
 	free(msg);
 	return CFG_FAIL;
@@ -484,10 +354,10 @@ get_header(const pb_read_resp *r, int merged)
 
 	fmt_time(when, sizeof(when), v->created_unix_ms);
 	if (merged)
-		safe_printf(stderr, "# %s %s (merged): revision %lld%s",
+		ctl_put_line(stderr, "# %s %s (merged): revision %lld%s",
 		    v->namespace_, v->path, (long long)v->revision, src);
 	else
-		safe_printf(stderr, "# %s %s: version %lld, revision %lld, "
+		ctl_put_line(stderr, "# %s %s: version %lld, revision %lld, "
 		    "%s by %s%s%s", v->namespace_, v->path,
 		    (long long)v->version, (long long)v->revision, when,
 		    *v->author ? v->author : "-", *v->comment ? ": " : "",
@@ -504,7 +374,7 @@ read_json(const pb_read_resp *r)
 		src = json_object();
 		for (size_t i = 0; i < r->n_sources; i++)
 			json_object_set_new(src, r->sources[i]->key,
-			    jstr(r->sources[i]->value));
+			    ctl_jstr(r->sources[i]->value));
 		json_object_set_new(o, "sources", src);
 	}
 	return o;
@@ -537,11 +407,11 @@ cfg_get(struct cfg *x, int argc, char **argv)
 		fprintf(stderr, PROG ": Read: the server sent no value\n");
 		rc = CFG_FAIL;
 	} else if (x->g.json)
-		rc = json_out(read_json(r), 0);
+		rc = ctl_json_print(read_json(r), 0);
 	else {
 		get_header(r, req.merged);
 		fflush(stderr);
-		rc = json_out(doc_json(r->value->json), 0);
+		rc = ctl_json_print(doc_json(r->value->json), 0);
 	}
 	protobuf_c_message_free_unpacked(m, NULL);
 	return rc;
@@ -613,8 +483,8 @@ write_out(struct cfg *x, const pb_value *v, const char *what)
 		return CFG_FAIL;
 	}
 	if (x->g.json)
-		return json_out(value_json(v), 0);
-	safe_printf(stdout, "%s %s: %s version %lld (revision %lld)",
+		return ctl_json_print(value_json(v), 0);
+	ctl_put_line(stdout, "%s %s: %s version %lld (revision %lld)",
 	    v->namespace_, v->path, what, (long long)v->version,
 	    (long long)v->revision);
 	return CFG_OK;
@@ -748,7 +618,7 @@ next_token(const char *method, const char *given, const char *next)
 		return NULL;
 	if (strcmp(given, next) == 0) {
 		fprintf(stderr, PROG ": %s: the server repeated page token "
-		    "\"%s\"\n", method_name(method), given);
+		    "\"%s\"\n", ctl_method_name(method), given);
 		return NULL;
 	}
 	return next;
@@ -786,21 +656,21 @@ values_json_out(const struct pages *pg)
 
 	for (size_t i = 0; i < pg->nvalues; i++)
 		json_array_append_new(arr, value_json(pg->values[i]));
-	return json_out(arr, 0);
+	return ctl_json_print(arr, 0);
 }
 
 static int
 cfg_history(struct cfg *x, int argc, char **argv)
 {
 	struct pages pg = { 0 };
-	struct table t = { .ncols = 6 };
+	struct ctl_table t = { .ncols = 6 };
 	char ver[24], rev[24], when[32];
 	int rc;
 
 	if ((rc = history_all(x, argv, &pg)) == CFG_OK && x->g.json)
 		rc = values_json_out(&pg);
 	else if (rc == CFG_OK) {
-		table_row(&t, (const char *[]){ "VERSION", "REVISION",
+		ctl_table_row(&t, (const char *[]){ "VERSION", "REVISION",
 		    "CREATED", "AUTHOR", "OP", "COMMENT" });
 		for (size_t i = 0; i < pg.nvalues; i++) {
 			const pb_value *v = pg.values[i];
@@ -810,7 +680,7 @@ cfg_history(struct cfg *x, int argc, char **argv)
 			snprintf(rev, sizeof(rev), "%lld",
 			    (long long)v->revision);
 			fmt_time(when, sizeof(when), v->created_unix_ms);
-			table_row(&t, (const char *[]){ ver, rev, when,
+			ctl_table_row(&t, (const char *[]){ ver, rev, when,
 			    *v->author ? v->author : "-",
 			    v->deleted ? "delete" : "write",
 			    *v->comment ? v->comment : "-" });
@@ -850,14 +720,14 @@ static int
 cfg_list(struct cfg *x, int argc, char **argv)
 {
 	struct pages pg = { 0 };
-	struct table t = { .ncols = 5 };
+	struct ctl_table t = { .ncols = 5 };
 	char ver[24], rev[24], when[32];
 	int rc;
 
 	if ((rc = list_all(x, argc, argv, &pg)) == CFG_OK && x->g.json)
 		rc = values_json_out(&pg);
 	else if (rc == CFG_OK) {
-		table_row(&t, (const char *[]){ "PATH", "VERSION", "REVISION",
+		ctl_table_row(&t, (const char *[]){ "PATH", "VERSION", "REVISION",
 		    "UPDATED", "AUTHOR" });
 		for (size_t i = 0; i < pg.nvalues; i++) {
 			const pb_value *v = pg.values[i];
@@ -867,7 +737,7 @@ cfg_list(struct cfg *x, int argc, char **argv)
 			snprintf(rev, sizeof(rev), "%lld",
 			    (long long)v->revision);
 			fmt_time(when, sizeof(when), v->created_unix_ms);
-			table_row(&t, (const char *[]){ v->path, ver, rev,
+			ctl_table_row(&t, (const char *[]){ v->path, ver, rev,
 			    when, *v->author ? v->author : "-" });
 		}
 		rc = table_flush(&t);
@@ -892,7 +762,7 @@ op_name(int op)
 static int
 diff_out(struct cfg *x, const pb_diff_resp *r, int64_t from, int64_t to)
 {
-	struct table t = { .ncols = 4 };
+	struct ctl_table t = { .ncols = 4 };
 	json_t *arr;
 	char *o, *n;
 
@@ -901,10 +771,10 @@ diff_out(struct cfg *x, const pb_diff_resp *r, int64_t from, int64_t to)
 		for (size_t i = 0; i < r->n_changes; i++)
 			json_array_append_new(arr, json_pack("{s:s, s:o, s:o, "
 			    "s:o}", "op", op_name((int)r->changes[i]->op),
-			    "pointer", jstr(r->changes[i]->pointer),
+			    "pointer", ctl_jstr(r->changes[i]->pointer),
 			    "old", doc_json(r->changes[i]->old_json),
 			    "new", doc_json(r->changes[i]->new_json)));
-		return json_out(arr, 0);
+		return ctl_json_print(arr, 0);
 	}
 	if (r->n_changes == 0) {
 		if (to > 0)
@@ -915,13 +785,13 @@ diff_out(struct cfg *x, const pb_diff_resp *r, int64_t from, int64_t to)
 			    "latest\n", (long long)from);
 		return CFG_OK;
 	}
-	table_row(&t, (const char *[]){ "OP", "POINTER", "OLD", "NEW" });
+	ctl_table_row(&t, (const char *[]){ "OP", "POINTER", "OLD", "NEW" });
 	for (size_t i = 0; i < r->n_changes; i++) {
 		const pb_change *c = r->changes[i];
 
 		o = doc_compact(c->old_json);
 		n = doc_compact(c->new_json);
-		table_row(&t, (const char *[]){ op_name((int)c->op),
+		ctl_table_row(&t, (const char *[]){ op_name((int)c->op),
 		    *c->pointer ? c->pointer : "(document)", o, n });
 		free(o);
 		free(n);
@@ -954,26 +824,6 @@ cfg_diff(struct cfg *x, int argc, char **argv)
 }
 
 /* ---- watch ---- */
-
-static void
-on_signal(int sig)
-{
-	cfg_stop = sig;
-}
-
-/* No SA_RESTART: the flag is all the handler does, and the poll loop
- * reads it at least every WATCH_POLL_MS. */
-static void
-catch_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
 
 /* A node of config-srv for the stream: --config, else the first live
  * node discovery knows (streams go to an address, not a name). */
@@ -1027,7 +877,7 @@ watch_line(const pb_watch_resp *ev, int64_t rev)
 
 	if (v != NULL) {
 		doc = doc_compact(v->json);
-		safe_printf(stdout, "%s %s %s version=%lld revision=%lld "
+		ctl_put_line(stdout, "%s %s %s version=%lld revision=%lld "
 		    "author=%s%s%s", v->deleted ? "DELETED" : "UPDATED",
 		    v->namespace_, v->path, (long long)v->version,
 		    (long long)v->revision, *v->author ? v->author : "-",
@@ -1053,7 +903,7 @@ watch_print(struct cfg *x, const pb_watch_resp *ev, int64_t rev)
 				json_object_set_new(o, "revision",
 				    json_integer(rev));
 		}
-		if (json_out(o, JSON_COMPACT) != CFG_OK)
+		if (ctl_json_print(o, JSON_COMPACT) != CFG_OK)
 			return CFG_FAIL;
 	} else
 		watch_line(ev, rev);
@@ -1070,7 +920,7 @@ watch_loop(struct cfg *x, plat_client_stream *s, int64_t rev)
 	char err[ERRLEN] = "";
 	int r, rc;
 
-	while (!cfg_stop) {
+	while (!ctl_stop) {
 		r = plat_client_stream_next(s,
 		    &platform__config__v1__watch_response__descriptor, &m,
 		    WATCH_POLL_MS);
@@ -1090,7 +940,7 @@ watch_loop(struct cfg *x, plat_client_stream *s, int64_t rev)
 			return CFG_FAIL;
 		}
 	}
-	if (cfg_stop) {
+	if (ctl_stop) {
 		plat_client_stream_cancel(s);
 		return CFG_OK;
 	}
@@ -1117,7 +967,7 @@ cfg_watch(struct cfg *x, int argc, char **argv)
 	req.after_revision = after;
 	if ((rc = watch_address(x, &addr)) != CFG_OK)
 		return rc;
-	catch_signals();
+	ctl_catch_signals();
 	/* Deadline 0: a watch lasts as long as the operator wants it. */
 	rc = plat_client_stream_open(x->h->client(x->h->arg), addr, M_WATCH,
 	    &req.base, 0, NULL, &s, err, sizeof(err));

@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "ctl_config.h"
+#include "ctl_out.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "platform/client.h"
 #include "platform/clock.h"
@@ -40,7 +41,6 @@
 #define WATCH_POLL_MS		200	/* how soon watch notices a signal */
 #define LIST_PAGE_SIZE		1000	/* the server's maximum: fewest calls */
 #define ERRLEN			512
-#define TABLE_MAXCOLS		8
 
 #define M_LIST	"/platform.discovery.v1.Discovery/ListServices"
 #define M_GET	"/platform.discovery.v1.Discovery/GetService"
@@ -143,7 +143,6 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "help", "", 0, 0, cmd_help, "show this help" },
 };
 
-static volatile sig_atomic_t ctl_stop;
 
 /* ---- memory and strings ---- */
 
@@ -176,34 +175,6 @@ mem_open(char **buf, size_t *len)
 	return f;
 }
 
-/* Copies s for a terminal: control bytes from the wire (escape sequences
- * in a metadata value, say) become '?', so they cannot drive the tty. */
-static char *
-safe_dup(const char *s)
-{
-	size_t n = strlen(s != NULL ? s : "");
-	char *d = xrealloc(NULL, n + 1);
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		d[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
-	}
-	d[n] = '\0';
-	return d;
-}
-
-/* Columns a UTF-8 string takes: continuation bytes take none. */
-static size_t
-str_width(const char *s)
-{
-	size_t w = 0;
-
-	for (; *s != '\0'; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			w++;
-	return w;
-}
-
 
 /* The proto name of an enum value ("SERVING"), without prefix. */
 static const char *
@@ -220,57 +191,6 @@ enum_name(const ProtobufCEnumDescriptor *d, int v, const char *prefix)
 
 /* ---- tables ---- */
 
-struct table {
-	size_t ncols, nrows, cap;
-	char **cell;			/* nrows * ncols, owned */
-};
-
-/* Adds one row of t->ncols strings; they are copied. */
-static void
-table_row(struct table *t, const char *const *row)
-{
-	if (t->nrows == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 16;
-		t->cell = xrealloc(t->cell, t->cap * t->ncols *
-		    sizeof(*t->cell));
-	}
-	for (size_t i = 0; i < t->ncols; i++)
-		t->cell[t->nrows * t->ncols + i] = safe_dup(row[i]);
-	t->nrows++;
-}
-
-/* Pads every column to its widest cell but the last, which would only
- * leave trailing blanks. */
-static void
-table_print(const struct table *t, FILE *f)
-{
-	size_t w[TABLE_MAXCOLS] = { 0 };
-
-	for (size_t i = 0; i < t->nrows * t->ncols; i++) {
-		size_t n = str_width(t->cell[i]);
-		if (n > w[i % t->ncols])
-			w[i % t->ncols] = n;
-	}
-	for (size_t r = 0; r < t->nrows; r++) {
-		for (size_t c = 0; c < t->ncols; c++) {
-			const char *s = t->cell[r * t->ncols + c];
-			if (c + 1 == t->ncols) {
-				fprintf(f, "%s\n", s);
-				break;
-			}
-			fprintf(f, "%s%*s", s, (int)(w[c] - str_width(s) + 2),
-			    "");
-		}
-	}
-}
-
-static void
-table_free(struct table *t)
-{
-	for (size_t i = 0; i < t->nrows * t->ncols; i++)
-		free(t->cell[i]);
-	free(t->cell);
-}
 
 /* ---- map<string,string> fields ---- */
 
@@ -335,25 +255,6 @@ md_string(size_t n, ProtobufCMessage **e)
 
 /* ---- JSON ---- */
 
-/* json_string refuses bad UTF-8; a server sending some should not make
- * a field vanish silently, so such bytes become '?'. */
-static json_t *
-jstr(const char *s)
-{
-	json_t *j = json_string(s != NULL ? s : "");
-	char *d;
-
-	if (j != NULL)
-		return j;
-	d = safe_dup(s);
-	for (char *p = d; *p != '\0'; p++)
-		if ((unsigned char)*p >= 0x80)
-			*p = '?';
-	j = json_string(d);
-	free(d);
-	return j;
-}
-
 static json_t *
 md_json(size_t n, ProtobufCMessage **e)
 {
@@ -362,7 +263,7 @@ md_json(size_t n, ProtobufCMessage **e)
 
 	for (size_t i = 0; i < n; i++)
 		json_object_set_new(o, md_field(s[i], "key"),
-		    jstr(md_field(s[i], "value")));
+		    ctl_jstr(md_field(s[i], "value")));
 	free(s);
 	return o;
 }
@@ -371,8 +272,8 @@ static json_t *
 node_json(const pb_node *n)
 {
 	return json_pack("{s:o, s:o, s:o, s:I}",
-	    "id", jstr(n->id),
-	    "address", jstr(n->address),
+	    "id", ctl_jstr(n->id),
+	    "address", ctl_jstr(n->address),
 	    "metadata", md_json(MD(n)),
 	    "expires_unix_ms", (json_int_t)n->expires_unix_ms);
 }
@@ -384,32 +285,16 @@ service_json(const pb_service *s)
 
 	for (size_t i = 0; i < s->n_endpoints; i++)
 		json_array_append_new(eps, json_pack("{s:o, s:o}",
-		    "name", jstr(s->endpoints[i]->name),
+		    "name", ctl_jstr(s->endpoints[i]->name),
 		    "metadata", md_json(MD(s->endpoints[i]))));
 	for (size_t i = 0; i < s->n_nodes; i++)
 		json_array_append_new(nodes, node_json(s->nodes[i]));
 	return json_pack("{s:o, s:o, s:o, s:o, s:o}",
-	    "name", jstr(s->name),
-	    "version", jstr(s->version),
+	    "name", ctl_jstr(s->name),
+	    "version", ctl_jstr(s->version),
 	    "metadata", md_json(MD(s)),
 	    "endpoints", eps,
 	    "nodes", nodes);
-}
-
-/* Prints j (and frees it). flags 0: indented for people reading; watch
- * asks for compact lines, one object each. */
-static int
-json_print(json_t *j, size_t flags)
-{
-	if (j == NULL || json_dumpf(j, stdout, flags ? flags :
-	    JSON_INDENT(2)) != 0) {
-		json_decref(j);
-		fprintf(stderr, PROG ": cannot write JSON\n");
-		return CTL_FAIL;
-	}
-	json_decref(j);
-	putchar('\n');
-	return CTL_OK;
 }
 
 /* ---- calls ---- */
@@ -459,15 +344,6 @@ ctl_call(struct ctl *c, const char *addr, const char *method,
 	    resp, &co, err, ERRLEN);
 }
 
-/* The last part of a method path: "GetService". */
-static const char *
-method_name(const char *method)
-{
-	const char *p = strrchr(method, '/');
-
-	return p != NULL ? p + 1 : method;
-}
-
 /* "platformctl: GetService: NOT_FOUND: service "x" is not registered" */
 static int
 ctl_fail(const char *what, int code, const char *err)
@@ -492,7 +368,7 @@ get_service(struct ctl *c, const char *name)
 	    &platform__discovery__v1__get_service_response__descriptor, &m, 1,
 	    err);
 	if (rc != 0) {
-		ctl_fail(method_name(M_GET), rc, err);
+		ctl_fail(ctl_method_name(M_GET), rc, err);
 		return NULL;
 	}
 	return (Platform__Discovery__V1__GetServiceResponse *)m;
@@ -529,7 +405,7 @@ list_all(struct ctl *c, struct pages *pg)
 		rc = ctl_call(c, c->discovery, M_LIST, &req.base,
 		    LIST_RESP_DESC, &m, 1, err);
 		if (rc != 0)
-			return ctl_fail(method_name(M_LIST), rc, err);
+			return ctl_fail(ctl_method_name(M_LIST), rc, err);
 		pg->p = xrealloc(pg->p, (pg->n + 1) * sizeof(*pg->p));
 		pg->p[pg->n++] = (void *)m;
 		if (*pg->p[pg->n - 1]->next_page_token == '\0')
@@ -564,10 +440,10 @@ versions_string(const Platform__Discovery__V1__ServiceSummary *s)
 static int
 services_table(const struct pages *pg)
 {
-	struct table t = { .ncols = 3 };
+	struct ctl_table t = { .ncols = 3 };
 	char nodes[16], *v;
 
-	table_row(&t, (const char *[]){ "NAME", "VERSIONS", "NODES" });
+	ctl_table_row(&t, (const char *[]){ "NAME", "VERSIONS", "NODES" });
 	for (size_t i = 0; i < pg->n; i++) {
 		for (size_t j = 0; j < pg->p[i]->n_services; j++) {
 			const Platform__Discovery__V1__ServiceSummary *s =
@@ -575,12 +451,12 @@ services_table(const struct pages *pg)
 
 			snprintf(nodes, sizeof(nodes), "%u", s->node_count);
 			v = versions_string(s);
-			table_row(&t, (const char *[]){ s->name, v, nodes });
+			ctl_table_row(&t, (const char *[]){ s->name, v, nodes });
 			free(v);
 		}
 	}
-	table_print(&t, stdout);
-	table_free(&t);
+	ctl_table_print(&t, stdout);
+	ctl_table_free(&t);
 	return CTL_OK;
 }
 
@@ -590,8 +466,8 @@ summary_json(const Platform__Discovery__V1__ServiceSummary *s)
 	json_t *vers = json_array();
 
 	for (size_t k = 0; k < s->n_versions; k++)
-		json_array_append_new(vers, jstr(s->versions[k]));
-	return json_pack("{s:o, s:o, s:I}", "name", jstr(s->name),
+		json_array_append_new(vers, ctl_jstr(s->versions[k]));
+	return json_pack("{s:o, s:o, s:I}", "name", ctl_jstr(s->name),
 	    "versions", vers, "nodes", (json_int_t)s->node_count);
 }
 
@@ -604,7 +480,7 @@ services_json(const struct pages *pg)
 		for (size_t j = 0; j < pg->p[i]->n_services; j++)
 			json_array_append_new(arr,
 			    summary_json(pg->p[i]->services[j]));
-	return json_print(arr, 0);
+	return ctl_json_print(arr, 0);
 }
 
 static int
@@ -633,20 +509,20 @@ expires_string(char *buf, size_t len, int64_t at_ms, int64_t now)
 }
 
 static void
-service_rows(struct table *t, const pb_service *s, int64_t now)
+service_rows(struct ctl_table *t, const pb_service *s, int64_t now)
 {
 	char exp[32], *md;
 
 	/* A version without nodes still gets a row: it is registered. */
 	if (s->n_nodes == 0)
-		table_row(t, (const char *[]){ s->name, s->version, "-", "-",
+		ctl_table_row(t, (const char *[]){ s->name, s->version, "-", "-",
 		    "-", "-" });
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		const pb_node *n = s->nodes[i];
 
 		expires_string(exp, sizeof(exp), n->expires_unix_ms, now);
 		md = md_string(MD(n));
-		table_row(t, (const char *[]){ s->name, s->version, n->id,
+		ctl_table_row(t, (const char *[]){ s->name, s->version, n->id,
 		    n->address, exp, md });
 		free(md);
 	}
@@ -655,15 +531,15 @@ service_rows(struct table *t, const pb_service *s, int64_t now)
 static int
 service_table(const Platform__Discovery__V1__GetServiceResponse *r)
 {
-	struct table t = { .ncols = 6 };
+	struct ctl_table t = { .ncols = 6 };
 	int64_t now = plat_wall_ms();
 
-	table_row(&t, (const char *[]){ "NAME", "VERSION", "NODE", "ADDRESS",
+	ctl_table_row(&t, (const char *[]){ "NAME", "VERSION", "NODE", "ADDRESS",
 	    "EXPIRES", "METADATA" });
 	for (size_t i = 0; i < r->n_services; i++)
 		service_rows(&t, r->services[i], now);
-	table_print(&t, stdout);
-	table_free(&t);
+	ctl_table_print(&t, stdout);
+	ctl_table_free(&t);
 	return CTL_OK;
 }
 
@@ -674,7 +550,7 @@ service_json_print(const Platform__Discovery__V1__GetServiceResponse *r)
 
 	for (size_t i = 0; i < r->n_services; i++)
 		json_array_append_new(arr, service_json(r->services[i]));
-	return json_print(arr, 0);
+	return ctl_json_print(arr, 0);
 }
 
 static int
@@ -692,48 +568,11 @@ cmd_service(struct ctl *c, int argc, char **argv)
 
 /* ---- watch [NAME] ---- */
 
-static void
-on_signal(int sig)
-{
-	ctl_stop = sig;
-}
-
-/* No SA_RESTART: the flag is all the handler does, and the poll loop
- * reads it at least every WATCH_POLL_MS. */
-static void
-catch_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
-
 static const char *
 event_name(const pb_event *ev)
 {
 	return enum_name(&platform__discovery__v1__event_type__descriptor,
 	    (int)ev->type, "EVENT_TYPE_");
-}
-
-/* Prints one formatted line, made safe for a terminal. */
-static void
-put_line(const char *fmt, ...)
-{
-	va_list ap;
-	char *raw, *line;
-
-	va_start(ap, fmt);
-	if (vasprintf(&raw, fmt, ap) < 0)
-		oom();
-	va_end(ap);
-	line = safe_dup(raw);
-	puts(line);
-	free(line);
-	free(raw);
 }
 
 /* "CREATED discovery 0.1.0 node=... addr=..." for each node the event
@@ -745,18 +584,18 @@ watch_line(const pb_event *ev)
 	const char *r = ev->reason;
 
 	if (ev->type == EV_SYNCED) {
-		put_line("-- synced (revision %llu) --",
+		ctl_put_line(stdout, "-- synced (revision %llu) --",
 		    (unsigned long long)ev->revision);
 		return;
 	}
 	if (s == NULL || s->n_nodes == 0) {
-		put_line("%s %s %s", event_name(ev), s ? s->name : "-",
-		    s ? s->version : "-");
+		ctl_put_line(stdout, "%s %s %s", event_name(ev),
+		    s ? s->name : "-", s ? s->version : "-");
 		return;
 	}
 	for (size_t i = 0; i < s->n_nodes; i++)
-		put_line("%s %s %s node=%s addr=%s%s%s", event_name(ev),
-		    s->name, s->version, s->nodes[i]->id,
+		ctl_put_line(stdout, "%s %s %s node=%s addr=%s%s%s",
+		    event_name(ev), s->name, s->version, s->nodes[i]->id,
 		    s->nodes[i]->address, *r ? " reason=" : "", r);
 }
 
@@ -769,7 +608,7 @@ event_json(const pb_event *ev)
 	if (ev->service != NULL && ev->type != EV_SYNCED)
 		json_object_set_new(o, "service", service_json(ev->service));
 	if (*ev->reason != '\0')
-		json_object_set_new(o, "reason", jstr(ev->reason));
+		json_object_set_new(o, "reason", ctl_jstr(ev->reason));
 	return o;
 }
 
@@ -779,7 +618,7 @@ static int
 watch_print(struct ctl *c, const pb_event *ev)
 {
 	if (c->json) {
-		if (json_print(event_json(ev), JSON_COMPACT) != CTL_OK)
+		if (ctl_json_print(event_json(ev), JSON_COMPACT) != CTL_OK)
 			return CTL_FAIL;
 	} else
 		watch_line(ev);
@@ -819,7 +658,7 @@ watch_loop(struct ctl *c, plat_client_stream *s)
 	}
 	err[0] = '\0';
 	if ((rc = plat_client_stream_status(s, err, sizeof(err))) != 0)
-		return ctl_fail(method_name(M_WATCH), rc, err);
+		return ctl_fail(ctl_method_name(M_WATCH), rc, err);
 	return CTL_OK;
 }
 
@@ -834,12 +673,12 @@ cmd_watch(struct ctl *c, int argc, char **argv)
 
 	if (argc > 0)
 		req.service = argv[0];
-	catch_signals();
+	ctl_catch_signals();
 	/* Deadline 0: a watch lasts as long as the operator wants it. */
 	rc = plat_client_stream_open(ctl_client(c), c->discovery, M_WATCH,
 	    &req.base, 0, NULL, &s, err, sizeof(err));
 	if (rc != 0)
-		return ctl_fail(method_name(M_WATCH), rc, err);
+		return ctl_fail(ctl_method_name(M_WATCH), rc, err);
 	rc = watch_loop(c, s);
 	plat_client_stream_free(s);
 	return rc;
@@ -886,13 +725,13 @@ health_check(struct ctl *c, const char *addr, struct check *ck)
 static json_t *
 check_json(const struct target *t, const struct check *ck)
 {
-	json_t *o = json_pack("{s:o}", "address", jstr(t->address));
+	json_t *o = json_pack("{s:o}", "address", ctl_jstr(t->address));
 
 	if (t->node != NULL)
-		json_object_set_new(o, "node", jstr(t->node));
+		json_object_set_new(o, "node", ctl_jstr(t->node));
 	json_object_set_new(o, "status", json_string(ck->status));
 	if (ck->code != 0)
-		json_object_set_new(o, "error", jstr(ck->err));
+		json_object_set_new(o, "error", ctl_jstr(ck->err));
 	return o;
 }
 
@@ -900,20 +739,20 @@ static int
 health_output(struct ctl *c, const struct target *t,
     const struct check *ck, size_t n)
 {
-	struct table tab = { .ncols = 2 };
+	struct ctl_table tab = { .ncols = 2 };
 	json_t *arr;
 
 	if (c->json) {
 		arr = json_array();
 		for (size_t i = 0; i < n; i++)
 			json_array_append_new(arr, check_json(&t[i], &ck[i]));
-		return json_print(arr, 0);
+		return ctl_json_print(arr, 0);
 	}
-	table_row(&tab, (const char *[]){ "ADDRESS", "STATUS" });
+	ctl_table_row(&tab, (const char *[]){ "ADDRESS", "STATUS" });
 	for (size_t i = 0; i < n; i++)
-		table_row(&tab, (const char *[]){ t[i].address, ck[i].status });
-	table_print(&tab, stdout);
-	table_free(&tab);
+		ctl_table_row(&tab, (const char *[]){ t[i].address, ck[i].status });
+	ctl_table_print(&tab, stdout);
+	ctl_table_free(&tab);
 	return CTL_OK;
 }
 

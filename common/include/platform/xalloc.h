@@ -20,6 +20,14 @@ xcalloc(size_t n, size_t size)
 	return p;
 }
 
+static inline void *
+xrealloc(void *p, size_t n)
+{
+	if ((p = realloc(p, n != 0 ? n : 1)) == NULL)
+		abort();
+	return p;
+}
+
 /* A copy of s; NULL copies as "". */
 static inline char *
 xstrdup(const char *s)

@@ -1,0 +1,151 @@
+/*
+ * ctl_out: platformctl's output helpers. See ctl_out.h.
+ */
+#include <stdarg.h>
+#include <string.h>
+
+#include "ctl_out.h"
+#include "platform/xalloc.h"
+
+volatile sig_atomic_t ctl_stop;
+
+char *
+ctl_safe_dup(const char *s)
+{
+	char *d = xstrdup(s);
+
+	for (char *p = d; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return d;
+}
+
+void
+ctl_put_line(FILE *f, const char *fmt, ...)
+{
+	va_list ap;
+	char *raw, *line;
+
+	va_start(ap, fmt);
+	if (vasprintf(&raw, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	line = ctl_safe_dup(raw);
+	fprintf(f, "%s\n", line);
+	free(line);
+	free(raw);
+}
+
+size_t
+ctl_str_width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s != '\0'; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			w++;
+	return w;
+}
+
+void
+ctl_table_row(struct ctl_table *t, const char *const *row)
+{
+	if (t->nrows == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 16;
+		t->cell = xrealloc(t->cell, t->cap * t->ncols *
+		    sizeof(*t->cell));
+	}
+	for (size_t i = 0; i < t->ncols; i++)
+		t->cell[t->nrows * t->ncols + i] = ctl_safe_dup(row[i]);
+	t->nrows++;
+}
+
+/* The last column is not padded: that would only leave trailing blanks. */
+void
+ctl_table_print(const struct ctl_table *t, FILE *f)
+{
+	size_t w[CTL_TABLE_MAXCOLS] = { 0 };
+
+	for (size_t i = 0; i < t->nrows * t->ncols; i++) {
+		size_t n = ctl_str_width(t->cell[i]);
+
+		if (n > w[i % t->ncols])
+			w[i % t->ncols] = n;
+	}
+	for (size_t r = 0; r < t->nrows; r++)
+		for (size_t c = 0; c < t->ncols; c++) {
+			const char *s = t->cell[r * t->ncols + c];
+
+			if (c + 1 == t->ncols)
+				fprintf(f, "%s\n", s);
+			else
+				fprintf(f, "%s%*s", s, (int)(w[c] -
+				    ctl_str_width(s) + 2), "");
+		}
+}
+
+void
+ctl_table_free(struct ctl_table *t)
+{
+	for (size_t i = 0; i < t->nrows * t->ncols; i++)
+		free(t->cell[i]);
+	free(t->cell);
+}
+
+json_t *
+ctl_jstr(const char *s)
+{
+	json_t *j = json_string(s != NULL ? s : "");
+	char *d;
+
+	if (j != NULL)
+		return j;
+	d = ctl_safe_dup(s);
+	for (char *p = d; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	j = json_string(d);
+	free(d);
+	return j;
+}
+
+int
+ctl_json_print(json_t *j, size_t flags)
+{
+	int bad = j == NULL || json_dumpf(j, stdout, (flags ? flags :
+	    JSON_INDENT(2)) | JSON_ENCODE_ANY) != 0;
+
+	json_decref(j);
+	if (bad) {
+		fprintf(stderr, "platformctl: cannot write JSON\n");
+		return 1;
+	}
+	putchar('\n');
+	return 0;
+}
+
+const char *
+ctl_method_name(const char *method)
+{
+	const char *p = strrchr(method, '/');
+
+	return p != NULL ? p + 1 : method;
+}
+
+static void
+on_signal(int sig)
+{
+	ctl_stop = sig;
+}
+
+void
+ctl_catch_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
