@@ -359,21 +359,28 @@ check_target(plat_ctx *ctx, const char *ns, const char *path,
 	return PLAT_OK;
 }
 
-/* Runs a write; on success the new version is cached, the feed woken and
- * *row holds it. */
+/* Runs a write and answers with the new version, which the response
+ * message out carries in *slot; on success the version is cached and the
+ * feed woken. */
 static int
-config_write(plat_ctx *ctx, const struct store_write *w, struct cfg_row **row)
+config_write(plat_ctx *ctx, const struct store_write *w,
+    ProtobufCMessage *out, Value **slot, ProtobufCMessage **resp)
 {
+	struct cfg_row *row;
 	char err[512];
 	enum plat_code code;
+	int rc;
 
-	code = store_write(S.store, w, plat_ctx_deadline_left_ms(ctx), row,
+	code = store_write(S.store, w, plat_ctx_deadline_left_ms(ctx), &row,
 	    err, sizeof(err));
 	if (code != PLAT_OK)
 		return store_error(ctx, code, err);
-	cache_apply(*row);
+	cache_apply(row);
 	feed_kick();
-	return PLAT_OK;
+	*slot = value_new(ctx, row);
+	rc = respond(ctx, out, resp);
+	cfg_row_unref(row);
+	return rc;
 }
 
 static int
@@ -391,7 +398,6 @@ config_update(plat_ctx *ctx, const ProtobufCMessage *msg,
 		.author = req->author,
 		.comment = req->comment,
 	};
-	struct cfg_row *row;
 	char *json, err[512];
 	int rc;
 
@@ -401,13 +407,8 @@ config_update(plat_ctx *ctx, const ProtobufCMessage *msg,
 	if (doc_canonical("json", req->json, &json, err, sizeof(err)) != 0)
 		return plat_error(ctx, PLAT_INVALID_ARGUMENT, "%s", err);
 	w.json = json;
-	rc = config_write(ctx, &w, &row);
+	rc = config_write(ctx, &w, &out.base, &out.value, resp);
 	free(json);
-	if (rc != PLAT_OK)
-		return rc;
-	out.value = value_new(ctx, row);
-	rc = respond(ctx, &out.base, resp);
-	cfg_row_unref(row);
 	return rc;
 }
 
@@ -426,18 +427,12 @@ config_delete(plat_ctx *ctx, const ProtobufCMessage *msg,
 		.author = req->author,
 		.comment = req->comment,
 	};
-	struct cfg_row *row;
 	int rc;
 
 	if ((rc = check_target(ctx, req->namespace_, req->path,
 	    req->expected_version, req->author, req->comment)) != PLAT_OK)
 		return rc;
-	if ((rc = config_write(ctx, &w, &row)) != PLAT_OK)
-		return rc;
-	out.value = value_new(ctx, row);
-	rc = respond(ctx, &out.base, resp);
-	cfg_row_unref(row);
-	return rc;
+	return config_write(ctx, &w, &out.base, &out.value, resp);
 }
 
 static int
@@ -456,7 +451,6 @@ config_rollback(plat_ctx *ctx, const ProtobufCMessage *msg,
 		.author = req->author,
 		.comment = req->comment,
 	};
-	struct cfg_row *row;
 	int rc;
 
 	if ((rc = check_target(ctx, req->namespace_, req->path,
@@ -465,12 +459,7 @@ config_rollback(plat_ctx *ctx, const ProtobufCMessage *msg,
 	if (req->to_version < 1)
 		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
 		    "to_version: required (a version, 1 or more)");
-	if ((rc = config_write(ctx, &w, &row)) != PLAT_OK)
-		return rc;
-	out.value = value_new(ctx, row);
-	rc = respond(ctx, &out.base, resp);
-	cfg_row_unref(row);
-	return rc;
+	return config_write(ctx, &w, &out.base, &out.value, resp);
 }
 
 /* ---- History, Diff, List ---- */
