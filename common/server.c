@@ -691,24 +691,16 @@ unary_finish(struct plat_stream *c, int code, grpc_byte_buffer *resp)
 	pthread_mutex_unlock(&c->mu);
 }
 
+/* Packs a unary handler's answer and sends it with the status. */
 static void
-dispatch_unary(struct plat_stream *c)
+unary_answer(struct plat_stream *c, int code, const ProtobufCMessage *resp)
 {
 	const struct plat_method *m = c->mm->m;
-	ProtobufCMessage *req = NULL, *resp = NULL;
 	grpc_byte_buffer *out = NULL;
-	int code;
 
-	code = decode_request(&c->ctx, m->request, c->payload, &req);
-	if (code == PLAT_OK) {
-		c->ctx.code = PLAT_OK;
-		code = m->unary(&c->ctx, req, &resp);
-		if (code < 0 || code > PLAT_UNAUTHENTICATED) {
-			log_error("handler returned a bad status", "method",
-			    m->path);
-			code = plat_error(&c->ctx, PLAT_INTERNAL,
-			    "internal error");
-		}
+	if (code < 0 || code > PLAT_UNAUTHENTICATED) {
+		log_error("handler returned a bad status", "method", m->path);
+		code = plat_error(&c->ctx, PLAT_INTERNAL, "internal error");
 	}
 	if (code == PLAT_OK) {
 		if (c->ctx.packed_resp != NULL) {
@@ -727,6 +719,43 @@ dispatch_unary(struct plat_stream *c)
 			    "response larger than the maximum message size");
 	}
 	unary_finish(c, code, out);
+}
+
+static void
+dispatch_unary(struct plat_stream *c)
+{
+	const struct plat_method *m = c->mm->m;
+	ProtobufCMessage *req = NULL, *resp = NULL;
+	int code;
+
+	code = decode_request(&c->ctx, m->request, c->payload, &req);
+	if (code == PLAT_OK) {
+		c->ctx.code = PLAT_OK;
+		code = m->unary(&c->ctx, req, &resp);
+		if (code == PLAT_DEFERRED)
+			return;         /* plat_reply answers, holding a ref */
+	}
+	unary_answer(c, code, resp);
+}
+
+int
+plat_defer(plat_ctx *ctx)
+{
+	struct plat_stream *c = ctx->call;
+
+	pthread_mutex_lock(&c->mu);
+	call_ref_locked(c);
+	pthread_mutex_unlock(&c->mu);
+	return PLAT_DEFERRED;
+}
+
+void
+plat_reply(plat_ctx *ctx, int code, const ProtobufCMessage *resp)
+{
+	struct plat_stream *c = ctx->call;
+
+	unary_answer(c, code, resp);
+	call_unref(c);          /* plat_defer's */
 }
 
 /* ---- streams ---- */

@@ -46,6 +46,9 @@ enum plat_code {
 /* A stream handler returns this to keep the stream open after it returns;
  * the stream then ends by plat_stream_finish or by the client. */
 #define PLAT_STREAM_OPEN (-1)
+/* A unary handler returns plat_defer(ctx) (this value) to answer later,
+ * from any thread, with plat_reply. */
+#define PLAT_DEFERRED (-2)
 
 typedef struct plat_ctx plat_ctx;
 typedef struct plat_stream plat_stream;
@@ -129,6 +132,20 @@ char *plat_printf(plat_ctx *ctx, const char *fmt, ...)
  * the lock, then return PLAT_OK leaving *resp NULL. 0, or -1 when the
  * message is over the size limit. */
 int plat_respond_now(plat_ctx *ctx, const ProtobufCMessage *msg);
+
+/*
+ * Deferred answers, for a unary handler whose work completes elsewhere
+ * (a group commit, say): `return plat_defer(ctx);` keeps the call open
+ * after the handler returns, and exactly one plat_reply(ctx, ...) later,
+ * from any thread, answers it. Until then ctx, its arena and the request
+ * stay valid; they belong to whoever will reply (one thread at a time).
+ * On code != PLAT_OK the status message is the one set by plat_error on
+ * ctx (call it first; its return value is the code). resp may be NULL
+ * for an empty response. The server's shutdown waits for every deferred
+ * call to be answered.
+ */
+int plat_defer(plat_ctx *ctx);
+void plat_reply(plat_ctx *ctx, int code, const ProtobufCMessage *resp);
 
 /* A zeroed, initialised message of the given descriptor. */
 ProtobufCMessage *plat_new_message(plat_ctx *ctx,
