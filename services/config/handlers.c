@@ -23,6 +23,7 @@
 #include "platform/metrics.h"
 #include "platform/server.h"
 #include "store.h"
+#include "writer.h"
 
 #define HISTORY_PAGE_DEFAULT 50
 #define LIST_PAGE_DEFAULT 100
@@ -359,28 +360,64 @@ check_target(plat_ctx *ctx, const char *ns, const char *path,
 	return PLAT_OK;
 }
 
-/* Runs a write and answers with the new version, which the response
- * message out carries in *slot; on success the version is cached and the
- * feed woken. */
-static int
-config_write(plat_ctx *ctx, const struct store_write *w,
-    ProtobufCMessage *out, Value **slot, ProtobufCMessage **resp)
+/* A write on its way through the writer: the response to fill, and the
+ * canonical document it owns. Lives in the call's arena. */
+struct write_call {
+	struct write_job job;
+	plat_ctx *ctx;
+	ProtobufCMessage *out;
+	Value **slot;
+	char *json;
+};
+
+/* The writer's answer: on success the version is cached, the feed woken,
+ * and the caller answered with it. */
+static void
+write_done(struct write_job *job, enum plat_code code, const char *err,
+    struct cfg_row *row)
 {
-	struct cfg_row *row;
-	char err[512];
-	enum plat_code code;
+	struct write_call *wc = (struct write_call *)job;
+	plat_ctx *ctx = wc->ctx;
+	ProtobufCMessage *resp = NULL;
 	int rc;
 
-	code = store_write(S.store, w, plat_ctx_deadline_left_ms(ctx), &row,
-	    err, sizeof(err));
-	if (code != PLAT_OK)
-		return store_error(ctx, code, err);
+	free(wc->json);
+	wc->json = NULL;
+	if (code != PLAT_OK) {
+		plat_reply(ctx, store_error(ctx, code, err), NULL);
+		return;
+	}
 	cache_apply(row);
 	feed_kick();
-	*slot = value_new(ctx, row);
-	rc = respond(ctx, out, resp);
-	cfg_row_unref(row);
-	return rc;
+	*wc->slot = value_new(ctx, row);
+	rc = respond(ctx, wc->out, &resp);
+	plat_reply(ctx, rc, resp);
+}
+
+/*
+ * Hands a write to the writer (group commit) and answers when it has
+ * committed. The write's strings point into the request, which lives
+ * until the answer; json (malloc'd, or NULL) becomes the writer's. out is
+ * the response message (in the arena), with its value at *slot.
+ */
+static int
+config_write(plat_ctx *ctx, const struct store_write *w, char *json,
+    ProtobufCMessage *out, Value **slot)
+{
+	struct write_call *wc = plat_alloc(ctx, sizeof(*wc));
+	int64_t left = plat_ctx_deadline_left_ms(ctx);
+
+	wc->job.w = *w;
+	wc->job.w.json = json;
+	wc->job.deadline_ms = left == INT64_MAX ? INT64_MAX :
+	    plat_now_ms() + left;
+	wc->job.done = write_done;
+	wc->ctx = ctx;
+	wc->out = out;
+	wc->slot = slot;
+	wc->json = json;
+	writer_submit(&wc->job);
+	return plat_defer(ctx);
 }
 
 static int
@@ -388,8 +425,9 @@ config_update(plat_ctx *ctx, const ProtobufCMessage *msg,
     ProtobufCMessage **resp)
 {
 	const Platform__Config__V1__UpdateRequest *req = (const void *)msg;
-	Platform__Config__V1__UpdateResponse out =
-	    PLATFORM__CONFIG__V1__UPDATE_RESPONSE__INIT;
+	Platform__Config__V1__UpdateResponse *out = plat_new(ctx,
+	    Platform__Config__V1__UpdateResponse,
+	    &platform__config__v1__update_response__descriptor);
 	struct store_write w = {
 		.op = STORE_UPDATE,
 		.ns = req->namespace_,
@@ -406,10 +444,7 @@ config_update(plat_ctx *ctx, const ProtobufCMessage *msg,
 		return rc;
 	if (doc_canonical("json", req->json, &json, err, sizeof(err)) != 0)
 		return plat_error(ctx, PLAT_INVALID_ARGUMENT, "%s", err);
-	w.json = json;
-	rc = config_write(ctx, &w, &out.base, &out.value, resp);
-	free(json);
-	return rc;
+	return config_write(ctx, &w, json, &out->base, &out->value);
 }
 
 static int
@@ -417,8 +452,9 @@ config_delete(plat_ctx *ctx, const ProtobufCMessage *msg,
     ProtobufCMessage **resp)
 {
 	const Platform__Config__V1__DeleteRequest *req = (const void *)msg;
-	Platform__Config__V1__DeleteResponse out =
-	    PLATFORM__CONFIG__V1__DELETE_RESPONSE__INIT;
+	Platform__Config__V1__DeleteResponse *out = plat_new(ctx,
+	    Platform__Config__V1__DeleteResponse,
+	    &platform__config__v1__delete_response__descriptor);
 	struct store_write w = {
 		.op = STORE_DELETE,
 		.ns = req->namespace_,
@@ -432,7 +468,7 @@ config_delete(plat_ctx *ctx, const ProtobufCMessage *msg,
 	if ((rc = check_target(ctx, req->namespace_, req->path,
 	    req->expected_version, req->author, req->comment)) != PLAT_OK)
 		return rc;
-	return config_write(ctx, &w, &out.base, &out.value, resp);
+	return config_write(ctx, &w, NULL, &out->base, &out->value);
 }
 
 static int
@@ -440,8 +476,9 @@ config_rollback(plat_ctx *ctx, const ProtobufCMessage *msg,
     ProtobufCMessage **resp)
 {
 	const Platform__Config__V1__RollbackRequest *req = (const void *)msg;
-	Platform__Config__V1__RollbackResponse out =
-	    PLATFORM__CONFIG__V1__ROLLBACK_RESPONSE__INIT;
+	Platform__Config__V1__RollbackResponse *out = plat_new(ctx,
+	    Platform__Config__V1__RollbackResponse,
+	    &platform__config__v1__rollback_response__descriptor);
 	struct store_write w = {
 		.op = STORE_ROLLBACK,
 		.ns = req->namespace_,
@@ -459,7 +496,7 @@ config_rollback(plat_ctx *ctx, const ProtobufCMessage *msg,
 	if (req->to_version < 1)
 		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
 		    "to_version: required (a version, 1 or more)");
-	return config_write(ctx, &w, &out.base, &out.value, resp);
+	return config_write(ctx, &w, NULL, &out->base, &out->value);
 }
 
 /* ---- History, Diff, List ---- */
@@ -698,6 +735,13 @@ gauge_cache(void *arg)
 }
 
 static double
+gauge_write_queue(void *arg)
+{
+	(void)arg;
+	return (double)writer_pending();
+}
+
+static double
 gauge_revision(void *arg)
 {
 	int64_t pos = feed_position();
@@ -734,8 +778,15 @@ config_init(plat_server *srv, const struct plat_settings *s)
 		return -1;
 	}
 	cache_init(CACHE_MAX_ENTRIES, CACHE_MAX_BYTES);
+	if (writer_start(S.store) != 0) {
+		cache_free();
+		store_free(S.store);
+		S.store = NULL;
+		return -1;
+	}
 	if (feed_start(S.store, s->database, srv) != 0) {
 		log_error("config: cannot start the change feed");
+		writer_stop();
 		cache_free();
 		store_free(S.store);
 		S.store = NULL;
@@ -743,6 +794,9 @@ config_init(plat_server *srv, const struct plat_settings *s)
 	}
 	metrics_gauge_fn(plat_server_metrics(srv), "config_watchers",
 	    "Open Watch streams.", gauge_watchers, NULL);
+	metrics_gauge_fn(plat_server_metrics(srv), "config_write_queue",
+	    "Writes waiting for or in a group commit.", gauge_write_queue,
+	    NULL);
 	metrics_gauge_fn(plat_server_metrics(srv), "config_cache_entries",
 	    "Paths whose latest version is cached.", gauge_cache, NULL);
 	metrics_gauge_fn(plat_server_metrics(srv), "config_feed_revision",
@@ -755,6 +809,7 @@ void
 config_fini(plat_server *srv)
 {
 	(void)srv;
+	writer_stop();          /* its answers touch the cache and the feed */
 	feed_stop();
 	cache_free();
 	store_free(S.store);

@@ -6,10 +6,13 @@
  * byte order whatever the database's locale.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "platform/clock.h"
 #include "platform/errbuf.h"
@@ -261,137 +264,97 @@ store_query_rows(struct store *s, const char *name, const char *sql,
 	return PLAT_OK;
 }
 
-/* ---- writes ---- */
-
-struct write_ctx {
-	const struct store_write *w;
-	struct cfg_row *row;
-};
-
-/* Locks the path's current row, creating a placeholder (version 0) for a
- * new path, and reads its version. */
-static enum plat_code
-write_lock(struct pg_conn *c, const struct store_write *w, int64_t deadline,
-    int64_t *version, bool *deleted, char *err, size_t errlen)
-{
-	const char *values[] = { w->ns, w->path };
-	PGresult *res;
-	enum plat_code code;
-
-	code = pg_exec(c, "config_w_placeholder",
-	    "INSERT INTO config_current (namespace, path, version, revision,"
-	    " deleted) VALUES ($1, $2, 0, 0, true) ON CONFLICT DO NOTHING",
-	    2, values, NULL, NULL, left_of(deadline), NULL, err, errlen);
-	if (code != PLAT_OK)
-		return code;
-	code = pg_exec(c, "config_w_lock",
-	    "SELECT version, deleted FROM config_current"
-	    " WHERE namespace = $1 AND path = $2 FOR UPDATE",
-	    2, values, NULL, NULL, left_of(deadline), &res, err, errlen);
-	if (code != PLAT_OK)
-		return code;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		log_error("config: current row missing after insert",
-		    "namespace", w->ns, "path", w->path);
-		errbuf_set(err, errlen, "%s", pg_code_message(PLAT_INTERNAL));
-		return PLAT_INTERNAL;
-	}
-	*version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	*deleted = PQgetvalue(res, 0, 1)[0] == 't';
-	PQclear(res);
-	return PLAT_OK;
-}
-
-static enum plat_code
-write_check_expected(const struct store_write *w, int64_t version,
-    bool exists, char *err, size_t errlen)
-{
-	if (w->expected_version > 0 && w->expected_version != version) {
-		if (version == 0)
-			errbuf_set(err, errlen, "expected_version %" PRId64
-			    ": the path does not exist", w->expected_version);
-		else
-			errbuf_set(err, errlen, "expected_version %" PRId64
-			    ": the path is at version %" PRId64,
-			    w->expected_version, version);
-		return PLAT_FAILED_PRECONDITION;
-	}
-	if (w->expected_version == -1 && exists) {
-		errbuf_set(err, errlen, "expected_version -1: the path exists "
-		    "at version %" PRId64, version);
-		return PLAT_FAILED_PRECONDITION;
-	}
-	return PLAT_OK;
-}
-
-/* The document a rollback writes: a copy of to_version's (malloc'd). */
-static enum plat_code
-write_rollback_source(struct pg_conn *c, const struct store_write *w,
-    int64_t deadline, char **json, char *err, size_t errlen)
-{
-	char to[24];
-	const char *values[] = { w->ns, w->path, to };
-	PGresult *res;
-	enum plat_code code;
-
-	snprintf(to, sizeof(to), "%" PRId64, w->to_version);
-	code = pg_exec(c, "config_w_rollback_source",
-	    "SELECT json, deleted FROM config_versions"
-	    " WHERE namespace = $1 AND path = $2 AND version = $3",
-	    3, values, NULL, NULL, left_of(deadline), &res, err, errlen);
-	if (code != PLAT_OK)
-		return code;
-	if (PQntuples(res) == 0) {
-		errbuf_set(err, errlen, "to_version %" PRId64 ": no such "
-		    "version of namespace \"%s\" path \"%s\"", w->to_version,
-		    w->ns, w->path);
-		code = PLAT_NOT_FOUND;
-	} else if (PQgetvalue(res, 0, 1)[0] == 't') {
-		errbuf_set(err, errlen, "to_version %" PRId64 ": that version "
-		    "is a deletion, with no value to roll back to",
-		    w->to_version);
-		code = PLAT_FAILED_PRECONDITION;
-	} else {
-		*json = xstrdup(PQgetvalue(res, 0, 0));
-	}
-	PQclear(res);
-	return code;
-}
+/* ---- writes: one transaction per batch ---- */
 
 /*
- * Takes the next revision (holding the revision row's lock to commit, so
- * revisions commit in order), writes the version, moves the current row
- * and notifies: one statement, so the lock is held for as few round trips
- * as possible.
+ * A batch commits under the revision row's lock, taken first: writers on
+ * every replica serialise on it, so the current rows read next stay true
+ * until the commit, and revisions commit in increasing order. Each write
+ * is then checked in C against the state left by the writes before it in
+ * the batch; the ones that pass are inserted with one statement, the
+ * current rows moved with another, and one notification carries the last
+ * revision.
  */
-static enum plat_code
-write_version(struct pg_conn *c, const struct store_write *w,
-    int64_t version, const char *json, bool deleted, const char *comment,
-    int64_t deadline, struct cfg_row **out, char *err, size_t errlen)
+
+/* The state of one (namespace, path) while a batch is checked. */
+struct batch_key {
+	const char *ns, *path;
+	int64_t version;        /* 0: never existed */
+	bool deleted;
+	bool touched;           /* written by this batch */
+	int64_t revision;       /* of this batch's last write to it */
+};
+
+struct batch {
+	struct store_batch_item *items;
+	size_t n;
+	struct batch_key *keys; /* open addressing, nkeys a power of two */
+	size_t nkeys;
+	PGresult *sources;      /* rollback targets read from the database */
+	int64_t created_ms;
+	int64_t first_rev;      /* the last revision before the batch */
+};
+
+static uint64_t
+key_hash(const char *ns, const char *path)
 {
-	char ver[24];
-	const char *values[] = { w->ns, w->path, ver, json,
-	    deleted ? "true" : "false", w->author, comment };
+	uint64_t h = 1469598103934665603ull;     /* FNV-1a */
+
+	for (const char *p = ns; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	h = (h ^ 0xff) * 1099511628211ull;      /* a byte no text holds */
+	for (const char *p = path; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	return h;
+}
+
+/* The slot of (ns, path), claimed if it is new. */
+static struct batch_key *
+batch_key(struct batch *b, const char *ns, const char *path)
+{
+	size_t mask = b->nkeys - 1, i = (size_t)key_hash(ns, path) & mask;
+
+	for (;; i = (i + 1) & mask) {
+		struct batch_key *k = &b->keys[i];
+
+		if (k->ns == NULL) {
+			k->ns = ns;
+			k->path = path;
+			return k;
+		}
+		if (strcmp(k->ns, ns) == 0 && strcmp(k->path, path) == 0)
+			return k;
+	}
+}
+
+static void
+item_fail(struct store_batch_item *it, enum plat_code code, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
+
+static void
+item_fail(struct store_batch_item *it, enum plat_code code, const char *fmt,
+    ...)
+{
+	va_list ap;
+
+	it->code = code;
+	va_start(ap, fmt);
+	vsnprintf(it->err, sizeof(it->err), fmt, ap);
+	va_end(ap);
+}
+
+/* Takes the revision row's lock; *rev is the last revision handed out. */
+static enum plat_code
+batch_lock(struct pg_conn *c, struct batch *b, int64_t deadline,
+    int64_t *rev, char *err, size_t errlen)
+{
 	PGresult *res;
 	enum plat_code code;
 
-	snprintf(ver, sizeof(ver), "%" PRId64, version);
-	code = pg_exec(c, "config_w_version",
-	    "WITH r AS (UPDATE config_revision SET rev = rev + 1"
-	    "  WHERE id = 1 RETURNING rev),"
-	    " v AS (INSERT INTO config_versions (revision, namespace, path,"
-	    "  version, json, deleted, author, comment)"
-	    "  SELECT r.rev, $1::text, $2::text, $3::bigint, $4::text,"
-	    "  $5::boolean, $6::text, $7::text FROM r"
-	    "  RETURNING revision, created_at),"
-	    " c AS (UPDATE config_current SET version = $3::bigint,"
-	    "  revision = (SELECT rev FROM r), deleted = $5::boolean"
-	    "  WHERE namespace = $1 AND path = $2)"
-	    " SELECT v.revision,"
-	    "  floor(extract(epoch FROM v.created_at) * 1000)::bigint,"
-	    "  pg_notify('" STORE_CHANNEL "', v.revision::text) FROM v",
-	    7, values, NULL, NULL, left_of(deadline), &res, err, errlen);
+	code = pg_exec(c, "config_w_lock",
+	    "SELECT rev, floor(extract(epoch FROM now()) * 1000)::bigint"
+	    " FROM config_revision WHERE id = 1 FOR UPDATE",
+	    0, NULL, NULL, NULL, left_of(deadline), &res, err, errlen);
 	if (code != PLAT_OK)
 		return code;
 	if (PQntuples(res) != 1) {
@@ -400,56 +363,196 @@ write_version(struct pg_conn *c, const struct store_write *w,
 		errbuf_set(err, errlen, "%s", pg_code_message(PLAT_INTERNAL));
 		return PLAT_INTERNAL;
 	}
-	*out = row_new(strtoll(PQgetvalue(res, 0, 0), NULL, 10), w->ns,
-	    w->path, version, json, deleted, w->author, comment,
-	    strtoll(PQgetvalue(res, 0, 1), NULL, 10));
+	*rev = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	/* created_at: the transaction's start, as the column default. */
+	b->created_ms = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	PQclear(res);
 	return PLAT_OK;
 }
 
-static enum plat_code
-write_tx(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
-    size_t errlen)
+/* jansson's dump of a batch parameter (malloc'd). */
+static char *
+json_param(json_t *doc)
 {
-	struct write_ctx *x = arg;
-	const struct store_write *w = x->w;
-	int64_t deadline = deadline_of(timeout_ms), version;
-	const char *json = "", *comment = w->comment;
-	char *rb_json = NULL, rb_comment[64];
-	bool deleted, exists;
-	enum plat_code code;
+	char *s = json_dumps(doc, JSON_COMPACT);
 
-	cfg_row_unref(x->row);  /* from an attempt that did not commit */
-	x->row = NULL;
-	code = write_lock(c, w, deadline, &version, &deleted, err, errlen);
+	json_decref(doc);
+	if (s == NULL)
+		abort();        /* out of memory */
+	return s;
+}
+
+/* Reads the current version of every path the batch writes: one index
+ * lookup per path (LATERAL ... LIMIT 1 keeps the planner from turning it
+ * into a hash join over the whole table). */
+static enum plat_code
+batch_read_current(struct pg_conn *c, struct batch *b, int64_t deadline,
+    char *err, size_t errlen)
+{
+	json_t *keys = json_array();
+	const char *values[1];
+	PGresult *res;
+	enum plat_code code;
+	char *param;
+
+	for (size_t i = 0; i < b->nkeys; i++)
+		if (b->keys[i].ns != NULL)
+			json_array_append_new(keys, json_pack("{s:s,s:s}",
+			    "ns", b->keys[i].ns, "path", b->keys[i].path));
+	values[0] = param = json_param(keys);
+	code = pg_exec(c, "config_w_current",
+	    "SELECT c.namespace, c.path, c.version, c.deleted"
+	    " FROM json_to_recordset($1::json) AS k(ns text, path text)"
+	    " CROSS JOIN LATERAL (SELECT * FROM config_current"
+	    "  WHERE namespace = k.ns COLLATE \"C\""
+	    "  AND path = k.path COLLATE \"C\" LIMIT 1) c",
+	    1, values, NULL, NULL, left_of(deadline), &res, err, errlen);
+	free(param);
 	if (code != PLAT_OK)
 		return code;
-	exists = version > 0 && !deleted;
-	code = write_check_expected(w, version, exists, err, errlen);
-	if (code != PLAT_OK)
-		return code;
+	for (int i = 0; i < PQntuples(res); i++) {
+		struct batch_key *k = batch_key(b, PQgetvalue(res, i, 0),
+		    PQgetvalue(res, i, 1));
+
+		/* batch_key found the slot the batch's own strings claimed;
+		 * the result's strings are never kept. */
+		k->version = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+		k->deleted = PQgetvalue(res, i, 3)[0] == 't';
+	}
+	PQclear(res);
+	return PLAT_OK;
+}
+
+/* Reads the documents the batch's rollbacks copy, when it has any. */
+static enum plat_code
+batch_read_sources(struct pg_conn *c, struct batch *b, int64_t deadline,
+    char *err, size_t errlen)
+{
+	json_t *want = json_array();
+	const char *values[1];
+	enum plat_code code;
+	char *param;
+
+	for (size_t i = 0; i < b->n; i++) {
+		const struct store_write *w = b->items[i].w;
+
+		if (w->op == STORE_ROLLBACK)
+			json_array_append_new(want, json_pack("{s:s,s:s,s:I}",
+			    "ns", w->ns, "path", w->path, "version",
+			    (json_int_t)w->to_version));
+	}
+	if (json_array_size(want) == 0) {
+		json_decref(want);
+		return PLAT_OK;
+	}
+	values[0] = param = json_param(want);
+	code = pg_exec(c, "config_w_sources",
+	    "SELECT v.namespace, v.path, v.version, v.json, v.deleted"
+	    " FROM json_to_recordset($1::json)"
+	    "  AS k(ns text, path text, version bigint)"
+	    " CROSS JOIN LATERAL (SELECT * FROM config_versions"
+	    "  WHERE namespace = k.ns COLLATE \"C\""
+	    "  AND path = k.path COLLATE \"C\" AND version = k.version"
+	    "  LIMIT 1) v",
+	    1, values, NULL, NULL, left_of(deadline), &b->sources, err,
+	    errlen);
+	free(param);
+	return code;
+}
+
+/* The document version to_version of (ns, path) held, written earlier in
+ * this batch or read from the database; NULL when there is none. */
+static const struct cfg_row *
+batch_source(struct batch *b, size_t upto, const struct store_write *w,
+    const char **json, bool *deleted)
+{
+	static const struct cfg_row none;
+
+	for (size_t i = upto; i-- > 0;) {
+		const struct cfg_row *r = b->items[i].row;
+
+		if (r != NULL && r->version == w->to_version &&
+		    strcmp(r->ns, w->ns) == 0 && strcmp(r->path, w->path) == 0) {
+			*json = r->json;
+			*deleted = r->deleted;
+			return r;
+		}
+	}
+	for (int i = 0; b->sources != NULL && i < PQntuples(b->sources); i++) {
+		if (strtoll(PQgetvalue(b->sources, i, 2), NULL, 10) ==
+		    w->to_version &&
+		    strcmp(PQgetvalue(b->sources, i, 0), w->ns) == 0 &&
+		    strcmp(PQgetvalue(b->sources, i, 1), w->path) == 0) {
+			*json = PQgetvalue(b->sources, i, 3);
+			*deleted = PQgetvalue(b->sources, i, 4)[0] == 't';
+			return &none;
+		}
+	}
+	return NULL;
+}
+
+/* Checks item i against the state before it; on success makes its row
+ * with revision *rev + 1 and moves the state on. */
+static void
+batch_apply(struct batch *b, size_t i, int64_t *rev)
+{
+	struct store_batch_item *it = &b->items[i];
+	const struct store_write *w = it->w;
+	struct batch_key *k = batch_key(b, w->ns, w->path);
+	bool exists = k->version > 0 && !k->deleted, deleted = false;
+	const char *json = "", *comment = w->comment;
+	char rb_comment[64];
+
+	if (w->expected_version > 0 && w->expected_version != k->version) {
+		if (k->version == 0)
+			item_fail(it, PLAT_FAILED_PRECONDITION,
+			    "expected_version %" PRId64 ": the path does not "
+			    "exist", w->expected_version);
+		else
+			item_fail(it, PLAT_FAILED_PRECONDITION,
+			    "expected_version %" PRId64 ": the path is at "
+			    "version %" PRId64, w->expected_version,
+			    k->version);
+		return;
+	}
+	if (w->expected_version == -1 && exists) {
+		item_fail(it, PLAT_FAILED_PRECONDITION, "expected_version -1: "
+		    "the path exists at version %" PRId64, k->version);
+		return;
+	}
 	switch (w->op) {
 	case STORE_UPDATE:
 		json = w->json;
 		break;
 	case STORE_DELETE:
 		if (!exists) {
-			if (version == 0)
-				errbuf_set(err, errlen, "namespace \"%s\" path "
-				    "\"%s\" does not exist", w->ns, w->path);
+			if (k->version == 0)
+				item_fail(it, PLAT_NOT_FOUND, "namespace \"%s\" "
+				    "path \"%s\" does not exist", w->ns,
+				    w->path);
 			else
-				errbuf_set(err, errlen, "namespace \"%s\" path "
-				    "\"%s\" is already deleted (version %"
-				    PRId64 ")", w->ns, w->path, version);
-			return PLAT_NOT_FOUND;
+				item_fail(it, PLAT_NOT_FOUND, "namespace \"%s\" "
+				    "path \"%s\" is already deleted (version %"
+				    PRId64 ")", w->ns, w->path, k->version);
+			return;
 		}
+		deleted = true;
 		break;
-	case STORE_ROLLBACK:
-		code = write_rollback_source(c, w, deadline, &rb_json, err,
-		    errlen);
-		if (code != PLAT_OK)
-			return code;
-		json = rb_json;
+	case STORE_ROLLBACK: {
+		bool src_deleted;
+
+		if (batch_source(b, i, w, &json, &src_deleted) == NULL) {
+			item_fail(it, PLAT_NOT_FOUND, "to_version %" PRId64
+			    ": no such version of namespace \"%s\" path \"%s\"",
+			    w->to_version, w->ns, w->path);
+			return;
+		}
+		if (src_deleted) {
+			item_fail(it, PLAT_FAILED_PRECONDITION, "to_version %"
+			    PRId64 ": that version is a deletion, with no "
+			    "value to roll back to", w->to_version);
+			return;
+		}
 		if (comment[0] == '\0') {
 			snprintf(rb_comment, sizeof(rb_comment),
 			    "rollback to version %" PRId64, w->to_version);
@@ -457,32 +560,155 @@ write_tx(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 		}
 		break;
 	}
-	code = write_version(c, w, version + 1, json, w->op == STORE_DELETE,
-	    comment, deadline, &x->row, err, errlen);
-	free(rb_json);
+	}
+	it->code = PLAT_OK;
+	it->row = row_new(++*rev, w->ns, w->path, k->version + 1, json,
+	    deleted, w->author, comment, b->created_ms);
+	k->version++;
+	k->deleted = deleted;
+	k->touched = true;
+	k->revision = *rev;
+}
+
+/* Inserts the batch's new versions, moves the current rows, sets the
+ * revision and notifies: one statement. */
+static enum plat_code
+batch_insert(struct pg_conn *c, struct batch *b, int64_t rev,
+    int64_t deadline, char *err, size_t errlen)
+{
+	json_t *versions = json_array(), *current = json_array();
+	const char *values[3];
+	char revs[24], *vparam, *cparam;
+	PGresult *res;
+	enum plat_code code;
+
+	for (size_t i = 0; i < b->n; i++) {
+		const struct cfg_row *r = b->items[i].row;
+
+		if (r != NULL)
+			json_array_append_new(versions, json_pack(
+			    "{s:I,s:s,s:s,s:I,s:s,s:b,s:s,s:s}",
+			    "revision", (json_int_t)r->revision,
+			    "namespace", r->ns, "path", r->path,
+			    "version", (json_int_t)r->version,
+			    "json", r->json, "deleted", r->deleted,
+			    "author", r->author, "comment", r->comment));
+	}
+	for (size_t i = 0; i < b->nkeys; i++) {
+		const struct batch_key *k = &b->keys[i];
+
+		if (k->ns != NULL && k->touched)
+			json_array_append_new(current, json_pack(
+			    "{s:s,s:s,s:I,s:I,s:b}", "namespace", k->ns,
+			    "path", k->path, "version", (json_int_t)k->version,
+			    "revision", (json_int_t)k->revision,
+			    "deleted", k->deleted));
+	}
+	if (json_array_size(versions) != (size_t)(rev - b->first_rev) ||
+	    json_array_size(current) == 0) {
+		/* json_pack refused a string: cannot happen for checked
+		 * UTF-8, but never write half a batch. */
+		json_decref(versions);
+		json_decref(current);
+		log_error("config: cannot encode a write batch");
+		errbuf_set(err, errlen, "%s", pg_code_message(PLAT_INTERNAL));
+		return PLAT_INTERNAL;
+	}
+	snprintf(revs, sizeof(revs), "%" PRId64, rev);
+	values[0] = vparam = json_param(versions);
+	values[1] = cparam = json_param(current);
+	values[2] = revs;
+	code = pg_exec(c, "config_w_insert",
+	    "WITH v AS (INSERT INTO config_versions (revision, namespace,"
+	    "  path, version, json, deleted, author, comment)"
+	    "  SELECT * FROM json_to_recordset($1::json) AS x(revision bigint,"
+	    "  namespace text, path text, version bigint, json text,"
+	    "  deleted boolean, author text, comment text)),"
+	    " c AS (INSERT INTO config_current (namespace, path, version,"
+	    "  revision, deleted)"
+	    "  SELECT * FROM json_to_recordset($2::json) AS y(namespace text,"
+	    "  path text, version bigint, revision bigint, deleted boolean)"
+	    "  ON CONFLICT (namespace, path) DO UPDATE SET"
+	    "  version = excluded.version, revision = excluded.revision,"
+	    "  deleted = excluded.deleted),"
+	    " r AS (UPDATE config_revision SET rev = $3::bigint WHERE id = 1)"
+	    " SELECT pg_notify('" STORE_CHANNEL "', $3::text)",
+	    3, values, NULL, NULL, left_of(deadline), &res, err, errlen);
+	free(vparam);
+	free(cparam);
+	if (code == PLAT_OK)
+		PQclear(res);
 	return code;
 }
 
-enum plat_code
-store_write(struct store *s, const struct store_write *w,
-    int64_t timeout_ms, struct cfg_row **out, char *err, size_t errlen)
+static void
+batch_reset(struct batch *b)
 {
-	struct write_ctx x = { .w = w, .row = NULL };
+	for (size_t i = 0; i < b->n; i++) {
+		cfg_row_unref(b->items[i].row);
+		b->items[i].row = NULL;
+		b->items[i].code = PLAT_OK;
+		b->items[i].err[0] = '\0';
+	}
+	memset(b->keys, 0, b->nkeys * sizeof(*b->keys));
+	PQclear(b->sources);
+	b->sources = NULL;
+}
+
+/* One attempt at the batch's transaction (pg_tx may repeat it). */
+static enum plat_code
+batch_tx(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
+    size_t errlen)
+{
+	struct batch *b = arg;
+	int64_t deadline = deadline_of(timeout_ms), rev;
 	enum plat_code code;
 
-	*out = NULL;
-	if (!store_ready(s)) {
-		errbuf_set(err, errlen, "%s", pg_code_message(
-		    PLAT_UNAVAILABLE));
-		return PLAT_UNAVAILABLE;
-	}
-	code = pg_tx(s->pool, timeout_ms, write_tx, &x, err, errlen);
-	if (code != PLAT_OK) {
-		cfg_row_unref(x.row);
+	batch_reset(b);
+	for (size_t i = 0; i < b->n; i++)
+		(void)batch_key(b, b->items[i].w->ns, b->items[i].w->path);
+	if ((code = batch_lock(c, b, deadline, &rev, err, errlen)) !=
+	    PLAT_OK ||
+	    (code = batch_read_current(c, b, deadline, err, errlen)) !=
+	    PLAT_OK ||
+	    (code = batch_read_sources(c, b, deadline, err, errlen)) !=
+	    PLAT_OK)
 		return code;
+	b->first_rev = rev;
+	for (size_t i = 0; i < b->n; i++)
+		batch_apply(b, i, &rev);
+	if (rev == b->first_rev)
+		return PLAT_OK;         /* every write failed its check */
+	return batch_insert(c, b, rev, deadline, err, errlen);
+}
+
+enum plat_code
+store_write_batch(struct store *s, struct store_batch_item *items, size_t n,
+    int64_t timeout_ms, char *err, size_t errlen)
+{
+	struct batch b = { .items = items, .n = n };
+	enum plat_code code;
+
+	if (!store_ready(s)) {
+		code = PLAT_UNAVAILABLE;
+		errbuf_set(err, errlen, "%s", pg_code_message(code));
+	} else {
+		for (b.nkeys = 16; b.nkeys < 2 * n; b.nkeys *= 2)
+			;
+		b.keys = xcalloc(b.nkeys, sizeof(*b.keys));
+		code = pg_tx(s->pool, timeout_ms, batch_tx, &b, err, errlen);
+		PQclear(b.sources);
+		free(b.keys);
 	}
-	*out = x.row;
-	return PLAT_OK;
+	if (code == PLAT_OK)
+		return PLAT_OK;
+	for (size_t i = 0; i < n; i++) {
+		cfg_row_unref(items[i].row);
+		items[i].row = NULL;
+		items[i].code = code;
+		snprintf(items[i].err, sizeof(items[i].err), "%s", err);
+	}
+	return code;
 }
 
 /* ---- reads ---- */

@@ -6,13 +6,13 @@
  *   config_current    the latest version of each (namespace, path)
  *   config_revision   one row: the last revision handed out
  *
- * A write (update, delete, rollback) is one transaction: it locks the
- * path's current row (a version-0 placeholder is inserted first so that
- * concurrent creators of a new path serialise on it), checks the expected
- * version, takes the next revision under the lock of the revision row (so
- * revisions commit in increasing order: a reader that sees revision R has
- * seen every revision below R), writes the version, moves the current row
- * and notifies channel 'platform_config' with the revision, then commits.
+ * Writes (update, delete, rollback) commit in batches, one transaction
+ * each (group commit): it locks the revision row first (so writers on
+ * every replica serialise, and revisions commit in increasing order: a
+ * reader that sees revision R has seen every revision below R), reads the
+ * current versions of the paths it writes, checks each write in order,
+ * inserts the versions, moves the current rows, and notifies channel
+ * 'platform_config' with its last revision, then commits.
  *
  * Every call returns a gRPC code with a message in err (platform/pg.h).
  * Rows come back as cfg_row, immutable and reference counted, so the
@@ -84,14 +84,27 @@ struct store_write {
 	const char *comment;      /* STORE_ROLLBACK: "" gets a default */
 };
 
+/* One write of a batch and, after store_write_batch, its outcome. */
+struct store_batch_item {
+	const struct store_write *w;
+	enum plat_code code;
+	char err[256];            /* when code is not PLAT_OK */
+	struct cfg_row *row;      /* PLAT_OK: the new version (a reference) */
+};
+
 /*
- * One write, committed before it returns PLAT_OK with the new version in
- * *out. PLAT_FAILED_PRECONDITION when the expected version does not
- * match (or a rollback target is a tombstone), PLAT_NOT_FOUND when a
- * delete finds nothing to delete or a rollback target does not exist.
+ * Writes a batch in one transaction (group commit), in order: each write
+ * sees the ones before it, and one that fails its check fails alone:
+ * PLAT_FAILED_PRECONDITION when the expected version does not match (or a
+ * rollback target is a tombstone), PLAT_NOT_FOUND when a delete finds
+ * nothing to delete or a rollback target does not exist. Returns PLAT_OK
+ * when the transaction committed (each item then has its own code);
+ * otherwise nothing was written (or, for an unknown commit outcome,
+ * maybe all) and every item carries the returned code.
  */
-enum plat_code store_write(struct store *s, const struct store_write *w,
-    int64_t timeout_ms, struct cfg_row **out, char *err, size_t errlen);
+enum plat_code store_write_batch(struct store *s,
+    struct store_batch_item *items, size_t n, int64_t timeout_ms, char *err,
+    size_t errlen);
 
 /* The latest version of a path, a tombstone included; *out NULL when the
  * path never existed. */

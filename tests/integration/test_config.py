@@ -911,6 +911,61 @@ class CasRaceTest(ConfigCase):
                          list(range(cur, 0, -1)))
 
 
+class GroupCommitTest(ConfigCase):
+    """Many writes in flight at once share transactions (group commit):
+    each still gets its own outcome, checked against the writes committed
+    before it, and revisions stay dense and in order."""
+
+    def test_mixed_outcomes_in_flight_together(self):
+        P = self.c.pb
+        self.c.put(self.ns, 'gc/base', {'v': 1})
+        calls = []
+        for i in range(60):     # distinct paths: every one succeeds
+            calls.append(('Update', P.UpdateRequest(
+                namespace=self.ns, path='gc/d%d' % i, json=dumps({'i': i}))))
+        for i in range(30):     # racing creators of one path: one wins
+            calls.append(('Update', P.UpdateRequest(
+                namespace=self.ns, path='gc/create', json=dumps({'w': i}),
+                expected_version=-1)))
+        for i in range(10):     # unconditional writes to one path
+            calls.append(('Update', P.UpdateRequest(
+                namespace=self.ns, path='gc/same', json=dumps({'s': i}))))
+        calls.append(('Delete', P.DeleteRequest(namespace=self.ns,
+                                                path='gc/missing')))
+        calls.append(('Rollback', P.RollbackRequest(
+            namespace=self.ns, path='gc/base', to_version=9)))
+        calls.append(('Rollback', P.RollbackRequest(
+            namespace=self.ns, path='gc/base', to_version=1)))
+        futures = [self.c.future(m, req) for m, req in calls]
+        ok, failed = [], []
+        for (method, req), f in zip(calls, futures):
+            try:
+                ok.append((req.path, f.result().value))
+            except grpc.RpcError as e:
+                failed.append((req.path, e.code()))
+        self.assertEqual(sorted(failed), sorted(
+            [('gc/create', C.FAILED_PRECONDITION)] * 29 +
+            [('gc/missing', C.NOT_FOUND), ('gc/base', C.NOT_FOUND)]))
+        self.assertEqual(len(ok), 60 + 1 + 10 + 1)
+        revs = sorted(v.revision for _, v in ok)
+        self.assertEqual(len(set(revs)), len(revs))
+        # Per path, versions are dense and follow revision order.
+        by_path = {}
+        for path, v in ok:
+            by_path.setdefault(path, []).append((v.revision, v.version))
+        for path, vs in by_path.items():
+            vs.sort()
+            start = 2 if path == 'gc/base' else 1
+            self.assertEqual([ver for _, ver in vs],
+                             list(range(start, start + len(vs))), path)
+        self.assertEqual(doc_of(self.c.read(self.ns, 'gc/base').value),
+                         {'v': 1})
+        # Everything answered OK is stored as answered.
+        for path, v in ok:
+            got = self.c.read(self.ns, path, version=v.version).value
+            self.assertEqual((got.revision, got.json), (v.revision, v.json))
+
+
 # ---------------------------------------------------------------- validation
 
 class ValidationTest(ConfigCase):

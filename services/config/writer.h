@@ -1,0 +1,39 @@
+/*
+ * writer: group commit for config-srv's writes.
+ *
+ * Handlers submit a write job and return at once (plat_defer); a writer
+ * thread takes every job queued while the previous batch committed,
+ * writes them in one transaction (store_write_batch) and calls each job's
+ * done callback with its outcome. Durable throughput is then bounded by
+ * the batch size, not by one fsync per write. Two batches may be in
+ * flight, and the revision lock decides which commits first: like any
+ * concurrent calls, writes a caller has not yet been answered for have no
+ * order between them; a write made after another's answer commits after
+ * it.
+ */
+#ifndef CONFIG_WRITER_H
+#define CONFIG_WRITER_H
+
+#include <stdint.h>
+
+#include "store.h"
+
+struct write_job {
+	struct store_write w;     /* strings stay valid until done runs */
+	int64_t deadline_ms;      /* plat_now_ms() clock; INT64_MAX: none */
+	/* Runs on the writer thread, once. row (PLAT_OK only) is borrowed:
+	 * take a reference to keep it. */
+	void (*done)(struct write_job *job, enum plat_code code,
+	    const char *err, struct cfg_row *row);
+	struct write_job *next;   /* the writer's */
+	size_t bytes;             /* the writer's */
+};
+
+int writer_start(struct store *s);
+/* Answers every queued job, then stops the thread. */
+void writer_stop(void);
+void writer_submit(struct write_job *job);
+/* Jobs queued or being written, for a gauge. */
+int64_t writer_pending(void);
+
+#endif
