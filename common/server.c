@@ -934,6 +934,17 @@ plat_stream_send(plat_stream *c, const ProtobufCMessage *msg)
 	return 0;
 }
 
+size_t
+plat_stream_queued(plat_stream *c)
+{
+	size_t n;
+
+	pthread_mutex_lock(&c->mu);
+	n = c->qlen;
+	pthread_mutex_unlock(&c->mu);
+	return n;
+}
+
 void
 plat_stream_finish(plat_stream *c, int code, const char *message)
 {

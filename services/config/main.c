@@ -7,13 +7,9 @@
  * plat_main starts anything, so a missing or malformed one is a one-line
  * error and exit 2 like every other bad setting.
  */
-#include <stdio.h>
-#include <string.h>
-
 #include "config.h"
 #include "platform/pg.h"
 #include "platform/server.h"
-#include "platform/settings.h"
 
 static const struct plat_service config_service = {
 	.name = "config",
@@ -26,48 +22,6 @@ static const struct plat_service config_service = {
 	.fini = config_fini,
 };
 
-/* 0 to go on, else the exit code. Settings errors and --help are left to
- * plat_main, which reports them the same way for every server. */
-static int
-check_database(const struct plat_service *svc, int argc, char **argv)
-{
-	struct settings_spec spec = {
-		.prog = "config-srv",
-		.default_listen = svc->default_listen,
-		.extra = svc->options,
-		.nextra = svc->noptions,
-	};
-	struct plat_settings s;
-	char err[512];
-	int rc = 0;
-
-	if (settings_parse(&s, &spec, argc, argv, NULL, err, sizeof(err)) !=
-	    SETTINGS_OK) {
-		settings_free(&s);
-		return 0;
-	}
-	if (s.database == NULL || s.database[0] == '\0') {
-		fprintf(stderr, "config-srv: --database (PLATFORM_DATABASE) "
-		    "is required\n");
-		rc = 2;
-	} else if (pg_conninfo_check(s.database, err, sizeof(err)) != 0) {
-		/* libpq may quote the string, password and all, after the
-		 * last ': "': cut it off. */
-		char *q = NULL, *p;
-
-		for (p = err; (p = strstr(p, ": \"")) != NULL; p++)
-			q = p;
-		if (q != NULL)
-			*q = '\0';
-		err[strcspn(err, "\n")] = '\0';
-		fprintf(stderr, "config-srv: --database: not a valid "
-		    "connection string (%s)\n", err);
-		rc = 2;
-	}
-	settings_free(&s);
-	return rc;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -75,7 +29,8 @@ main(int argc, char **argv)
 	int rc;
 
 	svc.nmethods = config_nmethods;
-	if ((rc = check_database(&svc, argc, argv)) != 0)
+	if ((rc = pg_settings_check(&svc, "config-srv", argc,
+	    argv)) != 0)
 		return rc;
 	return plat_main(&svc, argc, argv);
 }

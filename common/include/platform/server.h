@@ -175,6 +175,10 @@ void plat_stream_finish(plat_stream *st, int code, const char *message);
 void plat_stream_on_close(plat_stream *st, void (*cb)(plat_stream *, void *),
     void *arg);
 int plat_stream_closed(plat_stream *st);
+/* Messages queued and not yet handed to gRPC: a sender with much to send
+ * (a replay of stored events) keeps this low instead of filling the
+ * queue, which would end the stream as a slow consumer. */
+size_t plat_stream_queued(plat_stream *st);
 void plat_stream_ref(plat_stream *st);
 void plat_stream_unref(plat_stream *st);
 

@@ -1,0 +1,153 @@
+"""Helpers for the event-srv integration tests (test_event.py).
+
+Builds on harness.py and config_harness.py: the message classes of
+platform.event.v1 (generated with protoc and loaded by file path), a
+client for every Event method, event-srv started with the harness Server
+class on the test database, and names no other test or run uses.
+"""
+
+import atexit
+import itertools
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+
+import grpc
+
+import harness
+from harness import RPC_TIMEOUT, Server, WatchReader
+from config_harness import DATABASE, PG_CTL  # noqa: F401 - re-exported
+
+EVENT_BIN = os.path.join(harness.BUILD_DIR, 'services', 'event', 'event-srv')
+EVENT_SERVICE = 'platform.event.v1.Event'
+EVENT_PREFIX = '/' + EVENT_SERVICE + '/'
+
+_pb = None
+_pb_lock = threading.Lock()
+
+
+def pb():
+    """event_pb2, generated once per process."""
+    global _pb
+    with _pb_lock:
+        if _pb is None:
+            out = tempfile.mkdtemp(prefix='platform-it-event-proto-')
+            atexit.register(shutil.rmtree, out, True)
+            proto_dir = os.path.join(harness.SOURCE_DIR, 'proto')
+            subprocess.run(['protoc', '--python_out=' + out, '-I', proto_dir,
+                            'platform/event/v1/event.proto'], check=True)
+            _pb = harness._load_module(
+                'it_event_pb2',
+                os.path.join(out, 'platform/event/v1/event_pb2.py'))
+        return _pb
+
+
+# Tests share one database across runs: every topic and group carries a
+# random part so a rerun never sees an earlier run's events.
+RUN = os.urandom(4).hex()
+_seq = itertools.count(1)
+
+
+def uniq(prefix='t'):
+    """A topic segment (and group name) no other test or run uses."""
+    return '%s-%s-%d' % (prefix, RUN, next(_seq))
+
+
+class EventClient:
+    """platform.event.v1.Event over a channel. Unary methods take the
+    request's fields as keyword arguments."""
+
+    METHODS = {
+        'Publish': ('PublishRequest', 'PublishResponse'),
+        'PublishBatch': ('PublishBatchRequest', 'PublishBatchResponse'),
+        'Ack': ('AckRequest', 'AckResponse'),
+        'Query': ('QueryRequest', 'QueryResponse'),
+        'ListGroups': ('ListGroupsRequest', 'ListGroupsResponse'),
+        'DeleteGroup': ('DeleteGroupRequest', 'DeleteGroupResponse'),
+        'SetRetention': ('SetRetentionRequest', 'SetRetentionResponse'),
+        'ListRetention': ('ListRetentionRequest', 'ListRetentionResponse'),
+    }
+
+    def __init__(self, channel):
+        self.channel = channel
+        self.pb = P = pb()
+        self._m = {}
+        for method, (req, resp) in self.METHODS.items():
+            self._m[method] = channel.unary_unary(
+                EVENT_PREFIX + method,
+                request_serializer=getattr(P, req).SerializeToString,
+                response_deserializer=getattr(P, resp).FromString)
+        self._sub = channel.unary_stream(
+            EVENT_PREFIX + 'Subscribe',
+            request_serializer=P.SubscribeRequest.SerializeToString,
+            response_deserializer=P.SubscribeResponse.FromString)
+
+    def call(self, method, timeout=RPC_TIMEOUT, **kw):
+        req = getattr(self.pb, self.METHODS[method][0])(**kw)
+        return self._m[method](req, timeout=timeout)
+
+    def future(self, method, timeout=RPC_TIMEOUT, **kw):
+        req = getattr(self.pb, self.METHODS[method][0])(**kw)
+        return self._m[method].future(req, timeout=timeout)
+
+    def publish(self, topic, data=b'', type='test.v1', timeout=RPC_TIMEOUT,
+                **kw):
+        return self.call('Publish', timeout, topic=topic, type=type,
+                         data=data, **kw)
+
+    def publish_batch(self, events, timeout=RPC_TIMEOUT):
+        """events: dicts of PublishRequest fields."""
+        reqs = [self.pb.PublishRequest(**dict({'type': 'test.v1'}, **e))
+                for e in events]
+        return self.call('PublishBatch', timeout, events=reqs).results
+
+    def ack(self, group, sequences, timeout=RPC_TIMEOUT):
+        return self.call('Ack', timeout, group=group,
+                         sequences=list(sequences)).acked
+
+    def query(self, timeout=RPC_TIMEOUT, **kw):
+        return self.call('Query', timeout, **kw)
+
+    def query_all(self, page_size=0, **kw):
+        out, token = [], ''
+        for _ in range(100000):
+            r = self.query(page_size=page_size, page_token=token, **kw)
+            out.extend(r.events)
+            token = r.next_page_token
+            if not token:
+                return out
+        raise AssertionError('Query never ended')
+
+    def subscribe(self, subjects, **kw):
+        """A harness.WatchReader on Subscribe."""
+        req = self.pb.SubscribeRequest(subjects=list(subjects), **kw)
+        return WatchReader(self._sub(req))
+
+    def raw(self, method, payload, timeout=RPC_TIMEOUT):
+        return self.channel.unary_unary(
+            EVENT_PREFIX + method, request_serializer=harness.identity,
+            response_deserializer=harness.identity)(payload, timeout=timeout)
+
+
+def new_client(address):
+    """A client on a channel of its own (close it with client.channel)."""
+    return EventClient(grpc.insecure_channel(address,
+                                             options=harness.CHANNEL_OPTIONS))
+
+
+def client_of(srv):
+    return EventClient(srv.get_channel())
+
+
+def event_server(name=None, database=None, discovery=None, extra_args=(),
+                 env=None, wait=True, port=None, timeout=30.0):
+    """event-srv on a free port with the test database (in the
+    environment, so the password is not in the process list)."""
+    e = {'PLATFORM_DATABASE': database or DATABASE,
+         'PLATFORM_RETENTION_INTERVAL_MS': '200'}
+    e.update(env or {})
+    return Server(binary=EVENT_BIN, port=port, discovery=discovery,
+                  extra_args=extra_args, env=e, name=name or 'event-srv',
+                  wait=wait, timeout=timeout)
