@@ -39,6 +39,7 @@ struct metrics_method {
 struct metrics_gauge {
 	char name[96];
 	char help[160];
+	const char *type;                 /* "gauge" or "counter" */
 	double (*fn)(void *);
 	void *arg;
 };
@@ -123,9 +124,9 @@ metrics_stream_delta(struct metrics_method *mm, int delta)
 	atomic_fetch_add_explicit(&mm->streams, delta, memory_order_relaxed);
 }
 
-void
-metrics_gauge_fn(struct metrics *m, const char *name, const char *help,
-    double (*fn)(void *), void *arg)
+static void
+metrics_add_fn(struct metrics *m, const char *type, const char *name,
+    const char *help, double (*fn)(void *), void *arg)
 {
 	pthread_mutex_lock(&m->mu);
 	if (m->ngauges < METRICS_MAX_GAUGES) {
@@ -133,10 +134,25 @@ metrics_gauge_fn(struct metrics *m, const char *name, const char *help,
 
 		snprintf(g->name, sizeof(g->name), "%s", name);
 		snprintf(g->help, sizeof(g->help), "%s", help);
+		g->type = type;
 		g->fn = fn;
 		g->arg = arg;
 	}
 	pthread_mutex_unlock(&m->mu);
+}
+
+void
+metrics_gauge_fn(struct metrics *m, const char *name, const char *help,
+    double (*fn)(void *), void *arg)
+{
+	metrics_add_fn(m, "gauge", name, help, fn, arg);
+}
+
+void
+metrics_counter_fn(struct metrics *m, const char *name, const char *help,
+    double (*fn)(void *), void *arg)
+{
+	metrics_add_fn(m, "counter", name, help, fn, arg);
 }
 
 static long
@@ -210,9 +226,10 @@ metrics_write(struct metrics *m, FILE *out)
 		    (long long)atomic_load(&m->methods[i].streams));
 	pthread_mutex_lock(&m->mu);
 	for (size_t i = 0; i < m->ngauges; i++)
-		fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n%s{service=\"%s\"}"
+		fprintf(out, "# HELP %s %s\n# TYPE %s %s\n%s{service=\"%s\"}"
 		    " %g\n", m->gauges[i].name, m->gauges[i].help,
-		    m->gauges[i].name, m->gauges[i].name, m->service,
+		    m->gauges[i].name, m->gauges[i].type, m->gauges[i].name,
+		    m->service,
 		    m->gauges[i].fn(m->gauges[i].arg));
 	pthread_mutex_unlock(&m->mu);
 	fprintf(out, "# HELP process_resident_memory_bytes Resident memory.\n"

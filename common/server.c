@@ -36,6 +36,7 @@
 #include "platform/client.h"
 #include "platform/log.h"
 #include "platform/metrics.h"
+#include "platform/events.h"
 #include "platform/registrar.h"
 #include "platform/server.h"
 #include "platform/settings.h"
@@ -46,6 +47,9 @@
 #define STREAM_QUEUE_MAX_MSGS 65536
 #define STREAM_QUEUE_MAX_BYTES (16u << 20)
 #define STATUS_MSG_MAX 512
+/* How long a stopping server waits for buffered platform events to reach
+ * event-srv (at most its grace period). */
+#define EVENTS_FLUSH_MS 1000
 
 struct cq_tag {
 	void (*fn)(struct cq_tag *t, int ok);
@@ -129,6 +133,7 @@ struct plat_server {
 	struct health_state *health;
 	struct metrics *metrics;
 	struct metrics_method *mx_unimplemented;
+	plat_events *events;             /* the platform events it emits */
 	void *user;
 
 	atomic_int active;               /* calls accepted, not yet freed */
@@ -472,6 +477,12 @@ const char *
 plat_ctx_method(const plat_ctx *ctx)
 {
 	return ctx->call->mm != NULL ? ctx->call->mm->m->path : "";
+}
+
+plat_events *
+plat_server_events(const plat_server *srv)
+{
+	return srv->events;
 }
 
 plat_server *
@@ -1589,6 +1600,7 @@ server_endpoints(const plat_server *srv)
 static void
 server_free(plat_server *srv)
 {
+	plat_events_free(srv->events);  /* before the metrics reading it */
 	health_free(srv->health);
 	metrics_free(srv->metrics);
 	free(srv->methods);
@@ -1678,6 +1690,8 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	srv->metrics = metrics_new(svc->name);
 	srv->mx_unimplemented = metrics_method(srv->metrics,
 	    "(unimplemented)");
+	srv->events = plat_events_new(&(struct plat_events_opts){
+	    .source = prog }, srv->metrics);
 	if (srv->settings.metrics_listen != NULL &&
 	    srv->settings.metrics_listen[0] != '\0' &&
 	    metrics_serve(srv->metrics, srv->settings.metrics_listen) != 0) {
@@ -1752,6 +1766,7 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 		r.ttl_s = srv->settings.register_ttl_s;
 		client = plat_client_new(&co);
 		reg = plat_registrar_start(client, srv->settings.discovery, &r);
+		plat_events_connect(srv->events, client);
 	}
 
 	do {
@@ -1766,6 +1781,10 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	plat_health_set(srv, "", PLAT_HEALTH_NOT_SERVING);
 	plat_health_set(srv, svc->grpc_service, PLAT_HEALTH_NOT_SERVING);
 	plat_registrar_stop(reg);
+	/* Events still buffered get a moment to reach event-srv; later ones
+	 * (emitted while draining) are dropped and counted. */
+	plat_events_stop(srv->events, srv->settings.grace_ms < EVENTS_FLUSH_MS ?
+	    srv->settings.grace_ms : EVENTS_FLUSH_MS);
 	/* Close our own client channels before draining: the server waits
 	 * for every connection to go, and nothing else would read the
 	 * GOAWAY on a channel this process opened to itself. */

@@ -170,6 +170,42 @@ watcher_offer(struct watcher *w, struct cfg_row *row)
 	w->bufbytes += row->size;
 }
 
+/* Changes in revision order to every watcher, moving F.last; hub_mu
+ * held. Rows at or below F.last were already fanned out (by a local
+ * writer's feed_committed while this read was under way). */
+static void
+fan_out_locked(struct cfg_row *const *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (rows[i]->revision <= atomic_load(&F.last))
+			continue;
+		for (struct watcher *w = F.watchers; w != NULL; w = w->next)
+			watcher_offer(w, rows[i]);
+		atomic_store(&F.last, rows[i]->revision);
+	}
+}
+
+void
+feed_committed(struct cfg_row *const *rows, size_t n)
+{
+	bool taken = false;
+
+	if (n == 0)
+		return;
+	/* Into the cache either way, so a read through this replica sees
+	 * its own write the moment it is answered. */
+	for (size_t i = 0; i < n; i++)
+		cache_apply(rows[i]);
+	pthread_mutex_lock(&F.hub_mu);
+	if (atomic_load(&F.last) == rows[0]->revision - 1) {
+		fan_out_locked(rows, n);
+		taken = true;
+	}
+	pthread_mutex_unlock(&F.hub_mu);
+	if (!taken)
+		feed_kick();
+}
+
 /* ---- the feed thread ---- */
 
 static void
@@ -241,12 +277,7 @@ feed_step(void)
 		for (size_t i = 0; i < rows.n; i++)
 			cache_apply(rows.v[i]);
 		pthread_mutex_lock(&F.hub_mu);
-		for (size_t i = 0; i < rows.n; i++) {
-			for (struct watcher *w = F.watchers; w != NULL;
-			    w = w->next)
-				watcher_offer(w, rows.v[i]);
-			atomic_store(&F.last, rows.v[i]->revision);
-		}
+		fan_out_locked(rows.v, rows.n);
 		pthread_mutex_unlock(&F.hub_mu);
 		if (rows.n < FEED_BATCH) {
 			cfg_rows_free(&rows);

@@ -33,8 +33,16 @@ void feed_stop(void);
 int64_t feed_position(void);
 /* Started and its last read of the table succeeded. */
 bool feed_healthy(void);
-/* Asks for a read of the table now (after a local commit). */
+/* Asks for a read of the table now. */
 void feed_kick(void);
+/*
+ * A local writer's committed batch: rows in revision order with no gap,
+ * the first following every revision committed before the batch. When
+ * the feed stands right before it, the rows go to the cache and the
+ * watchers at once, saving the read of the table; otherwise (another
+ * replica's changes came between) the feed is kicked to read them all.
+ */
+void feed_committed(struct cfg_row *const *rows, size_t n);
 size_t feed_watchers(void);
 
 /*

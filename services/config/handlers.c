@@ -18,6 +18,7 @@
 #include "config.h"
 #include "doc.h"
 #include "feed.h"
+#include "platform/events.h"
 #include "platform/log.h"
 #include "platform/paging.h"
 #include "platform/metrics.h"
@@ -37,6 +38,7 @@ typedef Platform__Config__V1__Value Value;
 
 static struct {
 	struct store *store;
+	plat_events *events;
 } S;
 
 void
@@ -370,8 +372,28 @@ struct write_call {
 	char *json;
 };
 
-/* The writer's answer: on success the version is cached, the feed woken,
- * and the caller answered with it. */
+/* A committed change as the platform event platform.config.changed. */
+static void
+emit_change(enum store_op op, const struct cfg_row *row)
+{
+	static const char *const ops[] = {
+		[STORE_UPDATE] = "update",
+		[STORE_DELETE] = "delete",
+		[STORE_ROLLBACK] = "rollback",
+	};
+
+	plat_event_emit_json(S.events, "platform.config.changed",
+	    "platform.config.changed.v1", json_pack(
+	    "{s:s,s:s,s:s,s:I,s:I,s:b,s:s,s:s}", "op", ops[op],
+	    "namespace", row->ns, "path", row->path,
+	    "version", (json_int_t)row->version,
+	    "revision", (json_int_t)row->revision, "deleted", row->deleted,
+	    "author", row->author, "comment", row->comment),
+	    (const char *const[]){ "namespace", row->ns, NULL });
+}
+
+/* The writer's answer: on success the change is published as a platform
+ * event and the caller answered with the new version. */
 static void
 write_done(struct write_job *job, enum plat_code code, const char *err,
     struct cfg_row *row)
@@ -387,8 +409,7 @@ write_done(struct write_job *job, enum plat_code code, const char *err,
 		plat_reply(ctx, store_error(ctx, code, err), NULL);
 		return;
 	}
-	cache_apply(row);
-	feed_kick();
+	emit_change(wc->job.w.op, row);
 	*wc->slot = value_new(ctx, row);
 	rc = respond(ctx, wc->out, &resp);
 	plat_reply(ctx, rc, resp);
@@ -406,6 +427,7 @@ config_write(plat_ctx *ctx, const struct store_write *w, char *json,
 {
 	struct write_call *wc = plat_alloc(ctx, sizeof(*wc));
 	int64_t left = plat_ctx_deadline_left_ms(ctx);
+	int rc;
 
 	wc->job.w = *w;
 	wc->job.w.json = json;
@@ -416,8 +438,9 @@ config_write(plat_ctx *ctx, const struct store_write *w, char *json,
 	wc->out = out;
 	wc->slot = slot;
 	wc->json = json;
+	rc = plat_defer(ctx);   /* before the writer can answer */
 	writer_submit(&wc->job);
-	return plat_defer(ctx);
+	return rc;
 }
 
 static int
@@ -762,6 +785,7 @@ config_init(plat_server *srv, const struct plat_settings *s)
 		    "is required\n");
 		return -1;
 	}
+	S.events = plat_server_events(srv);
 	pool = s->workers * 2 < POOL_MIN ? POOL_MIN : s->workers * 2;
 	if ((S.store = store_new(s->database, pool)) == NULL)
 		return -1;
@@ -778,7 +802,7 @@ config_init(plat_server *srv, const struct plat_settings *s)
 		return -1;
 	}
 	cache_init(CACHE_MAX_ENTRIES, CACHE_MAX_BYTES);
-	if (writer_start(S.store) != 0) {
+	if (writer_start(S.store, feed_committed) != 0) {
 		cache_free();
 		store_free(S.store);
 		S.store = NULL;

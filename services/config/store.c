@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "platform/clock.h"
 #include "platform/errbuf.h"
 #include "platform/log.h"
@@ -370,18 +368,6 @@ batch_lock(struct pg_conn *c, struct batch *b, int64_t deadline,
 	return PLAT_OK;
 }
 
-/* jansson's dump of a batch parameter (malloc'd). */
-static char *
-json_param(json_t *doc)
-{
-	char *s = json_dumps(doc, JSON_COMPACT);
-
-	json_decref(doc);
-	if (s == NULL)
-		abort();        /* out of memory */
-	return s;
-}
-
 /* Reads the current version of every path the batch writes: one index
  * lookup per path (LATERAL ... LIMIT 1 keeps the planner from turning it
  * into a hash join over the whole table). */
@@ -389,25 +375,29 @@ static enum plat_code
 batch_read_current(struct pg_conn *c, struct batch *b, int64_t deadline,
     char *err, size_t errlen)
 {
-	json_t *keys = json_array();
-	const char *values[1];
+	struct pg_array ns, path;
+	const char *values[2];
 	PGresult *res;
 	enum plat_code code;
-	char *param;
 
+	pg_array_init(&ns);
+	pg_array_init(&path);
 	for (size_t i = 0; i < b->nkeys; i++)
-		if (b->keys[i].ns != NULL)
-			json_array_append_new(keys, json_pack("{s:s,s:s}",
-			    "ns", b->keys[i].ns, "path", b->keys[i].path));
-	values[0] = param = json_param(keys);
+		if (b->keys[i].ns != NULL) {
+			pg_array_add(&ns, b->keys[i].ns);
+			pg_array_add(&path, b->keys[i].path);
+		}
+	values[0] = pg_array_str(&ns);
+	values[1] = pg_array_str(&path);
 	code = pg_exec(c, "config_w_current",
 	    "SELECT c.namespace, c.path, c.version, c.deleted"
-	    " FROM json_to_recordset($1::json) AS k(ns text, path text)"
+	    " FROM unnest($1::text[], $2::text[]) AS k(ns, path)"
 	    " CROSS JOIN LATERAL (SELECT * FROM config_current"
 	    "  WHERE namespace = k.ns COLLATE \"C\""
 	    "  AND path = k.path COLLATE \"C\" LIMIT 1) c",
-	    1, values, NULL, NULL, left_of(deadline), &res, err, errlen);
-	free(param);
+	    2, values, NULL, NULL, left_of(deadline), &res, err, errlen);
+	pg_array_free(&ns);
+	pg_array_free(&path);
 	if (code != PLAT_OK)
 		return code;
 	for (int i = 0; i < PQntuples(res); i++) {
@@ -428,35 +418,41 @@ static enum plat_code
 batch_read_sources(struct pg_conn *c, struct batch *b, int64_t deadline,
     char *err, size_t errlen)
 {
-	json_t *want = json_array();
-	const char *values[1];
+	struct pg_array ns, path, version;
+	const char *values[3];
 	enum plat_code code;
-	char *param;
 
+	pg_array_init(&ns);
+	pg_array_init(&path);
+	pg_array_init(&version);
 	for (size_t i = 0; i < b->n; i++) {
 		const struct store_write *w = b->items[i].w;
 
-		if (w->op == STORE_ROLLBACK)
-			json_array_append_new(want, json_pack("{s:s,s:s,s:I}",
-			    "ns", w->ns, "path", w->path, "version",
-			    (json_int_t)w->to_version));
+		if (w->op == STORE_ROLLBACK) {
+			pg_array_add(&ns, w->ns);
+			pg_array_add(&path, w->path);
+			pg_array_add_int(&version, w->to_version);
+		}
 	}
-	if (json_array_size(want) == 0) {
-		json_decref(want);
-		return PLAT_OK;
+	code = PLAT_OK;
+	if (ns.n > 0) {
+		values[0] = pg_array_str(&ns);
+		values[1] = pg_array_str(&path);
+		values[2] = pg_array_str(&version);
+		code = pg_exec(c, "config_w_sources",
+		    "SELECT v.namespace, v.path, v.version, v.json, v.deleted"
+		    " FROM unnest($1::text[], $2::text[], $3::bigint[])"
+		    "  AS k(ns, path, version)"
+		    " CROSS JOIN LATERAL (SELECT * FROM config_versions"
+		    "  WHERE namespace = k.ns COLLATE \"C\""
+		    "  AND path = k.path COLLATE \"C\" AND version = k.version"
+		    "  LIMIT 1) v",
+		    3, values, NULL, NULL, left_of(deadline), &b->sources, err,
+		    errlen);
 	}
-	values[0] = param = json_param(want);
-	code = pg_exec(c, "config_w_sources",
-	    "SELECT v.namespace, v.path, v.version, v.json, v.deleted"
-	    " FROM json_to_recordset($1::json)"
-	    "  AS k(ns text, path text, version bigint)"
-	    " CROSS JOIN LATERAL (SELECT * FROM config_versions"
-	    "  WHERE namespace = k.ns COLLATE \"C\""
-	    "  AND path = k.path COLLATE \"C\" AND version = k.version"
-	    "  LIMIT 1) v",
-	    1, values, NULL, NULL, left_of(deadline), &b->sources, err,
-	    errlen);
-	free(param);
+	pg_array_free(&ns);
+	pg_array_free(&path);
+	pg_array_free(&version);
 	return code;
 }
 
@@ -571,71 +567,70 @@ batch_apply(struct batch *b, size_t i, int64_t *rev)
 }
 
 /* Inserts the batch's new versions, moves the current rows, sets the
- * revision and notifies: one statement. */
+ * revision and notifies: one statement, every column an array. */
+enum { V_REVISION, V_NS, V_PATH, V_VERSION, V_JSON, V_DELETED, V_AUTHOR,
+	V_COMMENT, C_NS, C_PATH, C_VERSION, C_REVISION, C_DELETED, INSERT_ARRAYS };
+
 static enum plat_code
 batch_insert(struct pg_conn *c, struct batch *b, int64_t rev,
     int64_t deadline, char *err, size_t errlen)
 {
-	json_t *versions = json_array(), *current = json_array();
-	const char *values[3];
-	char revs[24], *vparam, *cparam;
+	struct pg_array arr[INSERT_ARRAYS];
+	const char *values[INSERT_ARRAYS + 1];
+	char revs[24];
 	PGresult *res;
 	enum plat_code code;
 
+	for (int i = 0; i < INSERT_ARRAYS; i++)
+		pg_array_init(&arr[i]);
 	for (size_t i = 0; i < b->n; i++) {
 		const struct cfg_row *r = b->items[i].row;
 
-		if (r != NULL)
-			json_array_append_new(versions, json_pack(
-			    "{s:I,s:s,s:s,s:I,s:s,s:b,s:s,s:s}",
-			    "revision", (json_int_t)r->revision,
-			    "namespace", r->ns, "path", r->path,
-			    "version", (json_int_t)r->version,
-			    "json", r->json, "deleted", r->deleted,
-			    "author", r->author, "comment", r->comment));
+		if (r == NULL)
+			continue;
+		pg_array_add_int(&arr[V_REVISION], r->revision);
+		pg_array_add(&arr[V_NS], r->ns);
+		pg_array_add(&arr[V_PATH], r->path);
+		pg_array_add_int(&arr[V_VERSION], r->version);
+		pg_array_add(&arr[V_JSON], r->json);
+		pg_array_add_bool(&arr[V_DELETED], r->deleted);
+		pg_array_add(&arr[V_AUTHOR], r->author);
+		pg_array_add(&arr[V_COMMENT], r->comment);
 	}
 	for (size_t i = 0; i < b->nkeys; i++) {
 		const struct batch_key *k = &b->keys[i];
 
-		if (k->ns != NULL && k->touched)
-			json_array_append_new(current, json_pack(
-			    "{s:s,s:s,s:I,s:I,s:b}", "namespace", k->ns,
-			    "path", k->path, "version", (json_int_t)k->version,
-			    "revision", (json_int_t)k->revision,
-			    "deleted", k->deleted));
+		if (k->ns == NULL || !k->touched)
+			continue;
+		pg_array_add(&arr[C_NS], k->ns);
+		pg_array_add(&arr[C_PATH], k->path);
+		pg_array_add_int(&arr[C_VERSION], k->version);
+		pg_array_add_int(&arr[C_REVISION], k->revision);
+		pg_array_add_bool(&arr[C_DELETED], k->deleted);
 	}
-	if (json_array_size(versions) != (size_t)(rev - b->first_rev) ||
-	    json_array_size(current) == 0) {
-		/* json_pack refused a string: cannot happen for checked
-		 * UTF-8, but never write half a batch. */
-		json_decref(versions);
-		json_decref(current);
-		log_error("config: cannot encode a write batch");
-		errbuf_set(err, errlen, "%s", pg_code_message(PLAT_INTERNAL));
-		return PLAT_INTERNAL;
-	}
+	for (int i = 0; i < INSERT_ARRAYS; i++)
+		values[i] = pg_array_str(&arr[i]);
 	snprintf(revs, sizeof(revs), "%" PRId64, rev);
-	values[0] = vparam = json_param(versions);
-	values[1] = cparam = json_param(current);
-	values[2] = revs;
+	values[INSERT_ARRAYS] = revs;
 	code = pg_exec(c, "config_w_insert",
 	    "WITH v AS (INSERT INTO config_versions (revision, namespace,"
 	    "  path, version, json, deleted, author, comment)"
-	    "  SELECT * FROM json_to_recordset($1::json) AS x(revision bigint,"
-	    "  namespace text, path text, version bigint, json text,"
-	    "  deleted boolean, author text, comment text)),"
+	    "  SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[],"
+	    "  $4::bigint[], $5::text[], $6::boolean[], $7::text[],"
+	    "  $8::text[])),"
 	    " c AS (INSERT INTO config_current (namespace, path, version,"
 	    "  revision, deleted)"
-	    "  SELECT * FROM json_to_recordset($2::json) AS y(namespace text,"
-	    "  path text, version bigint, revision bigint, deleted boolean)"
+	    "  SELECT * FROM unnest($9::text[], $10::text[], $11::bigint[],"
+	    "  $12::bigint[], $13::boolean[])"
 	    "  ON CONFLICT (namespace, path) DO UPDATE SET"
 	    "  version = excluded.version, revision = excluded.revision,"
 	    "  deleted = excluded.deleted),"
-	    " r AS (UPDATE config_revision SET rev = $3::bigint WHERE id = 1)"
-	    " SELECT pg_notify('" STORE_CHANNEL "', $3::text)",
-	    3, values, NULL, NULL, left_of(deadline), &res, err, errlen);
-	free(vparam);
-	free(cparam);
+	    " r AS (UPDATE config_revision SET rev = $14::bigint WHERE id = 1)"
+	    " SELECT pg_notify('" STORE_CHANNEL "', $14::text)",
+	    INSERT_ARRAYS + 1, values, NULL, NULL, left_of(deadline), &res,
+	    err, errlen);
+	for (int i = 0; i < INSERT_ARRAYS; i++)
+		pg_array_free(&arr[i]);
 	if (code == PLAT_OK)
 		PQclear(res);
 	return code;

@@ -25,6 +25,7 @@
 
 static struct {
 	struct store *store;
+	void (*committed)(struct cfg_row *const *rows, size_t n);
 	pthread_t threads[WRITERS];
 	int nthreads;
 	pthread_mutex_t mu;
@@ -55,10 +56,10 @@ take_batch(struct write_job **jobs)
 
 static void
 write_batch(struct write_job **jobs, size_t n,
-    struct store_batch_item *items)
+    struct store_batch_item *items, struct cfg_row **rows)
 {
 	int64_t now = plat_now_ms(), latest = 0;
-	size_t live = 0;
+	size_t live = 0, nrows = 0;
 	char err[256];
 
 	/* A caller already gone past its deadline is not written for. */
@@ -82,6 +83,11 @@ write_batch(struct write_job **jobs, size_t n,
 	(void)store_write_batch(W.store, items, live,
 	    latest > BATCH_TIMEOUT_MAX_MS ? BATCH_TIMEOUT_MAX_MS : latest,
 	    err, sizeof(err));
+	for (size_t i = 0; i < live; i++)
+		if (items[i].code == PLAT_OK)
+			rows[nrows++] = items[i].row;
+	if (nrows > 0)
+		W.committed(rows, nrows);
 	for (size_t i = 0; i < live; i++) {
 		jobs[i]->done(jobs[i], items[i].code, items[i].err,
 		    items[i].row);
@@ -95,6 +101,7 @@ writer_main(void *arg)
 	struct write_job **jobs = xcalloc(BATCH_MAX_ITEMS, sizeof(*jobs));
 	struct store_batch_item *items = xcalloc(BATCH_MAX_ITEMS,
 	    sizeof(*items));
+	struct cfg_row **rows = xcalloc(BATCH_MAX_ITEMS, sizeof(*rows));
 	size_t n;
 
 	(void)arg;
@@ -106,20 +113,23 @@ writer_main(void *arg)
 			break;
 		n = take_batch(jobs);
 		pthread_mutex_unlock(&W.mu);
-		write_batch(jobs, n, items);
+		write_batch(jobs, n, items, rows);
 		pthread_mutex_lock(&W.mu);
 		W.pending -= (int64_t)n;
 	}
 	pthread_mutex_unlock(&W.mu);
+	free(rows);
 	free(items);
 	free(jobs);
 	return NULL;
 }
 
 int
-writer_start(struct store *s)
+writer_start(struct store *s,
+    void (*committed)(struct cfg_row *const *rows, size_t n))
 {
 	W.store = s;
+	W.committed = committed;
 	W.head = W.tail = NULL;
 	W.pending = 0;
 	W.stopping = false;

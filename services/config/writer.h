@@ -14,6 +14,7 @@
 #ifndef CONFIG_WRITER_H
 #define CONFIG_WRITER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "store.h"
@@ -29,7 +30,10 @@ struct write_job {
 	size_t bytes;             /* the writer's */
 };
 
-int writer_start(struct store *s);
+/* committed runs once per committed batch, before the jobs' done
+ * callbacks, with the new versions in revision order (no gap). */
+int writer_start(struct store *s,
+    void (*committed)(struct cfg_row *const *rows, size_t n));
 /* Answers every queued job, then stops the thread. */
 void writer_stop(void);
 void writer_submit(struct write_job *job);

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "discovery.h"
+#include "platform/events.h"
 #include "platform/log.h"
 #include "platform/metrics.h"
 #include "platform/paging.h"
@@ -34,6 +35,7 @@ static struct {
 	struct registry *reg;
 	pthread_mutex_t hub_mu;                /* guards watchers */
 	struct watcher *watchers;
+	plat_events *events;
 
 	pthread_t sweeper;
 	pthread_mutex_t sweep_mu;
@@ -70,6 +72,32 @@ watch_send(plat_stream *st, Platform__Discovery__V1__EventType type,
 	return plat_stream_send(st, &ev.base);
 }
 
+/* A node that appeared or went, as a platform event:
+ * platform.discovery.registered / .deregistered / .expired. */
+static void
+emit_node_event(Platform__Discovery__V1__EventType type,
+    const struct reg_version *v, const struct reg_node *n,
+    const char *reason, uint64_t revision)
+{
+	const char *what;
+	char topic[64], etype[80];
+
+	if (type == PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_CREATED)
+		what = "registered";
+	else if (type == PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_DELETED)
+		what = reason != NULL && strcmp(reason, "expired") == 0 ?
+		    "expired" : "deregistered";
+	else
+		return;
+	snprintf(topic, sizeof(topic), "platform.discovery.%s", what);
+	snprintf(etype, sizeof(etype), "platform.discovery.node.%s.v1", what);
+	plat_event_emit_json(D.events, topic, etype, json_pack(
+	    "{s:s,s:s,s:s,s:s,s:I}", "service", v->svc->name,
+	    "version", v->svc->version, "node", n->node->id,
+	    "address", n->node->address, "revision", (json_int_t)revision),
+	    (const char *const[]){ "service", v->svc->name, NULL });
+}
+
 /* The registry's listener: runs under the exclusive lock. */
 static void
 on_registry_event(void *arg, Platform__Discovery__V1__EventType type,
@@ -92,6 +120,7 @@ on_registry_event(void *arg, Platform__Discovery__V1__EventType type,
 		    n->node->id, "address", n->node->address, "reason",
 		    reason, "revision", rev);
 	}
+	emit_node_event(type, v, n, reason, revision);
 	pthread_mutex_lock(&D.hub_mu);
 	for (w = D.watchers; w != NULL; w = w->next)
 		if (w->service[0] == '\0' ||
@@ -376,6 +405,7 @@ discovery_init(plat_server *srv, const struct plat_settings *s)
 	    "Live registered nodes.", gauge_nodes, NULL);
 	metrics_gauge_fn(plat_server_metrics(srv), "discovery_services",
 	    "Registered service names.", gauge_services, NULL);
+	D.events = plat_server_events(srv);
 	D.reg = registry_new();
 	registry_set_listener(D.reg, on_registry_event, NULL);
 	D.stop = 0;

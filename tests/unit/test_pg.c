@@ -12,6 +12,7 @@
  * (scripts/pg), the database is also stopped and started under a live
  * pool and listener: UNAVAILABLE meanwhile, recovery after.
  */
+#include <inttypes.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -201,6 +202,64 @@ test_text_roundtrip(void **state)
 		assert_true(PQgetisnull(res, 0, 0));
 		PQclear(res);
 	}
+	pg_pool_free(p);
+}
+
+/* Array parameters (pg_array): every element comes back out of unnest
+ * exactly, whatever quotes, braces, commas or backslashes it holds. */
+static void
+test_array_roundtrip(void **state)
+{
+	static const char *const nasty[] = {
+		"plain", "", "NULL", "null", "{a,b}", "\"quoted\"", "back\\slash",
+		"\\\"", "comma, and space ", " lead", "'; DROP TABLE kv; --",
+		"line\nbreak\ttab", "ünïcødé ✓ 𝄞", "}", "{", ",",
+	};
+	size_t n = sizeof(nasty) / sizeof(nasty[0]);
+	struct pg_pool *p = pool_new(1);
+	struct pg_array texts, ints, bools;
+	const char *values[3];
+	PGresult *res;
+
+	(void)state;
+	pg_array_init(&texts);
+	pg_array_init(&ints);
+	pg_array_init(&bools);
+	values[0] = pg_array_str(&texts);      /* empty: {} */
+	assert_int_equal(run(p, "arr_empty",
+	    "SELECT count(*) FROM unnest($1::text[])", 1, values, &res),
+	    PLAT_OK);
+	assert_string_equal(PQgetvalue(res, 0, 0), "0");
+	PQclear(res);
+	for (size_t i = 0; i < n; i++) {
+		pg_array_add(&texts, nasty[i]);
+		pg_array_add_int(&ints, i % 2 ? -(int64_t)i : INT64_MAX - (int64_t)i);
+		pg_array_add_bool(&bools, i % 3 == 0);
+	}
+	assert_int_equal(texts.n, n);
+	values[0] = pg_array_str(&texts);
+	values[1] = pg_array_str(&ints);
+	values[2] = pg_array_str(&bools);
+	assert_int_equal(run(p, "arr_unnest",
+	    "SELECT t, i, b FROM unnest($1::text[], $2::bigint[],"
+	    " $3::boolean[]) WITH ORDINALITY AS x(t, i, b, o) ORDER BY o",
+	    3, values, &res), PLAT_OK);
+	assert_int_equal(PQntuples(res), (int)n);
+	for (size_t i = 0; i < n; i++) {
+		char num[24];
+
+		snprintf(num, sizeof(num), "%" PRId64,
+		    i % 2 ? -(int64_t)i : INT64_MAX - (int64_t)i);
+		assert_false(PQgetisnull(res, (int)i, 0));
+		assert_string_equal(PQgetvalue(res, (int)i, 0), nasty[i]);
+		assert_string_equal(PQgetvalue(res, (int)i, 1), num);
+		assert_string_equal(PQgetvalue(res, (int)i, 2),
+		    i % 3 == 0 ? "t" : "f");
+	}
+	PQclear(res);
+	pg_array_free(&texts);
+	pg_array_free(&ints);
+	pg_array_free(&bools);
 	pg_pool_free(p);
 }
 
@@ -1001,6 +1060,7 @@ main(void)
 	static const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_conninfo),
 		cmocka_unit_test(test_text_roundtrip),
+		cmocka_unit_test(test_array_roundtrip),
 		cmocka_unit_test(test_binary_roundtrip),
 		cmocka_unit_test(test_prepared_once_per_connection),
 		cmocka_unit_test(test_constraint_errors),

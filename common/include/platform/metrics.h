@@ -28,6 +28,9 @@ void metrics_stream_delta(struct metrics_method *mm, int delta);
 /* A service-level gauge, read when the metrics are scraped. */
 void metrics_gauge_fn(struct metrics *m, const char *name, const char *help,
     double (*fn)(void *), void *arg);
+/* The same for a count that only goes up (name ends in _total). */
+void metrics_counter_fn(struct metrics *m, const char *name,
+    const char *help, double (*fn)(void *), void *arg);
 
 /* Writes every series in the Prometheus text format. */
 void metrics_write(struct metrics *m, FILE *out);

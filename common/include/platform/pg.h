@@ -49,6 +49,7 @@
 #ifndef PLATFORM_PG_H
 #define PLATFORM_PG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <libpq-fe.h>
@@ -182,5 +183,25 @@ struct pg_listener *pg_listener_start(const char *conninfo,
 /* Stops promptly (no callback runs after it returns) and frees. NULL is
  * fine. Not from inside a callback. */
 void pg_listener_stop(struct pg_listener *l);
+
+/*
+ * Array parameters: many values bound as one ($1::text[]), unnested in
+ * the statement, so a batch of rows is one statement whatever its size.
+ * pg_array builds the text form of an array literal, {"a","b\\"c"}:
+ * every element quoted and escaped, so any text round-trips.
+ */
+struct pg_array {
+	char *buf;
+	size_t len, cap;
+	size_t n;               /* elements */
+};
+
+void pg_array_init(struct pg_array *a);
+void pg_array_add(struct pg_array *a, const char *s);
+void pg_array_add_int(struct pg_array *a, int64_t v);
+void pg_array_add_bool(struct pg_array *a, bool v);
+/* The literal, valid until the next add or free. */
+const char *pg_array_str(struct pg_array *a);
+void pg_array_free(struct pg_array *a);
 
 #endif

@@ -135,9 +135,10 @@ int plat_respond_now(plat_ctx *ctx, const ProtobufCMessage *msg);
 
 /*
  * Deferred answers, for a unary handler whose work completes elsewhere
- * (a group commit, say): `return plat_defer(ctx);` keeps the call open
- * after the handler returns, and exactly one plat_reply(ctx, ...) later,
- * from any thread, answers it. Until then ctx, its arena and the request
+ * (a group commit, say): plat_defer(ctx) keeps the call open after the
+ * handler returns, and exactly one plat_reply(ctx, ...) later, from any
+ * thread, answers it. Call plat_defer before handing ctx to the thread
+ * that will reply, and return its value. Until then ctx, its arena and the request
  * stay valid; they belong to whoever will reply (one thread at a time).
  * On code != PLAT_OK the status message is the one set by plat_error on
  * ctx (call it first; its return value is the code). resp may be NULL
@@ -197,6 +198,9 @@ const struct plat_settings *plat_server_settings(const plat_server *srv);
 struct metrics *plat_server_metrics(const plat_server *srv);
 /* The address the server listens on (the bound port when :0 was given). */
 const char *plat_server_address(const plat_server *srv);
+/* The server's platform events publisher (platform/events.h), for
+ * plat_event_emit. */
+struct plat_events *plat_server_events(const plat_server *srv);
 void plat_server_set_user(plat_server *srv, void *user);
 void *plat_server_user(const plat_server *srv);
 int plat_server_stopping(const plat_server *srv);
