@@ -17,17 +17,12 @@
 #define BATCH_MAX_BYTES (8u << 20)
 /* A batch waits for its slowest caller's deadline, up to this. */
 #define BATCH_TIMEOUT_MAX_MS 30000
-/* Two batches in flight: while one commits (its fsync) and answers its
- * callers, the next has been gathered and waits on the revision lock in
- * PostgreSQL, so it starts the moment the first commits. More would only
- * split the queue into smaller batches waiting on the same lock. */
-#define WRITERS 2
 
 static struct {
 	struct store *store;
 	void (*committed)(struct cfg_row *const *rows, size_t n);
-	pthread_t threads[WRITERS];
-	int nthreads;
+	pthread_t thread;
+	bool running;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct write_job *head, *tail;
@@ -134,30 +129,27 @@ writer_start(struct store *s,
 	W.pending = 0;
 	W.stopping = false;
 	plat_cond_init(&W.cv);
-	for (W.nthreads = 0; W.nthreads < WRITERS; W.nthreads++) {
-		if (pthread_create(&W.threads[W.nthreads], NULL, writer_main,
-		    NULL) != 0) {
-			log_error("config: cannot start a writer thread");
-			writer_stop();
-			return -1;
-		}
+	if (pthread_create(&W.thread, NULL, writer_main, NULL) != 0) {
+		log_error("config: cannot start the writer thread");
+		pthread_cond_destroy(&W.cv);
+		return -1;
 	}
+	W.running = true;
 	return 0;
 }
 
 void
 writer_stop(void)
 {
-	if (W.nthreads == 0)
+	if (!W.running)
 		return;
 	pthread_mutex_lock(&W.mu);
 	W.stopping = true;
-	pthread_cond_broadcast(&W.cv);
+	pthread_cond_signal(&W.cv);
 	pthread_mutex_unlock(&W.mu);
-	for (int i = 0; i < W.nthreads; i++)
-		pthread_join(W.threads[i], NULL);
+	pthread_join(W.thread, NULL);
 	pthread_cond_destroy(&W.cv);
-	W.nthreads = 0;
+	W.running = false;
 }
 
 void

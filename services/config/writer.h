@@ -1,15 +1,15 @@
 /*
  * writer: group commit for config-srv's writes.
  *
- * Handlers submit a write job and return at once (plat_defer); a writer
- * thread takes every job queued while the previous batch committed,
- * writes them in one transaction (store_write_batch) and calls each job's
- * done callback with its outcome. Durable throughput is then bounded by
- * the batch size, not by one fsync per write. Two batches may be in
- * flight, and the revision lock decides which commits first: like any
- * concurrent calls, writes a caller has not yet been answered for have no
- * order between them; a write made after another's answer commits after
- * it.
+ * Handlers submit a write job and return at once (plat_defer); one
+ * writer thread takes every job queued while the previous batch
+ * committed, writes them in one transaction (store_write_batch) and calls
+ * each job's done callback with its outcome. Durable throughput is then
+ * bounded by the batch size, not by one fsync per write. Jobs commit in
+ * submission order. One writer, because every batch (of every replica)
+ * holds the store's revision lock until its commit: a second writer only
+ * splits the queue into smaller batches waiting on that lock (measured:
+ * fewer writes per second and more CPU per write).
  */
 #ifndef CONFIG_WRITER_H
 #define CONFIG_WRITER_H
