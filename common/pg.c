@@ -728,6 +728,30 @@ pg_conninfo_check(const char *conninfo, char *err, size_t errlen)
 	return 0;
 }
 
+int
+pg_database_setting_check(const char *prog, const char *conninfo)
+{
+	char err[512], *q = NULL, *p;
+
+	if (conninfo == NULL || conninfo[0] == '\0') {
+		fprintf(stderr, "%s: --database (PLATFORM_DATABASE) is "
+		    "required\n", prog);
+		return 2;
+	}
+	if (pg_conninfo_check(conninfo, err, sizeof(err)) == 0)
+		return 0;
+	/* libpq may quote the string, password and all, after the last
+	 * ': "': cut it off. */
+	for (p = err; (p = strstr(p, ": \"")) != NULL; p++)
+		q = p;
+	if (q != NULL)
+		*q = '\0';
+	err[strcspn(err, "\n")] = '\0';
+	fprintf(stderr, "%s: --database: not a valid connection string "
+	    "(%s)\n", prog, err);
+	return 2;
+}
+
 struct pg_pool *
 pg_pool_new(const char *conninfo, int size)
 {

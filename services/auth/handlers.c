@@ -400,15 +400,26 @@ maintain_main(void *arg)
 
 /* ---- lifecycle ---- */
 
+static void
+teardown(void)
+{
+	lockout_stop();
+	auth_rules_fini();
+	keys_free(A.keys);
+	store_free(A.store);
+	A.keys = NULL;
+	A.store = NULL;
+}
+
 int
 auth_init(plat_server *srv, const struct plat_settings *s)
 {
-	(void)srv;
 	struct lockout_config lc;
 	unsigned char kek[32];
 	char err[512];
 	int pool;
 
+	(void)srv;
 	if (auth_settings_load(&A.set, err, sizeof(err)) != 0) {
 		fprintf(stderr, "auth-srv: %s\n", err);
 		return -1;
@@ -459,12 +470,7 @@ auth_init(plat_server *srv, const struct plat_settings *s)
 	M.started = 1;
 	return 0;
 fail:
-	lockout_stop();
-	auth_rules_fini();
-	keys_free(A.keys);
-	store_free(A.store);
-	A.keys = NULL;
-	A.store = NULL;
+	teardown();
 	return -1;
 }
 
@@ -480,12 +486,7 @@ auth_fini(plat_server *srv)
 		pthread_join(M.thread, NULL);
 		M.started = 0;
 	}
-	lockout_stop();
-	auth_rules_fini();
-	keys_free(A.keys);
-	store_free(A.store);
-	A.keys = NULL;
-	A.store = NULL;
+	teardown();
 }
 
 /* ---- the method table ---- */

@@ -172,24 +172,8 @@ check_settings(const struct plat_service *svc, int argc, char **argv)
 		settings_free(&s);
 		return 0;
 	}
-	if (s.database == NULL || s.database[0] == '\0') {
-		fprintf(stderr, "auth-srv: --database (PLATFORM_DATABASE) "
-		    "is required\n");
-		rc = 2;
-	} else if (pg_conninfo_check(s.database, err, sizeof(err)) != 0) {
-		/* libpq may quote the string, password and all, after the
-		 * last ': "': cut it off. */
-		char *q = NULL, *p;
-
-		for (p = err; (p = strstr(p, ": \"")) != NULL; p++)
-			q = p;
-		if (q != NULL)
-			*q = '\0';
-		err[strcspn(err, "\n")] = '\0';
-		fprintf(stderr, "auth-srv: --database: not a valid "
-		    "connection string (%s)\n", err);
-		rc = 2;
-	} else if (auth_settings_load(&as, err, sizeof(err)) != 0) {
+	rc = pg_database_setting_check("auth-srv", s.database);
+	if (rc == 0 && auth_settings_load(&as, err, sizeof(err)) != 0) {
 		fprintf(stderr, "auth-srv: %s\n", err);
 		rc = 2;
 	}

@@ -245,6 +245,25 @@ query_found(struct store *s, const char *name, const char *sql,
 	return PLAT_OK;
 }
 
+/* fn on a pooled connection, outside a transaction. */
+static enum plat_code
+on_conn(struct store *s, int64_t timeout_ms, pg_tx_fn fn, void *arg,
+    char *err, size_t errlen)
+{
+	struct pg_conn *c;
+	enum plat_code code;
+
+	if (!store_ready(s))
+		return not_ready(err, errlen);
+	if ((code = pg_acquire(s->pool, timeout_ms, &c)) != PLAT_OK) {
+		errbuf_set(err, errlen, "%s", pg_code_message(code));
+		return code;
+	}
+	code = fn(c, timeout_ms, arg, err, errlen);
+	pg_release(s->pool, c);
+	return code;
+}
+
 static enum plat_code
 tx(struct store *s, int64_t timeout_ms, pg_tx_fn fn, void *arg, char *err,
     size_t errlen)
@@ -257,9 +276,10 @@ tx(struct store *s, int64_t timeout_ms, pg_tx_fn fn, void *arg, char *err,
 /* ---- accounts ---- */
 
 static enum plat_code
-account_insert(struct pg_conn *c, const struct account *a, int64_t now,
-    int64_t timeout_ms, char *err, size_t errlen)
+account_insert(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
+    size_t errlen)
 {
+	const struct account *a = arg;
 	char type[8], ms[24], *meta = json_dumps(a->metadata, JSON_COMPACT |
 	    JSON_SORT_KEYS);
 	const char *v[] = { a->id, type, a->secret_hash, a->scopes, meta,
@@ -267,7 +287,7 @@ account_insert(struct pg_conn *c, const struct account *a, int64_t now,
 	enum plat_code code;
 
 	snprintf(type, sizeof(type), "%d", a->type);
-	snprintf(ms, sizeof(ms), "%" PRId64, now);
+	snprintf(ms, sizeof(ms), "%" PRId64, plat_wall_ms());
 	code = pg_exec(c, "auth_account_insert",
 	    "INSERT INTO auth_accounts (id, type, secret_hash, scopes,"
 	    " metadata, disabled, created_ms, updated_ms)"
@@ -284,18 +304,7 @@ enum plat_code
 store_account_create(struct store *s, const struct account *a,
     int64_t timeout_ms, char *err, size_t errlen)
 {
-	struct pg_conn *c;
-	enum plat_code code;
-
-	if (!store_ready(s))
-		return not_ready(err, errlen);
-	if ((code = pg_acquire(s->pool, timeout_ms, &c)) != PLAT_OK) {
-		errbuf_set(err, errlen, "%s", pg_code_message(code));
-		return code;
-	}
-	code = account_insert(c, a, plat_wall_ms(), timeout_ms, err, errlen);
-	pg_release(s->pool, c);
-	return code;
+	return on_conn(s, timeout_ms, account_insert, (void *)a, err, errlen);
 }
 
 enum plat_code
@@ -429,12 +438,13 @@ store_account_list(struct store *s, const char *after, int limit,
 /* ---- refresh tokens ---- */
 
 static enum plat_code
-refresh_insert(struct pg_conn *c, const struct refresh_grant *g,
-    const char *family, int64_t timeout_ms, char *err, size_t errlen)
+refresh_insert(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
+    size_t errlen)
 {
+	const struct refresh_grant *g = arg;
 	char created[24], expires[24];
-	const char *v[] = { g->hash, family, g->account, g->scopes, created,
-	    expires };
+	const char *v[] = { g->hash, g->family, g->account, g->scopes,
+	    created, expires };
 
 	snprintf(created, sizeof(created), "%" PRId64, plat_wall_ms());
 	snprintf(expires, sizeof(expires), "%" PRId64, g->expires_ms);
@@ -448,18 +458,7 @@ enum plat_code
 store_refresh_insert(struct store *s, const struct refresh_grant *g,
     int64_t timeout_ms, char *err, size_t errlen)
 {
-	struct pg_conn *c;
-	enum plat_code code;
-
-	if (!store_ready(s))
-		return not_ready(err, errlen);
-	if ((code = pg_acquire(s->pool, timeout_ms, &c)) != PLAT_OK) {
-		errbuf_set(err, errlen, "%s", pg_code_message(code));
-		return code;
-	}
-	code = refresh_insert(c, g, g->family, timeout_ms, err, errlen);
-	pg_release(s->pool, c);
-	return code;
+	return on_conn(s, timeout_ms, refresh_insert, (void *)g, err, errlen);
 }
 
 /* The token's row with its account's columns after it. */
@@ -528,10 +527,11 @@ use_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 		if (code == PLAT_OK) {
 			struct refresh_grant next = *t->next;
 
+			next.family = family;
 			next.account = t->acct->id;
 			next.scopes = t->scopes;
-			code = refresh_insert(c, &next, family, timeout_ms,
-			    err, errlen);
+			code = refresh_insert(c, timeout_ms, &next, err,
+			    errlen);
 		}
 	}
 	PQclear(res);
@@ -931,8 +931,7 @@ bootstrap_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 	PQclear(res);
 	if (!first)
 		return PLAT_OK;
-	code = account_insert(c, t->admin, plat_wall_ms(), timeout_ms, err,
-	    errlen);
+	code = account_insert(c, timeout_ms, (void *)t->admin, err, errlen);
 	for (size_t i = 0; code == PLAT_OK && i < t->nrules; i++)
 		code = rule_insert(c, t->rules[i], timeout_ms, err, errlen);
 	if (code == PLAT_OK)

@@ -46,24 +46,7 @@ check_database(const struct plat_service *svc, int argc, char **argv)
 		settings_free(&s);
 		return 0;
 	}
-	if (s.database == NULL || s.database[0] == '\0') {
-		fprintf(stderr, "config-srv: --database (PLATFORM_DATABASE) "
-		    "is required\n");
-		rc = 2;
-	} else if (pg_conninfo_check(s.database, err, sizeof(err)) != 0) {
-		/* libpq may quote the string, password and all, after the
-		 * last ': "': cut it off. */
-		char *q = NULL, *p;
-
-		for (p = err; (p = strstr(p, ": \"")) != NULL; p++)
-			q = p;
-		if (q != NULL)
-			*q = '\0';
-		err[strcspn(err, "\n")] = '\0';
-		fprintf(stderr, "config-srv: --database: not a valid "
-		    "connection string (%s)\n", err);
-		rc = 2;
-	}
+	rc = pg_database_setting_check("config-srv", s.database);
 	settings_free(&s);
 	return rc;
 }

@@ -12,7 +12,6 @@ Environment (scripts/test sets it):
   PLATFORM_TEST_DATABASE  conninfo of the PostgreSQL the tests may write to
 """
 
-import atexit
 import base64
 import hashlib
 import itertools
@@ -22,8 +21,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-
-import grpc
 
 import harness
 from harness import RPC_TIMEOUT, Server, WatchReader
@@ -49,14 +46,8 @@ def pb():
     global _pb
     with _pb_lock:
         if _pb is None:
-            out = tempfile.mkdtemp(prefix='platform-it-auth-proto-')
-            atexit.register(shutil.rmtree, out, True)
-            proto_dir = os.path.join(harness.SOURCE_DIR, 'proto')
-            subprocess.run(['protoc', '--python_out=' + out, '-I', proto_dir,
-                            'platform/auth/v1/auth.proto'], check=True)
-            _pb = harness._load_module(
-                'it_auth_pb2',
-                os.path.join(out, 'platform/auth/v1/auth_pb2.py'))
+            _pb = harness.compile_proto('platform/auth/v1/auth.proto',
+                                        'it_auth_pb2')
         return _pb
 
 

@@ -69,6 +69,12 @@ void pg_pool_free(struct pg_pool *pool);
 /* 0 when conninfo parses, else -1 with libpq's reason in err. */
 int pg_conninfo_check(const char *conninfo, char *err, size_t errlen);
 
+/* The check of --database every server that keeps state makes before it
+ * starts: 0 when conninfo is given and parses, else 2 (the exit code)
+ * after one line "<prog>: --database ..." on stderr that never quotes
+ * the connection string (it may hold a password). */
+int pg_database_setting_check(const char *prog, const char *conninfo);
+
 /*
  * Takes a connection, waiting up to timeout_ms for one to be free.
  * PLAT_OK: *conn is yours until pg_release. PLAT_DEADLINE_EXCEEDED: every
