@@ -117,6 +117,17 @@ def protos():
         return p
 
 
+def compile_proto(rel_path, module_name):
+    """The message classes of one .proto under proto/ (protoc into a
+    temporary folder removed at exit), loaded by file path."""
+    out = tempfile.mkdtemp(prefix='platform-it-proto-')
+    atexit.register(shutil.rmtree, out, True)
+    subprocess.run(['protoc', '--python_out=' + out, '-I',
+                    os.path.join(SOURCE_DIR, 'proto'), rel_path], check=True)
+    return _load_module(module_name, os.path.join(
+        out, rel_path[:-len('.proto')] + '_pb2.py'))
+
+
 # ---------------------------------------------------------------- ports
 
 def free_port():
