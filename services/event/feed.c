@@ -38,6 +38,7 @@
 
 #define FEED_TICK_MS 1000            /* the safety-net read */
 #define FEED_BATCH 500               /* rows per read of the table */
+#define FEED_START_WAIT_MS 5000      /* a Subscribe during the start */
 #define FEED_QUERY_MS 5000
 #define REPLAY_QUERY_MS 30000
 #define REPLAY_QUEUE_MAX 256         /* messages queued while replaying */
@@ -267,6 +268,10 @@ feed_step(void)
 		pthread_mutex_lock(&F.hub_mu);
 		atomic_store(&F.last, head);
 		pthread_mutex_unlock(&F.hub_mu);
+		/* Subscribers that came during the start wait for this. */
+		pthread_mutex_lock(&F.mu);
+		pthread_cond_broadcast(&F.cv);
+		pthread_mutex_unlock(&F.mu);
 		snprintf(seq, sizeof(seq), "%" PRId64, head);
 		log_info("event: feed started", "sequence", seq);
 	}
@@ -579,6 +584,29 @@ replay_main(void *arg)
 	return NULL;
 }
 
+/* Whether the feed knows where it starts, waiting for it (a subscriber
+ * arriving just after the server started) up to FEED_START_WAIT_MS
+ * within the call's deadline. */
+static bool
+feed_wait_started(plat_ctx *ctx)
+{
+	int64_t left = plat_ctx_deadline_left_ms(ctx), until;
+
+	if (atomic_load(&F.last) >= 0)
+		return true;
+	until = plat_now_ms() + (left < FEED_START_WAIT_MS ? left :
+	    FEED_START_WAIT_MS);
+	pthread_mutex_lock(&F.mu);
+	while (atomic_load(&F.last) < 0 && !F.stop &&
+	    plat_now_ms() < until) {
+		struct timespec ts = plat_deadline_ts(until - plat_now_ms());
+
+		(void)pthread_cond_timedwait(&F.cv, &F.mu, &ts);
+	}
+	pthread_mutex_unlock(&F.mu);
+	return atomic_load(&F.last) >= 0;
+}
+
 int
 feed_subscribe(plat_ctx *ctx, plat_stream *st, const char *const *subjects,
     size_t n, int64_t after, int64_t min_offset)
@@ -588,7 +616,7 @@ feed_subscribe(plat_ctx *ctx, plat_stream *st, const char *const *subjects,
 	struct sub *s;
 	int rc;
 
-	if (atomic_load(&F.last) < 0)
+	if (!feed_wait_started(ctx))
 		return plat_error(ctx, PLAT_UNAVAILABLE, "%s",
 		    pg_code_message(PLAT_UNAVAILABLE));
 	s = xcalloc(1, sizeof(*s));
