@@ -150,5 +150,58 @@ class TlsTest(unittest.TestCase):
         self.assertNotIn('PRIVATE KEY', srv.stderr())
 
 
+
+class DevCertsTest(unittest.TestCase):
+    """scripts/certs: the development CA and per-server certificates the
+    README's run command uses, made here in a scratch copy of scripts/."""
+
+    def test_fleet_certificates(self):
+        work = tempfile.mkdtemp(prefix='platform-certs-')
+        self.addCleanup(shutil.rmtree, work, True)
+        os.mkdir(os.path.join(work, 'scripts'))
+        script = os.path.join(work, 'scripts', 'certs')
+        shutil.copy(os.path.join(harness.SOURCE_DIR, 'scripts', 'certs'),
+                    script)
+        for _ in range(2):      # the second run keeps what exists
+            subprocess.run([script, 'discovery', 'platformctl'], check=True,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        d = subprocess.run([script, 'dir'], check=True, text=True,
+                           stdout=subprocess.PIPE).stdout.strip()
+        for key in ('ca-key.pem', 'discovery-key.pem',
+                    'platformctl-key.pem'):
+            self.assertEqual(os.stat(os.path.join(d, key)).st_mode & 0o077,
+                             0, key + ' is readable by others')
+        srv = harness.Server(discovery='self', wait=False, extra_args=[
+            '--tls-cert', os.path.join(d, 'discovery.pem'),
+            '--tls-key', os.path.join(d, 'discovery-key.pem'),
+            '--tls-ca', os.path.join(d, 'ca.pem')])
+        self.addCleanup(srv.kill)
+        ca = read(d, 'ca.pem')
+        ok = grpc.ssl_channel_credentials(
+            ca, read(d, 'platformctl-key.pem'), read(d, 'platformctl.pem'))
+
+        def status(creds):
+            ch = grpc.secure_channel(srv.address, creds)
+            try:
+                P = harness.protos()
+                return ch.unary_unary(
+                    harness.HEALTH_PREFIX + 'Check',
+                    request_serializer=P.health.HealthCheckRequest
+                    .SerializeToString,
+                    response_deserializer=P.health.HealthCheckResponse
+                    .FromString)(P.health.HealthCheckRequest(),
+                                 timeout=3).status
+            except grpc.RpcError:
+                return None
+            finally:
+                ch.close()
+        # 127.0.0.1 is in the certificate: no name override needed.
+        harness.wait_for(lambda: status(ok) == 1,
+                         what='health over mTLS with the dev certificates')
+        self.assertIsNone(status(grpc.ssl_channel_credentials(ca)),
+                          'a client without a certificate got in')
+        srv.stop_clean()
+
 if __name__ == '__main__':
     harness.run_tests()
