@@ -46,7 +46,6 @@
 #define M_ROLLBACK	M_PREFIX "Rollback"
 #define M_LIST		M_PREFIX "List"
 #define M_WATCH		M_PREFIX "Watch"
-#define M_GET_SERVICE	"/platform.discovery.v1.Discovery/GetService"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
@@ -225,12 +224,7 @@ value_json(const pb_value *v)
 static int
 cfg_fail(const char *method, int code, const char *err)
 {
-	char *msg = ctl_safe_dup(err);
-
-	fprintf(stderr, PROG ": %s: %s%s%s\n", ctl_method_name(method),
-	    plat_status_name(code), *msg != '\0' ? ": " : "", msg);
-	free(msg);
-	return CFG_FAIL;
+	return ctl_fail(ctl_method_name(method), code, err);
 }
 
 /* One unary call to config-srv under --timeout: at --config, else at a
@@ -830,41 +824,13 @@ cfg_diff(struct cfg *x, int argc, char **argv)
 static int
 watch_address(struct cfg *x, char **addr)
 {
-	Platform__Discovery__V1__GetServiceRequest req =
-	    PLATFORM__DISCOVERY__V1__GET_SERVICE_REQUEST__INIT;
-	Platform__Discovery__V1__GetServiceResponse *r;
-	struct plat_call_opts co = { .deadline_ms = x->g.timeout_ms,
-	    .idempotent = 1 };
-	ProtobufCMessage *m = NULL;
-	char err[ERRLEN] = "";
-	int rc;
-
-	*addr = NULL;
-	if (x->g.config != NULL) {
-		*addr = xstrdup(x->g.config);
-		return CFG_OK;
+	if (ctl_service_address(x->h->client(x->h->arg), x->g.discovery,
+	    x->g.timeout_ms, CONFIG_SERVICE, x->g.config, addr) != 0) {
+		if (x->g.config == NULL)
+			fprintf(stderr, PROG ": (or give --config ADDR)\n");
+		return CFG_FAIL;
 	}
-	req.name = CONFIG_SERVICE;
-	rc = plat_client_call_addr(x->h->client(x->h->arg), x->g.discovery,
-	    M_GET_SERVICE, &req.base,
-	    &platform__discovery__v1__get_service_response__descriptor, &m,
-	    &co, err, sizeof(err));
-	if (rc != 0)
-		return cfg_fail(M_GET_SERVICE, rc, err);
-	r = (Platform__Discovery__V1__GetServiceResponse *)m;
-	for (size_t i = 0; i < r->n_services && *addr == NULL; i++)
-		for (size_t j = 0; j < r->services[i]->n_nodes; j++)
-			if (*r->services[i]->nodes[j]->address != '\0') {
-				*addr = xstrdup(
-				    r->services[i]->nodes[j]->address);
-				break;
-			}
-	protobuf_c_message_free_unpacked(m, NULL);
-	if (*addr != NULL)
-		return CFG_OK;
-	fprintf(stderr, PROG ": service \"" CONFIG_SERVICE "\" has no live "
-	    "node in discovery %s (or give --config ADDR)\n", x->g.discovery);
-	return CFG_FAIL;
+	return CFG_OK;
 }
 
 /* "UPDATED prod/eu payments/limits version=4 revision=43 author=alice

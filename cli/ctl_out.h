@@ -14,6 +14,8 @@
 
 #include <jansson.h>
 
+#include "platform/client.h"
+
 #define CTL_TABLE_MAXCOLS 8
 
 /* A copy of s (NULL as "") fit for a terminal; the caller frees it. */
@@ -48,6 +50,17 @@ int ctl_json_print(json_t *j, size_t flags);
 
 /* "/pkg.Service/Method" -> "Method", for messages. */
 const char *ctl_method_name(const char *method);
+
+/* Reports a failed call on stderr ("platformctl: GetService: NOT_FOUND:
+ * service "x" is not registered"; what is the method's name, see
+ * ctl_method_name) and returns 1, the exit status. */
+int ctl_fail(const char *what, int code, const char *err);
+
+/* The address of a service for a stream (the client resolves names only
+ * for unary calls): given when not NULL, else the first live node of
+ * service in discovery. 0 with *addr malloc'd, or 1 after a message. */
+int ctl_service_address(plat_client *c, const char *discovery,
+    int timeout_ms, const char *service, const char *given, char **addr);
 
 /* Set by SIGINT/SIGTERM once ctl_catch_signals ran: streaming commands
  * poll it to stop cleanly. */

@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "ctl_config.h"
+#include "ctl_events.h"
 #include "ctl_out.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "platform/client.h"
@@ -118,6 +119,7 @@ static int cmd_service(struct ctl *, int, char **);
 static int cmd_watch(struct ctl *, int, char **);
 static int cmd_health(struct ctl *, int, char **);
 static int cmd_config(struct ctl *, int, char **);
+static int cmd_events(struct ctl *, int, char **);
 static int cmd_help(struct ctl *, int, char **);
 
 struct ctl_cmd {
@@ -140,6 +142,8 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "config", "COMMAND ...", 0, INT_MAX, cmd_config,
 	    "config-srv values: get, set, delete, history, diff, rollback, "
 	    "list, watch ('config help')" },
+	{ "events", "COMMAND ...", 0, INT_MAX, cmd_events,
+	    "event-srv: publish, tail, query, groups ('events help')" },
 	{ "help", "", 0, 0, cmd_help, "show this help" },
 };
 
@@ -342,15 +346,6 @@ ctl_call(struct ctl *c, const char *addr, const char *method,
 	*resp = NULL;
 	return plat_client_call_addr(ctl_client(c), addr, method, req, desc,
 	    resp, &co, err, ERRLEN);
-}
-
-/* "platformctl: GetService: NOT_FOUND: service "x" is not registered" */
-static int
-ctl_fail(const char *what, int code, const char *err)
-{
-	fprintf(stderr, PROG ": %s: %s%s%s\n", what, plat_status_name(code),
-	    *err != '\0' ? ": " : "", err);
-	return CTL_FAIL;
 }
 
 /* GetService on discovery; NULL after reporting the failure. */
@@ -943,8 +938,10 @@ ctl_parse(struct ctl *c, int argc, char **argv, char **pos, int *npos)
 				return rc;
 		} else {
 			pos[(*npos)++] = argv[i];
-			/* config parses its own flags (see cmd_config). */
-			if (*npos == 1 && strcmp(argv[i], "config") == 0)
+			/* config and events parse their own flags (see
+			 * cmd_config). */
+			if (*npos == 1 && (strcmp(argv[i], "config") == 0 ||
+			    strcmp(argv[i], "events") == 0))
 				opts = 0;
 		}
 	}
@@ -1015,6 +1012,15 @@ cmd_config(struct ctl *c, int argc, char **argv)
 	    host_client };
 
 	return ctl_config_main(&h, argc, argv);
+}
+
+static int
+cmd_events(struct ctl *c, int argc, char **argv)
+{
+	const struct ctl_host h = { c, host_parse_opt, host_check,
+	    host_client };
+
+	return ctl_events_main(&h, argc, argv);
 }
 
 static const struct ctl_cmd *
