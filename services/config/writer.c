@@ -18,6 +18,14 @@
 /* A batch waits for its slowest caller's deadline, up to this. */
 #define BATCH_TIMEOUT_MAX_MS 30000
 
+/* A committed batch on its way to its callers. */
+struct answers {
+	struct answers *next;
+	size_t n;
+	struct write_job **jobs;
+	struct store_batch_item *items;
+};
+
 static struct {
 	struct store *store;
 	void (*committed)(struct cfg_row *const *rows, size_t n);
@@ -28,8 +36,17 @@ static struct {
 	struct write_job *head, *tail;
 	int64_t pending;
 	bool stopping;
+
+	/* The answerer: replies to a batch's callers while the writer
+	 * already commits the next one. */
+	pthread_t answerer;
+	pthread_mutex_t amu;
+	pthread_cond_t acv;
+	struct answers *ahead, **atail;
+	bool adone;
 } W = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
+	.amu = PTHREAD_MUTEX_INITIALIZER,
 };
 
 /* Takes the jobs at the head of the queue, up to the batch's limits. */
@@ -50,13 +67,56 @@ take_batch(struct write_job **jobs)
 }
 
 static void
-write_batch(struct write_job **jobs, size_t n,
-    struct store_batch_item *items, struct cfg_row **rows)
+answers_push(struct answers *a)
 {
+	pthread_mutex_lock(&W.amu);
+	*W.atail = a;
+	W.atail = &a->next;
+	pthread_cond_signal(&W.acv);
+	pthread_mutex_unlock(&W.amu);
+}
+
+static void *
+answerer_main(void *arg)
+{
+	struct answers *a;
+
+	(void)arg;
+	pthread_mutex_lock(&W.amu);
+	for (;;) {
+		while (W.ahead == NULL && !W.adone)
+			pthread_cond_wait(&W.acv, &W.amu);
+		if ((a = W.ahead) == NULL)
+			break;
+		if ((W.ahead = a->next) == NULL)
+			W.atail = &W.ahead;
+		pthread_mutex_unlock(&W.amu);
+		for (size_t i = 0; i < a->n; i++) {
+			a->jobs[i]->done(a->jobs[i], a->items[i].code,
+			    a->items[i].err, a->items[i].row);
+			cfg_row_unref(a->items[i].row);
+		}
+		free(a->jobs);
+		free(a->items);
+		free(a);
+		pthread_mutex_lock(&W.amu);
+	}
+	pthread_mutex_unlock(&W.amu);
+	return NULL;
+}
+
+/* Commits the jobs taken (jobs, n: the writer's array, reused), then
+ * hands the batch to the answerer. */
+static void
+write_batch(struct write_job **jobs, size_t n, struct cfg_row **rows)
+{
+	struct answers *a = xcalloc(1, sizeof(*a));
 	int64_t now = plat_now_ms(), latest = 0;
-	size_t live = 0, nrows = 0;
+	size_t nrows = 0;
 	char err[256];
 
+	a->jobs = xcalloc(n, sizeof(*a->jobs));
+	a->items = xcalloc(n, sizeof(*a->items));
 	/* A caller already gone past its deadline is not written for. */
 	for (size_t i = 0; i < n; i++) {
 		if (jobs[i]->deadline_ms <= now) {
@@ -67,35 +127,30 @@ write_batch(struct write_job **jobs, size_t n,
 		}
 		if (jobs[i]->deadline_ms > latest)
 			latest = jobs[i]->deadline_ms;
-		jobs[live] = jobs[i];
-		memset(&items[live], 0, sizeof(items[live]));
-		items[live].w = &jobs[live]->w;
-		live++;
+		a->jobs[a->n] = jobs[i];
+		a->items[a->n].w = &jobs[i]->w;
+		a->n++;
 	}
-	if (live == 0)
-		return;
-	latest -= now;
-	(void)store_write_batch(W.store, items, live,
-	    latest > BATCH_TIMEOUT_MAX_MS ? BATCH_TIMEOUT_MAX_MS : latest,
-	    err, sizeof(err));
-	for (size_t i = 0; i < live; i++)
-		if (items[i].code == PLAT_OK)
-			rows[nrows++] = items[i].row;
-	if (nrows > 0)
-		W.committed(rows, nrows);
-	for (size_t i = 0; i < live; i++) {
-		jobs[i]->done(jobs[i], items[i].code, items[i].err,
-		    items[i].row);
-		cfg_row_unref(items[i].row);
+	if (a->n > 0) {
+		latest -= now;
+		(void)store_write_batch(W.store, a->items, a->n,
+		    latest > BATCH_TIMEOUT_MAX_MS ? BATCH_TIMEOUT_MAX_MS :
+		    latest, err, sizeof(err));
+		for (size_t i = 0; i < a->n; i++)
+			if (a->items[i].code == PLAT_OK)
+				rows[nrows++] = a->items[i].row;
+		/* The cache and the watchers learn of the batch before any
+		 * caller is answered. */
+		if (nrows > 0)
+			W.committed(rows, nrows);
 	}
+	answers_push(a);
 }
 
 static void *
 writer_main(void *arg)
 {
 	struct write_job **jobs = xcalloc(BATCH_MAX_ITEMS, sizeof(*jobs));
-	struct store_batch_item *items = xcalloc(BATCH_MAX_ITEMS,
-	    sizeof(*items));
 	struct cfg_row **rows = xcalloc(BATCH_MAX_ITEMS, sizeof(*rows));
 	size_t n;
 
@@ -108,15 +163,25 @@ writer_main(void *arg)
 			break;
 		n = take_batch(jobs);
 		pthread_mutex_unlock(&W.mu);
-		write_batch(jobs, n, items, rows);
+		write_batch(jobs, n, rows);
 		pthread_mutex_lock(&W.mu);
 		W.pending -= (int64_t)n;
 	}
 	pthread_mutex_unlock(&W.mu);
 	free(rows);
-	free(items);
 	free(jobs);
 	return NULL;
+}
+
+/* Answers what is queued, then ends the answerer. */
+static void
+answerer_stop(void)
+{
+	pthread_mutex_lock(&W.amu);
+	W.adone = true;
+	pthread_cond_signal(&W.acv);
+	pthread_mutex_unlock(&W.amu);
+	pthread_join(W.answerer, NULL);
 }
 
 int
@@ -128,14 +193,26 @@ writer_start(struct store *s,
 	W.head = W.tail = NULL;
 	W.pending = 0;
 	W.stopping = false;
+	W.ahead = NULL;
+	W.atail = &W.ahead;
+	W.adone = false;
 	plat_cond_init(&W.cv);
+	plat_cond_init(&W.acv);
+	if (pthread_create(&W.answerer, NULL, answerer_main, NULL) != 0) {
+		log_error("config: cannot start the answerer thread");
+		goto fail;
+	}
 	if (pthread_create(&W.thread, NULL, writer_main, NULL) != 0) {
 		log_error("config: cannot start the writer thread");
-		pthread_cond_destroy(&W.cv);
-		return -1;
+		answerer_stop();
+		goto fail;
 	}
 	W.running = true;
 	return 0;
+fail:
+	pthread_cond_destroy(&W.cv);
+	pthread_cond_destroy(&W.acv);
+	return -1;
 }
 
 void
@@ -148,7 +225,9 @@ writer_stop(void)
 	pthread_cond_signal(&W.cv);
 	pthread_mutex_unlock(&W.mu);
 	pthread_join(W.thread, NULL);
+	answerer_stop();        /* after the writer's last batch */
 	pthread_cond_destroy(&W.cv);
+	pthread_cond_destroy(&W.acv);
 	W.running = false;
 }
 

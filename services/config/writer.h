@@ -3,8 +3,9 @@
  *
  * Handlers submit a write job and return at once (plat_defer); one
  * writer thread takes every job queued while the previous batch
- * committed, writes them in one transaction (store_write_batch) and calls
- * each job's done callback with its outcome. Durable throughput is then
+ * committed, writes them in one transaction (store_write_batch), and an
+ * answerer thread calls each job's done callback with its outcome while
+ * the writer already commits the next batch. Durable throughput is then
  * bounded by the batch size, not by one fsync per write. Jobs commit in
  * submission order. One writer, because every batch (of every replica)
  * holds the store's revision lock until its commit: a second writer only
@@ -22,8 +23,9 @@
 struct write_job {
 	struct store_write w;     /* strings stay valid until done runs */
 	int64_t deadline_ms;      /* plat_now_ms() clock; INT64_MAX: none */
-	/* Runs on the writer thread, once. row (PLAT_OK only) is borrowed:
-	 * take a reference to keep it. */
+	/* Runs once, on the answerer thread (or the writer's, for a job
+	 * past its deadline). row (PLAT_OK only) is borrowed: take a
+	 * reference to keep it. */
 	void (*done)(struct write_job *job, enum plat_code code,
 	    const char *err, struct cfg_row *row);
 	struct write_job *next;   /* the writer's */
