@@ -39,6 +39,7 @@
 #define FEED_TICK_MS 1000            /* the safety-net read */
 #define FEED_BATCH 500               /* rows per read of the table */
 #define FEED_QUERY_MS 5000
+#define FEED_START_WAIT_MS 5000
 #define REPLAY_QUERY_MS 30000
 #define REPLAY_QUEUE_MAX 256         /* messages queued while replaying */
 #define SUB_BUFFER_MAX_ROWS 10000    /* live events held while catching up */
@@ -588,6 +589,12 @@ feed_subscribe(plat_ctx *ctx, plat_stream *st, const char *const *subjects,
 	struct sub *s;
 	int rc;
 
+	/* Just after start the feed may not have read the head yet: give it
+	 * a moment rather than failing a call that came a little early. */
+	for (int i = 0; i < FEED_START_WAIT_MS / 10 &&
+	    atomic_load(&F.last) < 0 && plat_ctx_deadline_left_ms(ctx) > 10;
+	    i++)
+		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
 	if (atomic_load(&F.last) < 0)
 		return plat_error(ctx, PLAT_UNAVAILABLE, "%s",
 		    pg_code_message(PLAT_UNAVAILABLE));
