@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 
+#include "ctl_auth.h"
 #include "ctl_config.h"
 #include "ctl_out.h"
 #include "platform/client.h"
@@ -238,6 +239,7 @@ cfg_call(struct cfg *x, const char *method, const ProtobufCMessage *req,
 	struct plat_call_opts co = {
 		.deadline_ms = x->g.timeout_ms,
 		.idempotent = idempotent,
+		.metadata = ctl_auth_metadata(),
 	};
 	plat_client *c = x->h->client(x->h->arg);
 	char err[ERRLEN] = "";
@@ -936,7 +938,7 @@ cfg_watch(struct cfg *x, int argc, char **argv)
 	ctl_catch_signals();
 	/* Deadline 0: a watch lasts as long as the operator wants it. */
 	rc = plat_client_stream_open(x->h->client(x->h->arg), addr, M_WATCH,
-	    &req.base, 0, NULL, &s, err, sizeof(err));
+	    &req.base, 0, ctl_auth_metadata(), &s, err, sizeof(err));
 	free(addr);
 	if (rc != 0)
 		return cfg_fail(M_WATCH, rc, err);
@@ -1066,19 +1068,6 @@ cfg_parse(struct cfg *x, int argc, char **argv, char **pos, int *npos)
 	return CFG_OK;
 }
 
-/* 1 when the word w is in the space-separated list. */
-static int
-word_in(const char *w, const char *list)
-{
-	size_t n = strlen(w);
-
-	for (const char *p = list; *p != '\0'; p += strcspn(p, " "),
-	    p += strspn(p, " "))
-		if (strncmp(p, w, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
-			return 1;
-	return 0;
-}
-
 /* A flag of another subcommand is a mistake worth saying. */
 static int
 cfg_check_flags(const struct cfg *x, const struct cfg_cmd *cmd)
@@ -1087,7 +1076,7 @@ cfg_check_flags(const struct cfg *x, const struct cfg_cmd *cmd)
 		const struct cfg_flag *o = &cfg_flags[i];
 
 		if (flag_get(x, o) != NULL && o->cmds != NULL &&
-		    !word_in(cmd->name, o->cmds))
+		    !ctl_word_in(cmd->name, o->cmds))
 			return usage_error("%s: %s applies to %s only",
 			    cmd->name, o->flag, o->cmds);
 	}

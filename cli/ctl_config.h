@@ -18,6 +18,7 @@ struct ctl_globals {
 	int timeout_ms;
 	const char *config;             /* --config; NULL: by discovery */
 	const char *discovery;
+	const char *auth;               /* --auth; NULL: login's, discovery */
 };
 
 /* What platformctl lends the config commands. The functions return the

@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "ctl_auth.h"
 #include "ctl_events.h"
 #include "ctl_out.h"
 #include "platform/client.h"
@@ -174,6 +175,7 @@ ev_call(struct ev *x, const char *method, const ProtobufCMessage *req,
 	struct plat_call_opts co = {
 		.deadline_ms = x->g.timeout_ms,
 		.idempotent = idempotent,
+		.metadata = ctl_auth_metadata(),
 	};
 	plat_client *c = x->h->client(x->h->arg);
 	char err[512] = "";
@@ -514,7 +516,8 @@ ev_tail(struct ev *x, int argc, char **argv)
 	ctl_catch_signals();
 	/* Deadline 0: a tail lasts as long as the operator wants it. */
 	rc = plat_client_stream_open(x->h->client(x->h->arg), addr,
-	    M_PREFIX "Subscribe", &req.base, 0, NULL, &s, err, sizeof(err));
+	    M_PREFIX "Subscribe", &req.base, 0, ctl_auth_metadata(), &s, err,
+	    sizeof(err));
 	free(addr);
 	if (rc != 0)
 		return ctl_fail("Subscribe", rc, err);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl_auth.h"
 #include "ctl_out.h"
 #include "platform/discovery/v1/discovery.pb-c.h"
 #include "platform/xalloc.h"
@@ -126,6 +127,28 @@ ctl_json_print(json_t *j, size_t flags)
 	return 0;
 }
 
+int
+ctl_usage(const char *help, const char *fmt, va_list ap)
+{
+	fputs("platformctl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\nTry 'platformctl %s' for more information.\n",
+	    help);
+	return 2;
+}
+
+int
+ctl_word_in(const char *w, const char *list)
+{
+	size_t n = strlen(w);
+
+	for (const char *p = list; *p != '\0'; p += strcspn(p, " "),
+	    p += strspn(p, " "))
+		if (strncmp(p, w, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
 const char *
 ctl_method_name(const char *method)
 {
@@ -173,7 +196,7 @@ ctl_service_address(plat_client *c, const char *discovery, int timeout_ms,
 	    PLATFORM__DISCOVERY__V1__GET_SERVICE_REQUEST__INIT;
 	Platform__Discovery__V1__GetServiceResponse *r;
 	struct plat_call_opts co = { .deadline_ms = timeout_ms,
-	    .idempotent = 1 };
+	    .idempotent = 1, .metadata = ctl_auth_metadata() };
 	ProtobufCMessage *m = NULL;
 	char err[512] = "";
 	int rc;

@@ -9,6 +9,7 @@
 #define CTL_OUT_H
 
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -47,6 +48,15 @@ json_t *ctl_jstr(const char *s);
 /* Prints j on stdout and frees it: indented, or with flags (compact
  * lines for streams). 0, or 1 after a message when it cannot. */
 int ctl_json_print(json_t *j, size_t flags);
+
+/* A usage error: "platformctl: <fmt...>" and a line pointing at
+ * "platformctl <help>" on stderr. Returns 2, the exit status. */
+int ctl_usage(const char *help, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+/* 1 when the word w is in the space-separated list: which commands a
+ * flag applies to. */
+int ctl_word_in(const char *w, const char *list);
 
 /* "/pkg.Service/Method" -> "Method", for messages. */
 const char *ctl_method_name(const char *method);

@@ -22,6 +22,7 @@
 
 #include <jansson.h>
 
+#include "ctl_auth.h"
 #include "ctl_config.h"
 #include "ctl_events.h"
 #include "ctl_out.h"
@@ -68,6 +69,7 @@ struct ctl {
 	/* Option values as given: flag, else environment, else default. */
 	const char *discovery;
 	const char *config;
+	const char *auth;
 	const char *output;
 	const char *timeout;
 	const char *tls_ca;
@@ -99,6 +101,9 @@ static const struct ctl_opt ctl_opts[] = {
 	{ "--config", NULL, "PLATFORM_CONFIG", "ADDR",
 	    "config-srv host:port (default: service \"config\" in "
 	    "discovery)", OFF(config) },
+	{ "--auth", NULL, "PLATFORM_AUTH", "ADDR",
+	    "auth-srv host:port (default: the login's, else service "
+	    "\"auth\" in discovery)", OFF(auth) },
 	{ "--output", "-o", NULL, "FORMAT",
 	    "table or json (default table)", OFF(output) },
 	{ "--timeout", NULL, NULL, "MS",
@@ -120,6 +125,11 @@ static int cmd_watch(struct ctl *, int, char **);
 static int cmd_health(struct ctl *, int, char **);
 static int cmd_config(struct ctl *, int, char **);
 static int cmd_events(struct ctl *, int, char **);
+static int cmd_login(struct ctl *, int, char **);
+static int cmd_logout(struct ctl *, int, char **);
+static int cmd_token(struct ctl *, int, char **);
+static int cmd_accounts(struct ctl *, int, char **);
+static int cmd_rules(struct ctl *, int, char **);
 static int cmd_help(struct ctl *, int, char **);
 
 struct ctl_cmd {
@@ -144,6 +154,18 @@ static const struct ctl_cmd ctl_cmds[] = {
 	    "list, watch ('config help')" },
 	{ "events", "COMMAND ...", 0, INT_MAX, cmd_events,
 	    "event-srv: publish, tail, query, groups ('events help')" },
+	{ "login", "[ID]", 0, INT_MAX, cmd_login,
+	    "log in to auth-srv: a user (password on stdin), or "
+	    "--credentials FILE" },
+	{ "logout", "", 0, INT_MAX, cmd_logout,
+	    "revoke the stored tokens and forget them" },
+	{ "token", "", 0, INT_MAX, cmd_token,
+	    "print the access token every command sends, refreshed" },
+	{ "accounts", "COMMAND ...", 0, INT_MAX, cmd_accounts,
+	    "auth-srv accounts: list, get, create, update, disable, enable, "
+	    "delete ('accounts help')" },
+	{ "rules", "COMMAND ...", 0, INT_MAX, cmd_rules,
+	    "access rules: list, create, delete, verify ('rules help')" },
 	{ "help", "", 0, 0, cmd_help, "show this help" },
 };
 
@@ -340,6 +362,7 @@ ctl_call(struct ctl *c, const char *addr, const char *method,
 	struct plat_call_opts co = {
 		.deadline_ms = c->timeout_ms,
 		.idempotent = idempotent,
+		.metadata = ctl_auth_metadata(),
 	};
 
 	err[0] = '\0';
@@ -671,7 +694,7 @@ cmd_watch(struct ctl *c, int argc, char **argv)
 	ctl_catch_signals();
 	/* Deadline 0: a watch lasts as long as the operator wants it. */
 	rc = plat_client_stream_open(ctl_client(c), c->discovery, M_WATCH,
-	    &req.base, 0, NULL, &s, err, sizeof(err));
+	    &req.base, 0, ctl_auth_metadata(), &s, err, sizeof(err));
 	if (rc != 0)
 		return ctl_fail(ctl_method_name(M_WATCH), rc, err);
 	rc = watch_loop(c, s);
@@ -922,6 +945,18 @@ ctl_parse_opt(struct ctl *c, int argc, char **argv, int *i)
 	return CTL_OK;
 }
 
+static int
+own_flags(const char *cmd)
+{
+	static const char *const own[] = { "config", "events", "login",
+	    "logout", "token", "accounts", "rules" };
+
+	for (size_t i = 0; i < NELEM(own); i++)
+		if (strcmp(cmd, own[i]) == 0)
+			return 1;
+	return 0;
+}
+
 /* Options go into c, the rest into pos in order. Options may come
  * before or after the command, as people type them; "--" ends them. */
 static int
@@ -938,10 +973,9 @@ ctl_parse(struct ctl *c, int argc, char **argv, char **pos, int *npos)
 				return rc;
 		} else {
 			pos[(*npos)++] = argv[i];
-			/* config and events parse their own flags (see
-			 * cmd_config). */
-			if (*npos == 1 && (strcmp(argv[i], "config") == 0 ||
-			    strcmp(argv[i], "events") == 0))
+			/* config, events and the auth commands parse their
+			 * own flags (see cmd_config). */
+			if (*npos == 1 && own_flags(argv[i]))
 				opts = 0;
 		}
 	}
@@ -993,6 +1027,7 @@ host_check(void *arg, struct ctl_globals *g)
 	g->timeout_ms = c->timeout_ms;
 	g->config = c->config;
 	g->discovery = c->discovery;
+	g->auth = c->auth;
 	return rc;
 }
 
@@ -1021,6 +1056,46 @@ cmd_events(struct ctl *c, int argc, char **argv)
 	    host_client };
 
 	return ctl_events_main(&h, argc, argv);
+}
+
+/* login, logout, token, accounts, rules (cli/ctl_auth.c). */
+static int
+auth_cmd(struct ctl *c, const char *cmd, int argc, char **argv)
+{
+	const struct ctl_host h = { c, host_parse_opt, host_check,
+	    host_client };
+
+	return ctl_auth_main(&h, cmd, argc, argv);
+}
+
+static int
+cmd_login(struct ctl *c, int argc, char **argv)
+{
+	return auth_cmd(c, "login", argc, argv);
+}
+
+static int
+cmd_logout(struct ctl *c, int argc, char **argv)
+{
+	return auth_cmd(c, "logout", argc, argv);
+}
+
+static int
+cmd_token(struct ctl *c, int argc, char **argv)
+{
+	return auth_cmd(c, "token", argc, argv);
+}
+
+static int
+cmd_accounts(struct ctl *c, int argc, char **argv)
+{
+	return auth_cmd(c, "accounts", argc, argv);
+}
+
+static int
+cmd_rules(struct ctl *c, int argc, char **argv)
+{
+	return auth_cmd(c, "rules", argc, argv);
 }
 
 static const struct ctl_cmd *
@@ -1061,8 +1136,13 @@ main(int argc, char **argv)
 		.timeout = DEFAULT_TIMEOUT,
 	};
 	char **pos = xrealloc(NULL, (size_t)argc * sizeof(*pos));
+	const struct ctl_host h = { &c, host_parse_opt, host_check,
+	    host_client };
 	int npos, rc;
 
+	/* Every call sends the stored token, which may need auth-srv to
+	 * refresh it (ctl_auth_metadata). */
+	ctl_auth_setup(&h);
 	ctl_env(&c);
 	if ((rc = ctl_parse(&c, argc, argv, pos, &npos)) != CTL_OK)
 		goto out;
@@ -1073,6 +1153,7 @@ main(int argc, char **argv)
 	else
 		rc = ctl_run(&c, npos, pos);
 out:
+	ctl_auth_cleanup();
 	if (c.client != NULL)
 		plat_client_free(c.client);
 	free(pos);
