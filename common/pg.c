@@ -87,7 +87,7 @@ struct pg_listener {
 
 
 /* Absolute deadline for a timeout, PG_NO_DEADLINE for none. */
-static int64_t
+int64_t
 pg_deadline(int64_t timeout_ms)
 {
 	int64_t now = plat_now_ms();
@@ -97,7 +97,7 @@ pg_deadline(int64_t timeout_ms)
 	return now + timeout_ms;
 }
 
-static int64_t
+int64_t
 pg_left(int64_t deadline)
 {
 	return deadline == PG_NO_DEADLINE ? PG_NO_DEADLINE :

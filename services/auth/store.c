@@ -6,7 +6,6 @@
  * bigint, so the token checks and the rows agree on "now".
  */
 #include <inttypes.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +18,7 @@
 #include "store.h"
 
 struct store {
-	struct pg_pool *pool;
-	atomic_int ready;
+	struct pg_store *db;
 };
 
 static const struct pg_migration store_migrations[] = {
@@ -157,14 +155,15 @@ key_rows_free(struct key_row *rows, size_t n)
 struct store *
 store_new(const char *conninfo, int pool_size)
 {
+	struct pg_store *db;
 	struct store *s;
-	struct pg_pool *pool;
 
-	if ((pool = pg_pool_new(conninfo, pool_size)) == NULL)
+	db = pg_store_new(conninfo, pool_size, "auth", store_migrations,
+	    sizeof(store_migrations) / sizeof(store_migrations[0]));
+	if (db == NULL)
 		return NULL;
 	s = xcalloc(1, sizeof(*s));
-	s->pool = pool;
-	atomic_init(&s->ready, 0);
+	s->db = db;
 	return s;
 }
 
@@ -173,58 +172,30 @@ store_free(struct store *s)
 {
 	if (s == NULL)
 		return;
-	pg_pool_free(s->pool);
+	pg_store_free(s->db);
 	free(s);
 }
 
 enum plat_code
 store_migrate(struct store *s, char *err, size_t errlen)
 {
-	enum plat_code code;
-
-	code = pg_migrate(s->pool, "auth", store_migrations,
-	    sizeof(store_migrations) / sizeof(store_migrations[0]), err,
-	    errlen);
-	if (code == PLAT_OK)
-		atomic_store(&s->ready, 1);
-	return code;
+	return pg_store_migrate(s->db, err, errlen);
 }
 
 bool
 store_ready(struct store *s)
 {
-	return atomic_load(&s->ready) != 0;
+	return pg_store_ready(s->db);
 }
 
-static enum plat_code
-not_ready(char *err, size_t errlen)
-{
-	errbuf_set(err, errlen, "%s", pg_code_message(PLAT_UNAVAILABLE));
-	return PLAT_UNAVAILABLE;
-}
-
-/* One statement on a pooled connection; *res may be NULL on return only
- * when the code is not PLAT_OK. res NULL: the result is dropped. */
+/* One statement on a pooled connection (pg_store_exec). */
 static enum plat_code
 query(struct store *s, const char *name, const char *sql, int nparams,
     const char *const *values, int64_t timeout_ms, PGresult **res,
     char *err, size_t errlen)
 {
-	struct pg_conn *c;
-	enum plat_code code;
-
-	if (res != NULL)
-		*res = NULL;
-	if (!store_ready(s))
-		return not_ready(err, errlen);
-	if ((code = pg_acquire(s->pool, timeout_ms, &c)) != PLAT_OK) {
-		errbuf_set(err, errlen, "%s", pg_code_message(code));
-		return code;
-	}
-	code = pg_exec(c, name, sql, nparams, values, NULL, NULL, timeout_ms,
+	return pg_store_exec(s->db, name, sql, nparams, values, timeout_ms,
 	    res, err, errlen);
-	pg_release(s->pool, c);
-	return code;
 }
 
 /* A statement whose affected-row count says whether its target existed. */
@@ -250,27 +221,14 @@ static enum plat_code
 on_conn(struct store *s, int64_t timeout_ms, pg_tx_fn fn, void *arg,
     char *err, size_t errlen)
 {
-	struct pg_conn *c;
-	enum plat_code code;
-
-	if (!store_ready(s))
-		return not_ready(err, errlen);
-	if ((code = pg_acquire(s->pool, timeout_ms, &c)) != PLAT_OK) {
-		errbuf_set(err, errlen, "%s", pg_code_message(code));
-		return code;
-	}
-	code = fn(c, timeout_ms, arg, err, errlen);
-	pg_release(s->pool, c);
-	return code;
+	return pg_store_conn(s->db, timeout_ms, fn, arg, err, errlen);
 }
 
 static enum plat_code
 tx(struct store *s, int64_t timeout_ms, pg_tx_fn fn, void *arg, char *err,
     size_t errlen)
 {
-	if (!store_ready(s))
-		return not_ready(err, errlen);
-	return pg_tx(s->pool, timeout_ms, fn, arg, err, errlen);
+	return pg_store_tx(s->db, timeout_ms, fn, arg, err, errlen);
 }
 
 /* ---- accounts ---- */

@@ -7,7 +7,6 @@
  */
 #include <inttypes.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +19,7 @@
 #include "store.h"
 
 struct store {
-	struct pg_pool *pool;
-	atomic_int ready;
+	struct pg_store *db;
 };
 
 static const struct pg_migration store_migrations[] = {
@@ -139,34 +137,20 @@ rows_from_result(const PGresult *res, struct cfg_rows *out)
 		out->v[out->n++] = row_from_result(res, i);
 }
 
-/* ---- deadlines ---- */
-
-static int64_t
-deadline_of(int64_t timeout_ms)
-{
-	return timeout_ms == INT64_MAX ? INT64_MAX :
-	    plat_now_ms() + timeout_ms;
-}
-
-static int64_t
-left_of(int64_t deadline)
-{
-	return deadline == INT64_MAX ? INT64_MAX : deadline - plat_now_ms();
-}
-
 /* ---- the store ---- */
 
 struct store *
 store_new(const char *conninfo, int pool_size)
 {
+	struct pg_store *db;
 	struct store *s;
-	struct pg_pool *pool;
 
-	if ((pool = pg_pool_new(conninfo, pool_size)) == NULL)
+	db = pg_store_new(conninfo, pool_size, "config", store_migrations,
+	    sizeof(store_migrations) / sizeof(store_migrations[0]));
+	if (db == NULL)
 		return NULL;
 	s = xcalloc(1, sizeof(*s));
-	s->pool = pool;
-	atomic_init(&s->ready, 0);
+	s->db = db;
 	return s;
 }
 
@@ -175,52 +159,20 @@ store_free(struct store *s)
 {
 	if (s == NULL)
 		return;
-	pg_pool_free(s->pool);
+	pg_store_free(s->db);
 	free(s);
 }
 
 enum plat_code
 store_migrate(struct store *s, char *err, size_t errlen)
 {
-	enum plat_code code;
-
-	code = pg_migrate(s->pool, "config", store_migrations,
-	    sizeof(store_migrations) / sizeof(store_migrations[0]), err,
-	    errlen);
-	if (code == PLAT_OK)
-		atomic_store(&s->ready, 1);
-	return code;
+	return pg_store_migrate(s->db, err, errlen);
 }
 
 bool
 store_ready(struct store *s)
 {
-	return atomic_load(&s->ready) != 0;
-}
-
-/* One statement on a pooled connection. */
-static enum plat_code
-store_query(struct store *s, const char *name, const char *sql, int nparams,
-    const char *const *values, int64_t timeout_ms, PGresult **res,
-    char *err, size_t errlen)
-{
-	struct pg_conn *c;
-	enum plat_code code;
-
-	*res = NULL;
-	if (!store_ready(s)) {
-		errbuf_set(err, errlen, "%s", pg_code_message(
-		    PLAT_UNAVAILABLE));
-		return PLAT_UNAVAILABLE;
-	}
-	if ((code = pg_acquire(s->pool, timeout_ms, &c)) != PLAT_OK) {
-		errbuf_set(err, errlen, "%s", pg_code_message(code));
-		return code;
-	}
-	code = pg_exec(c, name, sql, nparams, values, NULL, NULL, timeout_ms,
-	    res, err, errlen);
-	pg_release(s->pool, c);
-	return code;
+	return pg_store_ready(s->db);
 }
 
 /* A statement expected to give zero or one row. */
@@ -233,8 +185,8 @@ store_query_row(struct store *s, const char *name, const char *sql,
 	enum plat_code code;
 
 	*out = NULL;
-	code = store_query(s, name, sql, nparams, values, timeout_ms, &res,
-	    err, errlen);
+	code = pg_store_exec(s->db, name, sql, nparams, values, timeout_ms,
+	    &res, err, errlen);
 	if (code != PLAT_OK)
 		return code;
 	if (PQntuples(res) > 0)
@@ -253,8 +205,8 @@ store_query_rows(struct store *s, const char *name, const char *sql,
 
 	out->v = NULL;
 	out->n = 0;
-	code = store_query(s, name, sql, nparams, values, timeout_ms, &res,
-	    err, errlen);
+	code = pg_store_exec(s->db, name, sql, nparams, values, timeout_ms,
+	    &res, err, errlen);
 	if (code != PLAT_OK)
 		return code;
 	rows_from_result(res, out);
@@ -352,7 +304,7 @@ batch_lock(struct pg_conn *c, struct batch *b, int64_t deadline,
 	code = pg_exec(c, "config_w_lock",
 	    "SELECT rev, floor(extract(epoch FROM now()) * 1000)::bigint"
 	    " FROM config_revision WHERE id = 1 FOR UPDATE",
-	    0, NULL, NULL, NULL, left_of(deadline), &res, err, errlen);
+	    0, NULL, NULL, NULL, pg_left(deadline), &res, err, errlen);
 	if (code != PLAT_OK)
 		return code;
 	if (PQntuples(res) != 1) {
@@ -395,7 +347,7 @@ batch_read_current(struct pg_conn *c, struct batch *b, int64_t deadline,
 	    " CROSS JOIN LATERAL (SELECT * FROM config_current"
 	    "  WHERE namespace = k.ns COLLATE \"C\""
 	    "  AND path = k.path COLLATE \"C\" LIMIT 1) c",
-	    2, values, NULL, NULL, left_of(deadline), &res, err, errlen);
+	    2, values, NULL, NULL, pg_left(deadline), &res, err, errlen);
 	pg_array_free(&ns);
 	pg_array_free(&path);
 	if (code != PLAT_OK)
@@ -447,7 +399,7 @@ batch_read_sources(struct pg_conn *c, struct batch *b, int64_t deadline,
 		    "  WHERE namespace = k.ns COLLATE \"C\""
 		    "  AND path = k.path COLLATE \"C\" AND version = k.version"
 		    "  LIMIT 1) v",
-		    3, values, NULL, NULL, left_of(deadline), &b->sources, err,
+		    3, values, NULL, NULL, pg_left(deadline), &b->sources, err,
 		    errlen);
 	}
 	pg_array_free(&ns);
@@ -627,7 +579,7 @@ batch_insert(struct pg_conn *c, struct batch *b, int64_t rev,
 	    "  deleted = excluded.deleted),"
 	    " r AS (UPDATE config_revision SET rev = $14::bigint WHERE id = 1)"
 	    " SELECT pg_notify('" STORE_CHANNEL "', $14::text)",
-	    INSERT_ARRAYS + 1, values, NULL, NULL, left_of(deadline), &res,
+	    INSERT_ARRAYS + 1, values, NULL, NULL, pg_left(deadline), &res,
 	    err, errlen);
 	for (int i = 0; i < INSERT_ARRAYS; i++)
 		pg_array_free(&arr[i]);
@@ -656,7 +608,7 @@ batch_tx(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
     size_t errlen)
 {
 	struct batch *b = arg;
-	int64_t deadline = deadline_of(timeout_ms), rev;
+	int64_t deadline = pg_deadline(timeout_ms), rev;
 	enum plat_code code;
 
 	batch_reset(b);
@@ -684,17 +636,12 @@ store_write_batch(struct store *s, struct store_batch_item *items, size_t n,
 	struct batch b = { .items = items, .n = n };
 	enum plat_code code;
 
-	if (!store_ready(s)) {
-		code = PLAT_UNAVAILABLE;
-		errbuf_set(err, errlen, "%s", pg_code_message(code));
-	} else {
-		for (b.nkeys = 16; b.nkeys < 2 * n; b.nkeys *= 2)
-			;
-		b.keys = xcalloc(b.nkeys, sizeof(*b.keys));
-		code = pg_tx(s->pool, timeout_ms, batch_tx, &b, err, errlen);
-		PQclear(b.sources);
-		free(b.keys);
-	}
+	for (b.nkeys = 16; b.nkeys < 2 * n; b.nkeys *= 2)
+		;
+	b.keys = xcalloc(b.nkeys, sizeof(*b.keys));
+	code = pg_store_tx(s->db, timeout_ms, batch_tx, &b, err, errlen);
+	PQclear(b.sources);
+	free(b.keys);
 	if (code == PLAT_OK)
 		return PLAT_OK;
 	for (size_t i = 0; i < n; i++) {
@@ -829,7 +776,7 @@ store_head(struct store *s, int64_t timeout_ms, int64_t *rev, char *err,
 	enum plat_code code;
 
 	*rev = 0;
-	code = store_query(s, "config_head",
+	code = pg_store_exec(s->db, "config_head",
 	    "SELECT rev FROM config_revision WHERE id = 1", 0, NULL,
 	    timeout_ms, &res, err, errlen);
 	if (code != PLAT_OK)

@@ -8,7 +8,6 @@
  */
 #include <inttypes.h>
 #include <sys/types.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +23,7 @@
 #include "subject.h"
 
 struct store {
-	struct pg_pool *pool;
-	atomic_int ready;
+	struct pg_store *db;
 };
 
 static const struct pg_migration store_migrations[] = {
@@ -237,34 +235,20 @@ int_at(const PGresult *res, int row, int col)
 	return strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
 
-/* ---- deadlines ---- */
-
-static int64_t
-deadline_of(int64_t timeout_ms)
-{
-	return timeout_ms == INT64_MAX ? INT64_MAX :
-	    plat_now_ms() + timeout_ms;
-}
-
-static int64_t
-left_of(int64_t deadline)
-{
-	return deadline == INT64_MAX ? INT64_MAX : deadline - plat_now_ms();
-}
-
 /* ---- the store ---- */
 
 struct store *
 store_new(const char *conninfo, int pool_size)
 {
-	struct pg_pool *pool;
+	struct pg_store *db;
 	struct store *s;
 
-	if ((pool = pg_pool_new(conninfo, pool_size)) == NULL)
+	db = pg_store_new(conninfo, pool_size, "event", store_migrations,
+	    sizeof(store_migrations) / sizeof(store_migrations[0]));
+	if (db == NULL)
 		return NULL;
 	s = xcalloc(1, sizeof(*s));
-	s->pool = pool;
-	atomic_init(&s->ready, 0);
+	s->db = db;
 	return s;
 }
 
@@ -273,27 +257,20 @@ store_free(struct store *s)
 {
 	if (s == NULL)
 		return;
-	pg_pool_free(s->pool);
+	pg_store_free(s->db);
 	free(s);
 }
 
 enum plat_code
 store_migrate(struct store *s, char *err, size_t errlen)
 {
-	enum plat_code code;
-
-	code = pg_migrate(s->pool, "event", store_migrations,
-	    sizeof(store_migrations) / sizeof(store_migrations[0]), err,
-	    errlen);
-	if (code == PLAT_OK)
-		atomic_store(&s->ready, 1);
-	return code;
+	return pg_store_migrate(s->db, err, errlen);
 }
 
 bool
 store_ready(struct store *s)
 {
-	return atomic_load(&s->ready) != 0;
+	return pg_store_ready(s->db);
 }
 
 static enum plat_code
@@ -303,27 +280,14 @@ not_ready(char *err, size_t errlen)
 	return PLAT_UNAVAILABLE;
 }
 
-/* One statement on a pooled connection. */
+/* One statement on a pooled connection (pg_store_exec). */
 static enum plat_code
 query(struct store *s, const char *name, const char *sql, int nparams,
     const char *const *values, int64_t timeout_ms, PGresult **res,
     char *err, size_t errlen)
 {
-	struct pg_conn *c;
-	enum plat_code code;
-
-	if (res != NULL)
-		*res = NULL;
-	if (!store_ready(s))
-		return not_ready(err, errlen);
-	if ((code = pg_acquire(s->pool, timeout_ms, &c)) != PLAT_OK) {
-		errbuf_set(err, errlen, "%s", pg_code_message(code));
-		return code;
-	}
-	code = pg_exec(c, name, sql, nparams, values, NULL, NULL, timeout_ms,
+	return pg_store_exec(s->db, name, sql, nparams, values, timeout_ms,
 	    res, err, errlen);
-	pg_release(s->pool, c);
-	return code;
 }
 
 static enum plat_code
@@ -423,7 +387,7 @@ publish_lookup_keys(struct pg_conn *c, struct publish_tx *x, int64_t deadline,
 	    " FROM json_to_recordset($1::json) AS k(i int, topic text,"
 	    "  idem text)"
 	    " JOIN events e ON e.topic = k.topic AND e.idem_key = k.idem",
-	    1, values, NULL, NULL, left_of(deadline), &res, err, errlen);
+	    1, values, NULL, NULL, pg_left(deadline), &res, err, errlen);
 	free(text);
 	if (code != PLAT_OK)
 		return code;
@@ -516,7 +480,7 @@ publish_insert(struct pg_conn *c, struct publish_tx *x, int64_t base,
 	    " SELECT e.seq, e.off, " MS_OF("e.created_at") ", e.id::text"
 	    " FROM e, (SELECT pg_notify('" STORE_CHANNEL "', $2::text)) n"
 	    " ORDER BY e.seq",
-	    2, values, NULL, NULL, left_of(deadline), &res, err, errlen);
+	    2, values, NULL, NULL, pg_left(deadline), &res, err, errlen);
 	free(json);
 	if (code != PLAT_OK)
 		return code;
@@ -538,7 +502,7 @@ publish_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
     size_t errlen)
 {
 	struct publish_tx *x = arg;
-	int64_t deadline = deadline_of(timeout_ms), base;
+	int64_t deadline = pg_deadline(timeout_ms), base;
 	enum plat_code code;
 	PGresult *res;
 
@@ -546,7 +510,7 @@ publish_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 		memset(&x->out[i], 0, sizeof(x->out[i]));
 	code = pg_exec(c, "event_lock",
 	    "SELECT seq FROM event_sequence WHERE id = 1 FOR UPDATE", 0, NULL,
-	    NULL, NULL, left_of(deadline), &res, err, errlen);
+	    NULL, NULL, pg_left(deadline), &res, err, errlen);
 	if (code != PLAT_OK)
 		return code;
 	if (PQntuples(res) != 1) {
@@ -587,7 +551,7 @@ store_publish(struct store *s, const struct ev_input *in, size_t n,
 				break;
 			}
 	}
-	code = pg_tx(s->pool, timeout_ms, publish_fn, &x, err, errlen);
+	code = pg_store_tx(s->db, timeout_ms, publish_fn, &x, err, errlen);
 	if (code == PLAT_OK)
 		for (size_t i = 0; i < n; i++)
 			if (x.first[i] >= 0) {
@@ -797,7 +761,7 @@ claim_redeliver(struct pg_conn *c, struct claim_tx *x, const char *wait,
 	    "  AND deadline <= clock_timestamp() ORDER BY seq LIMIT $3) r"
 	    " WHERE p.grp = $1 AND p.seq = r.seq"
 	    " RETURNING p.seq, p.deliveries, p.owner",
-	    4, values, NULL, NULL, left_of(deadline), &res, err, errlen);
+	    4, values, NULL, NULL, pg_left(deadline), &res, err, errlen);
 	if (code != PLAT_OK)
 		return code;
 	claimed_add(out, res);
@@ -845,7 +809,7 @@ claim_new(struct pg_conn *c, struct claim_tx *x, int64_t claimed,
 	    "  THEN (SELECT max(seq) FROM c) ELSE (SELECT upto FROM h) END"
 	    "  WHERE name = $1)"
 	    " SELECT seq, deliveries, owner FROM i ORDER BY seq",
-	    8, values, NULL, NULL, left_of(deadline), &res, err, errlen);
+	    8, values, NULL, NULL, pg_left(deadline), &res, err, errlen);
 	if (code != PLAT_OK)
 		return code;
 	claimed_add(out, res);
@@ -866,7 +830,7 @@ claim_rows(struct pg_conn *c, struct claim_tx *x, const struct claimed *cl,
 
 	code = pg_exec(c, "event_claim_rows",
 	    "SELECT " ROW_COLS " FROM events e WHERE e.seq = ANY($1::bigint[])"
-	    " ORDER BY e.seq", 1, values, NULL, NULL, left_of(deadline), &res,
+	    " ORDER BY e.seq", 1, values, NULL, NULL, pg_left(deadline), &res,
 	    err, errlen);
 	free(arr);
 	if (code != PLAT_OK)
@@ -900,7 +864,7 @@ claim_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
     size_t errlen)
 {
 	struct claim_tx *x = arg;
-	int64_t deadline = deadline_of(timeout_ms), claimed;
+	int64_t deadline = pg_deadline(timeout_ms), claimed;
 	struct claimed cl = {
 		xcalloc((size_t)x->limit, sizeof(int64_t)),
 		xcalloc((size_t)x->limit, sizeof(int)),
@@ -917,7 +881,7 @@ claim_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 	/* The group's row lock orders claims across replicas. */
 	code = pg_exec(c, "event_claim_lock",
 	    "SELECT claimed, ack_wait_ms FROM event_groups WHERE name = $1"
-	    " FOR UPDATE", 1, values, NULL, NULL, left_of(deadline), &res,
+	    " FOR UPDATE", 1, values, NULL, NULL, pg_left(deadline), &res,
 	    err, errlen);
 	if (code != PLAT_OK)
 		goto out;
@@ -960,7 +924,7 @@ store_group_claim(struct store *s, const char *group, const char *owners_json,
 	out->n = 0;
 	if (!store_ready(s))
 		return not_ready(err, errlen);
-	code = pg_tx(s->pool, timeout_ms, claim_fn, &x, err, errlen);
+	code = pg_store_tx(s->db, timeout_ms, claim_fn, &x, err, errlen);
 	if (code != PLAT_OK) {
 		ev_rows_free(&x.rows);
 		free(x.deliveries);

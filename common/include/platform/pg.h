@@ -185,6 +185,41 @@ struct pg_listener *pg_listener_start(const char *conninfo,
 void pg_listener_stop(struct pg_listener *l);
 
 /*
+ * A server's database in one handle: its pool and its schema (the
+ * migrations of one component). Until pg_store_migrate has succeeded
+ * every call answers PLAT_UNAVAILABLE, so a server that started while the
+ * database was away serves errors, not a missing schema, and recovers by
+ * migrating again later. migrations must outlive the store.
+ */
+struct pg_store;
+
+struct pg_store *pg_store_new(const char *conninfo, int pool_size,
+    const char *component, const struct pg_migration *migrations,
+    size_t nmigrations);
+void pg_store_free(struct pg_store *s);           /* NULL is fine */
+enum plat_code pg_store_migrate(struct pg_store *s, char *err,
+    size_t errlen);
+bool pg_store_ready(struct pg_store *s);
+/* One statement on a pooled connection, as pg_exec with text
+ * parameters; res may be NULL to drop the result. */
+enum plat_code pg_store_exec(struct pg_store *s, const char *name,
+    const char *sql, int nparams, const char *const *values,
+    int64_t timeout_ms, PGresult **res, char *err, size_t errlen);
+/* pg_tx on the store's pool. */
+enum plat_code pg_store_tx(struct pg_store *s, int64_t timeout_ms,
+    pg_tx_fn fn, void *arg, char *err, size_t errlen);
+/* fn on a pooled connection outside a transaction (several statements
+ * that need no atomicity). */
+enum plat_code pg_store_conn(struct pg_store *s, int64_t timeout_ms,
+    pg_tx_fn fn, void *arg, char *err, size_t errlen);
+
+/* An absolute plat_now_ms() deadline for a timeout (INT64_MAX: none),
+ * and the time left until one, for functions running several statements
+ * under one timeout. */
+int64_t pg_deadline(int64_t timeout_ms);
+int64_t pg_left(int64_t deadline);
+
+/*
  * Array parameters: many values bound as one ($1::text[]), unnested in
  * the statement, so a batch of rows is one statement whatever its size.
  * pg_array builds the text form of an array literal, {"a","b\\"c"}:
