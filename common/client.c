@@ -33,6 +33,7 @@
 #include <grpc/support/time.h>
 
 #include "platform/client.h"
+#include "platform/jwt_verify.h"
 #include "platform/errbuf.h"
 #include "platform/clock.h"
 #include "platform/xalloc.h"
@@ -87,6 +88,9 @@ struct plat_client {
 	grpc_channel_args args;
 	int deadline_ms;
 	char *discovery;
+	int (*token)(void *, char *, size_t);
+	void (*token_rejected)(void *);
+	void *token_arg;
 	struct client_chan *chans;
 	struct rsvc *cache;
 	int watch_started;
@@ -97,6 +101,8 @@ struct plat_client {
 };
 
 struct plat_client_stream {
+	plat_client *client;
+	int with_token;                  /* sent the client's token */
 	grpc_completion_queue *cq;
 	grpc_call *call;
 	grpc_metadata *md;
@@ -311,6 +317,9 @@ plat_client_new(const struct plat_client_opts *opts)
 	    opts->default_deadline_ms : CLIENT_DEADLINE_MS;
 	if (opts->discovery != NULL && opts->discovery[0] != '\0')
 		c->discovery = xstrdup(opts->discovery);
+	c->token = opts->token;
+	c->token_rejected = opts->token_rejected;
+	c->token_arg = opts->token_arg;
 	max = opts->max_message_bytes > 0 ? opts->max_message_bytes :
 	    CLIENT_MAX_MSG;
 	client_arg_int(&c->argv[0], GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max);
@@ -414,27 +423,60 @@ client_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
 	return *out != NULL ? 0 : -1;
 }
 
-/* kv is key, value, ..., NULL; a trailing key without value is ignored. */
+#define AUTHORIZATION "authorization"
+#define BEARER "Bearer "
+
+/*
+ * kv is key, value, ..., NULL; a trailing key without value is ignored.
+ * With an outbound identity and no "authorization" in kv, the client's
+ * token is added (*with_token says so). The token is only ever in the
+ * gRPC slice, wiped here from the stack copy.
+ */
 static grpc_metadata *
-client_md_new(const char *const *kv, size_t *n)
+client_md_new(plat_client *c, const char *const *kv, size_t *n,
+    int *with_token)
 {
 	grpc_metadata *md;
 	size_t i, count = 0;
+	int own = 0;
+	char tok[sizeof(BEARER) + JWT_TOKEN_MAX];
 
 	*n = 0;
-	if (kv == NULL)
-		return NULL;
-	while (kv[2 * count] != NULL && kv[2 * count + 1] != NULL)
+	*with_token = 0;
+	while (kv != NULL && kv[2 * count] != NULL && kv[2 * count + 1] != NULL) {
+		if (strcmp(kv[2 * count], AUTHORIZATION) == 0)
+			own = 1;
 		count++;
-	if (count == 0)
+	}
+	if (c->token != NULL && !own) {
+		memcpy(tok, BEARER, sizeof(BEARER) - 1);
+		*with_token = c->token(c->token_arg, tok + sizeof(BEARER) - 1,
+		    sizeof(tok) - (sizeof(BEARER) - 1)) == 0;
+	}
+	if (count + (size_t)*with_token == 0)
 		return NULL;
-	md = xcalloc(count, sizeof(*md));
+	md = xcalloc(count + 1, sizeof(*md));
 	for (i = 0; i < count; i++) {
 		md[i].key = grpc_slice_from_copied_string(kv[2 * i]);
 		md[i].value = grpc_slice_from_copied_string(kv[2 * i + 1]);
 	}
+	if (*with_token) {
+		md[i].key = grpc_slice_from_static_string(AUTHORIZATION);
+		md[i].value = grpc_slice_from_copied_string(tok);
+		explicit_bzero(tok, sizeof(tok));
+		count++;
+	}
 	*n = count;
 	return md;
+}
+
+/* A server refused the token the client sent: renew it next time. */
+static void
+client_token_check(plat_client *c, int with_token, int status)
+{
+	if (with_token && status == GRPC_STATUS_UNAUTHENTICATED &&
+	    c->token_rejected != NULL)
+		c->token_rejected(c->token_arg);
 }
 
 /* Checked before a call starts, so a bad key is the caller's
@@ -532,11 +574,11 @@ client_unary_once(plat_client *c, const char *addr, const char *method,
 	grpc_call_error err;
 	grpc_op ops[6], *op = ops;
 	size_t nmd;
-	int rc;
+	int rc, with_token;
 
 	cq = grpc_completion_queue_create_for_pluck(NULL);
 	call = client_new_call(c, addr, method, cq, deadline_ms);
-	md = client_md_new(metadata, &nmd);
+	md = client_md_new(c, metadata, &nmd, &with_token);
 	send_bb = client_pack(req);
 	grpc_metadata_array_init(&init_md);
 	grpc_metadata_array_init(&trail_md);
@@ -574,6 +616,7 @@ client_unary_once(plat_client *c, const char *addr, const char *method,
 	if (status != GRPC_STATUS_OK) {
 		rc = status;
 		client_err_slice(errmsg, errlen, details);
+		client_token_check(c, with_token, status);
 		goto out;
 	}
 	if (recv_bb == NULL) {
@@ -759,7 +802,8 @@ plat_client_stream_open(plat_client *c, const char *address,
 	grpc_metadata_array_init(&s->trail_md);
 	s->cq = grpc_completion_queue_create_for_pluck(NULL);
 	s->call = client_new_call(c, address, method, s->cq, deadline_ms);
-	s->md = client_md_new(metadata, &s->nmd);
+	s->client = c;
+	s->md = client_md_new(c, metadata, &s->nmd, &s->with_token);
 	s->send_bb = client_pack(req);
 
 	memset(ops, 0, sizeof(ops));
@@ -804,6 +848,7 @@ stream_finish(plat_client_stream *s)
 		stream_pluck(s, &s->tag_status);
 	else
 		s->status = GRPC_STATUS_UNKNOWN;
+	client_token_check(s->client, s->with_token, s->status);
 	if (s->start_pending) {
 		stream_pluck(s, &s->tag_start);
 		s->start_pending = 0;

@@ -37,6 +37,8 @@
 #include "platform/log.h"
 #include "platform/metrics.h"
 #include "platform/events.h"
+#include "platform/guard.h"
+#include "platform/identity.h"
 #include "platform/registrar.h"
 #include "platform/server.h"
 #include "platform/settings.h"
@@ -60,6 +62,9 @@ struct mounted_method {
 	void *handle;                    /* from grpc_server_register_method */
 	plat_server *srv;
 	struct metrics_method *mx;
+	int guarded;                     /* the guard runs before it */
+	char *grpc_service;              /* "platform.config.v1.Config" */
+	const char *grpc_method;         /* "Update", in m->path */
 };
 
 struct qmsg {
@@ -72,6 +77,8 @@ struct plat_ctx {
 	struct plat_stream *call;
 	int code;
 	grpc_byte_buffer *packed_resp;   /* from plat_respond_now */
+	struct plat_caller caller;
+	void *caller_mem;                /* malloc'd: holds caller's data */
 	char message[STATUS_MSG_MAX];
 	struct arena arena;              /* last: its inline block is big */
 };
@@ -134,6 +141,9 @@ struct plat_server {
 	struct metrics *metrics;
 	struct metrics_method *mx_unimplemented;
 	plat_events *events;             /* the platform events it emits */
+	struct plat_guard *guard;        /* NULL: --insecure-no-auth */
+	struct plat_identity *identity;  /* NULL: no credentials */
+	plat_client *client;             /* to discovery, events, ... */
 	void *user;
 
 	atomic_int active;               /* calls accepted, not yet freed */
@@ -491,6 +501,18 @@ plat_ctx_server(const plat_ctx *ctx)
 	return ctx->call->srv;
 }
 
+const struct plat_caller *
+plat_ctx_caller(const plat_ctx *ctx)
+{
+	return ctx->caller_mem != NULL ? &ctx->caller : NULL;
+}
+
+plat_client *
+plat_server_client(const plat_server *srv)
+{
+	return srv->client;
+}
+
 /* ---- call lifetime ---- */
 
 static struct plat_stream *
@@ -570,6 +592,7 @@ call_free(struct plat_stream *c)
 		grpc_byte_buffer_destroy(c->payload);
 	if (c->ctx.packed_resp != NULL)
 		grpc_byte_buffer_destroy(c->ctx.packed_resp);
+	free(c->ctx.caller_mem);
 	if (c->have_status_slice)
 		grpc_slice_unref(c->status_slice);
 	grpc_metadata_array_destroy(&c->md_in);
@@ -1138,6 +1161,55 @@ dispatch_bidi(struct plat_stream *c)
 	stream_after_handler(c, code);
 }
 
+/* ---- the guard ---- */
+
+/* Keeps the verified caller with the call, in one block outside the
+ * arena (a bidi call resets its arena after every message). */
+static void
+call_set_caller(struct plat_stream *c, const struct jwt_claims *cl)
+{
+	size_t size = (cl->nscopes + 1) * sizeof(char *) + strlen(cl->sub) + 1;
+	char **scopes, *p;
+
+	for (size_t i = 0; i < cl->nscopes; i++)
+		size += strlen(cl->scopes[i]) + 1;
+	c->ctx.caller_mem = malloc(size);
+	if (c->ctx.caller_mem == NULL)
+		abort();
+	scopes = c->ctx.caller_mem;
+	p = (char *)(scopes + cl->nscopes + 1);
+	for (size_t i = 0; i < cl->nscopes; i++) {
+		scopes[i] = p;
+		p = stpcpy(p, cl->scopes[i]) + 1;
+	}
+	scopes[cl->nscopes] = NULL;
+	c->ctx.caller.account = p;
+	strcpy(p, cl->sub);
+	c->ctx.caller.scopes = (const char *const *)scopes;
+	c->ctx.caller.nscopes = cl->nscopes;
+	c->ctx.caller.account_type = guard_account_type(cl->account_type);
+}
+
+/* PLAT_OK when the call may go to its handler, else its status with the
+ * message set. */
+static int
+call_guard(struct plat_stream *c)
+{
+	struct mounted_method *mm = c->mm;
+	struct jwt_claims claims;
+	int code;
+
+	code = plat_guard_check(c->srv->guard, plat_ctx_metadata(&c->ctx,
+	    "authorization"), mm->grpc_service, mm->grpc_method, &claims,
+	    c->ctx.message, sizeof(c->ctx.message));
+	c->ctx.code = code;
+	if (code != PLAT_OK)
+		return code;
+	call_set_caller(c, &claims);
+	jwt_claims_free(&claims);
+	return PLAT_OK;
+}
+
 /* ---- accepting calls ---- */
 
 static void
@@ -1167,6 +1239,15 @@ on_request(struct cq_tag *t, int ok)
 		unary_finish(c, PLAT_UNIMPLEMENTED, NULL);
 		call_unref(c);
 		return;
+	}
+	if (mm->guarded && c->srv->guard != NULL) {
+		int code = call_guard(c);
+
+		if (code != PLAT_OK) {
+			unary_finish(c, code, NULL);
+			call_unref(c);
+			return;
+		}
 	}
 	switch (mm->m->kind) {
 	case PLAT_METHOD_UNARY:
@@ -1380,17 +1461,33 @@ server_credentials(const struct plat_settings *s)
 	return creds;
 }
 
+/* guarded: the guard runs before these methods (the service's own, unless
+ * it checks its callers itself); health and reflection stay open. */
 static int
 server_mount(plat_server *srv, const struct plat_method *methods, size_t n,
-    size_t *at)
+    int guarded, size_t *at)
 {
 	for (size_t i = 0; i < n; i++) {
 		struct mounted_method *mm = &srv->methods[(*at)++];
 		int with_payload = methods[i].kind == PLAT_METHOD_UNARY ||
 		    methods[i].kind == PLAT_METHOD_SERVER_STREAM;
+		const char *path = methods[i].path;
+		const char *slash = strrchr(path, '/');
 
 		mm->m = &methods[i];
 		mm->srv = srv;
+		mm->guarded = guarded;
+		/* "/pkg.Service/Method": the names the rules match. */
+		if (path[0] == '/' && slash != NULL && slash > path + 1) {
+			mm->grpc_service = strndup(path + 1,
+			    (size_t)(slash - path - 1));
+			mm->grpc_method = slash + 1;
+		} else {
+			mm->grpc_service = strdup(path);
+			mm->grpc_method = "";
+		}
+		if (mm->grpc_service == NULL)
+			abort();
 		mm->mx = metrics_method(srv->metrics, methods[i].path);
 		mm->handle = grpc_server_register_method(srv->server,
 		    methods[i].path, NULL, with_payload ?
@@ -1438,9 +1535,11 @@ server_create(plat_server *srv)
 	srv->methods = calloc(srv->nmethods, sizeof(*srv->methods));
 	if (srv->methods == NULL)
 		abort();
-	if (server_mount(srv, srv->svc->methods, srv->svc->nmethods, &at) ||
-	    server_mount(srv, health_methods, health_nmethods, &at) ||
-	    server_mount(srv, reflection_methods, reflection_nmethods, &at))
+	if (server_mount(srv, srv->svc->methods, srv->svc->nmethods,
+	    !srv->svc->self_auth, &at) ||
+	    server_mount(srv, health_methods, health_nmethods, 0, &at) ||
+	    server_mount(srv, reflection_methods, reflection_nmethods, 0,
+	    &at))
 		return -1;
 
 	if ((creds = server_credentials(&srv->settings)) == NULL) {
@@ -1603,6 +1702,8 @@ server_free(plat_server *srv)
 	plat_events_free(srv->events);  /* before the metrics reading it */
 	health_free(srv->health);
 	metrics_free(srv->metrics);
+	for (size_t i = 0; srv->methods != NULL && i < srv->nmethods; i++)
+		free(srv->methods[i].grpc_service);
 	free(srv->methods);
 	free(srv->pollers);
 	settings_free(&srv->settings);
@@ -1642,6 +1743,126 @@ server_arm_all(plat_server *srv)
 	server_arm_unregistered(srv);
 }
 
+/*
+ * Where this server's tokens and the guard's keys and rules come from:
+ * --auth, or for auth-srv itself its own address. NULL: nowhere.
+ */
+static const char *
+server_auth_address(const plat_server *srv)
+{
+	if (srv->settings.auth != NULL)
+		return srv->settings.auth;
+	return srv->svc->self_auth ? srv->address : NULL;
+}
+
+/*
+ * The settings the guard and the identity need, checked before anything
+ * starts: a one-line error naming them and 2, or 0 with the credentials
+ * (if any) in *creds.
+ */
+static int
+server_check_auth(plat_server *srv, struct plat_credentials *creds,
+    char *err, size_t errlen)
+{
+	const struct plat_settings *s = &srv->settings;
+
+	if (!s->insecure_no_auth && !srv->svc->self_auth && s->auth == NULL) {
+		snprintf(err, errlen, "--auth (PLATFORM_AUTH): required: the "
+		    "auth-srv this server's guard reads keys and rules from "
+		    "(or --insecure-no-auth, for development only)");
+		return 2;
+	}
+	if (plat_credentials_load(s->credentials, creds, err, errlen) < 0)
+		return 2;
+	return 0;
+}
+
+/*
+ * This server's side of the fleet's security: its identity (tokens for
+ * its calls), the client every outbound call goes through, and the guard
+ * in front of its methods. The guard is made before serving, so no call
+ * is ever answered unguarded.
+ */
+static int
+server_secure(plat_server *srv, struct plat_credentials *creds)
+{
+	const struct plat_settings *s = &srv->settings;
+	const char *auth = server_auth_address(srv);
+	struct plat_client_opts co = {
+		.discovery = s->discovery,
+		.tls_ca = s->tls_ca,
+		.tls_cert = s->tls_cert,
+		.tls_key = s->tls_key,
+	};
+
+	if (creds->client_id != NULL && auth != NULL) {
+		srv->identity = plat_identity_new(auth, creds, &co);
+		if (srv->identity == NULL)
+			return -1;
+		co.token = plat_identity_token;
+		co.token_rejected = plat_identity_rejected;
+		co.token_arg = srv->identity;
+		log_info("service identity", "client_id",
+		    plat_identity_client_id(srv->identity), "auth", auth);
+	} else if (creds->client_id != NULL) {
+		log_warn("credentials given but no --auth to get tokens from: "
+		    "calls to other servers carry no token");
+	} else if (!s->insecure_no_auth) {
+		log_warn("no service identity (--credentials, or "
+		    "PLATFORM_CLIENT_ID and PLATFORM_CLIENT_SECRET): calls to "
+		    "other servers carry no token and are refused",
+		    "auth", auth);
+	}
+	plat_credentials_free(creds);
+	if ((s->discovery != NULL || srv->identity != NULL ||
+	    (!s->insecure_no_auth && !srv->svc->self_auth)) &&
+	    (srv->client = plat_client_new(&co)) == NULL)
+		return -1;
+	if (s->insecure_no_auth && !srv->svc->self_auth) {
+		log_warn("guard OFF: every caller is trusted, no token is "
+		    "checked (--insecure-no-auth / PLATFORM_INSECURE_NO_AUTH: "
+		    "for development only, never in production)");
+		return 0;
+	}
+	if (srv->svc->self_auth)
+		return 0;
+	srv->guard = plat_guard_start(&(struct plat_guard_opts){
+		.auth = auth,
+		.issuer = s->auth_issuer,
+		.audience = s->auth_audience,
+		.client = srv->client,
+	});
+	if (srv->guard == NULL)
+		return -1;
+	log_info("guard on", "auth", auth, "issuer", s->auth_issuer,
+	    "audience", s->auth_audience);
+	return 0;
+}
+
+/* Ends every outbound call: before draining, since the server waits for
+ * every connection to go and nothing else would read the GOAWAY on a
+ * channel this process opened to itself. The guard keeps its last keys
+ * and rules for the calls still arriving. */
+static void
+server_close_outbound(plat_server *srv)
+{
+	plat_guard_stop(srv->guard);
+	plat_client_free(srv->client);
+	srv->client = NULL;
+	plat_identity_free(srv->identity);
+	srv->identity = NULL;
+}
+
+/* "on" when the guard checks every call, "self" when the service checks
+ * its own callers, "off" under --insecure-no-auth. */
+static const char *
+server_auth_mode(const plat_server *srv)
+{
+	if (srv->svc->self_auth)
+		return "self";
+	return srv->guard != NULL ? "on" : "off";
+}
+
 int
 plat_main(const struct plat_service *svc, int argc, char **argv)
 {
@@ -1649,9 +1870,9 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	char err[512], prog[128], ttl[16];
 	sigset_t sigs;
 	int sig, rc, exit_code = 1;
-	plat_client *client = NULL;
 	plat_registrar *reg = NULL;
 	const char **eps = NULL;
+	struct plat_credentials creds = { 0 };
 
 	if ((srv = calloc(1, sizeof(*srv))) == NULL)
 		abort();
@@ -1671,6 +1892,8 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 		server_free(srv);
 		return 0;
 	}
+	if (rc == SETTINGS_OK)
+		rc = server_check_auth(srv, &creds, err, sizeof(err));
 	if (rc != SETTINGS_OK) {
 		fprintf(stderr, "%s: %s\n", prog, err);
 		server_free(srv);
@@ -1705,8 +1928,21 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 		server_discard_unstarted(srv);
 		goto out_grpc;
 	}
+	if ((srv->settings.discovery == NULL ||
+	    srv->settings.discovery[0] == '\0') && svc->self_discovery) {
+		free(srv->settings.discovery);
+		if ((srv->settings.discovery = strdup(srv->address)) == NULL)
+			abort();
+	}
+	if (server_secure(srv, &creds) != 0) {
+		log_error("cannot set up the guard or the service identity");
+		server_close_outbound(srv);
+		server_discard_unstarted(srv);
+		goto out_grpc;
+	}
 	if (svc->init != NULL && svc->init(srv, &srv->settings) != 0) {
 		log_error("service failed to start", "service", svc->name);
+		server_close_outbound(srv);
 		server_discard_unstarted(srv);
 		goto out_grpc;
 	}
@@ -1714,6 +1950,7 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	server_arm_all(srv);
 	if (server_start_pollers(srv) != 0) {
 		log_error("cannot start pollers");
+		server_close_outbound(srv);
 		server_shutdown(srv);
 		goto out_fini;
 	}
@@ -1723,23 +1960,13 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	log_info("server started", "service", svc->name, "version",
 	    svc->version, "listen", srv->address, "node",
 	    srv->settings.node_id, "tls",
-	    srv->settings.tls_cert != NULL ? "on" : "off");
+	    srv->settings.tls_cert != NULL ? "on" : "off", "auth",
+	    server_auth_mode(srv));
 
-	if ((srv->settings.discovery == NULL ||
-	    srv->settings.discovery[0] == '\0') && svc->self_discovery) {
-		free(srv->settings.discovery);
-		if ((srv->settings.discovery = strdup(srv->address)) == NULL)
-			abort();
-	}
 	if (srv->settings.discovery != NULL &&
 	    srv->settings.discovery[0] != '\0') {
-		struct plat_client_opts co = {
-			.discovery = srv->settings.discovery,
-			.tls_ca = srv->settings.tls_ca,
-			.tls_cert = srv->settings.tls_cert,
-			.tls_key = srv->settings.tls_key,
-		};
-		const char *md[] = { "grpc_service", svc->grpc_service, NULL };
+		const char *md[] = { "grpc_service", svc->grpc_service,
+		    "auth", server_auth_mode(srv), NULL };
 		struct plat_registration r;
 		const char *adv = srv->settings.advertise;
 		char adv_buf[300];
@@ -1764,9 +1991,9 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 		r.metadata = md;
 		r.endpoints = eps;
 		r.ttl_s = srv->settings.register_ttl_s;
-		client = plat_client_new(&co);
-		reg = plat_registrar_start(client, srv->settings.discovery, &r);
-		plat_events_connect(srv->events, client);
+		reg = plat_registrar_start(srv->client,
+		    srv->settings.discovery, &r);
+		plat_events_connect(srv->events, srv->client);
 	}
 
 	do {
@@ -1785,22 +2012,18 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	 * (emitted while draining) are dropped and counted. */
 	plat_events_stop(srv->events, srv->settings.grace_ms < EVENTS_FLUSH_MS ?
 	    srv->settings.grace_ms : EVENTS_FLUSH_MS);
-	/* Close our own client channels before draining: the server waits
-	 * for every connection to go, and nothing else would read the
-	 * GOAWAY on a channel this process opened to itself. */
-	if (client != NULL)
-		plat_client_free(client);
-	client = NULL;
+	server_close_outbound(srv);
 	server_shutdown(srv);
 	exit_code = 0;
 out_fini:
 	metrics_stop(srv->metrics);
 	if (svc->fini != NULL)
 		svc->fini(srv);
-	if (client != NULL)
-		plat_client_free(client);
 	free(eps);
 out_grpc:
+	plat_credentials_free(&creds);
+	plat_guard_free(srv->guard);
+	srv->guard = NULL;
 	grpc_shutdown();
 	log_info("stopped", "exit", exit_code == 0 ? "0" : "1");
 	server_free(srv);

@@ -27,6 +27,7 @@ enum settings_kind {
 	SETTINGS_K_INT,
 	SETTINGS_K_LOGFMT,
 	SETTINGS_K_LOGLVL,
+	SETTINGS_K_BOOL,	/* "--flag" alone, or =1/0, true/false, ... */
 };
 
 #define SETTINGS_F_EMPTY_UNSET	0x1	/* an empty value means not given */
@@ -107,6 +108,27 @@ static const struct settings_def settings_defs[] = {
 	  "registration TTL in seconds, 3..3600",
 	  SETTINGS_K_INT, 0, SETTINGS_OFF(register_ttl_s),
 	  3, 3600, 15, NULL },
+	{ "--auth", "PLATFORM_AUTH", "ADDR",
+	  "auth-srv host:port: the guard's keys and rules, this server's "
+	  "tokens",
+	  SETTINGS_K_ADDR, SETTINGS_F_EMPTY_UNSET, SETTINGS_OFF(auth),
+	  0, 0, 0, "none (auth-srv: itself)" },
+	{ "--auth-issuer", "PLATFORM_AUTH_ISSUER", "S",
+	  "the iss every access token must have",
+	  SETTINGS_K_STR, SETTINGS_F_EMPTY_UNSET, SETTINGS_OFF(auth_issuer),
+	  0, 0, 0, SETTINGS_AUTH_ISSUER },
+	{ "--auth-audience", "PLATFORM_AUTH_AUDIENCE", "S",
+	  "the aud every access token must hold",
+	  SETTINGS_K_STR, SETTINGS_F_EMPTY_UNSET, SETTINGS_OFF(auth_audience),
+	  0, 0, 0, SETTINGS_AUTH_AUDIENCE },
+	{ "--credentials", "PLATFORM_CREDENTIALS", "FILE",
+	  "this server's identity: JSON client_id, client_secret (mode 0600)",
+	  SETTINGS_K_FILE, SETTINGS_F_EMPTY_UNSET, SETTINGS_OFF(credentials),
+	  0, 0, 0, "PLATFORM_CLIENT_ID and PLATFORM_CLIENT_SECRET" },
+	{ "--insecure-no-auth", "PLATFORM_INSECURE_NO_AUTH", NULL,
+	  "DEVELOPMENT ONLY: no guard, every caller is trusted",
+	  SETTINGS_K_BOOL, 0, SETTINGS_OFF(insecure_no_auth),
+	  0, 1, 0, "0" },
 	{ "--help", NULL, NULL, "print this help and exit (also -h)",
 	  SETTINGS_K_HELP, 0, 0, 0, 0, 0, NULL },
 };
@@ -323,6 +345,20 @@ settings_apply(struct plat_settings *s, const struct settings_def *d,
 			return -1;
 		}
 		return 0;
+	case SETTINGS_K_BOOL:
+		if (strcmp(v, "1") == 0 || strcmp(v, "true") == 0 ||
+		    strcmp(v, "yes") == 0 || strcmp(v, "on") == 0)
+			n = 1;
+		else if (strcmp(v, "0") == 0 || strcmp(v, "false") == 0 ||
+		    strcmp(v, "no") == 0 || strcmp(v, "off") == 0)
+			n = 0;
+		else {
+			errbuf_set(err, errlen, "%s: must be 1 or 0 (true or "
+			    "false), got \"%s\"", name, show);
+			return -1;
+		}
+		*(int *)(void *)((char *)s + d->off) = (int)n;
+		return 0;
 	case SETTINGS_K_HELP:
 		return 0;
 	}
@@ -337,7 +373,7 @@ settings_defaults(struct plat_settings *s)
 	const struct settings_def *d;
 
 	for (d = settings_defs; d < settings_defs + SETTINGS_NDEFS; d++) {
-		if (d->kind == SETTINGS_K_INT)
+		if (d->kind == SETTINGS_K_INT || d->kind == SETTINGS_K_BOOL)
 			*(int *)(void *)((char *)s + d->off) = d->dflt;
 		else if (d->kind == SETTINGS_K_LOGFMT)
 			s->log_format = (enum log_format)d->dflt;
@@ -357,6 +393,10 @@ settings_derive(struct plat_settings *s, const struct settings_spec *spec)
 	    "platform";
 	size_t plen = strlen(prog);
 
+	if (s->auth_issuer == NULL)
+		s->auth_issuer = settings_strdup(SETTINGS_AUTH_ISSUER);
+	if (s->auth_audience == NULL)
+		s->auth_audience = settings_strdup(SETTINGS_AUTH_AUDIENCE);
 	settings_hostname(host, sizeof(host));
 	if (settings_address_unspecified(s->listen, &port) &&
 	    s->advertise == NULL) {
@@ -473,6 +513,9 @@ settings_parse(struct plat_settings *s, const struct settings_spec *spec,
 		}
 		if (a[nlen] == '=')
 			v = a + nlen + 1;
+		else if ((size_t)at < SETTINGS_NDEFS &&
+		    settings_defs[at].kind == SETTINGS_K_BOOL)
+			v = "1";        /* a switch: its name alone is on */
 		else if (ac + 1 < argc && strncmp(argv[ac + 1], "--", 2) != 0)
 			v = argv[++ac];
 		else {
@@ -599,5 +642,9 @@ settings_free(struct plat_settings *s)
 	free(s->tls_ca);
 	free(s->metrics_listen);
 	free(s->node_id);
+	free(s->auth);
+	free(s->auth_issuer);
+	free(s->auth_audience);
+	free(s->credentials);
 	memset(s, 0, sizeof(*s));
 }

@@ -14,7 +14,7 @@
 #include "platform/auth/v1/auth.pb-c.h"
 #include "platform/jwt_verify.h"
 #include "platform/server.h"
-#include "rules.h"
+#include "platform/rules.h"
 #include "store.h"
 
 #define AUTH_ADMIN_SCOPE "platform:admin"

@@ -284,6 +284,39 @@ bootstrap_rule(const char *id, const char *service, const char *method,
 	return rule_copy(&r);
 }
 
+/* What a fleet needs from the first start: the admin may call
+ * everything; every server (a service account) registers, heartbeats,
+ * deregisters and looks others up in discovery, and publishes its
+ * platform events. */
+static const struct bootstrap_rule {
+	const char *id, *service, *method, *scope;
+	int type;
+	int32_t priority;
+	const char *description;
+} bootstrap_rules[] = {
+	{ "bootstrap-admin", "*", "*", AUTH_ADMIN_SCOPE, RULE_ANY_TYPE, 1000,
+	  "the admin scope may call everything" },
+	{ "bootstrap-discovery-register", "platform.discovery.v1.Discovery",
+	  "Register", "", RULE_SERVICE, 0,
+	  "every service account registers and heartbeats" },
+	{ "bootstrap-discovery-deregister", "platform.discovery.v1.Discovery",
+	  "Deregister", "", RULE_SERVICE, 0,
+	  "every service account deregisters" },
+	{ "bootstrap-discovery-get-service", "platform.discovery.v1.Discovery",
+	  "GetService", "", RULE_SERVICE, 0,
+	  "every service account looks up services" },
+	{ "bootstrap-discovery-list-services",
+	  "platform.discovery.v1.Discovery", "ListServices", "",
+	  RULE_SERVICE, 0, "every service account lists services" },
+	{ "bootstrap-discovery-watch", "platform.discovery.v1.Discovery",
+	  "Watch", "", RULE_SERVICE, 0,
+	  "every service account watches the registry" },
+	{ "bootstrap-event-publish", "platform.event.v1.Event", "Publish*", "",
+	  RULE_SERVICE, 0, "every service account publishes platform events" },
+};
+#define BOOTSTRAP_NRULES \
+	(sizeof(bootstrap_rules) / sizeof(bootstrap_rules[0]))
+
 /* On the very first start: the admin account, its credentials in the
  * bootstrap file, and the first rules. PLAT_OK when done or not needed. */
 static enum plat_code
@@ -291,7 +324,7 @@ bootstrap(void)
 {
 	const char *path = A.set.bootstrap_file;
 	char hash[SECRET_HASH_MAX], err[256], *tmp, *secret;
-	struct rule *rules[3];
+	struct rule *rules[BOOTSTRAP_NRULES];
 	struct account admin = {
 		.id = BOOTSTRAP_ADMIN,
 		.type = RULE_SERVICE,
@@ -317,18 +350,15 @@ bootstrap(void)
 	}
 	secret_free(secret);
 	admin.metadata = json_pack("{s:s}", "created_by", "bootstrap");
-	rules[0] = bootstrap_rule("bootstrap-admin", "*", "*",
-	    AUTH_ADMIN_SCOPE, RULE_ANY_TYPE, 1000,
-	    "the admin scope may call everything");
-	rules[1] = bootstrap_rule("bootstrap-discovery-register",
-	    "platform.discovery.v1.Discovery", "Register", "", RULE_SERVICE,
-	    0, "every service account registers and heartbeats");
-	rules[2] = bootstrap_rule("bootstrap-discovery-deregister",
-	    "platform.discovery.v1.Discovery", "Deregister", "", RULE_SERVICE,
-	    0, "every service account deregisters");
-	code = store_bootstrap(A.store, &admin, rules, 3, &done, err,
-	    sizeof(err));
-	for (int i = 0; i < 3; i++)
+	for (size_t i = 0; i < BOOTSTRAP_NRULES; i++) {
+		const struct bootstrap_rule *b = &bootstrap_rules[i];
+
+		rules[i] = bootstrap_rule(b->id, b->service, b->method,
+		    b->scope, b->type, b->priority, b->description);
+	}
+	code = store_bootstrap(A.store, &admin, rules, BOOTSTRAP_NRULES,
+	    &done, err, sizeof(err));
+	for (size_t i = 0; i < BOOTSTRAP_NRULES; i++)
 		rule_free(rules[i]);
 	json_decref(admin.metadata);
 	explicit_bzero(hash, sizeof(hash));

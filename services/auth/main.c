@@ -147,6 +147,7 @@ static const struct plat_service auth_service = {
 	.nmethods = 0,              /* set in main: the table lives elsewhere */
 	.options = auth_options,
 	.noptions = 0,
+	.self_auth = 1,
 	.init = auth_init,
 	.fini = auth_fini,
 };

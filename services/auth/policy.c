@@ -311,6 +311,29 @@ parse_rule_token(plat_ctx *ctx, const char *token, struct rule *last)
 	return PLAT_OK;
 }
 
+/* Reading the rules (ListRules, WatchRules) takes the admin scope or a
+ * service account: every server's guard reads them with its own
+ * identity. */
+static int
+rules_reader(plat_ctx *ctx)
+{
+	struct jwt_claims caller;
+	bool ok;
+	int rc;
+
+	if ((rc = auth_caller(ctx, false, &caller)) != PLAT_OK)
+		return rc;
+	ok = jwt_claims_has_scope(&caller, AUTH_ADMIN_SCOPE) ||
+	    (caller.account_type != NULL &&
+	    strcmp(caller.account_type, "service") == 0);
+	jwt_claims_free(&caller);
+	if (!ok)
+		return plat_error(ctx, PLAT_PERMISSION_DENIED, "reading the "
+		    "rules needs the scope \"%s\" or a service account",
+		    AUTH_ADMIN_SCOPE);
+	return PLAT_OK;
+}
+
 int
 auth_list_rules(plat_ctx *ctx, const ProtobufCMessage *msg,
     ProtobufCMessage **resp)
@@ -320,7 +343,6 @@ auth_list_rules(plat_ctx *ctx, const ProtobufCMessage *msg,
 	    Platform__Auth__V1__ListRulesResponse,
 	    &platform__auth__v1__list_rules_response__descriptor);
 	struct rule last = { 0 };
-	struct jwt_claims caller;
 	struct rule_set *rs;
 	size_t i = 0, n;
 	int page = 0, rc;
@@ -331,9 +353,8 @@ auth_list_rules(plat_ctx *ctx, const ProtobufCMessage *msg,
 	if (req->page_token[0] != '\0' &&
 	    (rc = parse_rule_token(ctx, req->page_token, &last)) != PLAT_OK)
 		return rc;
-	if ((rc = auth_caller(ctx, true, &caller)) != PLAT_OK)
+	if ((rc = rules_reader(ctx)) != PLAT_OK)
 		return rc;
-	jwt_claims_free(&caller);
 	if ((rs = auth_rules()) == NULL)
 		return plat_error(ctx, PLAT_UNAVAILABLE, "rules not loaded yet "
 		    "(database unavailable)");
@@ -381,15 +402,13 @@ watcher_closed(plat_stream *st, void *arg)
 int
 auth_watch_rules(plat_ctx *ctx, const ProtobufCMessage *msg, plat_stream *st)
 {
-	struct jwt_claims caller;
 	struct rule_set *rs;
 	struct watcher *w;
 	int rc;
 
 	(void)msg;
-	if ((rc = auth_caller(ctx, true, &caller)) != PLAT_OK)
+	if ((rc = rules_reader(ctx)) != PLAT_OK)
 		return rc;
-	jwt_claims_free(&caller);
 	pthread_mutex_lock(&P.send_mu);
 	pthread_mutex_lock(&P.mu);
 	if ((rs = P.set) == NULL) {

@@ -11,7 +11,7 @@
  *   auth_signing_keys    signing keys: the private key sealed with the
  *                        key-encryption key (keys.h), the public JWK,
  *                        created and retired times
- *   auth_rules           access rules (rules.h)
+ *   auth_rules           access rules (platform/rules.h)
  *   auth_bootstrap       one row once the first start has bootstrapped
  *
  * Rule changes notify channel 'platform_auth_rules' in their
@@ -29,7 +29,7 @@
 #include <jansson.h>
 
 #include "platform/server.h"
-#include "rules.h"
+#include "platform/rules.h"
 
 #define STORE_RULES_CHANNEL "platform_auth_rules"
 

@@ -443,6 +443,18 @@ config_write(plat_ctx *ctx, const struct store_write *w, char *json,
 	return rc;
 }
 
+/* A version's author: the one the request names, else the caller the
+ * guard verified, else none. */
+static const char *
+write_author(plat_ctx *ctx, const char *given)
+{
+	const struct plat_caller *who = plat_ctx_caller(ctx);
+
+	if (given[0] != '\0' || who == NULL)
+		return given;
+	return who->account;
+}
+
 static int
 config_update(plat_ctx *ctx, const ProtobufCMessage *msg,
     ProtobufCMessage **resp)
@@ -456,7 +468,7 @@ config_update(plat_ctx *ctx, const ProtobufCMessage *msg,
 		.ns = req->namespace_,
 		.path = req->path,
 		.expected_version = req->expected_version,
-		.author = req->author,
+		.author = write_author(ctx, req->author),
 		.comment = req->comment,
 	};
 	char *json, err[512];
@@ -483,7 +495,7 @@ config_delete(plat_ctx *ctx, const ProtobufCMessage *msg,
 		.ns = req->namespace_,
 		.path = req->path,
 		.expected_version = req->expected_version,
-		.author = req->author,
+		.author = write_author(ctx, req->author),
 		.comment = req->comment,
 	};
 	int rc;
@@ -508,7 +520,7 @@ config_rollback(plat_ctx *ctx, const ProtobufCMessage *msg,
 		.path = req->path,
 		.expected_version = req->expected_version,
 		.to_version = req->to_version,
-		.author = req->author,
+		.author = write_author(ctx, req->author),
 		.comment = req->comment,
 	};
 	int rc;

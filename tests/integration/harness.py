@@ -210,6 +210,12 @@ def log_dir():
     return _logdir
 
 
+# The integration tests test features, not the guard: servers run with
+# the development switch unless a test turns the guard on (test_guard.py)
+# by passing GUARD_ON in env.
+GUARD_ON = {'PLATFORM_INSECURE_NO_AUTH': ''}
+
+
 def child_env(extra=None):
     env = dict(os.environ)
     # Keep the sanitizers' reports on stderr and their exit codes non-zero.
@@ -221,6 +227,7 @@ def child_env(extra=None):
                 'PLATFORM_BUILD_DIR', 'PLATFORM_SOURCE_DIR',
                 'PLATFORM_IT_LOGDIR', 'PLATFORM_IT_KEEP_LOGS'):
             del env[k]
+    env['PLATFORM_INSECURE_NO_AUTH'] = '1'
     if extra:
         env.update(extra)
     return env

@@ -195,12 +195,21 @@ class BootstrapTest(AuthCase):
         self.assertIn(ah.ADMIN_SCOPE, i.scopes)
         ids = {r.id for r in self.c.call('ListRules').rules}
         self.assertTrue({'bootstrap-admin', 'bootstrap-discovery-register',
-                         'bootstrap-discovery-deregister'} <= ids, ids)
+                         'bootstrap-discovery-deregister',
+                         'bootstrap-discovery-get-service',
+                         'bootstrap-discovery-list-services',
+                         'bootstrap-discovery-watch',
+                         'bootstrap-event-publish'} <= ids, ids)
         sid, s = self.service()
-        for m in ('Register', 'Deregister'):
+        for m in ('Register', 'Deregister', 'GetService', 'ListServices',
+                  'Watch'):
             v = self.c.verify(account=sid, service=DISCOVERY, method=m)
             self.assertTrue(v.allowed, v.reason)
-        v = self.c.verify(account=sid, service=DISCOVERY, method='Watch')
+        v = self.c.verify(account=sid, service='platform.event.v1.Event',
+                          method='PublishBatch')
+        self.assertTrue(v.allowed, v.reason)
+        v = self.c.verify(account=sid, service='platform.config.v1.Config',
+                          method='Update')
         self.assertFalse(v.allowed)
         uid, _ = self.user()
         v = self.c.verify(account=uid, service=DISCOVERY, method='Register')
@@ -396,7 +405,7 @@ class GrantsTest(AuthCase):
         for method, kw in (('CreateAccount', {}), ('GetAccount',
                            {'id': sid}), ('ListAccounts', {}),
                            ('DeleteAccount', {'id': sid}),
-                           ('ListRules', {}), ('DeleteRule', {'id': 'x'})):
+                           ('DeleteRule', {'id': 'x'})):
             self.assertCode(rpc_error(svc.call, method, **kw) if method !=
                             'CreateAccount' else rpc_error(
                                 svc.create_account, uniq(), SERVICE),
@@ -405,8 +414,19 @@ class GrantsTest(AuthCase):
                             'CreateAccount' else rpc_error(
                                 anon.create_account, uniq(), SERVICE),
                             C.UNAUTHENTICATED)
-        w = svc.watch_rules()
-        self.assertCode(w.end(), C.PERMISSION_DENIED)
+        # Reading the rules takes the admin scope or a service account
+        # (every server's guard reads them): a user may not.
+        self.assertEqual(len(svc.call('ListRules').rules), len(
+            self.c.call('ListRules').rules))
+        uid, pw = self.user()
+        ut = self.c.password(uid, pw).access_token
+        self.keep(ut)
+        user = self.c.with_token(ut)
+        self.assertCode(rpc_error(user.call, 'ListRules'),
+                        C.PERMISSION_DENIED)
+        self.assertCode(rpc_error(anon.call, 'ListRules'),
+                        C.UNAUTHENTICATED)
+        self.assertCode(user.watch_rules().end(), C.PERMISSION_DENIED)
 
     def test_account_crud(self):
         sid, secret = self.service(scopes=['x'], metadata={'team': 'a'})
@@ -878,7 +898,7 @@ class BadInputTest(AuthCase):
                    account='*', effect=ALLOW, description='d' * 1025)
         self.check(self.c.call, 'id', 'DeleteRule', id='')
         self.check(self.c.call, 'page_token', 'ListRules', page_token='zz')
-        self.assertEqual(len(self.c.call('ListRules').rules), 3)
+        self.assertEqual(len(self.c.call('ListRules').rules), 7)
 
     def test_malformed_message(self):
         for method in ('Token', 'Inspect', 'CreateAccount', 'Verify'):

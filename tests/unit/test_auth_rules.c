@@ -1,4 +1,4 @@
-/* Unit tests for auth-srv's rule evaluation (services/auth/rules.c):
+/* Unit tests for auth-srv's rule evaluation (common/rules.c):
  * patterns, checks, and precedence: priority first, deny wins a tie,
  * default deny. */
 #include <stdarg.h>
@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "platform/xalloc.h"
-#include "rules.h"
+#include "platform/rules.h"
 
 /* A rule in a set under construction. */
 struct spec {

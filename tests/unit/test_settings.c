@@ -313,6 +313,34 @@ test_log_values(void **state)
 }
 
 static void
+test_guard_settings(void **state)
+{
+	(void)state;
+	assert_int_equal(RUN0(), SETTINGS_OK);
+	assert_null(s.auth);
+	assert_null(s.credentials);
+	assert_string_equal(s.auth_issuer, "platform-auth");
+	assert_string_equal(s.auth_audience, "platform");
+	assert_int_equal(s.insecure_no_auth, 0);
+	/* A switch: its name alone is on, and it takes no value after it. */
+	assert_int_equal(RUN("--insecure-no-auth", "--auth", "a:1"),
+	    SETTINGS_OK);
+	assert_int_equal(s.insecure_no_auth, 1);
+	assert_string_equal(s.auth, "a:1");
+	assert_int_equal(RUN("--insecure-no-auth=false"), SETTINGS_OK);
+	assert_int_equal(s.insecure_no_auth, 0);
+	expect_error(RUN("--insecure-no-auth=maybe"), "--insecure-no-auth");
+	expect_error(RUN("--auth", "nohost"), "--auth");
+	env_set("PLATFORM_INSECURE_NO_AUTH", "1");
+	env_set("PLATFORM_AUTH_ISSUER", "me");
+	assert_int_equal(RUN0(), SETTINGS_OK);
+	assert_int_equal(s.insecure_no_auth, 1);
+	assert_string_equal(s.auth_issuer, "me");
+	assert_int_equal(RUN("--insecure-no-auth=0"), SETTINGS_OK);
+	assert_int_equal(s.insecure_no_auth, 0);
+}
+
+static void
 test_check_address(void **state)
 {
 	static const char *good[] = { "localhost:1", "127.0.0.1:65535",
@@ -566,6 +594,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_numeric_ranges, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_log_values, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_guard_settings, setup,
 		    teardown),
 		cmocka_unit_test(test_check_address),
 		cmocka_unit_test_setup_teardown(test_bad_addresses, setup,

@@ -27,6 +27,15 @@ struct plat_client_opts {
 	const char *tls_key;
 	int default_deadline_ms;      /* 0 means 5000 */
 	int max_message_bytes;        /* 0 means 4 MiB */
+	/* Outbound identity: when set, every call that does not carry its
+	 * own "authorization" metadata gets "Bearer " + the token this
+	 * fills into buf (0; -1 sends the call without one). token_rejected
+	 * runs after a server answered UNAUTHENTICATED to such a call, so
+	 * the next one gets a fresh token. Both may be called from any
+	 * thread at once; token_arg is passed to both. */
+	int (*token)(void *arg, char *buf, size_t len);
+	void (*token_rejected)(void *arg);
+	void *token_arg;
 };
 
 struct plat_call_opts {

@@ -106,6 +106,10 @@ struct plat_service {
 	/* With no --discovery, register with this server itself (only
 	 * discovery-srv does). */
 	int self_discovery;
+	/* auth-srv: checks its own callers (Token and PublicKeys are open),
+	 * so the guard does not run in front of its methods, and with no
+	 * --auth it is its own auth-srv for this server's tokens. */
+	int self_auth;
 	/* Called after settings are parsed and before serving; non-zero
 	 * aborts the start (exit 1). May be NULL. */
 	int (*init)(plat_server *srv, const struct plat_settings *s);
@@ -158,6 +162,17 @@ int64_t plat_ctx_deadline_left_ms(const plat_ctx *ctx);
 /* First value of a request metadata key (lower case), or NULL. */
 const char *plat_ctx_metadata(const plat_ctx *ctx, const char *key);
 const char *plat_ctx_peer(const plat_ctx *ctx);
+
+/* Who called, as the guard verified it (platform/guard.h). */
+struct plat_caller {
+	const char *account;            /* the access token's sub */
+	int account_type;               /* 1 user, 2 service, 0 not said */
+	const char *const *scopes;
+	size_t nscopes;
+};
+/* The verified caller, or NULL when the call was not guarded (the guard
+ * off, health, reflection, auth-srv's own methods). Valid for the call. */
+const struct plat_caller *plat_ctx_caller(const plat_ctx *ctx);
 const char *plat_ctx_method(const plat_ctx *ctx);
 plat_server *plat_ctx_server(const plat_ctx *ctx);
 
@@ -198,6 +213,10 @@ const struct plat_settings *plat_server_settings(const plat_server *srv);
 struct metrics *plat_server_metrics(const plat_server *srv);
 /* The address the server listens on (the bound port when :0 was given). */
 const char *plat_server_address(const plat_server *srv);
+/* The client this server calls others with (discovery, events), sending
+ * its own access token; NULL when it has neither --discovery nor an
+ * identity. */
+struct plat_client *plat_server_client(const plat_server *srv);
 /* The server's platform events publisher (platform/events.h), for
  * plat_event_emit. */
 struct plat_events *plat_server_events(const plat_server *srv);

@@ -19,6 +19,16 @@
  *   --max-message-bytes N   PLATFORM_MAX_MESSAGE_BYTES  1024..67108864
  *   --grace-ms N            PLATFORM_GRACE_MS        shutdown drain, 0..600000
  *   --register-ttl N        PLATFORM_REGISTER_TTL    seconds, 3..3600
+ *   --auth ADDR             PLATFORM_AUTH            auth-srv host:port (the
+ *                                                    guard's keys and rules,
+ *                                                    this server's tokens)
+ *   --auth-issuer S         PLATFORM_AUTH_ISSUER     iss tokens must have
+ *   --auth-audience S       PLATFORM_AUTH_AUDIENCE   aud tokens must hold
+ *   --credentials FILE      PLATFORM_CREDENTIALS     this server's identity:
+ *                                                    JSON client_id and
+ *                                                    client_secret, mode 0600
+ *   --insecure-no-auth      PLATFORM_INSECURE_NO_AUTH  development only: no
+ *                                                    guard, every caller trusted
  *   --help
  *
  * Flags accept "--flag value" and "--flag=value". A service may add its own
@@ -48,7 +58,15 @@ struct plat_settings {
 	int max_message_bytes;
 	int grace_ms;
 	int register_ttl_s;
+	char *auth;             /* NULL: none given */
+	char *auth_issuer;      /* default "platform-auth" */
+	char *auth_audience;    /* default "platform" */
+	char *credentials;      /* NULL: PLATFORM_CLIENT_ID/_SECRET, or none */
+	int insecure_no_auth;   /* 1: the guard is off */
 };
+
+#define SETTINGS_AUTH_ISSUER "platform-auth"
+#define SETTINGS_AUTH_AUDIENCE "platform"
 
 /* A service-specific string option; *value is set to a malloc'd copy (or
  * left as is when not given; a non-NULL initial value must be malloc'd

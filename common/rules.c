@@ -7,7 +7,7 @@
 
 #include "platform/errbuf.h"
 #include "platform/xalloc.h"
-#include "rules.h"
+#include "platform/rules.h"
 
 struct rule_set {
 	atomic_int refs;

@@ -17,8 +17,8 @@
  * highest priority with an applicable rule decides, deny wins a tie, and
  * when no rule applies the answer is deny.
  */
-#ifndef AUTH_RULES_H
-#define AUTH_RULES_H
+#ifndef PLATFORM_RULES_H
+#define PLATFORM_RULES_H
 
 #include <stdbool.h>
 #include <stddef.h>
