@@ -242,6 +242,18 @@ ctl_auth_metadata(void)
 	return st.md;
 }
 
+int
+ctl_auth_token(void *arg, char *buf, size_t len)
+{
+	const char *const *md = ctl_auth_metadata();
+
+	(void)arg;
+	if (md == NULL || strncmp(md[1], "Bearer ", 7) != 0 ||
+	    (size_t)snprintf(buf, len, "%s", md[1] + 7) >= len)
+		return -1;
+	return 0;
+}
+
 /* ---- the commands' flags ---- */
 
 struct au_flags {

@@ -23,6 +23,9 @@ void ctl_auth_setup(const struct ctl_host *h);
  * its refresh token (and saved); one that cannot be is left out, after
  * a line on stderr saying to log in again. Valid until ctl_auth_cleanup. */
 const char *const *ctl_auth_metadata(void);
+/* The same token for the client's own calls (finding a service through
+ * discovery), as plat_client_opts.token: 0, or -1 when none is stored. */
+int ctl_auth_token(void *arg, char *buf, size_t len);
 
 /* Wipes and frees what ctl_auth_metadata kept. */
 void ctl_auth_cleanup(void);

@@ -336,6 +336,7 @@ ctl_client(struct ctl *c)
 		.tls_cert = c->tls_cert,
 		.tls_key = c->tls_key,
 		.default_deadline_ms = c->timeout_ms,
+		.token = ctl_auth_token,
 	};
 
 	if (c->client != NULL)
