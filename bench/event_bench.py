@@ -248,7 +248,8 @@ def main():
     try:
         ep, cp, jp = (harness.free_port() for _ in range(3))
         start([binary, '--listen', '127.0.0.1:%d' % ep, '--log-format',
-               'json'], env=dict(os.environ, PLATFORM_DATABASE=db))
+               'json'], env=dict(os.environ, PLATFORM_DATABASE=db,
+                                   PLATFORM_INSECURE_NO_AUTH='1'))
         start(['nats-server', '-a', '127.0.0.1', '-p', str(cp)])
         start(['nats-server', '-a', '127.0.0.1', '-p', str(jp), '-js',
                '-sd', work])
