@@ -242,14 +242,16 @@ ctl_auth_metadata(void)
 	return st.md;
 }
 
+/* Only what ctl_auth_metadata already made: this runs inside the
+ * client, also under a refresh's own call to auth-srv (which holds the
+ * token file's lock), so it must never refresh itself. */
 int
 ctl_auth_token(void *arg, char *buf, size_t len)
 {
-	const char *const *md = ctl_auth_metadata();
-
 	(void)arg;
-	if (md == NULL || strncmp(md[1], "Bearer ", 7) != 0 ||
-	    (size_t)snprintf(buf, len, "%s", md[1] + 7) >= len)
+	if (!st.md_done || st.bearer == NULL ||
+	    strncmp(st.bearer, "Bearer ", 7) != 0 ||
+	    (size_t)snprintf(buf, len, "%s", st.bearer + 7) >= len)
 		return -1;
 	return 0;
 }

@@ -24,7 +24,8 @@ void ctl_auth_setup(const struct ctl_host *h);
  * a line on stderr saying to log in again. Valid until ctl_auth_cleanup. */
 const char *const *ctl_auth_metadata(void);
 /* The same token for the client's own calls (finding a service through
- * discovery), as plat_client_opts.token: 0, or -1 when none is stored. */
+ * discovery), as plat_client_opts.token, once ctl_auth_metadata made it:
+ * 0, or -1 when there is none (yet). */
 int ctl_auth_token(void *arg, char *buf, size_t len);
 
 /* Wipes and frees what ctl_auth_metadata kept. */
