@@ -3,6 +3,7 @@
  * platform/guard.h.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,14 @@
 #define GUARD_RETRY_MIN_MS 250
 #define GUARD_RETRY_MAX_MS 5000
 
+/* Direct-mapped by a hash of the token; a newer token takes the slot. */
+#define GUARD_CACHE_SLOTS 1024
+
+struct verified {
+	char *token;                     /* NULL: empty */
+	struct jwt_claims claims;
+};
+
 struct plat_guard {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -29,6 +38,12 @@ struct plat_guard {
 	int kid_wanted;                  /* a token named an unknown kid */
 	struct jwt_keyset *ks;           /* NULL until first read */
 	struct rule_set *rs;             /* NULL until first read */
+	/* Tokens whose signature and claims were checked, until they
+	 * expire: a caller sends the same token with many calls, and its
+	 * signature check costs more than the rest of a small call. Emptied
+	 * whenever the keys change. Guarded by cache_mu. */
+	pthread_mutex_t cache_mu;
+	struct verified cache[GUARD_CACHE_SLOTS];
 	int64_t keys_tried_ms;           /* last PublicKeys call; 0 never */
 	char *auth, *issuer, *audience;
 	plat_client *client;
@@ -52,17 +67,19 @@ guard_account_type(const char *claim)
 	return RULE_ANY_TYPE;
 }
 
-int
-guard_decide(const struct jwt_keyset *ks, const struct rule_set *rs,
-    const char *authorization, const struct jwt_expect *expect,
-    const char *service, const char *method, struct jwt_claims *claims,
+static int guard_authorize(const struct rule_set *rs, const char *service,
+    const char *method, struct jwt_claims *claims, char *msg,
+    size_t msglen);
+
+/* Who the token says the caller is, checked: PLAT_OK with the claims, or
+ * the status with msg set. */
+static int
+guard_verify(const struct jwt_keyset *ks, const char *authorization,
+    const struct jwt_expect *expect, struct jwt_claims *claims,
     int *unknown_kid, char *msg, size_t msglen)
 {
 	const char *token;
-	const struct rule *r;
-	struct rule_subject who;
 	enum jwt_status st;
-	bool allowed;
 	char why[256];
 
 	*unknown_kid = 0;
@@ -88,6 +105,32 @@ guard_decide(const struct jwt_keyset *ks, const struct rule_set *rs,
 		errbuf_set(msg, msglen, "access token refused: %s", why);
 		return PLAT_UNAUTHENTICATED;
 	}
+	return PLAT_OK;
+}
+
+int
+guard_decide(const struct jwt_keyset *ks, const struct rule_set *rs,
+    const char *authorization, const struct jwt_expect *expect,
+    const char *service, const char *method, struct jwt_claims *claims,
+    int *unknown_kid, char *msg, size_t msglen)
+{
+	int code = guard_verify(ks, authorization, expect, claims,
+	    unknown_kid, msg, msglen);
+
+	if (code != PLAT_OK)
+		return code;
+	return guard_authorize(rs, service, method, claims, msg, msglen);
+}
+
+/* The rules' word on a verified caller; claims are freed unless OK. */
+static int
+guard_authorize(const struct rule_set *rs, const char *service,
+    const char *method, struct jwt_claims *claims, char *msg, size_t msglen)
+{
+	const struct rule *r;
+	struct rule_subject who;
+	bool allowed;
+
 	if (rs == NULL) {
 		jwt_claims_free(claims);
 		errbuf_set(msg, msglen, "guard: access rules not read from "
@@ -113,6 +156,62 @@ guard_decide(const struct jwt_keyset *ks, const struct rule_set *rs,
 	return PLAT_PERMISSION_DENIED;
 }
 
+static struct verified *
+cache_slot(struct plat_guard *g, const char *token)
+{
+	uint64_t h = 1469598103934665603ull;     /* FNV-1a */
+
+	for (const char *p = token; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	return &g->cache[h % GUARD_CACHE_SLOTS];
+}
+
+/* A copy of token's claims when it was verified and is still alive. */
+static bool
+cache_get(struct plat_guard *g, const char *token, int64_t now,
+    struct jwt_claims *out)
+{
+	struct verified *v = cache_slot(g, token);
+	bool hit;
+
+	pthread_mutex_lock(&g->cache_mu);
+	hit = v->token != NULL && strcmp(v->token, token) == 0 &&
+	    now <= v->claims.exp + GUARD_LEEWAY_S;
+	if (hit)
+		jwt_claims_copy(out, &v->claims);
+	pthread_mutex_unlock(&g->cache_mu);
+	return hit;
+}
+
+static void
+cache_put(struct plat_guard *g, const char *token,
+    const struct jwt_claims *claims)
+{
+	struct verified *v = cache_slot(g, token);
+
+	pthread_mutex_lock(&g->cache_mu);
+	if (v->token != NULL) {
+		free(v->token);
+		jwt_claims_free(&v->claims);
+	}
+	v->token = xstrdup(token);
+	jwt_claims_copy(&v->claims, claims);
+	pthread_mutex_unlock(&g->cache_mu);
+}
+
+static void
+cache_clear(struct plat_guard *g)
+{
+	pthread_mutex_lock(&g->cache_mu);
+	for (size_t i = 0; i < GUARD_CACHE_SLOTS; i++)
+		if (g->cache[i].token != NULL) {
+			free(g->cache[i].token);
+			g->cache[i].token = NULL;
+			jwt_claims_free(&g->cache[i].claims);
+		}
+	pthread_mutex_unlock(&g->cache_mu);
+}
+
 int
 plat_guard_check(struct plat_guard *g, const char *authorization,
     const char *service, const char *method, struct jwt_claims *claims,
@@ -126,14 +225,28 @@ plat_guard_check(struct plat_guard *g, const char *authorization,
 	};
 	struct jwt_keyset *ks;
 	struct rule_set *rs;
+	const char *token;
 	int code, unknown_kid;
 
 	pthread_mutex_lock(&g->mu);
 	ks = g->ks != NULL ? jwt_keyset_ref(g->ks) : NULL;
 	rs = g->rs != NULL ? rule_set_ref(g->rs) : NULL;
 	pthread_mutex_unlock(&g->mu);
-	code = guard_decide(ks, rs, authorization, &expect, service, method,
-	    claims, &unknown_kid, msg, msglen);
+	token = authorization != NULL ? jwt_bearer(authorization) : NULL;
+	unknown_kid = 0;
+	if (ks != NULL && token != NULL &&
+	    cache_get(g, token, expect.now, claims)) {
+		code = guard_authorize(rs, service, method, claims, msg,
+		    msglen);
+	} else {
+		code = guard_verify(ks, authorization, &expect, claims,
+		    &unknown_kid, msg, msglen);
+		if (code == PLAT_OK) {
+			cache_put(g, token, claims);
+			code = guard_authorize(rs, service, method, claims, msg,
+			    msglen);
+		}
+	}
 	jwt_keyset_unref(ks);
 	rule_set_unref(rs);
 	if (unknown_kid) {
@@ -185,6 +298,7 @@ guard_fetch_keys(struct plat_guard *g)
 	old = g->ks;
 	g->ks = ks;
 	pthread_mutex_unlock(&g->mu);
+	cache_clear(g);         /* a key may be gone: verify again */
 	snprintf(n, sizeof(n), "%zu", jwt_keyset_size(ks));
 	if (old == NULL || g->keys_failing)
 		log_info("guard: signing keys read", "auth", g->auth, "keys",
@@ -334,6 +448,7 @@ plat_guard_start(const struct plat_guard_opts *o)
 	struct plat_guard *g = xcalloc(1, sizeof(*g));
 
 	pthread_mutex_init(&g->mu, NULL);
+	pthread_mutex_init(&g->cache_mu, NULL);
 	plat_cond_init(&g->cv);
 	g->auth = xstrdup(o->auth);
 	g->issuer = xstrdup(o->issuer);
@@ -368,6 +483,8 @@ plat_guard_free(struct plat_guard *g)
 	if (g == NULL)
 		return;
 	plat_guard_stop(g);
+	cache_clear(g);
+	pthread_mutex_destroy(&g->cache_mu);
 	jwt_keyset_unref(g->ks);
 	rule_set_unref(g->rs);
 	free(g->auth);

@@ -354,6 +354,29 @@ jwt_claims_free(struct jwt_claims *c)
 	memset(c, 0, sizeof(*c));
 }
 
+void
+jwt_claims_copy(struct jwt_claims *dst, const struct jwt_claims *src)
+{
+	*dst = *src;            /* sub, iss, ... point into the shared json */
+	json_incref(src->json);
+	dst->scopes = NULL;
+	dst->scope_buf = NULL;
+	dst->nscopes = 0;
+	if (src->scope_buf != NULL) {
+		size_t len = strlen(json_string_value(json_object_get(
+		    src->json, "scope"))) + 1;
+
+		/* The same words at the same offsets in a buffer of our own. */
+		dst->scope_buf = xcalloc(1, len);
+		memcpy(dst->scope_buf, src->scope_buf, len);
+		dst->scopes = xcalloc(src->nscopes + 1, sizeof(char *));
+		for (size_t i = 0; i < src->nscopes; i++)
+			dst->scopes[i] = dst->scope_buf +
+			    (src->scopes[i] - src->scope_buf);
+		dst->nscopes = src->nscopes;
+	}
+}
+
 int
 jwt_claims_has_scope(const struct jwt_claims *c, const char *scope)
 {

@@ -82,6 +82,8 @@ enum jwt_status jwt_verify(const struct jwt_keyset *ks, const char *token,
     const struct jwt_expect *expect, struct jwt_claims *out, char *err,
     size_t errlen);
 void jwt_claims_free(struct jwt_claims *c);
+/* An independent copy (free both with jwt_claims_free). */
+void jwt_claims_copy(struct jwt_claims *dst, const struct jwt_claims *src);
 
 /* Whether a claims set holds a scope. */
 int jwt_claims_has_scope(const struct jwt_claims *c, const char *scope);
