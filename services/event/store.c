@@ -403,17 +403,23 @@ publish_lookup_keys(struct pg_conn *c, struct publish_tx *x, int64_t deadline,
 	return PLAT_OK;
 }
 
-/* The new events as the JSON array the insert reads, sequences from
- * base + 1 on; *last is the last sequence. */
-static char *
-publish_json(const struct publish_tx *x, int64_t base, int64_t *last)
+/* The insert's columns, one array parameter each. */
+enum { P_SEQ, P_TOPIC, P_TYPE, P_SOURCE, P_DATA, P_META, P_IDEM, P_ARRAYS };
+
+/* The new events as the arrays the insert reads, sequences from base + 1
+ * on; returns the last sequence. */
+static int64_t
+publish_arrays(const struct publish_tx *x, int64_t base,
+    struct pg_array *arr)
 {
-	json_t *arr = json_array(), *meta;
 	int64_t seq = base;
 
+	for (int k = 0; k < P_ARRAYS; k++)
+		pg_array_init(&arr[k]);
 	for (size_t i = 0; i < x->n; i++) {
 		const struct ev_input *e = &x->in[i];
-		char *data;
+		json_t *meta;
+		char *data, *mtext;
 
 		if (x->first[i] >= 0 || x->out[i].duplicate)
 			continue;
@@ -421,16 +427,19 @@ publish_json(const struct publish_tx *x, int64_t base, int64_t *last)
 		for (size_t k = 0; k < e->nmeta; k++)
 			json_object_set_new(meta, e->keys[k],
 			    json_string(e->values[k]));
+		mtext = json_text(meta);
 		data = ev_base64(e->data, e->ndata);
-		json_array_append_new(arr, json_pack(
-		    "{s:I, s:s, s:s, s:s, s:s, s:o, s:s}",
-		    "seq", (json_int_t)++seq, "topic", e->topic, "type",
-		    e->type, "source", e->source, "data", data, "meta", meta,
-		    "idem", e->idem));
+		pg_array_add_int(&arr[P_SEQ], ++seq);
+		pg_array_add(&arr[P_TOPIC], e->topic);
+		pg_array_add(&arr[P_TYPE], e->type);
+		pg_array_add(&arr[P_SOURCE], e->source);
+		pg_array_add(&arr[P_DATA], data);
+		pg_array_add(&arr[P_META], mtext);
+		pg_array_add(&arr[P_IDEM], e->idem);
 		free(data);
+		free(mtext);
 	}
-	*last = seq;
-	return json_text(arr);
+	return seq;
 }
 
 /*
@@ -442,26 +451,27 @@ static enum plat_code
 publish_insert(struct pg_conn *c, struct publish_tx *x, int64_t base,
     int64_t deadline, char *err, size_t errlen)
 {
-	char lastbuf[24], *json;
-	const char *values[2];
+	struct pg_array arr[P_ARRAYS];
+	const char *values[P_ARRAYS + 1];
+	char lastbuf[24];
 	enum plat_code code;
 	PGresult *res;
 	int64_t last;
 	size_t i;
 	int r;
 
-	json = publish_json(x, base, &last);
-	if (last == base) {
-		free(json);
-		return PLAT_OK;
-	}
+	last = publish_arrays(x, base, arr);
+	for (int k = 0; k < P_ARRAYS; k++)
+		values[k] = pg_array_str(&arr[k]);
 	snprintf(lastbuf, sizeof(lastbuf), "%" PRId64, last);
-	values[0] = json;
-	values[1] = lastbuf;
+	values[P_ARRAYS] = lastbuf;
+	code = PLAT_OK;
+	if (last == base)
+		goto out;
 	code = pg_exec(c, "event_insert",
-	    "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x("
-	    "  seq bigint, topic text, type text, source text, data text,"
-	    "  meta jsonb, idem text)),"
+	    "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::text[],"
+	    "  $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[])"
+	    "  AS x(seq, topic, type, source, data, meta, idem)),"
 	    " t AS (INSERT INTO event_topics AS t (topic, last_offset)"
 	    "  SELECT topic, count(*) FROM x GROUP BY topic"
 	    "  ON CONFLICT (topic) DO UPDATE"
@@ -476,13 +486,16 @@ publish_insert(struct pg_conn *c, struct publish_tx *x, int64_t base,
 	    "  decode(data, 'base64'), meta, NULLIF(idem, ''),"
 	    "  clock_timestamp() FROM y ORDER BY seq"
 	    "  RETURNING seq, off, created_at, id),"
-	    " s AS (UPDATE event_sequence SET seq = $2::bigint WHERE id = 1)"
+	    " s AS (UPDATE event_sequence SET seq = $8::bigint WHERE id = 1)"
 	    " SELECT e.seq, e.off, " MS_OF("e.created_at") ", e.id::text"
-	    " FROM e, (SELECT pg_notify('" STORE_CHANNEL "', $2::text)) n"
+	    " FROM e, (SELECT pg_notify('" STORE_CHANNEL "', $8::text)) n"
 	    " ORDER BY e.seq",
-	    2, values, NULL, NULL, pg_left(deadline), &res, err, errlen);
-	free(json);
-	if (code != PLAT_OK)
+	    P_ARRAYS + 1, values, NULL, NULL, pg_left(deadline), &res, err,
+	    errlen);
+out:
+	for (int k = 0; k < P_ARRAYS; k++)
+		pg_array_free(&arr[k]);
+	if (code != PLAT_OK || last == base)
 		return code;
 	if (PQntuples(res) != (int)(last - base)) {
 		PQclear(res);
