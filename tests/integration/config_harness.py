@@ -11,13 +11,10 @@ Environment (scripts/test sets both):
                           database; only set when it is our own scripts/pg
 """
 
-import atexit
 import itertools
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import threading
 
 import grpc
@@ -50,14 +47,8 @@ def pb():
     global _pb
     with _pb_lock:
         if _pb is None:
-            out = tempfile.mkdtemp(prefix='platform-it-config-proto-')
-            atexit.register(shutil.rmtree, out, True)
-            proto_dir = os.path.join(harness.SOURCE_DIR, 'proto')
-            subprocess.run(['protoc', '--python_out=' + out, '-I', proto_dir,
-                            'platform/config/v1/config.proto'], check=True)
-            _pb = harness._load_module(
-                'it_config_pb2',
-                os.path.join(out, 'platform/config/v1/config_pb2.py'))
+            _pb = harness.compile_proto('platform/config/v1/config.proto',
+                                        'it_config_pb2')
         return _pb
 
 

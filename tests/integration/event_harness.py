@@ -6,12 +6,8 @@ client for every Event method, event-srv started with the harness Server
 class on the test database, and names no other test or run uses.
 """
 
-import atexit
 import itertools
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 
 import grpc
@@ -33,14 +29,8 @@ def pb():
     global _pb
     with _pb_lock:
         if _pb is None:
-            out = tempfile.mkdtemp(prefix='platform-it-event-proto-')
-            atexit.register(shutil.rmtree, out, True)
-            proto_dir = os.path.join(harness.SOURCE_DIR, 'proto')
-            subprocess.run(['protoc', '--python_out=' + out, '-I', proto_dir,
-                            'platform/event/v1/event.proto'], check=True)
-            _pb = harness._load_module(
-                'it_event_pb2',
-                os.path.join(out, 'platform/event/v1/event_pb2.py'))
+            _pb = harness.compile_proto('platform/event/v1/event.proto',
+                                        'it_event_pb2')
         return _pb
 
 
