@@ -523,14 +523,8 @@ auth_fini(plat_server *srv)
 
 #define AUTH_PATH "/platform.auth.v1.Auth/"
 
-#define UNARY(name, fn, type, idem) {                                      \
-	.path = AUTH_PATH name,                                            \
-	.kind = PLAT_METHOD_UNARY,                                         \
-	.request = &platform__auth__v1__##type##_request__descriptor,     \
-	.response = &platform__auth__v1__##type##_response__descriptor,   \
-	.unary = fn,                                                       \
-	.idempotent = idem,                                                \
-}
+#define UNARY(name, fn, type, idem) \
+	PLAT_UNARY(AUTH_PATH, name, platform__auth__v1, type, fn, idem)
 
 const struct plat_method auth_methods[] = {
 	UNARY("Token", auth_token, token, 0),

@@ -854,14 +854,8 @@ config_fini(plat_server *srv)
 
 #define CONFIG_PATH "/platform.config.v1.Config/"
 
-#define UNARY(name, fn, type, idem) {                                      \
-	.path = CONFIG_PATH name,                                          \
-	.kind = PLAT_METHOD_UNARY,                                         \
-	.request = &platform__config__v1__##type##_request__descriptor,   \
-	.response = &platform__config__v1__##type##_response__descriptor, \
-	.unary = fn,                                                       \
-	.idempotent = idem,                                                \
-}
+#define UNARY(name, fn, type, idem) \
+	PLAT_UNARY(CONFIG_PATH, name, platform__config__v1, type, fn, idem)
 
 const struct plat_method config_methods[] = {
 	UNARY("Read", config_read, read, 1),

@@ -713,14 +713,8 @@ event_init(plat_server *srv, const struct plat_settings *s)
 
 #define EVENT_PATH "/platform.event.v1.Event/"
 
-#define UNARY(name, fn, type, idem) {                                     \
-	.path = EVENT_PATH name,                                          \
-	.kind = PLAT_METHOD_UNARY,                                        \
-	.request = &platform__event__v1__##type##_request__descriptor,   \
-	.response = &platform__event__v1__##type##_response__descriptor, \
-	.unary = fn,                                                      \
-	.idempotent = idem,                                               \
-}
+#define UNARY(name, fn, type, idem) \
+	PLAT_UNARY(EVENT_PATH, name, platform__event__v1, type, fn, idem)
 
 const struct plat_method event_methods[] = {
 	UNARY("Publish", event_publish, publish, 0),

@@ -94,6 +94,19 @@ struct plat_method {
 	int idempotent;         /* for clients and docs */
 };
 
+/* A unary method's entry in a service's table: the path svc_path name
+ * ("/platform.config.v1.Config/" "Read") and the protobuf-c descriptors
+ * pfx__type_request__descriptor and pfx__type_response__descriptor
+ * (pfx: platform__config__v1, type: read). */
+#define PLAT_UNARY(svc_path, name, pfx, type, fn, idem) {                \
+	.path = svc_path name,                                           \
+	.kind = PLAT_METHOD_UNARY,                                       \
+	.request = &pfx##__##type##_request__descriptor,                 \
+	.response = &pfx##__##type##_response__descriptor,               \
+	.unary = fn,                                                     \
+	.idempotent = idem,                                              \
+}
+
 struct plat_service {
 	const char *name;       /* registered name: "discovery" */
 	const char *grpc_service; /* "platform.discovery.v1.Discovery" */
