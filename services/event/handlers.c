@@ -702,11 +702,11 @@ event_init(plat_server *srv, const struct plat_settings *s)
 	    gauge_subscribers, NULL);
 	metrics_gauge_fn(m, "event_feed_sequence", "The last sequence the "
 	    "feed fanned out.", gauge_sequence, NULL);
-	metrics_gauge_fn(m, "event_commit_batches_total", "Publish "
+	metrics_counter_fn(m, "event_commit_batches_total", "Publish "
 	    "transactions committed.", gauge_batches, NULL);
-	metrics_gauge_fn(m, "event_commit_events_total", "Events committed.",
+	metrics_counter_fn(m, "event_commit_events_total", "Events committed.",
 	    gauge_events, NULL);
-	metrics_gauge_fn(m, "event_retention_deleted_total", "Events "
+	metrics_counter_fn(m, "event_retention_deleted_total", "Events "
 	    "deleted by retention.", gauge_retention, NULL);
 	return 0;
 }
