@@ -56,6 +56,7 @@ struct plat_events {
 	size_t n, bytes;
 	uint64_t seq;
 	uint64_t published, dropped;
+	uint64_t send_failures;          /* batches event-srv did not take */
 	uint64_t dropped_in_outage;      /* since the last log line */
 	bool failing;
 	bool idle;                       /* the sender waits for events */
@@ -109,6 +110,15 @@ gauge_buffered(void *arg)
 	return (double)st.buffered;
 }
 
+static double
+gauge_send_failures(void *arg)
+{
+	struct plat_events_stats st;
+
+	plat_events_stats(arg, &st);
+	return (double)st.send_failures;
+}
+
 static uint64_t
 random_u64(void)
 {
@@ -141,6 +151,11 @@ plat_events_new(const struct plat_events_opts *opts, struct metrics *metrics)
 		metrics_counter_fn(metrics, "platform_events_dropped_total",
 		    "Platform events dropped: the buffer was full (event-srv "
 		    "away) or the server was stopping.", gauge_dropped, ev);
+		metrics_counter_fn(metrics,
+		    "platform_events_send_failures_total",
+		    "Batches of platform events event-srv did not take (away "
+		    "or failing); they stay buffered and are sent again.",
+		    gauge_send_failures, ev);
 		metrics_gauge_fn(metrics, "platform_events_buffered",
 		    "Platform events waiting to be sent.", gauge_buffered, ev);
 	}
@@ -340,6 +355,9 @@ sender_main(void *arg)
 			    "error", err);
 			ev->failing = true;
 		}
+		/* Counted after the log line: whoever sees the count sees it
+		 * logged. */
+		ev->send_failures++;
 		if (ev->stopping)
 			break;
 		/* Wait out the backoff unless stop comes first. */
@@ -412,6 +430,7 @@ plat_events_stats(plat_events *ev, struct plat_events_stats *out)
 	pthread_mutex_lock(&ev->mu);
 	out->published = ev->published;
 	out->dropped = ev->dropped;
+	out->send_failures = ev->send_failures;
 	out->buffered = ev->n;
 	pthread_mutex_unlock(&ev->mu);
 }

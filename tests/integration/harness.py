@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 import grpc
 
@@ -150,6 +151,17 @@ def port_listening(port, host='127.0.0.1'):
         return False
     finally:
         s.close()
+
+
+def metric(mport, name):
+    """The value of one sample of a server's --metrics-listen (the first
+    with that name, any labels), or -1 when it has none."""
+    url = 'http://127.0.0.1:%d/metrics' % mport
+    with urllib.request.urlopen(url, timeout=RPC_TIMEOUT) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + '{') or line.startswith(name + ' '):
+                return float(line.rsplit(' ', 1)[1])
+    return -1
 
 
 def wait_for(pred, timeout=TIMEOUT, interval=POLL, what='condition'):

@@ -32,6 +32,16 @@ C = grpc.StatusCode
 P = eh.pb()
 
 
+def metered_event_server(name):
+    """event-srv with its metrics served, for the tests that wait on its
+    count of open Subscribe streams."""
+    mport = harness.free_port()
+    srv = event_server(name=name, extra_args=[
+        '--metrics-listen', '127.0.0.1:%d' % mport])
+    srv.mport = mport
+    return srv
+
+
 class EventCase(unittest.TestCase):
     """One event-srv per class, stopped with SIGTERM at the end: exit 0
     and no sanitizer report."""
@@ -41,7 +51,7 @@ class EventCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         if cls.start_server:
-            cls.srv = event_server(name=cls.__name__)
+            cls.srv = metered_event_server(cls.__name__)
             cls.addClassCleanup(cls.srv.kill)
             cls.c = client_of(cls.srv)
 
@@ -88,6 +98,14 @@ class EventCase(unittest.TestCase):
             self.assertFalse(m.caught_up, 'a second caught_up')
             out.append(m.event)
         return out
+
+    def wait_subscribers(self, n, srv=None):
+        """Waits until the server holds exactly n Subscribe streams
+        (group members count once they joined): the condition a test
+        means by "both joined", rather than a pause."""
+        srv = srv or self.srv
+        wait_for(lambda: harness.metric(srv.mport, 'event_subscribers') == n,
+                 what='%d subscribers on %s' % (n, srv.name))
 
     def assertQuiet(self, w, wait=0.3):
         """Nothing more arrives for a moment (not a timing assertion: a
@@ -425,9 +443,10 @@ class GroupTest(EventCase):
 
     def test_split_and_ack(self):
         t, g = 'grp.' + self.t, uniq('g')
+        self.wait_subscribers(0)        # earlier tests' streams are gone
         a = self.group_sub(g, [t])
         b = self.group_sub(g, [t])
-        time.sleep(0.3)         # let both join before the events come
+        self.wait_subscribers(2)        # both joined before the events
         pub = self.c.publish_batch([dict(topic=t, data=b'%d' % i)
                                     for i in range(40)])
         want = {r.sequence for r in pub}
@@ -455,8 +474,9 @@ class GroupTest(EventCase):
 
     def test_redelivery_after_missing_ack(self):
         t, g = 'redel.' + self.t, uniq('g')
+        self.wait_subscribers(0)
         w = self.group_sub(g, [t], ack_wait_ms=300)
-        time.sleep(0.3)
+        self.wait_subscribers(1)
         r = self.c.publish(t, b'x')
         m1 = w.next()
         self.assertEqual((m1.event.sequence, m1.delivery_count),
@@ -510,8 +530,9 @@ class GroupTest(EventCase):
 
     def test_delete_group(self):
         t, g = 'del.' + self.t, uniq('g')
+        self.wait_subscribers(0)
         w = self.group_sub(g, [t])
-        time.sleep(0.2)
+        self.wait_subscribers(1)        # the group exists
         self.c.call('DeleteGroup', group=g)
         self.assertCode(w.end(), C.NOT_FOUND)
         self.assertCode(rpc_error(self.c.call, 'DeleteGroup', group=g),
@@ -521,10 +542,12 @@ class GroupTest(EventCase):
     def test_list_groups_paged(self):
         t = 'list.' + self.t
         names = sorted(uniq('lg') for _ in range(5))
+        self.wait_subscribers(0)
         for n in names:
             w = self.group_sub(n, [t])
-            time.sleep(0.05)
+            self.wait_subscribers(1)    # the group exists
             w.close()
+            self.wait_subscribers(0)
         seen, token = [], ''
         while True:
             r = self.c.call('ListGroups', page_size=2, page_token=token)
@@ -792,7 +815,7 @@ class ReplicaTest(EventCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.srv2 = event_server(name='ReplicaTest-2')
+        cls.srv2 = metered_event_server('ReplicaTest-2')
         cls.addClassCleanup(cls.srv2.kill)
         cls.c2 = client_of(cls.srv2)
 
@@ -837,9 +860,12 @@ class ReplicaTest(EventCase):
 
     def test_group_across_replicas(self):
         t, g = 'repg.' + self.t, uniq('g')
+        self.wait_subscribers(0)
+        self.wait_subscribers(0, self.srv2)
         a = self.sub([t], client=self.c, group=g, start=P.START_EARLIEST)
         b = self.sub([t], client=self.c2, group=g, start=P.START_EARLIEST)
-        time.sleep(0.3)
+        self.wait_subscribers(1)
+        self.wait_subscribers(1, self.srv2)
         pub = self.c.publish_batch([dict(topic=t, data=b'%d' % i)
                                     for i in range(30)])
         got = []

@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,13 +29,7 @@ def events_of(client, subject, **kw):
 
 
 def published(mport):
-    """platform_events_published_total from a server's metrics."""
-    url = 'http://127.0.0.1:%d/metrics' % mport
-    with urllib.request.urlopen(url, timeout=harness.RPC_TIMEOUT) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith('platform_events_published_total{'):
-                return float(line.rsplit(' ', 1)[1])
-    return -1
+    return harness.metric(mport, 'platform_events_published_total')
 
 
 def data_of(ev):
@@ -131,6 +124,11 @@ class EventSrvAwayTest(unittest.TestCase):
         ns = ch.uniq_ns('away')
         for i in range(5):
             cfg.put(ns, 'p', {'i': i})
+        # event-srv comes only after the publisher found it away: what the
+        # test means, whatever the publisher's timing.
+        wait_for(lambda: harness.metric(
+            mport, 'platform_events_send_failures_total') >= 1,
+            timeout=TIMEOUT, what='a failed send while event-srv is away')
         event = eh.event_server(discovery=disc.address)
         self.addCleanup(event.stop_clean)
         ev = eh.client_of(event)

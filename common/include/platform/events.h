@@ -61,6 +61,7 @@ void plat_event_emit_json(plat_events *ev, const char *topic,
 struct plat_events_stats {
 	uint64_t published;
 	uint64_t dropped;
+	uint64_t send_failures;         /* batches not taken, sent again */
 	size_t buffered;
 };
 void plat_events_stats(plat_events *ev, struct plat_events_stats *out);
