@@ -1,5 +1,6 @@
 /*
- * discovery: discovery-srv's method table and lifecycle hooks.
+ * discovery: discovery-srv's service descriptor (its method table and
+ * lifecycle hooks).
  */
 #ifndef DISCOVERY_H
 #define DISCOVERY_H
@@ -8,10 +9,6 @@
 
 #include "platform/server.h"
 
-extern const struct plat_method discovery_methods[];
-extern const size_t discovery_nmethods;
-
-int discovery_init(plat_server *srv, const struct plat_settings *s);
-void discovery_fini(plat_server *srv);
+extern const struct plat_service discovery_service;
 
 #endif

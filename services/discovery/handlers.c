@@ -397,7 +397,7 @@ gauge_services(void *arg)
 	return (double)n;
 }
 
-int
+static int
 discovery_init(plat_server *srv, const struct plat_settings *s)
 {
 	(void)s;
@@ -418,7 +418,7 @@ discovery_init(plat_server *srv, const struct plat_settings *s)
 	return 0;
 }
 
-void
+static void
 discovery_fini(plat_server *srv)
 {
 	(void)srv;
@@ -436,7 +436,7 @@ discovery_fini(plat_server *srv)
 
 #define DISCOVERY_PATH "/platform.discovery.v1.Discovery/"
 
-const struct plat_method discovery_methods[] = {
+static const struct plat_method discovery_methods[] = {
 	{
 		.path = DISCOVERY_PATH "Register",
 		.kind = PLAT_METHOD_UNARY,
@@ -476,5 +476,16 @@ const struct plat_method discovery_methods[] = {
 		.stream = discovery_watch,
 	},
 };
-const size_t discovery_nmethods =
-    sizeof(discovery_methods) / sizeof(discovery_methods[0]);
+/* With no --discovery it registers with itself, so `platformctl
+ * services` lists it. */
+const struct plat_service discovery_service = {
+	.name = "discovery",
+	.grpc_service = "platform.discovery.v1.Discovery",
+	.version = PLATFORM_VERSION,
+	.default_listen = "127.0.0.1:7070",
+	.methods = discovery_methods,
+	.nmethods = PLAT_COUNT(discovery_methods),
+	.self_discovery = 1,
+	.init = discovery_init,
+	.fini = discovery_fini,
+};

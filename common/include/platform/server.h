@@ -107,6 +107,10 @@ struct plat_method {
 	.idempotent = idem,                                              \
 }
 
+/* The number of entries of a table defined in the same file: a service's
+ * descriptor stands beside its method table, so both are constants. */
+#define PLAT_COUNT(table) (sizeof(table) / sizeof((table)[0]))
+
 struct plat_service {
 	const char *name;       /* registered name: "discovery" */
 	const char *grpc_service; /* "platform.discovery.v1.Discovery" */
