@@ -14,13 +14,11 @@ Environment (scripts/test sets it):
 
 import base64
 import hashlib
-import itertools
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-import threading
 
 import harness
 from harness import RPC_TIMEOUT, Server, WatchReader
@@ -32,27 +30,12 @@ ADMIN_SCOPE = 'platform:admin'
 
 DATABASE = os.environ.get('PLATFORM_TEST_DATABASE') or None
 
-RUN = os.urandom(4).hex()
-_seq = itertools.count(1)
+RUN = harness.RUN
 
 # ---------------------------------------------------------------- protos
 
-_pb = None
-_pb_lock = threading.Lock()
-
-
-def pb():
-    """auth_pb2, generated once per process."""
-    global _pb
-    with _pb_lock:
-        if _pb is None:
-            _pb = harness.compile_proto('platform/auth/v1/auth.proto',
-                                        'it_auth_pb2')
-        return _pb
-
-
-def uniq(prefix='a'):
-    return '%s-%s-%d' % (prefix, RUN, next(_seq))
+pb = harness.proto_module('platform/auth/v1/auth.proto', 'it_auth_pb2')
+uniq = harness.uniq
 
 
 # ---------------------------------------------------------------- client
@@ -161,7 +144,7 @@ def psql(sql, database=None):
 def new_schema():
     """A fresh schema and the conninfo that makes it auth-srv's database
     (its search_path), for a first start on an empty database."""
-    name = 'auth_it_%s_%d' % (RUN, next(_seq))
+    name = harness.uniq('auth_it').replace('-', '_')
     psql('CREATE SCHEMA %s' % name)
     sep = '&' if '?' in DATABASE else '?'
     return name, '%s%soptions=-csearch_path%%3D%s' % (DATABASE, sep, name)

@@ -11,11 +11,9 @@ Environment (scripts/test sets both):
                           database; only set when it is our own scripts/pg
 """
 
-import itertools
 import json
 import os
 import subprocess
-import threading
 
 import grpc
 
@@ -38,36 +36,23 @@ MAX_COMMENT = 1024
 
 # ---------------------------------------------------------------- protos
 
-_pb = None
-_pb_lock = threading.Lock()
-
-
-def pb():
-    """config_pb2, generated once per process."""
-    global _pb
-    with _pb_lock:
-        if _pb is None:
-            _pb = harness.compile_proto('platform/config/v1/config.proto',
-                                        'it_config_pb2')
-        return _pb
+pb = harness.proto_module('platform/config/v1/config.proto',
+                          'it_config_pb2')
 
 
 # ---------------------------------------------------------------- names
 
-# Tests share one database across runs: every namespace carries a random
-# part so a rerun never sees an earlier run's data.
-RUN = os.urandom(4).hex()
-_seq = itertools.count(1)
+RUN = harness.RUN
 
 
 def uniq_ns(prefix='ns'):
     """A namespace no other test (or earlier run) uses: one segment."""
-    return 'it-%s-%s-%d' % (prefix, RUN, next(_seq))
+    return harness.uniq('it-' + prefix)
 
 
 def uniq_path(prefix='p'):
     """A path no other test (or earlier run) uses."""
-    return '%s-%s-%d' % (prefix, RUN, next(_seq))
+    return harness.uniq(prefix)
 
 
 def dumps(obj):

@@ -6,9 +6,7 @@ client for every Event method, event-srv started with the harness Server
 class on the test database, and names no other test or run uses.
 """
 
-import itertools
 import os
-import threading
 
 import grpc
 
@@ -20,29 +18,10 @@ EVENT_BIN = os.path.join(harness.BUILD_DIR, 'services', 'event', 'event-srv')
 EVENT_SERVICE = 'platform.event.v1.Event'
 EVENT_PREFIX = '/' + EVENT_SERVICE + '/'
 
-_pb = None
-_pb_lock = threading.Lock()
+pb = harness.proto_module('platform/event/v1/event.proto', 'it_event_pb2')
 
-
-def pb():
-    """event_pb2, generated once per process."""
-    global _pb
-    with _pb_lock:
-        if _pb is None:
-            _pb = harness.compile_proto('platform/event/v1/event.proto',
-                                        'it_event_pb2')
-        return _pb
-
-
-# Tests share one database across runs: every topic and group carries a
-# random part so a rerun never sees an earlier run's events.
-RUN = os.urandom(4).hex()
-_seq = itertools.count(1)
-
-
-def uniq(prefix='t'):
-    """A topic segment (and group name) no other test or run uses."""
-    return '%s-%s-%d' % (prefix, RUN, next(_seq))
+# A topic segment (and group name) no other test or run uses.
+uniq = harness.uniq
 
 
 class EventClient:

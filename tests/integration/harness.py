@@ -16,6 +16,8 @@ even when a test fails (class cleanups plus an atexit fallback).
 
 import atexit
 import importlib.util
+import itertools
+import json
 import os
 import queue
 import re
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.request
 
 import grpc
@@ -129,6 +132,34 @@ def compile_proto(rel_path, module_name):
         out, rel_path[:-len('.proto')] + '_pb2.py'))
 
 
+def proto_module(rel_path, module_name):
+    """A function returning the Python module of rel_path, generated on
+    its first call (once per process, whichever thread calls first)."""
+    lock = threading.Lock()
+    made = []
+
+    def get():
+        with lock:
+            if not made:
+                made.append(compile_proto(rel_path, module_name))
+            return made[0]
+    return get
+
+
+# ---------------------------------------------------------------- names
+
+# Tests share one database and one discovery across runs: every name a
+# test makes carries this run's random part, so a rerun never sees an
+# earlier run's data.
+RUN = os.urandom(4).hex()
+_seq = itertools.count(1)
+
+
+def uniq(prefix='t'):
+    """A name no other test (or earlier run) uses."""
+    return '%s-%s-%d' % (prefix, RUN, next(_seq))
+
+
 # ---------------------------------------------------------------- ports
 
 def free_port():
@@ -163,6 +194,44 @@ def metric(mport, name):
                 return float(line.rsplit(' ', 1)[1])
     return -1
 
+
+# ---------------------------------------------------------------- asserting
+
+def log_lines(srv):
+    """The JSON log records a server wrote on stderr."""
+    out = []
+    for ln in srv.stderr().splitlines():
+        try:
+            out.append(json.loads(ln))
+        except ValueError:
+            pass
+    return out
+
+
+def assert_no_secrets(srv, secrets):
+    """None of the secrets (8 characters or more) is in srv's output."""
+    text = srv.stderr() + srv.stdout()
+    for s in secrets:
+        if s and len(s) >= 8 and s in text:
+            raise AssertionError('%s logged a secret or token (%s...)'
+                                 % (srv.name, s[:6]))
+
+
+class ServiceCase(unittest.TestCase):
+    """What every server's tests assert with."""
+
+    def assertCode(self, err, code, field=None):
+        """err is a gRPC error with this status code and, given field,
+        a message that names it."""
+        self.assertIsInstance(err, grpc.RpcError)
+        self.assertEqual(err.code(), code,
+                         'got %s: %s' % (err.code(), err.details()))
+        if field is not None:
+            self.assertIn(field, err.details() or '',
+                          'status message does not name the field')
+
+
+# ---------------------------------------------------------------- waiting
 
 def wait_for(pred, timeout=TIMEOUT, interval=POLL, what='condition'):
     """Polls pred() until it returns a true value, which is returned.

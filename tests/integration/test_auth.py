@@ -46,7 +46,7 @@ DENY = P.EFFECT_DENY
 DISCOVERY = 'platform.discovery.v1.Discovery'
 
 
-class AuthCase(unittest.TestCase):
+class AuthCase(harness.ServiceCase):
     """One auth-srv per class on a fresh schema; at the end SIGTERM (exit
     0, no sanitizer report) and no secret or token in its logs."""
 
@@ -71,14 +71,6 @@ class AuthCase(unittest.TestCase):
     def keep(self, *values):
         """Remembers secrets and tokens the logs must never show."""
         self.secrets.extend(v for v in values if v)
-
-    def assertCode(self, err, code, field=None):
-        self.assertIsInstance(err, grpc.RpcError)
-        self.assertEqual(err.code(), code,
-                         'got %s: %s' % (err.code(), err.details()))
-        if field is not None:
-            self.assertIn(field, err.details() or '',
-                          'status message does not name the field')
 
     def service(self, scopes=(), secret='', **kw):
         """A new service account: (id, secret)."""
@@ -105,22 +97,8 @@ class AuthCase(unittest.TestCase):
         return self.c.inspect(token).active
 
 
-def assert_no_secrets(srv, secrets):
-    text = srv.stderr() + srv.stdout()
-    for s in secrets:
-        if s and len(s) >= 8 and s in text:
-            raise AssertionError('%s logged a secret or token (%s...)'
-                                 % (srv.name, s[:6]))
-
-
-def log_lines(srv):
-    out = []
-    for ln in srv.stderr().splitlines():
-        try:
-            out.append(json.loads(ln))
-        except ValueError:
-            pass
-    return out
+assert_no_secrets = harness.assert_no_secrets
+log_lines = harness.log_lines
 
 
 # ---------------------------------------------------------------- startup

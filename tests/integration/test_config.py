@@ -54,7 +54,7 @@ def doc_of(value):
 
 # ---------------------------------------------------------------- base
 
-class ConfigCase(unittest.TestCase):
+class ConfigCase(harness.ServiceCase):
     """One config-srv per class, stopped with SIGTERM at the end: exit 0,
     no sanitizer report, and the database password never in its logs."""
 
@@ -86,14 +86,6 @@ class ConfigCase(unittest.TestCase):
         w = (client or self.c).watch(**kw)
         self._watches.append(w)
         return w
-
-    def assertCode(self, err, code, field=None):
-        self.assertIsInstance(err, grpc.RpcError)
-        self.assertEqual(err.code(), code,
-                         'got %s: %s' % (err.code(), err.details()))
-        if field is not None:
-            self.assertIn(field, err.details() or '',
-                          'status message does not name the field')
 
     def assertDoc(self, value, obj, msg=None):
         self.assertEqual(doc_of(value), obj, msg)

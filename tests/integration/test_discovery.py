@@ -12,7 +12,6 @@ import os
 import random
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,13 +28,7 @@ DELETED = P.EVENT_TYPE_DELETED
 SYNCED = P.EVENT_TYPE_SYNCED
 EVENT_NAMES = {v: k for k, v in P.EventType.items()}
 
-_seq = itertools.count(1)
-_run = '%x' % (os.getpid() & 0xffff)
-
-
-def uniq(prefix):
-    """A service name no other test uses."""
-    return '%s-%s-%d' % (prefix, _run, next(_seq))
+uniq = harness.uniq     # a service name no other test uses
 
 
 def now_ms():
@@ -91,7 +84,7 @@ def ev_node_ids(e):
     return [n.id for n in e.service.nodes]
 
 
-class DiscoveryCase(unittest.TestCase):
+class DiscoveryCase(harness.ServiceCase):
     """One discovery-srv per class; stopped with SIGTERM at the end, which
     must give exit code 0 and no sanitizer report."""
 
@@ -120,14 +113,6 @@ class DiscoveryCase(unittest.TestCase):
         w = self.c.watch(name)
         self._watches.append(w)
         return w
-
-    def assertCode(self, err, code, field=None):
-        self.assertIsInstance(err, grpc.RpcError)
-        self.assertEqual(err.code(), code,
-                         'got %s: %s' % (err.code(), err.details()))
-        if field is not None:
-            self.assertIn(field, err.details() or '',
-                          'status message does not name the field')
 
     def next_event(self, w, types=None):
         e = w.next()
@@ -811,14 +796,14 @@ class ValidationTest(DiscoveryCase):
         def fresh(name=None, **kw):
             name = name or uniq('ok')
             nodes = kw.pop('nodes', None) or [
-                node('nd-%s-%d' % (_run, next(n)), 'h:1')]
+                node('nd-%s-%d' % (harness.RUN, next(n)), 'h:1')]
             return service(name, nodes=nodes, **kw)
 
         def nodes_of(prefix, count, address='h:1'):
             return [node('%s-%d' % (prefix, i), address)
                     for i in range(count)]
 
-        uid = '%s%d' % (_run, next(_seq))
+        uid = harness.uniq('u')
         cases = {
             'name 128': fresh(name='n' * (128 - len(uid)) + uid),
             'name digit first': fresh(name='0' + uid),

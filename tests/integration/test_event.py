@@ -17,7 +17,6 @@ import signal
 import sys
 import threading
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,7 +41,7 @@ def metered_event_server(name):
     return srv
 
 
-class EventCase(unittest.TestCase):
+class EventCase(harness.ServiceCase):
     """One event-srv per class, stopped with SIGTERM at the end: exit 0
     and no sanitizer report."""
 
@@ -73,14 +72,6 @@ class EventCase(unittest.TestCase):
         w = (client or self.c).subscribe(subjects, **kw)
         self._subs.append(w)
         return w
-
-    def assertCode(self, err, code, field=None):
-        self.assertIsInstance(err, grpc.RpcError)
-        self.assertEqual(err.code(), code,
-                         'got %s: %s' % (err.code(), err.details()))
-        if field is not None:
-            self.assertIn(field, err.details() or '',
-                          'status message does not name the field')
 
     def until_caught_up(self, w):
         out = []

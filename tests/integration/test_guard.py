@@ -54,18 +54,8 @@ DISCOVERY_PREFIX = '/platform.discovery.v1.Discovery/'
 REFLECTION = '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo'
 
 
-def log_lines(srv):
-    out = []
-    for ln in srv.stderr().splitlines():
-        try:
-            out.append(json.loads(ln))
-        except ValueError:
-            pass
-    return out
-
-
 def logged(srv, text):
-    return [r for r in log_lines(srv) if text in r.get('msg', '')]
+    return [r for r in harness.log_lines(srv) if text in r.get('msg', '')]
 
 
 class Fleet:
@@ -138,12 +128,7 @@ class Fleet:
         shutil.rmtree(self.dir, True)
 
 
-def ah_assert_no_secrets(srv, secrets):
-    text = srv.stderr() + srv.stdout()
-    for s in secrets:
-        if s and len(s) >= 8 and s in text:
-            raise AssertionError('%s logged a secret or token (%s...)'
-                                 % (srv.name, s[:6]))
+ah_assert_no_secrets = harness.assert_no_secrets
 
 
 def md(token):

@@ -8,12 +8,10 @@ Run: /usr/bin/python3 tests/integration/test_runtime.py (meson sets
 PLATFORM_BUILD_DIR and PLATFORM_SOURCE_DIR).
 """
 
-import itertools
 import os
 import signal
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,12 +28,7 @@ C = grpc.StatusCode
 SERVING = H.HealthCheckResponse.SERVING
 SERVICE_UNKNOWN = H.HealthCheckResponse.SERVICE_UNKNOWN
 
-_seq = itertools.count(1)
-_run = '%x' % (os.getpid() & 0xffff)
-
-
-def uniq(prefix):
-    return '%s-%s-%d' % (prefix, _run, next(_seq))
+uniq = harness.uniq
 
 
 def now_ms():
@@ -60,14 +53,7 @@ def nodes_at(client, name, address):
             if n.address == address]
 
 
-class Case(unittest.TestCase):
-    def assertCode(self, err, code, field=None):
-        self.assertIsInstance(err, grpc.RpcError)
-        self.assertEqual(err.code(), code,
-                         'got %s: %s' % (err.code(), err.details()))
-        if field is not None:
-            self.assertIn(field, err.details() or '')
-
+class Case(harness.ServiceCase):
     def start(self, **kw):
         """A server that is killed at the end of the test whatever
         happens."""
