@@ -48,21 +48,10 @@ def frame(msg_bytes):
     return struct.pack(">BI", 0, len(msg_bytes)) + msg_bytes
 
 
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def pb_bytes(field, value):
-    """A length-delimited protobuf field (wire type 2)."""
-    return varint(field << 3 | 2) + varint(len(value)) + value
+# The tests' wire helpers: a length-delimited protobuf field (wire type 2).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "tests", "integration"))
+from harness import ld_field as pb_bytes  # noqa: E402
 
 
 def proto_module(proto_dir, tmp, rel):

@@ -40,30 +40,21 @@ uniq = harness.uniq
 
 # ---------------------------------------------------------------- client
 
-class AuthClient:
+class AuthClient(harness.ServiceClient):
     """platform.auth.v1.Auth over a channel. Every method takes the
     request's fields as keyword arguments and an optional token= (the
     client's own token by default; '' sends none)."""
 
-    METHODS = ['Token', 'Inspect', 'Revoke', 'PublicKeys', 'Verify',
+    PREFIX = AUTH_PREFIX
+    METHODS = ('Token', 'Inspect', 'Revoke', 'PublicKeys', 'Verify',
                'CreateAccount', 'GetAccount', 'UpdateAccount',
                'DeleteAccount', 'ListAccounts', 'CreateRule', 'DeleteRule',
-               'ListRules']
+               'ListRules')
+    STREAMS = ('WatchRules',)
 
     def __init__(self, channel, token=None):
-        self.channel = channel
+        super().__init__(channel, pb())
         self.token = token
-        self.pb = P = pb()
-        self._m = {}
-        for m in self.METHODS:
-            self._m[m] = channel.unary_unary(
-                AUTH_PREFIX + m,
-                request_serializer=getattr(P, m + 'Request').SerializeToString,
-                response_deserializer=getattr(P, m + 'Response').FromString)
-        self._watch = channel.unary_stream(
-            AUTH_PREFIX + 'WatchRules',
-            request_serializer=P.WatchRulesRequest.SerializeToString,
-            response_deserializer=P.WatchRulesResponse.FromString)
 
     def _md(self, token):
         token = self.token if token is None else token
@@ -75,7 +66,7 @@ class AuthClient:
                                 metadata=self._md(token))
 
     def watch_rules(self, token=None):
-        return WatchReader(self._watch(self.pb.WatchRulesRequest(),
+        return WatchReader(self._m['WatchRules'](self.pb.WatchRulesRequest(),
                                        metadata=self._md(token)))
 
     def with_token(self, token):

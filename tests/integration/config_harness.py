@@ -18,7 +18,7 @@ import subprocess
 import grpc
 
 import harness
-from harness import RPC_TIMEOUT, Server, WatchReader, identity
+from harness import RPC_TIMEOUT, Server, WatchReader
 
 CONFIG_BIN = os.path.join(harness.BUILD_DIR, 'services', 'config',
                           'config-srv')
@@ -73,33 +73,17 @@ def loads(text):
 
 # ---------------------------------------------------------------- client
 
-class ConfigClient:
+class ConfigClient(harness.ServiceClient):
     """platform.config.v1.Config over a channel. Every unary method takes
     the request's fields as keyword arguments (or a request via *_req)."""
 
-    METHODS = {
-        'Read': ('ReadRequest', 'ReadResponse'),
-        'Update': ('UpdateRequest', 'UpdateResponse'),
-        'Delete': ('DeleteRequest', 'DeleteResponse'),
-        'History': ('HistoryRequest', 'HistoryResponse'),
-        'Diff': ('DiffRequest', 'DiffResponse'),
-        'Rollback': ('RollbackRequest', 'RollbackResponse'),
-        'List': ('ListRequest', 'ListResponse'),
-    }
+    PREFIX = CONFIG_PREFIX
+    METHODS = ('Read', 'Update', 'Delete', 'History', 'Diff', 'Rollback',
+               'List')
+    STREAMS = ('Watch',)
 
     def __init__(self, channel):
-        self.channel = channel
-        self.pb = P = pb()
-        self._m = {}
-        for method, (req, resp) in self.METHODS.items():
-            self._m[method] = channel.unary_unary(
-                CONFIG_PREFIX + method,
-                request_serializer=getattr(P, req).SerializeToString,
-                response_deserializer=getattr(P, resp).FromString)
-        self._watch = channel.unary_stream(
-            CONFIG_PREFIX + 'Watch',
-            request_serializer=P.WatchRequest.SerializeToString,
-            response_deserializer=P.WatchResponse.FromString)
+        super().__init__(channel, pb())
 
     def call(self, method, req, timeout=RPC_TIMEOUT):
         return self._m[method](req, timeout=timeout)
@@ -108,7 +92,7 @@ class ConfigClient:
         return self._m[method].future(req, timeout=timeout)
 
     def _req(self, method, kw):
-        return getattr(self.pb, self.METHODS[method][0])(**kw)
+        return getattr(self.pb, method + 'Request')(**kw)
 
     def read(self, namespace, path, timeout=RPC_TIMEOUT, **kw):
         return self.call('Read', self._req(
@@ -148,10 +132,10 @@ class ConfigClient:
         """A harness.WatchReader on Watch."""
         req = self.pb.WatchRequest(namespaces=list(namespaces), prefix=prefix,
                                    after_revision=after_revision)
-        return WatchReader(self._watch(req))
+        return WatchReader(self._m['Watch'](req))
 
     def watch_req(self, req):
-        return WatchReader(self._watch(req))
+        return WatchReader(self._m['Watch'](req))
 
     # -- whole listings
 
@@ -181,23 +165,6 @@ class ConfigClient:
             if not token:
                 return out, pages
         raise AssertionError('List never ended')
-
-    # -- the wire
-
-    def raw(self, method, payload, timeout=RPC_TIMEOUT, stream=False):
-        """Sends payload bytes as they are; returns the raw response (unary)
-        or the first raw message (stream)."""
-        if stream:
-            call = self.channel.unary_stream(
-                CONFIG_PREFIX + method, request_serializer=identity,
-                response_deserializer=identity)(payload, timeout=timeout)
-            try:
-                return next(call)
-            finally:
-                call.cancel()
-        return self.channel.unary_unary(
-            CONFIG_PREFIX + method, request_serializer=identity,
-            response_deserializer=identity)(payload, timeout=timeout)
 
 
 def new_client(address):

@@ -24,41 +24,24 @@ pb = harness.proto_module('platform/event/v1/event.proto', 'it_event_pb2')
 uniq = harness.uniq
 
 
-class EventClient:
+class EventClient(harness.ServiceClient):
     """platform.event.v1.Event over a channel. Unary methods take the
     request's fields as keyword arguments."""
 
-    METHODS = {
-        'Publish': ('PublishRequest', 'PublishResponse'),
-        'PublishBatch': ('PublishBatchRequest', 'PublishBatchResponse'),
-        'Ack': ('AckRequest', 'AckResponse'),
-        'Query': ('QueryRequest', 'QueryResponse'),
-        'ListGroups': ('ListGroupsRequest', 'ListGroupsResponse'),
-        'DeleteGroup': ('DeleteGroupRequest', 'DeleteGroupResponse'),
-        'SetRetention': ('SetRetentionRequest', 'SetRetentionResponse'),
-        'ListRetention': ('ListRetentionRequest', 'ListRetentionResponse'),
-    }
+    PREFIX = EVENT_PREFIX
+    METHODS = ('Publish', 'PublishBatch', 'Ack', 'Query', 'ListGroups',
+               'DeleteGroup', 'SetRetention', 'ListRetention')
+    STREAMS = ('Subscribe',)
 
     def __init__(self, channel):
-        self.channel = channel
-        self.pb = P = pb()
-        self._m = {}
-        for method, (req, resp) in self.METHODS.items():
-            self._m[method] = channel.unary_unary(
-                EVENT_PREFIX + method,
-                request_serializer=getattr(P, req).SerializeToString,
-                response_deserializer=getattr(P, resp).FromString)
-        self._sub = channel.unary_stream(
-            EVENT_PREFIX + 'Subscribe',
-            request_serializer=P.SubscribeRequest.SerializeToString,
-            response_deserializer=P.SubscribeResponse.FromString)
+        super().__init__(channel, pb())
 
     def call(self, method, timeout=RPC_TIMEOUT, **kw):
-        req = getattr(self.pb, self.METHODS[method][0])(**kw)
+        req = getattr(self.pb, method + 'Request')(**kw)
         return self._m[method](req, timeout=timeout)
 
     def future(self, method, timeout=RPC_TIMEOUT, **kw):
-        req = getattr(self.pb, self.METHODS[method][0])(**kw)
+        req = getattr(self.pb, method + 'Request')(**kw)
         return self._m[method].future(req, timeout=timeout)
 
     def publish(self, topic, data=b'', type='test.v1', timeout=RPC_TIMEOUT,
@@ -92,12 +75,7 @@ class EventClient:
     def subscribe(self, subjects, **kw):
         """A harness.WatchReader on Subscribe."""
         req = self.pb.SubscribeRequest(subjects=list(subjects), **kw)
-        return WatchReader(self._sub(req))
-
-    def raw(self, method, payload, timeout=RPC_TIMEOUT):
-        return self.channel.unary_unary(
-            EVENT_PREFIX + method, request_serializer=harness.identity,
-            response_deserializer=harness.identity)(payload, timeout=timeout)
+        return WatchReader(self._m['Subscribe'](req))
 
 
 def new_client(address):

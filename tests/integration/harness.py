@@ -218,7 +218,21 @@ def assert_no_secrets(srv, secrets):
 
 
 class ServiceCase(unittest.TestCase):
-    """What every server's tests assert with."""
+    """What every server's tests assert with. STREAM_ITEM names the
+    field of a watch stream's messages that carries the change (beside
+    caught_up)."""
+
+    STREAM_ITEM = 'value'
+
+    def until_caught_up(self, w):
+        """The replayed changes up to the caught_up marker."""
+        out = []
+        for _ in range(1000000):
+            m = w.next()
+            if m.caught_up:
+                return out
+            out.append(getattr(m, self.STREAM_ITEM))
+        self.fail('no caught_up')
 
     def assertCode(self, err, code, field=None):
         """err is a gRPC error with this status code and, given field,
@@ -584,69 +598,79 @@ def identity(b):
     return b
 
 
-class DiscoveryClient:
-    """platform.discovery.v1.Discovery over a channel."""
+class ServiceClient:
+    """One service's methods over a channel. A subclass names its PREFIX
+    ("/pkg.Service/"), its unary METHODS and server-streaming STREAMS;
+    each method M has messages MRequest and MResponse in the pb module
+    it is given. self._m[M] is the callable of M."""
 
-    def __init__(self, channel):
+    PREFIX = ''
+    METHODS = ()
+    STREAMS = ()
+
+    def __init__(self, channel, P):
         self.channel = channel
-        P = protos().discovery
         self.pb = P
-
-        def uu(method, req, resp):
-            return channel.unary_unary(
-                DISCOVERY_PREFIX + method,
-                request_serializer=req.SerializeToString,
-                response_deserializer=resp.FromString)
-
-        self._register = uu('Register', P.RegisterRequest, P.RegisterResponse)
-        self._deregister = uu('Deregister', P.DeregisterRequest,
-                              P.DeregisterResponse)
-        self._get = uu('GetService', P.GetServiceRequest,
-                       P.GetServiceResponse)
-        self._list = uu('ListServices', P.ListServicesRequest,
-                        P.ListServicesResponse)
-        self._watch = channel.unary_stream(
-            DISCOVERY_PREFIX + 'Watch',
-            request_serializer=P.WatchRequest.SerializeToString,
-            response_deserializer=P.WatchResponse.FromString)
-
-    def register(self, service, ttl_seconds=0, timeout=RPC_TIMEOUT):
-        return self._register(self.pb.RegisterRequest(
-            service=service, ttl_seconds=ttl_seconds), timeout=timeout)
-
-    def register_req(self, req, timeout=RPC_TIMEOUT):
-        return self._register(req, timeout=timeout)
-
-    def deregister(self, name, version='', node_id='', timeout=RPC_TIMEOUT):
-        return self._deregister(self.pb.DeregisterRequest(
-            name=name, version=version, node_id=node_id), timeout=timeout)
-
-    def get(self, name, timeout=RPC_TIMEOUT):
-        return self._get(self.pb.GetServiceRequest(name=name),
-                         timeout=timeout)
-
-    def list(self, page_size=0, page_token='', timeout=RPC_TIMEOUT):
-        return self._list(self.pb.ListServicesRequest(
-            page_size=page_size, page_token=page_token), timeout=timeout)
-
-    def watch(self, service=''):
-        """A WatchReader on Watch(service)."""
-        return WatchReader(self._watch(self.pb.WatchRequest(service=service)))
+        self._m = {}
+        for kinds, make in ((self.METHODS, channel.unary_unary),
+                            (self.STREAMS, channel.unary_stream)):
+            for m in kinds:
+                self._m[m] = make(
+                    self.PREFIX + m,
+                    request_serializer=getattr(
+                        P, m + 'Request').SerializeToString,
+                    response_deserializer=getattr(
+                        P, m + 'Response').FromString)
 
     def raw(self, method, payload, timeout=RPC_TIMEOUT, stream=False):
         """Sends payload bytes as they are to a method; returns the raw
         response bytes (unary) or the first raw message (stream)."""
         if stream:
             call = self.channel.unary_stream(
-                DISCOVERY_PREFIX + method, request_serializer=identity,
+                self.PREFIX + method, request_serializer=identity,
                 response_deserializer=identity)(payload, timeout=timeout)
             try:
                 return next(call)
             finally:
                 call.cancel()
         return self.channel.unary_unary(
-            DISCOVERY_PREFIX + method, request_serializer=identity,
+            self.PREFIX + method, request_serializer=identity,
             response_deserializer=identity)(payload, timeout=timeout)
+
+
+class DiscoveryClient(ServiceClient):
+    """platform.discovery.v1.Discovery over a channel."""
+
+    PREFIX = DISCOVERY_PREFIX
+    METHODS = ('Register', 'Deregister', 'GetService', 'ListServices')
+    STREAMS = ('Watch',)
+
+    def __init__(self, channel):
+        super().__init__(channel, protos().discovery)
+
+    def register(self, service, ttl_seconds=0, timeout=RPC_TIMEOUT):
+        return self._m['Register'](self.pb.RegisterRequest(
+            service=service, ttl_seconds=ttl_seconds), timeout=timeout)
+
+    def register_req(self, req, timeout=RPC_TIMEOUT):
+        return self._m['Register'](req, timeout=timeout)
+
+    def deregister(self, name, version='', node_id='', timeout=RPC_TIMEOUT):
+        return self._m['Deregister'](self.pb.DeregisterRequest(
+            name=name, version=version, node_id=node_id), timeout=timeout)
+
+    def get(self, name, timeout=RPC_TIMEOUT):
+        return self._m['GetService'](self.pb.GetServiceRequest(name=name),
+                         timeout=timeout)
+
+    def list(self, page_size=0, page_token='', timeout=RPC_TIMEOUT):
+        return self._m['ListServices'](self.pb.ListServicesRequest(
+            page_size=page_size, page_token=page_token), timeout=timeout)
+
+    def watch(self, service=''):
+        """A WatchReader on Watch(service)."""
+        return WatchReader(self._m['Watch'](
+            self.pb.WatchRequest(service=service)))
 
 
 class WatchReader:

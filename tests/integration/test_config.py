@@ -97,16 +97,6 @@ class ConfigCase(harness.ServiceCase):
 
     # -- watch helpers
 
-    def until_caught_up(self, w):
-        """The replayed changes up to the caught_up marker."""
-        out = []
-        for _ in range(100000):
-            m = w.next()
-            if m.caught_up:
-                return out
-            out.append(m.value)
-        self.fail('no caught_up')
-
     def next_change(self, w, timeout=harness.TIMEOUT):
         m = w.next(timeout)
         self.assertFalse(m.caught_up, 'a second caught_up message')

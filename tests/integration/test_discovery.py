@@ -346,7 +346,7 @@ class ListTest(DiscoveryCase):
         for i, name in enumerate(names):
             s = service(name, nodes=[node('%s-%d' % (name, k), 'h:%d' % (k + 1))
                                      for k in range(nodes_per)])
-            futs.append(self.c._register.future(
+            futs.append(self.c._m['Register'].future(
                 P.RegisterRequest(service=s, ttl_seconds=600),
                 timeout=harness.RPC_TIMEOUT))
             if len(futs) >= 64:

@@ -45,6 +45,8 @@ class EventCase(harness.ServiceCase):
     """One event-srv per class, stopped with SIGTERM at the end: exit 0
     and no sanitizer report."""
 
+    STREAM_ITEM = 'event'
+
     start_server = True
 
     @classmethod
@@ -72,15 +74,6 @@ class EventCase(harness.ServiceCase):
         w = (client or self.c).subscribe(subjects, **kw)
         self._subs.append(w)
         return w
-
-    def until_caught_up(self, w):
-        out = []
-        for _ in range(1000000):
-            m = w.next()
-            if m.caught_up:
-                return out
-            out.append(m.event)
-        self.fail('no caught_up')
 
     def events(self, w, n, timeout=harness.TIMEOUT):
         out = []
@@ -780,7 +773,7 @@ class SlowSubscriberTest(EventCase):
         ch = grpc.insecure_channel(self.srv.address,
                                    options=harness.CHANNEL_OPTIONS)
         self.addCleanup(ch.close)
-        call = eh.EventClient(ch)._sub(P.SubscribeRequest(subjects=[t]))
+        call = eh.EventClient(ch)._m['Subscribe'](P.SubscribeRequest(subjects=[t]))
         first = next(call)
         self.assertTrue(first.caught_up)
         blob = b'x' * 60000

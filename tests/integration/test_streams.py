@@ -23,7 +23,7 @@ class SlowConsumerTest(unittest.TestCase):
     def test_stalled_watch_is_ended_with_resource_exhausted(self):
         d = harness.protos().discovery
         # A watcher that opens the stream and then reads nothing.
-        stalled = self.client._watch(d.WatchRequest(service='slow-svc'))
+        stalled = self.client._m['Watch'](d.WatchRequest(service='slow-svc'))
         first = next(stalled)       # the SYNCED marker: the stream is live
         self.assertEqual(first.type, d.EVENT_TYPE_SYNCED)
 
