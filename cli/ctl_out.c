@@ -8,9 +8,12 @@
 #include "ctl_auth.h"
 #include "ctl_out.h"
 #include "platform/discovery/v1/discovery.pb-c.h"
+#include "platform/log.h"
 #include "platform/xalloc.h"
 
 volatile sig_atomic_t ctl_stop;
+
+static plat_client *the_client;	/* see ctl_client */
 
 char *
 ctl_safe_dup(const char *s)
@@ -127,28 +130,6 @@ ctl_json_print(json_t *j, size_t flags)
 	return 0;
 }
 
-int
-ctl_usage(const char *help, const char *fmt, va_list ap)
-{
-	fputs("platformctl: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\nTry 'platformctl %s' for more information.\n",
-	    help);
-	return 2;
-}
-
-int
-ctl_word_in(const char *w, const char *list)
-{
-	size_t n = strlen(w);
-
-	for (const char *p = list; *p != '\0'; p += strcspn(p, " "),
-	    p += strspn(p, " "))
-		if (strncmp(p, w, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
-			return 1;
-	return 0;
-}
-
 const char *
 ctl_method_name(const char *method)
 {
@@ -186,17 +167,72 @@ ctl_fail(const char *what, int code, const char *err)
 	return 1;
 }
 
+plat_client *
+ctl_client(const struct ctl_globals *g)
+{
+	struct plat_client_opts o = {
+		/* The client asks discovery for nothing until a call by
+		 * service name. */
+		.discovery = g->discovery,
+		.tls_ca = g->tls_ca,
+		.tls_cert = g->tls_cert,
+		.tls_key = g->tls_key,
+		.default_deadline_ms = g->timeout_ms,
+		.token = ctl_auth_token,
+	};
+
+	if (the_client != NULL)
+		return the_client;
+	/* What the library logs (a TLS file it cannot read, say) is for a
+	 * person at a terminal here, not for a log collector. */
+	log_setup(LOG_FORMAT_TEXT, LOG_LEVEL_WARN, "platformctl");
+	if ((the_client = plat_client_new(&o)) == NULL) {
+		fprintf(stderr, "platformctl: cannot set up the gRPC client "
+		    "(check the --tls-* files)\n");
+		exit(CTL_FAIL);
+	}
+	return the_client;
+}
+
+void
+ctl_client_free(void)
+{
+	if (the_client != NULL)
+		plat_client_free(the_client);
+	the_client = NULL;
+}
+
 int
-ctl_service_address(plat_client *c, const char *discovery, int timeout_ms,
-    const char *service, const char *given, char **addr)
+ctl_unary(const struct ctl_globals *g, const char *service,
+    const char *addr, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
+    int idempotent, const char *const *md, char *err, size_t errlen)
+{
+	struct plat_call_opts co = {
+		.deadline_ms = g->timeout_ms,
+		.idempotent = idempotent,
+		.metadata = md,
+	};
+	plat_client *c = ctl_client(g);
+
+	err[0] = '\0';
+	*resp = NULL;
+	if (addr != NULL)
+		return plat_client_call_addr(c, addr, method, req, desc, resp,
+		    &co, err, errlen);
+	return plat_client_call(c, service, method, req, desc, resp, &co,
+	    err, errlen);
+}
+
+int
+ctl_service_address(const struct ctl_globals *g, const char *service,
+    const char *given, char **addr)
 {
 	static const char method[] =
 	    "/platform.discovery.v1.Discovery/GetService";
 	Platform__Discovery__V1__GetServiceRequest req =
 	    PLATFORM__DISCOVERY__V1__GET_SERVICE_REQUEST__INIT;
 	Platform__Discovery__V1__GetServiceResponse *r;
-	struct plat_call_opts co = { .deadline_ms = timeout_ms,
-	    .idempotent = 1, .metadata = ctl_auth_metadata() };
 	ProtobufCMessage *m = NULL;
 	char err[512] = "";
 	int rc;
@@ -207,9 +243,9 @@ ctl_service_address(plat_client *c, const char *discovery, int timeout_ms,
 		return 0;
 	}
 	req.name = (char *)service;
-	rc = plat_client_call_addr(c, discovery, method, &req.base,
+	rc = ctl_unary(g, NULL, g->discovery, method, &req.base,
 	    &platform__discovery__v1__get_service_response__descriptor, &m,
-	    &co, err, sizeof(err));
+	    1, ctl_auth_metadata(g), err, sizeof(err));
 	if (rc != 0)
 		return ctl_fail(ctl_method_name(method), rc, err);
 	r = (Platform__Discovery__V1__GetServiceResponse *)m;
@@ -224,6 +260,6 @@ ctl_service_address(plat_client *c, const char *discovery, int timeout_ms,
 	if (*addr != NULL)
 		return 0;
 	fprintf(stderr, "platformctl: service \"%s\" has no live node in "
-	    "discovery %s\n", service, discovery);
+	    "discovery %s\n", service, g->discovery);
 	return 1;
 }
