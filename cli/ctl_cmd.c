@@ -77,6 +77,9 @@ struct parse {
 
 /* ---- usage errors ---- */
 
+/* Where ctl_usage writes: the running ctl_cli's err, else stderr. */
+static FILE *usage_out;
+
 static int
 vusage(FILE *f, const struct ctl_group *g, const char *fmt, va_list ap)
 {
@@ -96,7 +99,7 @@ ctl_usage(const struct ctl_group *g, const char *fmt, ...)
 	int rc;
 
 	va_start(ap, fmt);
-	rc = vusage(stderr, g, fmt, ap);
+	rc = vusage(usage_out != NULL ? usage_out : stderr, g, fmt, ap);
 	va_end(ap);
 	return rc;
 }
@@ -586,8 +589,10 @@ ctl_cli_run(struct ctl_cli *cli, int argc, char **argv)
 		cli->out = stdout;
 	p.words = xcalloc_or_die((size_t)argc + 1, sizeof(*p.words));
 	env_defaults(global_flags, CTL_NELEM(global_flags), &p.raw);
+	usage_out = p.err;
 	if ((rc = parse_line(&p, argc, argv)) == CTL_OK)
 		rc = run_line(&p);
+	usage_out = NULL;
 	free(p.words);
 	free(p.flags);
 	free(p.given);

@@ -113,7 +113,7 @@ struct ctl_run {
 	const struct ctl_cmd *cmd;
 	const struct ctl_group *group;
 	const struct ctl_globals *g;
-	void *flags;			/* the group's flags, NULL: not given */
+	void *flags;			/* the group's flags struct, filled */
 };
 
 /* The registered groups, in the order of `platformctl --help`. */
@@ -133,8 +133,8 @@ void ctl_cli_add(struct ctl_cli *cli, const struct ctl_group *g);
 int ctl_cli_run(struct ctl_cli *cli, int argc, char **argv);
 
 /* A usage error of group g's commands (NULL: platformctl's own):
- * "platformctl: [NAME: ]<fmt...>" and a line naming the help, on
- * stderr. Returns 2, the exit status. */
+ * "platformctl: [NAME: ]<fmt...>" and a line naming the help, on the
+ * running ctl_cli's err (stderr). Returns 2, the exit status. */
 int ctl_usage(const struct ctl_group *g, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
