@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "ctl_auth.h"
+#include "ctl_call.h"
 #include "ctl_out.h"
 #include "ctl_token.h"
 #include "platform/auth/v1/auth.pb-c.h"
@@ -262,15 +263,15 @@ au_fail(const char *method, int code, const char *err)
 
 /* A call with the stored token: CTL_OK, or CTL_FAIL after a message. */
 static int
-au_call(const struct ctl_run *x, const char *method, const ProtobufCMessage *req,
-    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
-    int idempotent)
+au_call(const struct ctl_run *x, const char *method,
+    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+    ProtobufCMessage **resp, int idempotent)
 {
 	char err[ERRLEN];
 	int rc;
 
-	rc = auth_call(x->g, method, req, desc,
-	    resp, idempotent, ctl_auth_metadata(x->g), err);
+	rc = auth_call(x->g, method, req, desc, resp, idempotent,
+	    ctl_auth_metadata(x->g), err);
 	return rc != 0 ? au_fail(method, rc, err) : CTL_OK;
 }
 
@@ -372,14 +373,15 @@ read_credentials(const char *path, char **id, char **secret)
 static char *
 scopes_joined(const struct ctl_run *x)
 {
+	const struct au_flags *fl = au_f(x);
 	char *buf;
 	size_t len;
 	FILE *f = open_memstream(&buf, &len);
 
 	if (f == NULL)
 		abort();
-	for (size_t i = 0; i < au_f(x)->scope.n; i++)
-		fprintf(f, "%s%s", i ? " " : "", au_f(x)->scope.v[i]);
+	for (size_t i = 0; i < fl->scope.n; i++)
+		fprintf(f, "%s%s", i ? " " : "", fl->scope.v[i]);
 	fclose(f);
 	return buf;
 }
@@ -387,6 +389,7 @@ scopes_joined(const struct ctl_run *x)
 static int
 au_login(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct au_flags *f = au_f(x);
 	Platform__Auth__V1__TokenRequest req =
 	    PLATFORM__AUTH__V1__TOKEN_REQUEST__INIT;
 	Platform__Auth__V1__TokenResponse *r;
@@ -396,11 +399,11 @@ au_login(const struct ctl_run *x, int argc, char **argv)
 	char prompt[300];
 	int rc, lock;
 
-	if (au_f(x)->credentials != NULL) {
+	if (f->credentials != NULL) {
 		if (argc > 0)
 			return usage_error("login: an ID or --credentials, "
 			    "not both");
-		if ((rc = read_credentials(au_f(x)->credentials, &id,
+		if ((rc = read_credentials(f->credentials, &id,
 		    &secret)) != 0)
 			return rc;
 		req.grant_type = "client_credentials";
@@ -751,88 +754,6 @@ rules_print(const struct ctl_run *x, const pb_rule *const *r, size_t n)
 	return CTL_OK;
 }
 
-/* ---- lists ---- */
-
-/*
- * ListAccounts and ListRules page alike: a request with page_size and
- * page_token, an answer with a repeated field and next_page_token. Read
- * through the descriptors, one loop serves both; every page is kept,
- * since a table needs every row before it knows its widths.
- */
-struct pages {
-	size_t n;
-	ProtobufCMessage **p;
-};
-
-static void *
-field_at(const ProtobufCMessage *m, const char *name, size_t *count)
-{
-	const ProtobufCFieldDescriptor *f =
-	    protobuf_c_message_descriptor_get_field_by_name(m->descriptor,
-	    name);
-
-	if (count != NULL)
-		memcpy(count, (const char *)m + f->quantifier_offset,
-		    sizeof(*count));
-	return (char *)m + f->offset;
-}
-
-static int
-list_all(const struct ctl_run *x, const char *method, ProtobufCMessage *req,
-    const ProtobufCMessageDescriptor *desc, struct pages *pg)
-{
-	char **token = field_at(req, "page_token", NULL), *next;
-	int32_t *size = field_at(req, "page_size", NULL);
-	ProtobufCMessage *m;
-	int rc;
-
-	*size = PAGE_SIZE;
-	for (;;) {
-		if ((rc = au_call(x, method, req, desc, &m, 1)) != CTL_OK)
-			return rc;
-		pg->p = xrealloc(pg->p, (pg->n + 1) * sizeof(*pg->p));
-		pg->p[pg->n++] = m;
-		memcpy(&next, field_at(m, "next_page_token", NULL),
-		    sizeof(next));
-		if (*next == '\0')
-			return CTL_OK;
-		/* A server handing back the token it was given would keep
-		 * us here forever. */
-		if (strcmp(*token, next) == 0) {
-			fprintf(stderr, PROG ": %s: the server repeated a "
-			    "page token\n", ctl_method_name(method));
-			return CTL_FAIL;
-		}
-		*token = next;
-	}
-}
-
-/* Every item of every page, in order (the array malloc'd). */
-static void **
-pages_items(const struct pages *pg, const char *field, size_t *n)
-{
-	void **all = NULL, **items;
-	size_t k;
-
-	*n = 0;
-	for (size_t i = 0; i < pg->n; i++) {
-		memcpy(&items, field_at(pg->p[i], field, &k), sizeof(items));
-		all = xrealloc(all, (*n + k) * sizeof(*all));
-		if (k > 0)
-			memcpy(all + *n, items, k * sizeof(*all));
-		*n += k;
-	}
-	return all;
-}
-
-static void
-pages_free(struct pages *pg)
-{
-	for (size_t i = 0; i < pg->n; i++)
-		protobuf_c_message_free_unpacked(pg->p[i], NULL);
-	free(pg->p);
-}
-
 /* ---- accounts ---- */
 
 static int
@@ -841,33 +762,25 @@ ac_list(const struct ctl_run *x, int argc, char **argv)
 	Platform__Auth__V1__ListAccountsRequest req =
 	    PLATFORM__AUTH__V1__LIST_ACCOUNTS_REQUEST__INIT;
 	struct ctl_table t = { .ncols = CTL_NELEM(account_head) };
-	struct pages pg = { 0 };
-	pb_account **a;
+	struct ctl_pages pg = { 0 };
 	json_t *all;
-	size_t n;
 	int rc;
 
-	rc = list_all(x, M_PREFIX "ListAccounts", &req.base,
-	    &platform__auth__v1__list_accounts_response__descriptor, &pg);
-	if (rc != CTL_OK) {
-		pages_free(&pg);
-		return rc;
-	}
-	a = (pb_account **)pages_items(&pg, "accounts", &n);
-	if (x->g->json) {
+	if ((rc = ctl_pages_fetch(x, au_call, M_PREFIX "ListAccounts",
+	    &req.base, &platform__auth__v1__list_accounts_response__descriptor,
+	    "accounts", PAGE_SIZE, 0, &pg)) == CTL_OK && x->g->json) {
 		all = json_array();
-		for (size_t i = 0; i < n; i++)
-			json_array_append_new(all, account_json(a[i]));
+		for (size_t i = 0; i < pg.nitems; i++)
+			json_array_append_new(all, account_json(pg.items[i]));
 		rc = ctl_json_print(all, 0);
-	} else {
+	} else if (rc == CTL_OK) {
 		ctl_table_row(&t, account_head);
-		for (size_t i = 0; i < n; i++)
-			account_row(&t, a[i]);
+		for (size_t i = 0; i < pg.nitems; i++)
+			account_row(&t, pg.items[i]);
 		ctl_table_print(&t, stdout);
 		ctl_table_free(&t);
 	}
-	free(a);
-	pages_free(&pg);
+	ctl_pages_free(&pg);
 	return rc;
 }
 
@@ -895,9 +808,10 @@ ac_get(const struct ctl_run *x, int argc, char **argv)
 static int
 meta_of(const struct ctl_run *x, pb_meta *e, pb_meta **p, size_t *n)
 {
+	const struct au_flags *f = au_f(x);
 	*n = 0;
-	for (size_t i = 0; i < au_f(x)->meta.n; i++) {
-		const char *kv = au_f(x)->meta.v[i], *eq = strchr(kv, '=');
+	for (size_t i = 0; i < f->meta.n; i++) {
+		const char *kv = f->meta.v[i], *eq = strchr(kv, '=');
 
 		if (*kv == '\0')
 			continue;
@@ -925,11 +839,12 @@ meta_free(pb_meta *e, size_t n)
 static size_t
 scopes_of(const struct ctl_run *x, char **out)
 {
+	const struct au_flags *f = au_f(x);
 	size_t n = 0;
 
-	for (size_t i = 0; i < au_f(x)->scope.n; i++)
-		if (*au_f(x)->scope.v[i] != '\0')
-			out[n++] = (char *)au_f(x)->scope.v[i];
+	for (size_t i = 0; i < f->scope.n; i++)
+		if (*f->scope.v[i] != '\0')
+			out[n++] = (char *)f->scope.v[i];
 	return n;
 }
 
@@ -949,6 +864,7 @@ account_answer(const struct ctl_run *x, ProtobufCMessage *m)
 static int
 ac_create(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct au_flags *f = au_f(x);
 	Platform__Auth__V1__CreateAccountRequest req =
 	    PLATFORM__AUTH__V1__CREATE_ACCOUNT_REQUEST__INIT;
 	pb_account a = PLATFORM__AUTH__V1__ACCOUNT__INIT;
@@ -957,10 +873,10 @@ ac_create(const struct ctl_run *x, int argc, char **argv)
 	ProtobufCMessage *m;
 	int rc;
 
-	if (au_f(x)->type == NULL)
+	if (f->type == NULL)
 		return usage_error("accounts create: --type user|service is "
 		    "required");
-	if ((rc = type_of(au_f(x)->type, &a.type)) != 0 ||
+	if ((rc = type_of(f->type, &a.type)) != 0 ||
 	    (rc = meta_of(x, e, p, &a.n_metadata)) != 0)
 		goto out;
 	a.id = argv[0];
@@ -979,8 +895,8 @@ out:
 
 /* UpdateAccount of argv[0] with the fields in mask (NULL-ended). */
 static int
-ac_update_mask(const struct ctl_run *x, const char *id, pb_account *a, char **mask,
-    size_t nmask)
+ac_update_mask(const struct ctl_run *x, const char *id, pb_account *a,
+    char **mask, size_t nmask)
 {
 	Platform__Auth__V1__UpdateAccountRequest req =
 	    PLATFORM__AUTH__V1__UPDATE_ACCOUNT_REQUEST__INIT;
@@ -1001,13 +917,14 @@ ac_update_mask(const struct ctl_run *x, const char *id, pb_account *a, char **ma
 static int
 ac_update(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct au_flags *f = au_f(x);
 	pb_account a = PLATFORM__AUTH__V1__ACCOUNT__INIT;
 	pb_meta e[CTL_LIST_MAX], *p[CTL_LIST_MAX];
 	char *scopes[CTL_LIST_MAX], *mask[3];
 	size_t nmask = 0;
 	int rc;
 
-	if (au_f(x)->scope.n == 0 && au_f(x)->meta.n == 0 && au_f(x)->new_secret == NULL)
+	if (f->scope.n == 0 && f->meta.n == 0 && f->new_secret == NULL)
 		return usage_error("accounts update: nothing to change "
 		    "(--scope, --meta, --new-secret)");
 	if ((rc = meta_of(x, e, p, &a.n_metadata)) != 0)
@@ -1015,11 +932,11 @@ ac_update(const struct ctl_run *x, int argc, char **argv)
 	a.metadata = p;
 	a.scopes = scopes;
 	a.n_scopes = scopes_of(x, scopes);
-	if (au_f(x)->scope.n > 0)
+	if (f->scope.n > 0)
 		mask[nmask++] = "scopes";
-	if (au_f(x)->meta.n > 0)
+	if (f->meta.n > 0)
 		mask[nmask++] = "metadata";
-	if (au_f(x)->new_secret != NULL)
+	if (f->new_secret != NULL)
 		mask[nmask++] = "secret";
 	rc = ac_update_mask(x, argv[0], &a, mask, nmask);
 out:
@@ -1044,15 +961,21 @@ ac_enable(const struct ctl_run *x, int argc, char **argv)
 	return ac_update_mask(x, argv[0], &a, (char *[]){ "disabled" }, 1);
 }
 
-/* A call whose answer is empty: DeleteAccount, DeleteRule. */
+/* DeleteAccount or DeleteRule of id: their requests hold only the id,
+ * their answers nothing. */
 static int
-delete_call(const struct ctl_run *x, const char *method, const char *id,
-    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc)
+delete_call(const struct ctl_run *x, const char *method,
+    const ProtobufCMessageDescriptor *req_desc,
+    const ProtobufCMessageDescriptor *desc, const char *id)
 {
-	ProtobufCMessage *m;
+	ProtobufCMessage *req = xcalloc(1, req_desc->sizeof_message), *m;
 	int rc;
 
-	if ((rc = au_call(x, method, req, desc, &m, 0)) != CTL_OK)
+	protobuf_c_message_init(req_desc, req);
+	memcpy(ctl_field(req, "id", NULL), &id, sizeof(id));
+	rc = au_call(x, method, req, desc, &m, 0);
+	free(req);
+	if (rc != CTL_OK)
 		return rc;
 	protobuf_c_message_free_unpacked(m, NULL);
 	if (x->g->json)
@@ -1065,12 +988,9 @@ delete_call(const struct ctl_run *x, const char *method, const char *id,
 static int
 ac_delete(const struct ctl_run *x, int argc, char **argv)
 {
-	Platform__Auth__V1__DeleteAccountRequest req =
-	    PLATFORM__AUTH__V1__DELETE_ACCOUNT_REQUEST__INIT;
-
-	req.id = argv[0];
-	return delete_call(x, M_PREFIX "DeleteAccount", argv[0], &req.base,
-	    &platform__auth__v1__delete_account_response__descriptor);
+	return delete_call(x, M_PREFIX "DeleteAccount",
+	    &platform__auth__v1__delete_account_request__descriptor,
+	    &platform__auth__v1__delete_account_response__descriptor, argv[0]);
 }
 
 /* ---- rules ---- */
@@ -1080,19 +1000,15 @@ ru_list(const struct ctl_run *x, int argc, char **argv)
 {
 	Platform__Auth__V1__ListRulesRequest req =
 	    PLATFORM__AUTH__V1__LIST_RULES_REQUEST__INIT;
-	struct pages pg = { 0 };
-	void **r;
-	size_t n;
+	struct ctl_pages pg = { 0 };
 	int rc;
 
-	rc = list_all(x, M_PREFIX "ListRules", &req.base,
-	    &platform__auth__v1__list_rules_response__descriptor, &pg);
-	if (rc == CTL_OK) {
-		r = pages_items(&pg, "rules", &n);
-		rc = rules_print(x, (const pb_rule *const *)r, n);
-		free(r);
-	}
-	pages_free(&pg);
+	if ((rc = ctl_pages_fetch(x, au_call, M_PREFIX "ListRules", &req.base,
+	    &platform__auth__v1__list_rules_response__descriptor, "rules",
+	    PAGE_SIZE, 0, &pg)) == CTL_OK)
+		rc = rules_print(x, (const pb_rule *const *)pg.items,
+		    pg.nitems);
+	ctl_pages_free(&pg);
 	return rc;
 }
 
@@ -1100,7 +1016,8 @@ ru_list(const struct ctl_run *x, int argc, char **argv)
 static int
 need_target(const struct ctl_run *x, const char *cmd)
 {
-	if (au_f(x)->service == NULL || au_f(x)->method == NULL)
+	const struct au_flags *f = au_f(x);
+	if (f->service == NULL || f->method == NULL)
 		return usage_error("rules %s: --service and --method are "
 		    "required", cmd);
 	return 0;
@@ -1109,6 +1026,7 @@ need_target(const struct ctl_run *x, const char *cmd)
 static int
 ru_create(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct au_flags *f = au_f(x);
 	Platform__Auth__V1__CreateRuleRequest req =
 	    PLATFORM__AUTH__V1__CREATE_RULE_REQUEST__INIT;
 	pb_rule r = PLATFORM__AUTH__V1__RULE__INIT;
@@ -1119,30 +1037,30 @@ ru_create(const struct ctl_run *x, int argc, char **argv)
 	int rc;
 
 	if ((rc = need_target(x, "create")) != 0 ||
-	    (rc = type_of(au_f(x)->type, &r.account_type)) != 0)
+	    (rc = type_of(f->type, &r.account_type)) != 0)
 		return rc;
-	if ((au_f(x)->allow != NULL) == (au_f(x)->deny != NULL))
+	if ((f->allow != NULL) == (f->deny != NULL))
 		return usage_error("rules create: one of --allow or --deny");
-	if (au_f(x)->scope.n > 1)
+	if (f->scope.n > 1)
 		return usage_error("rules create: one --scope (a pattern)");
-	if (au_f(x)->account == NULL && au_f(x)->scope.n == 0 && au_f(x)->type == NULL)
+	if (f->account == NULL && f->scope.n == 0 && f->type == NULL)
 		return usage_error("rules create: whose calls? --account, "
 		    "--scope and/or --type");
-	if (au_f(x)->priority != NULL) {
+	if (f->priority != NULL) {
 		errno = 0;
-		prio = strtol(au_f(x)->priority, &end, 10);
-		if (errno != 0 || end == au_f(x)->priority || *end != '\0' ||
+		prio = strtol(f->priority, &end, 10);
+		if (errno != 0 || end == f->priority || *end != '\0' ||
 		    prio < INT32_MIN || prio > INT32_MAX)
 			return usage_error("--priority must be a whole "
-			    "number, not '%s'", au_f(x)->priority);
+			    "number, not '%s'", f->priority);
 	}
-	r.service = (char *)au_f(x)->service;
-	r.method = (char *)au_f(x)->method;
-	r.account = (char *)(au_f(x)->account ? au_f(x)->account : "");
-	r.scope = (char *)(au_f(x)->scope.n ? au_f(x)->scope.v[0] : "");
-	r.effect = au_f(x)->allow != NULL ? E_ALLOW : E_DENY;
+	r.service = (char *)f->service;
+	r.method = (char *)f->method;
+	r.account = (char *)(f->account ? f->account : "");
+	r.scope = (char *)(f->scope.n ? f->scope.v[0] : "");
+	r.effect = f->allow != NULL ? E_ALLOW : E_DENY;
 	r.priority = (int32_t)prio;
-	r.description = (char *)(au_f(x)->description ? au_f(x)->description : "");
+	r.description = (char *)(f->description ? f->description : "");
 	req.rule = &r;
 	if ((rc = au_call(x, M_PREFIX "CreateRule", &req.base,
 	    &platform__auth__v1__create_rule_response__descriptor, &m, 0)) !=
@@ -1157,16 +1075,14 @@ ru_create(const struct ctl_run *x, int argc, char **argv)
 static int
 ru_delete(const struct ctl_run *x, int argc, char **argv)
 {
-	Platform__Auth__V1__DeleteRuleRequest req =
-	    PLATFORM__AUTH__V1__DELETE_RULE_REQUEST__INIT;
-
-	req.id = argv[0];
-	return delete_call(x, M_PREFIX "DeleteRule", argv[0], &req.base,
-	    &platform__auth__v1__delete_rule_response__descriptor);
+	return delete_call(x, M_PREFIX "DeleteRule",
+	    &platform__auth__v1__delete_rule_request__descriptor,
+	    &platform__auth__v1__delete_rule_response__descriptor, argv[0]);
 }
 
 static int
-verify_print(const struct ctl_run *x, const Platform__Auth__V1__VerifyResponse *r)
+verify_print(const struct ctl_run *x,
+    const Platform__Auth__V1__VerifyResponse *r)
 {
 	const pb_rule *rule = r->rule;
 	json_t *j;
@@ -1191,6 +1107,7 @@ verify_print(const struct ctl_run *x, const Platform__Auth__V1__VerifyResponse *
 static int
 ru_verify(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct au_flags *f = au_f(x);
 	Platform__Auth__V1__VerifyRequest req =
 	    PLATFORM__AUTH__V1__VERIFY_REQUEST__INIT;
 	ProtobufCMessage *m;
@@ -1198,16 +1115,16 @@ ru_verify(const struct ctl_run *x, int argc, char **argv)
 	int rc;
 
 	if ((rc = need_target(x, "verify")) != 0 ||
-	    (rc = type_of(au_f(x)->type, &req.account_type)) != 0)
+	    (rc = type_of(f->type, &req.account_type)) != 0)
 		return rc;
-	if ((au_f(x)->account != NULL) == (au_f(x)->scope.n > 0 || au_f(x)->type != NULL))
+	if ((f->account != NULL) == (f->scope.n > 0 || f->type != NULL))
 		return usage_error("rules verify: --account A, or --scope S "
 		    "(repeatable) and/or --type T");
-	req.account = (char *)(au_f(x)->account ? au_f(x)->account : "");
+	req.account = (char *)(f->account ? f->account : "");
 	req.scopes = scopes;
 	req.n_scopes = scopes_of(x, scopes);
-	req.service = (char *)au_f(x)->service;
-	req.method = (char *)au_f(x)->method;
+	req.service = (char *)f->service;
+	req.method = (char *)f->method;
 	if ((rc = au_call(x, M_PREFIX "Verify", &req.base,
 	    &platform__auth__v1__verify_response__descriptor, &m, 1)) !=
 	    CTL_OK)

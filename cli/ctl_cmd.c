@@ -27,10 +27,11 @@
 #define MAX_TIMEOUT_MS		3600000
 #define MAIN_WIDTH		24
 
-/* The global flags as given: flag, else environment, else default. */
+/* The global flags as given: flag, else environment, else default.
+ * Those that need no checking go straight into g. */
 struct ctl_raw {
-	const char *discovery, *config, *auth, *output, *timeout;
-	const char *tls_ca, *tls_cert, *tls_key, *help, *version;
+	struct ctl_globals g;
+	const char *output, *timeout, *help, *version;
 };
 
 #define G(name, alias, kind, arg, env, help, field) { name, alias, kind, \
@@ -39,23 +40,23 @@ struct ctl_raw {
 static const struct ctl_flag global_flags[] = {
 	G("--discovery", NULL, CTL_VALUE, "ADDR", "PLATFORM_DISCOVERY",
 	    "discovery-srv host:port (default " DEFAULT_DISCOVERY ")",
-	    discovery),
+	    g.discovery),
 	G("--config", NULL, CTL_VALUE, "ADDR", "PLATFORM_CONFIG",
 	    "config-srv host:port (default: service \"config\" in "
-	    "discovery)", config),
+	    "discovery)", g.config),
 	G("--auth", NULL, CTL_VALUE, "ADDR", "PLATFORM_AUTH",
 	    "auth-srv host:port (default: the login's, else service "
-	    "\"auth\" in discovery)", auth),
+	    "\"auth\" in discovery)", g.auth),
 	G("--output", "-o", CTL_VALUE, "FORMAT", NULL,
 	    "table or json (default table)", output),
 	G("--timeout", NULL, CTL_VALUE, "MS", NULL,
 	    "deadline of each call (default " DEFAULT_TIMEOUT ")", timeout),
 	G("--tls-ca", NULL, CTL_VALUE, "FILE", "PLATFORM_TLS_CA",
-	    "PEM CA bundle; given: use TLS", tls_ca),
+	    "PEM CA bundle; given: use TLS", g.tls_ca),
 	G("--tls-cert", NULL, CTL_VALUE, "FILE", "PLATFORM_TLS_CERT",
-	    "PEM client certificate (with --tls-key)", tls_cert),
+	    "PEM client certificate (with --tls-key)", g.tls_cert),
 	G("--tls-key", NULL, CTL_VALUE, "FILE", "PLATFORM_TLS_KEY",
-	    "PEM client private key", tls_key),
+	    "PEM client private key", g.tls_key),
 	G("--help", "-h", CTL_SWITCH, NULL, NULL, "show this help", help),
 	G("--version", NULL, CTL_SWITCH, NULL, NULL, "print the version",
 	    version),
@@ -427,9 +428,9 @@ parse_line(struct parse *p, int argc, char **argv)
 /* Checks the global values once all sources are in, so a bad
  * environment variable is reported like the flag it stands for. */
 static int
-check_globals(const struct parse *p, struct ctl_globals *g)
+check_globals(struct parse *p)
 {
-	const struct ctl_raw *r = &p->raw;
+	struct ctl_raw *r = &p->raw;
 	long long ms;
 
 	if (strcmp(r->output, "table") != 0 && strcmp(r->output, "json") != 0)
@@ -438,19 +439,13 @@ check_globals(const struct parse *p, struct ctl_globals *g)
 	if (ctl_parse_int(r->timeout, 1, MAX_TIMEOUT_MS, &ms) != 0)
 		return perr_top(p, "--timeout must be 1..%d milliseconds, "
 		    "not '%s'", MAX_TIMEOUT_MS, r->timeout);
-	if (strchr(r->discovery, ':') == NULL)
+	if (strchr(r->g.discovery, ':') == NULL)
 		return perr_top(p, "--discovery must be host:port, not "
-		    "'%s'", r->discovery);
-	if ((r->tls_cert == NULL) != (r->tls_key == NULL))
+		    "'%s'", r->g.discovery);
+	if ((r->g.tls_cert == NULL) != (r->g.tls_key == NULL))
 		return perr_top(p, "--tls-cert and --tls-key go together");
-	g->json = strcmp(r->output, "json") == 0;
-	g->timeout_ms = (int)ms;
-	g->discovery = r->discovery;
-	g->config = r->config;
-	g->auth = r->auth;
-	g->tls_ca = r->tls_ca;
-	g->tls_cert = r->tls_cert;
-	g->tls_key = r->tls_key;
+	r->g.json = strcmp(r->output, "json") == 0;
+	r->g.timeout_ms = (int)ms;
 	return CTL_OK;
 }
 
@@ -525,7 +520,6 @@ static int
 run_line(struct parse *p)
 {
 	const struct ctl_cmd *c;
-	struct ctl_globals g = { 0 };
 	struct ctl_run r;
 	char name[96];
 	int nw, n, rc;
@@ -562,9 +556,9 @@ run_line(struct parse *p)
 		return perr(p, "%s: unexpected argument '%s'", name,
 		    p->words[nw + c->max]);
 	if ((rc = check_flags(p, c, name)) != CTL_OK ||
-	    (rc = check_globals(p, &g)) != CTL_OK)
+	    (rc = check_globals(p)) != CTL_OK)
 		return rc;
-	r = (struct ctl_run){ c, p->group, &g, p->flags };
+	r = (struct ctl_run){ c, p->group, &p->raw.g, p->flags };
 	if (p->group->check != NULL &&
 	    (rc = p->group->check(&r)) != CTL_OK)
 		return rc;
@@ -578,7 +572,7 @@ ctl_cli_run(struct ctl_cli *cli, int argc, char **argv)
 		.cli = cli,
 		.err = cli->err != NULL ? cli->err : stderr,
 		.raw = {
-			.discovery = DEFAULT_DISCOVERY,
+			.g.discovery = DEFAULT_DISCOVERY,
 			.output = "table",
 			.timeout = DEFAULT_TIMEOUT,
 		},

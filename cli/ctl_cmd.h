@@ -28,8 +28,8 @@ enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
 
 enum ctl_kind {
 	CTL_SWITCH,		/* "--oldest": set to "" when given */
-	CTL_VALUE,		/* "--type T" or "--type=T": the last one wins */
-	CTL_LIST,		/* "--meta K=V", repeatable: a struct ctl_list */
+	CTL_VALUE,		/* "--type T", "--type=T": the last wins */
+	CTL_LIST,		/* "--meta K=V", repeatable: a ctl_list */
 };
 
 /* What a CTL_LIST flag's offset points at. */
@@ -42,15 +42,16 @@ struct ctl_flag {
 	const char *name;		/* "--version" */
 	const char *alias;		/* "-o", or NULL */
 	enum ctl_kind kind;
-	const char *arg;		/* the value in help ("N"); switches NULL */
-	const char *env;		/* a variable giving the default, or NULL */
+	const char *arg;		/* its value in help ("N"), or NULL */
+	const char *env;		/* a variable for its default, or NULL */
 	/* The commands taking it, space-separated, each "WORD.SUB" or
 	 * "SUB" ("get", "accounts.create", "login"); NULL: all of the
 	 * group's. Given to another command it is a usage error. */
 	const char *cmds;
 	const char *help;
-	size_t off;			/* of its const char * (a CTL_LIST: its
-					 * struct ctl_list) in the flags struct */
+	/* Where it goes in the group's flags struct: a const char *, or
+	 * for a CTL_LIST a struct ctl_list. */
+	size_t off;
 };
 
 struct ctl_globals;
@@ -67,7 +68,7 @@ typedef int ctl_run_fn(const struct ctl_run *r, int argc, char **argv);
 struct ctl_cmd {
 	const char *word;
 	const char *sub;
-	const char *args;		/* as shown in help: "NS PATH [JSON|-]" */
+	const char *args;		/* in help: "NS PATH [JSON|-]" */
 	int min, max;			/* positional arguments it takes */
 	ctl_run_fn *run;
 	const char *help;
@@ -103,7 +104,7 @@ struct ctl_globals {
 	int json;			/* -o json */
 	int timeout_ms;
 	const char *discovery;
-	const char *config;		/* NULL: service "config" by discovery */
+	const char *config;		/* NULL: "config" by discovery */
 	const char *auth;		/* NULL: the login's, else discovery */
 	const char *tls_ca, *tls_cert, *tls_key;
 };

@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "ctl_auth.h"
+#include "ctl_call.h"
 #include "ctl_config.h"
 #include "ctl_out.h"
 #include "platform/client.h"
@@ -34,7 +35,6 @@
 #define CONFIG_SERVICE		"config"
 #define ERRLEN			512
 #define PAGE_SIZE		1000	/* the server's maximum: fewest calls */
-#define WATCH_POLL_MS		200	/* how soon watch notices a signal */
 #define STDIN_MAX		(64 << 20)
 
 #define M_PREFIX	"/platform.config.v1.Config/"
@@ -207,11 +207,12 @@ arg_num(const char *what, const char *v, int64_t min, int64_t *out)
 static const char *
 author_of(const struct ctl_run *x)
 {
+	const struct cfg_flags *f = cfg_f(x);
 	const struct passwd *pw;
 	const char *u;
 
-	if (cfg_f(x)->author != NULL)
-		return cfg_f(x)->author;
+	if (f->author != NULL)
+		return f->author;
 	if ((u = getenv("USER")) != NULL && *u != '\0')
 		return u;
 	return (pw = getpwuid(getuid())) != NULL ? pw->pw_name : "";
@@ -274,6 +275,7 @@ read_json(const pb_read_resp *r)
 static int
 cfg_get(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct cfg_flags *f = cfg_f(x);
 	Platform__Config__V1__ReadRequest req =
 	    PLATFORM__CONFIG__V1__READ_REQUEST__INIT;
 	ProtobufCMessage *m = NULL;
@@ -281,15 +283,15 @@ cfg_get(const struct ctl_run *x, int argc, char **argv)
 	int64_t version = 0;
 	int rc;
 
-	if ((rc = flag_num("--version", cfg_f(x)->version, 1, &version)) != 0)
+	if ((rc = flag_num("--version", f->version, 1, &version)) != 0)
 		return rc;
-	if (cfg_f(x)->version != NULL && cfg_f(x)->merged != NULL)
+	if (f->version != NULL && f->merged != NULL)
 		return usage_error("get: --version and --merged do not go "
 		    "together");
 	req.namespace_ = argv[0];
 	req.path = argv[1];
 	req.version = version;
-	req.merged = cfg_f(x)->merged != NULL;
+	req.merged = f->merged != NULL;
 	if ((rc = cfg_call(x, M_READ, &req.base,
 	    &platform__config__v1__read_response__descriptor, &m, 1)) != 0)
 		return rc;
@@ -384,6 +386,7 @@ write_out(const struct ctl_run *x, const pb_value *v, const char *what)
 static int
 cfg_set(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct cfg_flags *f = cfg_f(x);
 	Platform__Config__V1__UpdateRequest req =
 	    PLATFORM__CONFIG__V1__UPDATE_REQUEST__INIT;
 	ProtobufCMessage *m = NULL;
@@ -391,7 +394,7 @@ cfg_set(const struct ctl_run *x, int argc, char **argv)
 	char *text = NULL;
 	int rc;
 
-	if ((rc = flag_num("--expect", cfg_f(x)->expect, -1, &expect)) != 0 ||
+	if ((rc = flag_num("--expect", f->expect, -1, &expect)) != 0 ||
 	    (rc = read_value(argc > 2 ? argv[2] : NULL, &text)) != 0)
 		return rc;
 	if ((rc = check_value(text)) == CTL_OK) {
@@ -400,7 +403,7 @@ cfg_set(const struct ctl_run *x, int argc, char **argv)
 		req.json = text;
 		req.expected_version = expect;
 		req.author = (char *)author_of(x);
-		req.comment = (char *)(cfg_f(x)->comment ? cfg_f(x)->comment : "");
+		req.comment = (char *)(f->comment ? f->comment : "");
 		rc = cfg_call(x, M_UPDATE, &req.base,
 		    &platform__config__v1__update_response__descriptor, &m, 0);
 	}
@@ -416,19 +419,20 @@ cfg_set(const struct ctl_run *x, int argc, char **argv)
 static int
 cfg_delete(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct cfg_flags *f = cfg_f(x);
 	Platform__Config__V1__DeleteRequest req =
 	    PLATFORM__CONFIG__V1__DELETE_REQUEST__INIT;
 	ProtobufCMessage *m = NULL;
 	int64_t expect = 0;
 	int rc;
 
-	if ((rc = flag_num("--expect", cfg_f(x)->expect, -1, &expect)) != 0)
+	if ((rc = flag_num("--expect", f->expect, -1, &expect)) != 0)
 		return rc;
 	req.namespace_ = argv[0];
 	req.path = argv[1];
 	req.expected_version = expect;
 	req.author = (char *)author_of(x);
-	req.comment = (char *)(cfg_f(x)->comment ? cfg_f(x)->comment : "");
+	req.comment = (char *)(f->comment ? f->comment : "");
 	if ((rc = cfg_call(x, M_DELETE, &req.base,
 	    &platform__config__v1__delete_response__descriptor, &m, 0)) != 0)
 		return rc;
@@ -441,6 +445,7 @@ cfg_delete(const struct ctl_run *x, int argc, char **argv)
 static int
 cfg_rollback(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct cfg_flags *f = cfg_f(x);
 	Platform__Config__V1__RollbackRequest req =
 	    PLATFORM__CONFIG__V1__ROLLBACK_REQUEST__INIT;
 	ProtobufCMessage *m = NULL;
@@ -448,7 +453,7 @@ cfg_rollback(const struct ctl_run *x, int argc, char **argv)
 	char what[64];
 	int rc;
 
-	if ((rc = flag_num("--expect", cfg_f(x)->expect, -1, &expect)) != 0 ||
+	if ((rc = flag_num("--expect", f->expect, -1, &expect)) != 0 ||
 	    (rc = arg_num("VERSION", argv[2], 1, &to)) != 0)
 		return rc;
 	req.namespace_ = argv[0];
@@ -456,7 +461,7 @@ cfg_rollback(const struct ctl_run *x, int argc, char **argv)
 	req.to_version = to;
 	req.expected_version = expect;
 	req.author = (char *)author_of(x);
-	req.comment = (char *)(cfg_f(x)->comment ? cfg_f(x)->comment : "");
+	req.comment = (char *)(f->comment ? f->comment : "");
 	if ((rc = cfg_call(x, M_ROLLBACK, &req.base,
 	    &platform__config__v1__rollback_response__descriptor, &m, 0)) != 0)
 		return rc;
@@ -470,171 +475,81 @@ cfg_rollback(const struct ctl_run *x, int argc, char **argv)
 
 /* ---- history and list: paged ---- */
 
-/* The values of every page, kept whole: a table needs every row before
- * it knows its widths. */
-struct pages {
-	size_t n;
-	ProtobufCMessage **p;
-	size_t nvalues;
-	const pb_value **values;	/* into p */
-};
-
-static void
-pages_free(struct pages *pg)
-{
-	for (size_t i = 0; i < pg->n; i++)
-		protobuf_c_message_free_unpacked(pg->p[i], NULL);
-	free(pg->p);
-	free(pg->values);
-}
-
-static void
-pages_add(struct pages *pg, ProtobufCMessage *m, size_t n,
-    Platform__Config__V1__Value **v)
-{
-	pg->p = xrealloc(pg->p, (pg->n + 1) * sizeof(*pg->p));
-	pg->p[pg->n++] = m;
-	pg->values = xrealloc(pg->values, (pg->nvalues + n) *
-	    sizeof(*pg->values));
-	for (size_t i = 0; i < n; i++)
-		pg->values[pg->nvalues++] = v[i];
-}
-
-/* The next page token, or NULL at the end or when the server repeats
- * the one it was given (it would keep us here forever). */
-static const char *
-next_token(const char *method, const char *given, const char *next)
-{
-	if (*next == '\0')
-		return NULL;
-	if (strcmp(given, next) == 0) {
-		fprintf(stderr, PROG ": %s: the server repeated page token "
-		    "\"%s\"\n", ctl_method_name(method), given);
-		return NULL;
-	}
-	return next;
-}
-
+/* The values of a history (VERSION ... COMMENT) or of a list (PATH ...
+ * AUTHOR). */
 static int
-history_all(const struct ctl_run *x, char **argv, struct pages *pg)
+values_print(const struct ctl_run *x, const struct ctl_pages *pg,
+    int history)
 {
-	Platform__Config__V1__HistoryRequest req =
-	    PLATFORM__CONFIG__V1__HISTORY_REQUEST__INIT;
-	ProtobufCMessage *m;
-	pb_history_resp *r;
+	struct ctl_table t = { .ncols = history ? 6 : 5 };
+	char ver[24], rev[24], when[32];
+	json_t *arr;
+
+	if (x->g->json) {
+		arr = json_array();
+		for (size_t i = 0; i < pg->nitems; i++)
+			json_array_append_new(arr, value_json(pg->items[i]));
+		return ctl_json_print(arr, 0);
+	}
+	ctl_table_row(&t, history ? (const char *[]){ "VERSION", "REVISION",
+	    "CREATED", "AUTHOR", "OP", "COMMENT" } : (const char *[]){ "PATH",
+	    "VERSION", "REVISION", "UPDATED", "AUTHOR" });
+	for (size_t i = 0; i < pg->nitems; i++) {
+		const pb_value *v = pg->items[i];
+		const char *author = *v->author ? v->author : "-";
+
+		snprintf(ver, sizeof(ver), "%lld", (long long)v->version);
+		snprintf(rev, sizeof(rev), "%lld", (long long)v->revision);
+		fmt_time(when, sizeof(when), v->created_unix_ms);
+		if (history)
+			ctl_table_row(&t, (const char *[]){ ver, rev, when,
+			    author, v->deleted ? "delete" : "write",
+			    *v->comment ? v->comment : "-" });
+		else
+			ctl_table_row(&t, (const char *[]){ v->path, ver, rev,
+			    when, author });
+	}
+	return table_flush(&t);
+}
+
+/* Every page of History or List, then its values printed. */
+static int
+values_list(const struct ctl_run *x, const char *method,
+    ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+    const char *items)
+{
+	struct ctl_pages pg = { 0 };
 	int rc;
 
-	req.namespace_ = argv[0];
-	req.path = argv[1];
-	req.page_size = PAGE_SIZE;
-	for (;;) {
-		if ((rc = cfg_call(x, M_HISTORY, &req.base,
-		    &platform__config__v1__history_response__descriptor, &m,
-		    1)) != 0)
-			return rc;
-		r = (pb_history_resp *)m;
-		pages_add(pg, m, r->n_versions, r->versions);
-		if ((req.page_token = (char *)next_token(M_HISTORY,
-		    req.page_token, r->next_page_token)) == NULL)
-			return *r->next_page_token == '\0' ? CTL_OK : CTL_FAIL;
-	}
-}
-
-static int
-values_json_out(const struct pages *pg)
-{
-	json_t *arr = json_array();
-
-	for (size_t i = 0; i < pg->nvalues; i++)
-		json_array_append_new(arr, value_json(pg->values[i]));
-	return ctl_json_print(arr, 0);
+	if ((rc = ctl_pages_fetch(x, cfg_call, method, req, desc, items,
+	    PAGE_SIZE, 0, &pg)) == CTL_OK)
+		rc = values_print(x, &pg, strcmp(method, M_HISTORY) == 0);
+	ctl_pages_free(&pg);
+	return rc;
 }
 
 static int
 cfg_history(const struct ctl_run *x, int argc, char **argv)
 {
-	struct pages pg = { 0 };
-	struct ctl_table t = { .ncols = 6 };
-	char ver[24], rev[24], when[32];
-	int rc;
-
-	if ((rc = history_all(x, argv, &pg)) == CTL_OK && x->g->json)
-		rc = values_json_out(&pg);
-	else if (rc == CTL_OK) {
-		ctl_table_row(&t, (const char *[]){ "VERSION", "REVISION",
-		    "CREATED", "AUTHOR", "OP", "COMMENT" });
-		for (size_t i = 0; i < pg.nvalues; i++) {
-			const pb_value *v = pg.values[i];
-
-			snprintf(ver, sizeof(ver), "%lld",
-			    (long long)v->version);
-			snprintf(rev, sizeof(rev), "%lld",
-			    (long long)v->revision);
-			fmt_time(when, sizeof(when), v->created_unix_ms);
-			ctl_table_row(&t, (const char *[]){ ver, rev, when,
-			    *v->author ? v->author : "-",
-			    v->deleted ? "delete" : "write",
-			    *v->comment ? v->comment : "-" });
-		}
-		rc = table_flush(&t);
-	}
-	pages_free(&pg);
-	return rc;
-}
-
-static int
-list_all(const struct ctl_run *x, int argc, char **argv, struct pages *pg)
-{
-	Platform__Config__V1__ListRequest req =
-	    PLATFORM__CONFIG__V1__LIST_REQUEST__INIT;
-	ProtobufCMessage *m;
-	pb_list_resp *r;
-	int rc;
+	Platform__Config__V1__HistoryRequest req =
+	    PLATFORM__CONFIG__V1__HISTORY_REQUEST__INIT;
 
 	req.namespace_ = argv[0];
-	req.prefix = argc > 1 ? argv[1] : "";
-	req.page_size = PAGE_SIZE;
-	for (;;) {
-		if ((rc = cfg_call(x, M_LIST, &req.base,
-		    &platform__config__v1__list_response__descriptor, &m,
-		    1)) != 0)
-			return rc;
-		r = (pb_list_resp *)m;
-		pages_add(pg, m, r->n_values, r->values);
-		if ((req.page_token = (char *)next_token(M_LIST,
-		    req.page_token, r->next_page_token)) == NULL)
-			return *r->next_page_token == '\0' ? CTL_OK : CTL_FAIL;
-	}
+	req.path = argv[1];
+	return values_list(x, M_HISTORY, &req.base,
+	    &platform__config__v1__history_response__descriptor, "versions");
 }
 
 static int
 cfg_list(const struct ctl_run *x, int argc, char **argv)
 {
-	struct pages pg = { 0 };
-	struct ctl_table t = { .ncols = 5 };
-	char ver[24], rev[24], when[32];
-	int rc;
+	Platform__Config__V1__ListRequest req =
+	    PLATFORM__CONFIG__V1__LIST_REQUEST__INIT;
 
-	if ((rc = list_all(x, argc, argv, &pg)) == CTL_OK && x->g->json)
-		rc = values_json_out(&pg);
-	else if (rc == CTL_OK) {
-		ctl_table_row(&t, (const char *[]){ "PATH", "VERSION", "REVISION",
-		    "UPDATED", "AUTHOR" });
-		for (size_t i = 0; i < pg.nvalues; i++) {
-			const pb_value *v = pg.values[i];
-
-			snprintf(ver, sizeof(ver), "%lld",
-			    (long long)v->version);
-			snprintf(rev, sizeof(rev), "%lld",
-			    (long long)v->revision);
-			fmt_time(when, sizeof(when), v->created_unix_ms);
-			ctl_table_row(&t, (const char *[]){ v->path, ver, rev,
-			    when, *v->author ? v->author : "-" });
-		}
-		rc = table_flush(&t);
-	}
-	pages_free(&pg);
-	return rc;
+	req.namespace_ = argv[0];
+	req.prefix = argc > 1 ? argv[1] : "";
+	return values_list(x, M_LIST, &req.base,
+	    &platform__config__v1__list_response__descriptor, "values");
 }
 
 /* ---- diff ---- */
@@ -651,7 +566,8 @@ op_name(int op)
 }
 
 static int
-diff_out(const struct ctl_run *x, const pb_diff_resp *r, int64_t from, int64_t to)
+diff_out(const struct ctl_run *x, const pb_diff_resp *r, int64_t from,
+    int64_t to)
 {
 	struct ctl_table t = { .ncols = 4 };
 	json_t *arr;
@@ -721,7 +637,8 @@ cfg_diff(const struct ctl_run *x, int argc, char **argv)
 static int
 watch_address(const struct ctl_run *x, char **addr)
 {
-	if (ctl_service_address(x->g, CONFIG_SERVICE, x->g->config, addr) != 0) {
+	if (ctl_service_address(x->g, CONFIG_SERVICE, x->g->config,
+	    addr) != 0) {
 		if (x->g->config == NULL)
 			fprintf(stderr, PROG ": (or give --config ADDR)\n");
 		return CTL_FAIL;
@@ -773,71 +690,44 @@ watch_print(const struct ctl_run *x, const pb_watch_resp *ev, int64_t rev)
 	return fflush(stdout) == 0 ? CTL_OK : CTL_FAIL;
 }
 
-/* Reads until the stream ends, output fails or a signal asks us to stop
- * (a normal end: exit 0). */
-static int
-watch_loop(const struct ctl_run *x, plat_client_stream *s, int64_t rev)
-{
-	ProtobufCMessage *m;
-	char err[ERRLEN] = "";
-	int r, rc;
+/* A watch's reader: the highest revision seen, for the caught-up line. */
+struct watch_state {
+	const struct ctl_run *x;
+	int64_t rev;
+};
 
-	while (!ctl_stop) {
-		r = plat_client_stream_next(s,
-		    &platform__config__v1__watch_response__descriptor, &m,
-		    WATCH_POLL_MS);
-		if (r == PLAT_STREAM_TIMEOUT)
-			continue;
-		if (r != PLAT_STREAM_MESSAGE)
-			break;
-		if (m == NULL)
-			continue;
-		if (((pb_watch_resp *)m)->value != NULL &&
-		    ((pb_watch_resp *)m)->value->revision > rev)
-			rev = ((pb_watch_resp *)m)->value->revision;
-		rc = watch_print(x, (pb_watch_resp *)m, rev);
-		protobuf_c_message_free_unpacked(m, NULL);
-		if (rc != CTL_OK) {
-			plat_client_stream_cancel(s);
-			return CTL_FAIL;
-		}
-	}
-	if (ctl_stop) {
-		plat_client_stream_cancel(s);
-		return CTL_OK;
-	}
-	if ((rc = plat_client_stream_status(s, err, sizeof(err))) != 0)
-		return cfg_fail(M_WATCH, rc, err);
-	return CTL_OK;
+static int
+watch_msg(void *arg, const ProtobufCMessage *m)
+{
+	struct watch_state *w = arg;
+	const pb_watch_resp *ev = (const pb_watch_resp *)m;
+
+	if (ev->value != NULL && ev->value->revision > w->rev)
+		w->rev = ev->value->revision;
+	return watch_print(w->x, ev, w->rev);
 }
 
 static int
 cfg_watch(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct cfg_flags *f = cfg_f(x);
 	Platform__Config__V1__WatchRequest req =
 	    PLATFORM__CONFIG__V1__WATCH_REQUEST__INIT;
-	plat_client_stream *s = NULL;
-	char err[ERRLEN] = "", *addr;
-	int64_t after = 0;
+	struct watch_state w = { x, 0 };
+	char *addr;
 	int rc;
 
-	if ((rc = flag_num("--after", cfg_f(x)->after, 0, &after)) != 0)
+	if ((rc = flag_num("--after", f->after, 0, &w.rev)) != 0)
 		return rc;
 	req.namespaces = argv;
 	req.n_namespaces = (size_t)argc;
-	req.prefix = (char *)(cfg_f(x)->prefix ? cfg_f(x)->prefix : "");
-	req.after_revision = after;
+	req.prefix = (char *)(f->prefix ? f->prefix : "");
+	req.after_revision = w.rev;
 	if ((rc = watch_address(x, &addr)) != CTL_OK)
 		return rc;
-	ctl_catch_signals();
-	/* Deadline 0: a watch lasts as long as the operator wants it. */
-	rc = plat_client_stream_open(ctl_client(x->g), addr, M_WATCH,
-	    &req.base, 0, ctl_auth_metadata(x->g), &s, err, sizeof(err));
+	rc = ctl_stream(x->g, addr, M_WATCH, &req.base,
+	    &platform__config__v1__watch_response__descriptor, watch_msg, &w);
 	free(addr);
-	if (rc != 0)
-		return cfg_fail(M_WATCH, rc, err);
-	rc = watch_loop(x, s, after);
-	plat_client_stream_free(s);
 	return rc;
 }
 

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "ctl_auth.h"
+#include "ctl_call.h"
 #include "ctl_events.h"
 #include "ctl_out.h"
 #include "platform/client.h"
@@ -28,7 +29,6 @@
 #define PROG		"platformctl"
 #define EVENT_SERVICE	"event"
 #define M_PREFIX	"/platform.event.v1.Event/"
-#define POLL_MS		200	/* how soon tail notices a signal */
 #define STDIN_MAX	(1 << 20)
 #define META_MAX	64
 
@@ -89,9 +89,10 @@ ev_call(const struct ctl_run *x, const char *method,
 static int
 meta_of(const struct ctl_run *x, pb_meta *entries, pb_meta **ptrs)
 {
-	memset(entries, 0, ev_f(x)->meta.n * sizeof(*entries));
-	for (size_t i = 0; i < ev_f(x)->meta.n; i++) {
-		const char *kv = ev_f(x)->meta.v[i], *eq = strchr(kv, '=');
+	const struct ev_flags *f = ev_f(x);
+	memset(entries, 0, f->meta.n * sizeof(*entries));
+	for (size_t i = 0; i < f->meta.n; i++) {
+		const char *kv = f->meta.v[i], *eq = strchr(kv, '=');
 
 		if (eq == NULL || eq == kv)
 			return usage_error("--meta must be KEY=VALUE, not "
@@ -235,6 +236,7 @@ read_stdin(size_t *len)
 static int
 ev_publish(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct ev_flags *f = ev_f(x);
 	Platform__Event__V1__PublishRequest req =
 	    PLATFORM__EVENT__V1__PUBLISH_REQUEST__INIT;
 	Platform__Event__V1__PublishResponse *r;
@@ -253,24 +255,24 @@ ev_publish(const struct ctl_run *x, int argc, char **argv)
 		len = strlen(data);
 	}
 	if ((rc = meta_of(x, entries, ptrs)) != 0) {
-		meta_free(entries, ev_f(x)->meta.n);
+		meta_free(entries, f->meta.n);
 		free(data);
 		return rc;
 	}
 	req.topic = argv[0];
-	req.type = (char *)(ev_f(x)->type ? ev_f(x)->type : "platformctl");
-	req.source = (char *)(ev_f(x)->source ? ev_f(x)->source : "");
-	req.idempotency_key = (char *)(ev_f(x)->key ? ev_f(x)->key : "");
+	req.type = (char *)(f->type ? f->type : "platformctl");
+	req.source = (char *)(f->source ? f->source : "");
+	req.idempotency_key = (char *)(f->key ? f->key : "");
 	req.data.data = (uint8_t *)data;
 	req.data.len = len;
 	req.metadata = (Platform__Event__V1__PublishRequest__MetadataEntry **)
 	    ptrs;
-	req.n_metadata = ev_f(x)->meta.n;
+	req.n_metadata = f->meta.n;
 	/* Retried only with a key, which makes a retry harmless. */
 	rc = ev_call(x, M_PREFIX "Publish", &req.base,
 	    &platform__event__v1__publish_response__descriptor, &m,
-	    ev_f(x)->key != NULL);
-	meta_free(entries, ev_f(x)->meta.n);
+	    f->key != NULL);
+	meta_free(entries, f->meta.n);
 	free(data);
 	if (rc != CTL_OK)
 		return rc;
@@ -349,74 +351,57 @@ ack(const struct ctl_run *x, int64_t seq)
 	return rc;
 }
 
-static int
-tail_loop(const struct ctl_run *x, plat_client_stream *s, int64_t count)
-{
-	Platform__Event__V1__SubscribeResponse *r;
-	ProtobufCMessage *m;
-	char err[512] = "";
-	int64_t seen = 0;
-	int n, rc = CTL_OK;
+/* A tail's reader: prints each event, acknowledges it in a group, and
+ * stops after --count. */
+struct tail_state {
+	const struct ctl_run *x;
+	int64_t count, seen;
+};
 
-	while (!ctl_stop && (count == 0 || seen < count)) {
-		n = plat_client_stream_next(s,
-		    &platform__event__v1__subscribe_response__descriptor, &m,
-		    POLL_MS);
-		if (n == PLAT_STREAM_TIMEOUT || (n == PLAT_STREAM_MESSAGE &&
-		    m == NULL))
-			continue;
-		if (n != PLAT_STREAM_MESSAGE)
-			break;
-		r = (Platform__Event__V1__SubscribeResponse *)m;
-		if (r->caught_up && !x->g->json)
-			fprintf(stderr, "-- caught up --\n");
-		if (r->event != NULL) {
-			event_line(x, r->event, r->delivery_count);
-			seen++;
-			if (ev_f(x)->group != NULL)
-				rc = ack(x, r->event->sequence);
-		}
-		protobuf_c_message_free_unpacked(m, NULL);
-		if (rc != CTL_OK)
-			break;
-	}
-	if (ctl_stop || rc != CTL_OK || (count > 0 && seen >= count)) {
-		plat_client_stream_cancel(s);
-		return rc;
-	}
-	if ((rc = plat_client_stream_status(s, err, sizeof(err))) != 0)
-		return ctl_fail("Subscribe", rc, err);
-	return CTL_OK;
+static int
+tail_msg(void *arg, const ProtobufCMessage *m)
+{
+	const Platform__Event__V1__SubscribeResponse *r = (const void *)m;
+	struct tail_state *t = arg;
+	const struct ctl_run *x = t->x;
+	int rc = CTL_OK;
+
+	if (r->caught_up && !x->g->json)
+		fprintf(stderr, "-- caught up --\n");
+	if (r->event == NULL)
+		return CTL_OK;
+	event_line(x, r->event, r->delivery_count);
+	t->seen++;
+	if (ev_f(x)->group != NULL)
+		rc = ack(x, r->event->sequence);
+	if (rc == CTL_OK && t->count > 0 && t->seen >= t->count)
+		return CTL_STREAM_DONE;
+	return rc;
 }
 
 static int
 ev_tail(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct ev_flags *f = ev_f(x);
 	Platform__Event__V1__SubscribeRequest req =
 	    PLATFORM__EVENT__V1__SUBSCRIBE_REQUEST__INIT;
-	plat_client_stream *s = NULL;
-	char err[512] = "", *addr;
-	int64_t count;
+	struct tail_state t = { x, 0, 0 };
+	char *addr;
 	int rc;
 
-	if ((rc = num("--count", ev_f(x)->count, 1, INT64_MAX, 0, &count)) != 0 ||
-	    (rc = start_of(x, &req)) != 0)
+	if ((rc = num("--count", f->count, 1, INT64_MAX, 0,
+	    &t.count)) != 0 || (rc = start_of(x, &req)) != 0)
 		return rc;
 	req.subjects = argv;
 	req.n_subjects = (size_t)argc;
-	req.group = (char *)(ev_f(x)->group ? ev_f(x)->group : "");
-	if (ctl_service_address(x->g, EVENT_SERVICE, ev_f(x)->events, &addr) != 0)
+	req.group = (char *)(f->group ? f->group : "");
+	if (ctl_service_address(x->g, EVENT_SERVICE, f->events,
+	    &addr) != 0)
 		return CTL_FAIL;
-	ctl_catch_signals();
-	/* Deadline 0: a tail lasts as long as the operator wants it. */
-	rc = plat_client_stream_open(ctl_client(x->g), addr,
-	    M_PREFIX "Subscribe", &req.base, 0, ctl_auth_metadata(x->g), &s, err,
-	    sizeof(err));
+	rc = ctl_stream(x->g, addr, M_PREFIX "Subscribe", &req.base,
+	    &platform__event__v1__subscribe_response__descriptor, tail_msg,
+	    &t);
 	free(addr);
-	if (rc != 0)
-		return ctl_fail("Subscribe", rc, err);
-	rc = tail_loop(x, s, count);
-	plat_client_stream_free(s);
 	return rc;
 }
 
@@ -425,146 +410,127 @@ ev_tail(const struct ctl_run *x, int argc, char **argv)
 static int
 ev_query(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct ev_flags *f = ev_f(x);
 	Platform__Event__V1__QueryRequest req =
 	    PLATFORM__EVENT__V1__QUERY_REQUEST__INIT;
-	Platform__Event__V1__QueryResponse *r;
-	pb_meta entries[META_MAX], *ptrs[META_MAX];
+	pb_meta entries[CTL_LIST_MAX], *ptrs[CTL_LIST_MAX];
 	struct ctl_table t = { .ncols = 7 };
 	static const char *const head[] = { "SEQUENCE", "TOPIC", "OFFSET",
 	    "TIME", "TYPE", "SOURCE", "DATA" };
-	json_t *all = json_array();
-	ProtobufCMessage *m;
-	int64_t limit, since, until, got = 0;
-	char *token = NULL, *cell[7];
+	struct ctl_pages pg = { 0 };
+	int64_t limit, since, until;
+	json_t *all;
+	char *cell[7];
 	int rc;
 
 	memset(entries, 0, sizeof(entries));
-	if ((rc = num("--limit", ev_f(x)->limit, 1, 1000000, 100, &limit)) != 0 ||
-	    (rc = num("--since", ev_f(x)->since, 0, INT64_MAX, 0, &since)) != 0 ||
-	    (rc = num("--until", ev_f(x)->until, 0, INT64_MAX, 0, &until)) != 0 ||
+	if ((rc = num("--limit", f->limit, 1, 1000000, 100,
+	    &limit)) != 0 ||
+	    (rc = num("--since", f->since, 0, INT64_MAX, 0, &since)) != 0 ||
+	    (rc = num("--until", f->until, 0, INT64_MAX, 0, &until)) != 0 ||
 	    (rc = meta_of(x, entries, ptrs)) != 0)
 		goto out;
 	req.subject = argc > 0 ? argv[0] : "";
-	req.type = (char *)(ev_f(x)->type ? ev_f(x)->type : "");
-	req.source = (char *)(ev_f(x)->source ? ev_f(x)->source : "");
+	req.type = (char *)(f->type ? f->type : "");
+	req.source = (char *)(f->source ? f->source : "");
 	req.start_time_unix_ms = since;
 	req.end_time_unix_ms = until;
 	req.metadata = (Platform__Event__V1__QueryRequest__MetadataEntry **)
 	    ptrs;
-	req.n_metadata = ev_f(x)->meta.n;
-	req.order = ev_f(x)->oldest ? PLATFORM__EVENT__V1__ORDER__ORDER_OLDEST_FIRST :
+	req.n_metadata = f->meta.n;
+	req.order = f->oldest ?
+	    PLATFORM__EVENT__V1__ORDER__ORDER_OLDEST_FIRST :
 	    PLATFORM__EVENT__V1__ORDER__ORDER_NEWEST_FIRST;
-	ctl_table_row(&t, head);
-	do {
-		req.page_size = (int32_t)(limit - got > 1000 ? 1000 :
-		    limit - got);
-		req.page_token = token != NULL ? token : "";
-		if ((rc = ev_call(x, M_PREFIX "Query", &req.base,
-		    &platform__event__v1__query_response__descriptor, &m,
-		    1)) != CTL_OK)
-			goto out;
-		r = (Platform__Event__V1__QueryResponse *)m;
-		for (size_t i = 0; i < r->n_events; i++, got++) {
-			if (x->g->json) {
-				json_array_append_new(all,
-				    event_json(r->events[i], 0));
-				continue;
-			}
-			event_row(r->events[i], cell);
-			ctl_table_row(&t, (const char *const *)cell);
-			for (int k = 0; k < 7; k++)
-				free(cell[k]);
-		}
-		free(token);
-		token = r->next_page_token[0] != '\0' ?
-		    xstrdup(r->next_page_token) : NULL;
-		protobuf_c_message_free_unpacked(m, NULL);
-	} while (token != NULL && got < limit);
+	if ((rc = ctl_pages_fetch(x, ev_call, M_PREFIX "Query", &req.base,
+	    &platform__event__v1__query_response__descriptor, "events", 1000,
+	    (size_t)limit, &pg)) != CTL_OK)
+		goto out;
 	if (x->g->json) {
+		all = json_array();
+		for (size_t i = 0; i < pg.nitems; i++)
+			json_array_append_new(all, event_json(pg.items[i], 0));
 		rc = ctl_json_print(all, JSON_INDENT(2));
-		all = NULL;
-	} else
-		ctl_table_print(&t, stdout);
+		goto out;
+	}
+	ctl_table_row(&t, head);
+	for (size_t i = 0; i < pg.nitems; i++) {
+		event_row(pg.items[i], cell);
+		ctl_table_row(&t, (const char *const *)cell);
+		for (int k = 0; k < 7; k++)
+			free(cell[k]);
+	}
+	ctl_table_print(&t, stdout);
 out:
-	free(token);
-	json_decref(all);
+	ctl_pages_free(&pg);
 	ctl_table_free(&t);
-	meta_free(entries, ev_f(x)->meta.n);
+	meta_free(entries, f->meta.n);
 	return rc;
 }
 
 /* ---- groups ---- */
+
+static json_t *
+group_json(const Platform__Event__V1__Group *g)
+{
+	json_t *subj = json_array();
+
+	for (size_t k = 0; k < g->n_subjects; k++)
+		json_array_append_new(subj, ctl_jstr(g->subjects[k]));
+	return json_pack("{s:o, s:o, s:I, s:I, s:I, s:i, s:I}",
+	    "name", ctl_jstr(g->name), "subjects", subj,
+	    "committed_sequence", (json_int_t)g->committed_sequence,
+	    "delivered_sequence", (json_int_t)g->delivered_sequence,
+	    "pending", (json_int_t)g->pending,
+	    "ack_wait_ms", (int)g->ack_wait_ms,
+	    "created_unix_ms", (json_int_t)g->created_unix_ms);
+}
+
+static void
+group_row(struct ctl_table *t, const Platform__Event__V1__Group *g)
+{
+	json_t *subj = json_array();
+	char *s, n[4][24];
+
+	for (size_t k = 0; k < g->n_subjects; k++)
+		json_array_append_new(subj, ctl_jstr(g->subjects[k]));
+	s = json_dumps(subj, JSON_COMPACT);
+	json_decref(subj);
+	snprintf(n[0], 24, "%" PRId64, g->committed_sequence);
+	snprintf(n[1], 24, "%" PRId64, g->delivered_sequence);
+	snprintf(n[2], 24, "%" PRId64, g->pending);
+	snprintf(n[3], 24, "%d", (int)g->ack_wait_ms);
+	ctl_table_row(t, (const char *const[]){ g->name, s != NULL ? s : "-",
+	    n[0], n[1], n[2], n[3] });
+	free(s);
+}
 
 static int
 ev_groups(const struct ctl_run *x, int argc, char **argv)
 {
 	Platform__Event__V1__ListGroupsRequest req =
 	    PLATFORM__EVENT__V1__LIST_GROUPS_REQUEST__INIT;
-	Platform__Event__V1__ListGroupsResponse *r;
 	struct ctl_table t = { .ncols = 6 };
 	static const char *const head[] = { "GROUP", "SUBJECTS", "COMMITTED",
 	    "DELIVERED", "PENDING", "ACK_WAIT_MS" };
-	json_t *all = json_array();
-	ProtobufCMessage *m;
-	char *token = NULL;
+	struct ctl_pages pg = { 0 };
+	json_t *all;
 	int rc;
 
-	ctl_table_row(&t, head);
-	do {
-		req.page_size = 1000;
-		req.page_token = token != NULL ? token : "";
-		if ((rc = ev_call(x, M_PREFIX "ListGroups", &req.base,
-		    &platform__event__v1__list_groups_response__descriptor,
-		    &m, 1)) != CTL_OK)
-			goto out;
-		r = (Platform__Event__V1__ListGroupsResponse *)m;
-		for (size_t i = 0; i < r->n_groups; i++) {
-			const Platform__Event__V1__Group *g = r->groups[i];
-			json_t *subj = json_array();
-			char *s, num_[4][24];
-
-			for (size_t k = 0; k < g->n_subjects; k++)
-				json_array_append_new(subj,
-				    ctl_jstr(g->subjects[k]));
-			if (x->g->json) {
-				json_array_append_new(all, json_pack(
-				    "{s:o, s:o, s:I, s:I, s:I, s:i, s:I}",
-				    "name", ctl_jstr(g->name), "subjects",
-				    subj, "committed_sequence",
-				    (json_int_t)g->committed_sequence,
-				    "delivered_sequence",
-				    (json_int_t)g->delivered_sequence,
-				    "pending", (json_int_t)g->pending,
-				    "ack_wait_ms", (int)g->ack_wait_ms,
-				    "created_unix_ms",
-				    (json_int_t)g->created_unix_ms));
-				continue;
-			}
-			s = json_dumps(subj, JSON_COMPACT);
-			json_decref(subj);
-			snprintf(num_[0], 24, "%" PRId64, g->committed_sequence);
-			snprintf(num_[1], 24, "%" PRId64, g->delivered_sequence);
-			snprintf(num_[2], 24, "%" PRId64, g->pending);
-			snprintf(num_[3], 24, "%d", (int)g->ack_wait_ms);
-			ctl_table_row(&t, (const char *const[]){ g->name,
-			    s != NULL ? s : "-", num_[0], num_[1], num_[2],
-			    num_[3] });
-			free(s);
-		}
-		free(token);
-		token = r->next_page_token[0] != '\0' ?
-		    xstrdup(r->next_page_token) : NULL;
-		protobuf_c_message_free_unpacked(m, NULL);
-	} while (token != NULL);
-	if (x->g->json) {
+	if ((rc = ctl_pages_fetch(x, ev_call, M_PREFIX "ListGroups", &req.base,
+	    &platform__event__v1__list_groups_response__descriptor, "groups",
+	    1000, 0, &pg)) == CTL_OK && x->g->json) {
+		all = json_array();
+		for (size_t i = 0; i < pg.nitems; i++)
+			json_array_append_new(all, group_json(pg.items[i]));
 		rc = ctl_json_print(all, JSON_INDENT(2));
-		all = NULL;
-	} else
+	} else if (rc == CTL_OK) {
+		ctl_table_row(&t, head);
+		for (size_t i = 0; i < pg.nitems; i++)
+			group_row(&t, pg.items[i]);
 		ctl_table_print(&t, stdout);
-out:
-	free(token);
-	json_decref(all);
-	ctl_table_free(&t);
+		ctl_table_free(&t);
+	}
+	ctl_pages_free(&pg);
 	return rc;
 }
 

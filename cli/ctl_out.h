@@ -15,7 +15,6 @@
 
 #include <jansson.h>
 
-#include "ctl_cmd.h"
 #include "platform/client.h"
 
 #define CTL_TABLE_MAXCOLS 8
@@ -57,27 +56,6 @@ const char *ctl_method_name(const char *method);
  * service "x" is not registered"; what is the method's name, see
  * ctl_method_name) and returns 1, the exit status. */
 int ctl_fail(const char *what, int code, const char *err);
-
-/* The one gRPC client of the run, made on first use from the global
- * settings (discovery, TLS, --timeout), so that it can call a service
- * by name; exits 1 after a message when it cannot be made. */
-plat_client *ctl_client(const struct ctl_globals *g);
-void ctl_client_free(void);
-
-/* One unary call under --timeout: at addr when not NULL, else at a node
- * of service found through discovery. Only idempotent calls are retried
- * (on UNAVAILABLE): a write retried could be done twice. The gRPC
- * status; err says why a call failed. */
-int ctl_unary(const struct ctl_globals *g, const char *service,
-    const char *addr, const char *method, const ProtobufCMessage *req,
-    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
-    int idempotent, const char *const *md, char *err, size_t errlen);
-
-/* The address of a service for a stream (the client resolves names only
- * for unary calls): given when not NULL, else the first live node of
- * service in discovery. 0 with *addr malloc'd, or 1 after a message. */
-int ctl_service_address(const struct ctl_globals *g, const char *service,
-    const char *given, char **addr);
 
 /* Set by SIGINT/SIGTERM once ctl_catch_signals ran: streaming commands
  * poll it to stop cleanly. */

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "ctl_auth.h"
+#include "ctl_call.h"
 #include "ctl_cmd.h"
 #include "ctl_config.h"
 #include "ctl_events.h"
@@ -31,7 +32,6 @@
 #include "platform/discovery/v1/discovery.pb-c.h"
 
 #define PROG			"platformctl"
-#define WATCH_POLL_MS		200	/* how soon watch notices a signal */
 #define LIST_PAGE_SIZE		1000	/* the server's maximum: fewest calls */
 #define ERRLEN			512
 
@@ -208,89 +208,43 @@ service_json(const pb_service *s)
 
 /* ---- calls ---- */
 
-/* One unary call under --timeout. Returns the gRPC status; on failure
- * err says why. Reads are idempotent, so the client may retry them on
- * UNAVAILABLE; a health check is not retried: it reports what it sees. */
+/* A call to discovery-srv: CTL_OK, or CTL_FAIL after a message. Reads
+ * are idempotent, so the client may retry them on UNAVAILABLE. */
 static int
-ctl_call(const struct ctl_globals *g, const char *addr, const char *method,
+disco_call(const struct ctl_run *r, const char *method,
     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
-    ProtobufCMessage **resp, int idempotent, char *err)
+    ProtobufCMessage **resp, int idempotent)
 {
-	return ctl_unary(g, NULL, addr, method, req, desc, resp, idempotent,
-	    ctl_auth_metadata(g), err, ERRLEN);
+	char err[ERRLEN];
+	int rc;
+
+	rc = ctl_unary(r->g, NULL, r->g->discovery, method, req, desc, resp,
+	    idempotent, ctl_auth_metadata(r->g), err, sizeof(err));
+	return rc != 0 ? ctl_fail(ctl_method_name(method), rc, err) : CTL_OK;
 }
 
 /* GetService on discovery; NULL after reporting the failure. */
 static Platform__Discovery__V1__GetServiceResponse *
-get_service(const struct ctl_globals *g, const char *name)
+get_service(const struct ctl_run *r, const char *name)
 {
 	Platform__Discovery__V1__GetServiceRequest req =
 	    PLATFORM__DISCOVERY__V1__GET_SERVICE_REQUEST__INIT;
 	ProtobufCMessage *m;
-	char err[ERRLEN];
-	int rc;
 
 	req.name = (char *)name;
-	rc = ctl_call(g, g->discovery, M_GET, &req.base,
-	    &platform__discovery__v1__get_service_response__descriptor, &m, 1,
-	    err);
-	if (rc != 0) {
-		ctl_fail(ctl_method_name(M_GET), rc, err);
+	if (disco_call(r, M_GET, &req.base,
+	    &platform__discovery__v1__get_service_response__descriptor, &m,
+	    1) != CTL_OK)
 		return NULL;
-	}
 	return (Platform__Discovery__V1__GetServiceResponse *)m;
 }
 
 /* ---- services ---- */
 
-struct pages {
-	size_t n;
-	Platform__Discovery__V1__ListServicesResponse **p;
-};
-
-static void
-pages_free(struct pages *pg)
-{
-	for (size_t i = 0; i < pg->n; i++)
-		protobuf_c_message_free_unpacked(&pg->p[i]->base, NULL);
-	free(pg->p);
-}
-
-/* Follows next_page_token to the end. The pages are kept whole: the
- * table needs every row before it knows its column widths. */
-static int
-list_all(const struct ctl_globals *g, struct pages *pg)
-{
-	Platform__Discovery__V1__ListServicesRequest req =
-	    PLATFORM__DISCOVERY__V1__LIST_SERVICES_REQUEST__INIT;
-	ProtobufCMessage *m;
-	char err[ERRLEN];
-	int rc;
-
-	req.page_size = LIST_PAGE_SIZE;
-	for (;;) {
-		rc = ctl_call(g, g->discovery, M_LIST, &req.base,
-		    LIST_RESP_DESC, &m, 1, err);
-		if (rc != 0)
-			return ctl_fail(ctl_method_name(M_LIST), rc, err);
-		pg->p = xrealloc(pg->p, (pg->n + 1) * sizeof(*pg->p));
-		pg->p[pg->n++] = (void *)m;
-		if (*pg->p[pg->n - 1]->next_page_token == '\0')
-			return CTL_OK;
-		/* A server handing back the token it was given would keep
-		 * us here forever. */
-		if (strcmp(req.page_token, pg->p[pg->n - 1]->next_page_token)
-		    == 0) {
-			fprintf(stderr, PROG ": ListServices: the server "
-			    "repeated page token \"%s\"\n", req.page_token);
-			return CTL_FAIL;
-		}
-		req.page_token = pg->p[pg->n - 1]->next_page_token;
-	}
-}
+typedef Platform__Discovery__V1__ServiceSummary pb_summary;
 
 static char *
-versions_string(const Platform__Discovery__V1__ServiceSummary *s)
+versions_string(const pb_summary *s)
 {
 	char *buf;
 	size_t len;
@@ -305,22 +259,19 @@ versions_string(const Platform__Discovery__V1__ServiceSummary *s)
 }
 
 static int
-services_table(const struct pages *pg)
+services_table(const struct ctl_pages *pg)
 {
 	struct ctl_table t = { .ncols = 3 };
 	char nodes[16], *v;
 
 	ctl_table_row(&t, (const char *[]){ "NAME", "VERSIONS", "NODES" });
-	for (size_t i = 0; i < pg->n; i++) {
-		for (size_t j = 0; j < pg->p[i]->n_services; j++) {
-			const Platform__Discovery__V1__ServiceSummary *s =
-			    pg->p[i]->services[j];
+	for (size_t i = 0; i < pg->nitems; i++) {
+		const pb_summary *s = pg->items[i];
 
-			snprintf(nodes, sizeof(nodes), "%u", s->node_count);
-			v = versions_string(s);
-			ctl_table_row(&t, (const char *[]){ s->name, v, nodes });
-			free(v);
-		}
+		snprintf(nodes, sizeof(nodes), "%u", s->node_count);
+		v = versions_string(s);
+		ctl_table_row(&t, (const char *[]){ s->name, v, nodes });
+		free(v);
 	}
 	ctl_table_print(&t, stdout);
 	ctl_table_free(&t);
@@ -328,7 +279,7 @@ services_table(const struct pages *pg)
 }
 
 static json_t *
-summary_json(const Platform__Discovery__V1__ServiceSummary *s)
+summary_json(const pb_summary *s)
 {
 	json_t *vers = json_array();
 
@@ -339,27 +290,27 @@ summary_json(const Platform__Discovery__V1__ServiceSummary *s)
 }
 
 static int
-services_json(const struct pages *pg)
+services_json(const struct ctl_pages *pg)
 {
 	json_t *arr = json_array();
 
-	for (size_t i = 0; i < pg->n; i++)
-		for (size_t j = 0; j < pg->p[i]->n_services; j++)
-			json_array_append_new(arr,
-			    summary_json(pg->p[i]->services[j]));
+	for (size_t i = 0; i < pg->nitems; i++)
+		json_array_append_new(arr, summary_json(pg->items[i]));
 	return ctl_json_print(arr, 0);
 }
 
 static int
 cmd_services(const struct ctl_run *r, int argc, char **argv)
 {
-	const struct ctl_globals *g = r->g;
-	struct pages pg = { 0 };
+	Platform__Discovery__V1__ListServicesRequest req =
+	    PLATFORM__DISCOVERY__V1__LIST_SERVICES_REQUEST__INIT;
+	struct ctl_pages pg = { 0 };
 	int rc;
 
-	if ((rc = list_all(g, &pg)) == CTL_OK)
-		rc = g->json ? services_json(&pg) : services_table(&pg);
-	pages_free(&pg);
+	if ((rc = ctl_pages_fetch(r, disco_call, M_LIST, &req.base,
+	    LIST_RESP_DESC, "services", LIST_PAGE_SIZE, 0, &pg)) == CTL_OK)
+		rc = r->g->json ? services_json(&pg) : services_table(&pg);
+	ctl_pages_free(&pg);
 	return rc;
 }
 
@@ -428,7 +379,7 @@ cmd_service(const struct ctl_run *run, int argc, char **argv)
 	Platform__Discovery__V1__GetServiceResponse *r;
 	int rc;
 
-	if ((r = get_service(g, argv[0])) == NULL)
+	if ((r = get_service(run, argv[0])) == NULL)
 		return CTL_FAIL;
 	rc = g->json ? service_json_print(r) : service_table(r);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -481,12 +432,14 @@ event_json(const pb_event *ev)
 	return o;
 }
 
-/* Prints one event and flushes it: watch output is usually piped into
- * something that wants each line as it happens. */
+/* Prints one event (arg: whether as JSON) and flushes it: watch output
+ * is usually piped into something that wants each line as it happens. */
 static int
-watch_print(const struct ctl_globals *g, const pb_event *ev)
+watch_msg(void *arg, const ProtobufCMessage *m)
 {
-	if (g->json) {
+	const pb_event *ev = (const pb_event *)m;
+
+	if (*(const int *)arg) {
 		if (ctl_json_print(event_json(ev), JSON_COMPACT) != CTL_OK)
 			return CTL_FAIL;
 	} else
@@ -495,63 +448,18 @@ watch_print(const struct ctl_globals *g, const pb_event *ev)
 	return fflush(stdout) == 0 ? CTL_OK : CTL_FAIL;
 }
 
-/* Reads events until the stream ends, output fails, or a signal asks us
- * to stop: that is a normal end, so it cancels and exits 0. */
-static int
-watch_loop(const struct ctl_globals *g, plat_client_stream *s)
-{
-	ProtobufCMessage *m;
-	char err[ERRLEN];
-	int r, rc;
-
-	while (!ctl_stop) {
-		r = plat_client_stream_next(s,
-		    &platform__discovery__v1__watch_response__descriptor, &m,
-		    WATCH_POLL_MS);
-		if (r == PLAT_STREAM_TIMEOUT)
-			continue;
-		if (r != PLAT_STREAM_MESSAGE)
-			break;
-		if (m == NULL)
-			continue;
-		rc = watch_print(g, (pb_event *)m);
-		protobuf_c_message_free_unpacked(m, NULL);
-		if (rc != CTL_OK) {
-			plat_client_stream_cancel(s);
-			return CTL_FAIL;
-		}
-	}
-	if (ctl_stop) {
-		plat_client_stream_cancel(s);
-		return CTL_OK;
-	}
-	err[0] = '\0';
-	if ((rc = plat_client_stream_status(s, err, sizeof(err))) != 0)
-		return ctl_fail(ctl_method_name(M_WATCH), rc, err);
-	return CTL_OK;
-}
-
 static int
 cmd_watch(const struct ctl_run *r, int argc, char **argv)
 {
-	const struct ctl_globals *g = r->g;
 	Platform__Discovery__V1__WatchRequest req =
 	    PLATFORM__DISCOVERY__V1__WATCH_REQUEST__INIT;
-	plat_client_stream *s = NULL;
-	char err[ERRLEN] = "";
-	int rc;
+	int json = r->g->json;
 
 	if (argc > 0)
 		req.service = argv[0];
-	ctl_catch_signals();
-	/* Deadline 0: a watch lasts as long as the operator wants it. */
-	rc = plat_client_stream_open(ctl_client(g), g->discovery, M_WATCH,
-	    &req.base, 0, ctl_auth_metadata(g), &s, err, sizeof(err));
-	if (rc != 0)
-		return ctl_fail(ctl_method_name(M_WATCH), rc, err);
-	rc = watch_loop(g, s);
-	plat_client_stream_free(s);
-	return rc;
+	return ctl_stream(r->g, r->g->discovery, M_WATCH, &req.base,
+	    &platform__discovery__v1__watch_response__descriptor, watch_msg,
+	    &json);
 }
 
 /* ---- health ADDRESS|SERVICE ---- */
@@ -579,9 +487,9 @@ health_check(const struct ctl_globals *g, const char *addr, struct check *ck)
 	ProtobufCMessage *m;
 
 	ck->serving = 0;
-	ck->code = ctl_call(g, addr, M_CHECK, &req.base,
+	ck->code = ctl_unary(g, NULL, addr, M_CHECK, &req.base,
 	    &grpc__health__v1__health_check_response__descriptor, &m, 0,
-	    ck->err);
+	    ctl_auth_metadata(g), ck->err, sizeof(ck->err));
 	if (ck->code != 0) {
 		ck->status = plat_status_name(ck->code);
 		return;
@@ -653,14 +561,14 @@ health_run(const struct ctl_globals *g, const struct target *t, size_t n)
 
 /* Every node of every version of the service, checked by address. */
 static int
-health_service(const struct ctl_globals *g, const char *name)
+health_service(const struct ctl_run *run, const char *name)
 {
 	Platform__Discovery__V1__GetServiceResponse *r;
 	struct target *t = NULL;
 	size_t n = 0;
 	int rc;
 
-	if ((r = get_service(g, name)) == NULL)
+	if ((r = get_service(run, name)) == NULL)
 		return CTL_FAIL;
 	for (size_t i = 0; i < r->n_services; i++) {
 		const pb_service *s = r->services[i];
@@ -676,7 +584,7 @@ health_service(const struct ctl_globals *g, const char *name)
 		    "nodes\n", name);
 		rc = CTL_FAIL;
 	} else
-		rc = health_run(g, t, n);
+		rc = health_run(run->g, t, n);
 	free(t);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return rc;
@@ -685,11 +593,10 @@ health_service(const struct ctl_globals *g, const char *name)
 static int
 cmd_health(const struct ctl_run *r, int argc, char **argv)
 {
-	const struct ctl_globals *g = r->g;
 	/* Service names never hold ':', addresses always do. */
 	if (strchr(argv[0], ':') != NULL)
-		return health_run(g, &(struct target){ argv[0], NULL }, 1);
-	return health_service(g, argv[0]);
+		return health_run(r->g, &(struct target){ argv[0], NULL }, 1);
+	return health_service(r, argv[0]);
 }
 
 /* ---- the command table ---- */
