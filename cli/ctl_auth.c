@@ -1174,11 +1174,14 @@ static const struct ctl_flag au_flags[] = {
 static const struct ctl_cmd au_cmds[] = {
 	{ "login", NULL, "[ID]", 0, 1, au_login,
 	    "log a user in (password from stdin), or a service with "
-	    "--credentials FILE" },
+	    "--credentials FILE", "log in to auth-srv: a user (password on "
+	    "stdin), or --credentials FILE" },
 	{ "logout", NULL, "", 0, 0, au_logout,
-	    "revoke the stored tokens at auth-srv and forget them" },
+	    "revoke the stored tokens at auth-srv and forget them",
+	    "revoke the stored tokens and forget them" },
 	{ "token", NULL, "", 0, 0, au_token,
-	    "print the access token, refreshed when it is due" },
+	    "print the access token, refreshed when it is due",
+	    "print the access token every command sends, refreshed" },
 	{ "accounts", NULL, "COMMAND ...", 0, 0, NULL,
 	    "auth-srv accounts: list, get, create, update, disable, enable, "
 	    "delete ('accounts help')" },

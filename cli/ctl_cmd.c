@@ -285,7 +285,8 @@ main_help(const struct ctl_cli *cli, FILE *f)
 			if (c->sub != NULL)
 				continue;
 			snprintf(left, sizeof(left), "%s %s", c->word, c->args);
-			fprintf(f, "  %-*s %s\n", MAIN_WIDTH, left, c->help);
+			fprintf(f, "  %-*s %s\n", MAIN_WIDTH, left,
+			    c->brief != NULL ? c->brief : c->help);
 		}
 	fprintf(f, "  %-*s %s\n", MAIN_WIDTH, "help", "show this help");
 	fprintf(f, "\nOptions (before or after the command):\n");
@@ -482,6 +483,11 @@ find_cmd(const struct parse *p, int *nw, int *rc)
 	size_t len = 0;
 
 	*rc = CTL_OK;
+	/* "help" after a word asks for its group's help, where the group
+	 * has one ("login help"; not "service help": a service's name). */
+	if (p->nwords > 1 && strcmp(p->words[1], "help") == 0 &&
+	    g->head != NULL)
+		return NULL;
 	for (size_t i = 0; i < g->ncmds; i++)
 		if (strcmp(g->cmds[i].word, word) == 0 &&
 		    g->cmds[i].sub == NULL && g->cmds[i].run != NULL) {
@@ -490,8 +496,6 @@ find_cmd(const struct parse *p, int *nw, int *rc)
 		}
 	/* A word with subcommands. */
 	sep = g->name != NULL && strcmp(g->name, word) == 0 ? "" : ": ";
-	if (p->nwords > 1 && strcmp(p->words[1], "help") == 0)
-		return NULL;
 	for (size_t i = 0; i < g->ncmds; i++) {
 		const struct ctl_cmd *c = &g->cmds[i];
 

@@ -72,6 +72,9 @@ struct ctl_cmd {
 	int min, max;			/* positional arguments it takes */
 	ctl_run_fn *run;
 	const char *help;
+	/* Its line in `platformctl --help` when that says it otherwise
+	 * (NULL: help). */
+	const char *brief;
 };
 
 struct ctl_group {

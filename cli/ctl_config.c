@@ -11,7 +11,6 @@
  */
 #include <errno.h>
 #include <pwd.h>
-#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,7 +27,6 @@
 #include "ctl_out.h"
 #include "platform/client.h"
 #include "platform/config/v1/config.pb-c.h"
-#include "platform/discovery/v1/discovery.pb-c.h"
 #include "platform/xalloc.h"
 
 #define PROG			"platformctl"
@@ -50,8 +48,6 @@
 
 typedef Platform__Config__V1__Value		pb_value;
 typedef Platform__Config__V1__ReadResponse	pb_read_resp;
-typedef Platform__Config__V1__HistoryResponse	pb_history_resp;
-typedef Platform__Config__V1__ListResponse	pb_list_resp;
 typedef Platform__Config__V1__DiffResponse	pb_diff_resp;
 typedef Platform__Config__V1__Change		pb_change;
 typedef Platform__Config__V1__WatchResponse	pb_watch_resp;

@@ -30,7 +30,6 @@
 #define EVENT_SERVICE	"event"
 #define M_PREFIX	"/platform.event.v1.Event/"
 #define STDIN_MAX	(1 << 20)
-#define META_MAX	64
 
 typedef Platform__Event__V1__StoredEvent pb_event;
 typedef Platform__Event__V1__StoredEvent__MetadataEntry pb_meta;
@@ -240,7 +239,7 @@ ev_publish(const struct ctl_run *x, int argc, char **argv)
 	Platform__Event__V1__PublishRequest req =
 	    PLATFORM__EVENT__V1__PUBLISH_REQUEST__INIT;
 	Platform__Event__V1__PublishResponse *r;
-	pb_meta entries[META_MAX], *ptrs[META_MAX];
+	pb_meta entries[CTL_LIST_MAX], *ptrs[CTL_LIST_MAX];
 	ProtobufCMessage *m = NULL;
 	char *data = NULL;
 	size_t len;

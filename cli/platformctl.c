@@ -10,7 +10,6 @@
  * (ctl_cmd.h): the discovery commands are here, config, events and auth
  * in ctl_config.c, ctl_events.c and ctl_auth.c; main registers them all.
  */
-#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -444,6 +444,11 @@ test_help(void **state)
 	assert_non_null(strstr(o.out, "  -h, --help           show this "
 	    "help\n"));
 	assert_non_null(strstr(o.out, "The kv foot."));
+	/* "help" after a plain command is its argument. */
+	run(&o, "ping", "help", NULL);
+	assert_int_equal(o.rc, 0);
+	assert_int_equal(seen.calls, 1);
+	assert_string_equal(seen.argv[0], "help");
 	run(&o, "kv", "put", "--help", NULL);
 	assert_int_equal(o.rc, 0);
 	assert_int_equal(strncmp(o.out, kv_group.head, strlen(kv_group.head)),
