@@ -170,9 +170,8 @@ token_refresh(const struct ctl_globals *g, int64_t margin)
 	}
 	req.grant_type = "refresh_token";
 	req.refresh_token = st.t.refresh_token;
-	rc = auth_call(g, M_PREFIX "Token",
-	    &req.base, &platform__auth__v1__token_response__descriptor, &m,
-	    0, NULL, err);
+	rc = auth_call(g, M_PREFIX "Token", &req.base,
+	    &platform__auth__v1__token_response__descriptor, &m, 0, NULL, err);
 	if (rc != 0) {
 		ctl_token_unlock(lock);
 		ctl_fail("Token", rc, err);
@@ -427,9 +426,8 @@ au_login(const struct ctl_run *x, int argc, char **argv)
 		req.password = secret;
 	}
 	req.scope = scope = scopes_joined(x);
-	rc = auth_call(x->g, M_PREFIX "Token",
-	    &req.base, &platform__auth__v1__token_response__descriptor, &m,
-	    0, NULL, err);
+	rc = auth_call(x->g, M_PREFIX "Token", &req.base,
+	    &platform__auth__v1__token_response__descriptor, &m, 0, NULL, err);
 	ctl_wipe_free(secret);
 	free(scope);
 	if (rc != 0) {
@@ -473,9 +471,9 @@ revoke_one(const struct ctl_run *x, const char *token, const char *hint)
 
 	req.token = (char *)token;
 	req.token_type_hint = (char *)hint;
-	rc = auth_call(x->g, M_PREFIX "Revoke",
-	    &req.base, &platform__auth__v1__revoke_response__descriptor, &m,
-	    1, ctl_auth_metadata(x->g), err);
+	rc = auth_call(x->g, M_PREFIX "Revoke", &req.base,
+	    &platform__auth__v1__revoke_response__descriptor, &m, 1,
+	    ctl_auth_metadata(x->g), err);
 	if (m != NULL)
 		protobuf_c_message_free_unpacked(m, NULL);
 	if (rc != 0)

@@ -388,14 +388,13 @@ ev_tail(const struct ctl_run *x, int argc, char **argv)
 	char *addr;
 	int rc;
 
-	if ((rc = num("--count", f->count, 1, INT64_MAX, 0,
-	    &t.count)) != 0 || (rc = start_of(x, &req)) != 0)
+	if ((rc = num("--count", f->count, 1, INT64_MAX, 0, &t.count)) != 0 ||
+	    (rc = start_of(x, &req)) != 0)
 		return rc;
 	req.subjects = argv;
 	req.n_subjects = (size_t)argc;
 	req.group = (char *)(f->group ? f->group : "");
-	if (ctl_service_address(x->g, EVENT_SERVICE, f->events,
-	    &addr) != 0)
+	if (ctl_service_address(x->g, EVENT_SERVICE, f->events, &addr) != 0)
 		return CTL_FAIL;
 	rc = ctl_stream(x->g, addr, M_PREFIX "Subscribe", &req.base,
 	    &platform__event__v1__subscribe_response__descriptor, tail_msg,
@@ -423,8 +422,7 @@ ev_query(const struct ctl_run *x, int argc, char **argv)
 	int rc;
 
 	memset(entries, 0, sizeof(entries));
-	if ((rc = num("--limit", f->limit, 1, 1000000, 100,
-	    &limit)) != 0 ||
+	if ((rc = num("--limit", f->limit, 1, 1000000, 100, &limit)) != 0 ||
 	    (rc = num("--since", f->since, 0, INT64_MAX, 0, &since)) != 0 ||
 	    (rc = num("--until", f->until, 0, INT64_MAX, 0, &until)) != 0 ||
 	    (rc = meta_of(x, entries, ptrs)) != 0)
