@@ -67,7 +67,6 @@ static const struct ctl_flag global_flags[] = {
 /* One command line being read. */
 struct parse {
 	const struct ctl_cli *cli;
-	FILE *err;
 	struct ctl_raw raw;
 	const struct ctl_group *group;	/* of words[0], once known */
 	void *flags;			/* group->flags_size bytes */
@@ -78,7 +77,9 @@ struct parse {
 
 /* ---- usage errors ---- */
 
-/* Where ctl_usage writes: the running ctl_cli's err, else stderr. */
+/* Where ctl_usage writes: the running ctl_cli's err, else stderr. The
+ * parser's own errors go there in the words of the group found so far
+ * (p->group), those of the global settings as platformctl's. */
 static FILE *usage_out;
 
 static int
@@ -101,41 +102,6 @@ ctl_usage(const struct ctl_group *g, const char *fmt, ...)
 
 	va_start(ap, fmt);
 	rc = vusage(usage_out != NULL ? usage_out : stderr, g, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
-/* A usage error while parsing: to cli->err, in the words of the group
- * found so far. */
-static int
-perr(const struct parse *p, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int
-perr(const struct parse *p, const char *fmt, ...)
-{
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	rc = vusage(p->err, p->group, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
-/* A usage error of the global settings, whatever the command. */
-static int
-perr_top(const struct parse *p, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int
-perr_top(const struct parse *p, const char *fmt, ...)
-{
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	rc = vusage(p->err, NULL, fmt, ap);
 	va_end(ap);
 	return rc;
 }
@@ -349,7 +315,8 @@ flag_apply(struct parse *p, const struct ctl_flag *o, void *base,
 
 	if (o->kind == CTL_SWITCH) {
 		if (eq != NULL)
-			return perr(p, "%s takes no value", o->name);
+			return ctl_usage(p->group, "%s takes no value",
+			    o->name);
 		*slot(base, o) = "";
 		return CTL_OK;
 	}
@@ -358,14 +325,16 @@ flag_apply(struct parse *p, const struct ctl_flag *o, void *base,
 	else if (*i + 1 < argc)
 		v = argv[++*i];
 	else
-		return perr(p, "%s needs a value (%s)", o->name, o->arg);
+		return ctl_usage(p->group, "%s needs a value (%s)", o->name,
+		    o->arg);
 	if (o->kind == CTL_VALUE) {
 		*slot(base, o) = v;
 		return CTL_OK;
 	}
 	l = list_slot(base, o);
 	if (l->n == CTL_LIST_MAX)
-		return perr(p, "at most %d %s", CTL_LIST_MAX, o->name);
+		return ctl_usage(p->group, "at most %d %s", CTL_LIST_MAX,
+		    o->name);
 	l->v[l->n++] = v;
 	return CTL_OK;
 }
@@ -386,7 +355,7 @@ parse_flag(struct parse *p, int argc, char **argv, int *i)
 	}
 	o = flag_find(global_flags, CTL_NELEM(global_flags), a, len);
 	if (o == NULL)
-		return perr(p, "unknown flag '%.*s'", (int)len, a);
+		return ctl_usage(p->group, "unknown flag '%.*s'", (int)len, a);
 	return flag_apply(p, o, &p->raw, eq, argc, argv, i);
 }
 
@@ -435,16 +404,16 @@ check_globals(struct parse *p)
 	long long ms;
 
 	if (strcmp(r->output, "table") != 0 && strcmp(r->output, "json") != 0)
-		return perr_top(p, "--output must be table or json, not "
+		return ctl_usage(NULL, "--output must be table or json, not "
 		    "'%s'", r->output);
 	if (ctl_parse_int(r->timeout, 1, MAX_TIMEOUT_MS, &ms) != 0)
-		return perr_top(p, "--timeout must be 1..%d milliseconds, "
+		return ctl_usage(NULL, "--timeout must be 1..%d milliseconds, "
 		    "not '%s'", MAX_TIMEOUT_MS, r->timeout);
 	if (strchr(r->g.discovery, ':') == NULL)
-		return perr_top(p, "--discovery must be host:port, not "
+		return ctl_usage(NULL, "--discovery must be host:port, not "
 		    "'%s'", r->g.discovery);
 	if ((r->g.tls_cert == NULL) != (r->g.tls_key == NULL))
-		return perr_top(p, "--tls-cert and --tls-key go together");
+		return ctl_usage(NULL, "--tls-cert and --tls-key go together");
 	r->g.json = strcmp(r->output, "json") == 0;
 	r->g.timeout_ms = (int)ms;
 	return CTL_OK;
@@ -466,8 +435,8 @@ check_flags(const struct parse *p, const struct ctl_cmd *c, const char *name)
 		    ctl_word_in(full, o->cmds) ||
 		    (c->sub != NULL && ctl_word_in(c->sub, o->cmds)))
 			continue;
-		return perr(p, "%s: %s applies to %s only", name, o->name,
-		    o->cmds);
+		return ctl_usage(p->group, "%s: %s applies to %s only", name,
+		    o->name, o->cmds);
 	}
 	return CTL_OK;
 }
@@ -479,8 +448,8 @@ find_cmd(const struct parse *p, int *nw, int *rc)
 {
 	const struct ctl_group *g = p->group;
 	const char *word = p->words[0], *sep;
-	char subs[256];
-	size_t len = 0;
+	char subs[256] = "";
+	size_t len;
 
 	*rc = CTL_OK;
 	/* "help" after a word asks for its group's help, where the group
@@ -506,17 +475,16 @@ find_cmd(const struct parse *p, int *nw, int *rc)
 			*nw = 2;
 			return c;
 		}
-		len += (size_t)snprintf(subs + len, len < sizeof(subs) ?
-		    sizeof(subs) - len : 0, "%s%s", len ? ", " : "", c->sub);
-		if (len >= sizeof(subs))
-			len = sizeof(subs) - 1;
+		len = strlen(subs);
+		snprintf(subs + len, sizeof(subs) - len, "%s%s",
+		    len ? ", " : "", c->sub);
 	}
 	if (p->nwords == 1)
-		*rc = perr(p, "%s%smissing command (%s)", *sep ? word : "",
-		    sep, subs);
+		*rc = ctl_usage(p->group, "%s%smissing command (%s)",
+		    *sep ? word : "", sep, subs);
 	else
-		*rc = perr(p, "%s%sunknown command '%s'", *sep ? word : "",
-		    sep, p->words[1]);
+		*rc = ctl_usage(p->group, "%s%sunknown command '%s'",
+		    *sep ? word : "", sep, p->words[1]);
 	return NULL;
 }
 
@@ -537,12 +505,13 @@ run_line(struct parse *p)
 		return CTL_OK;
 	}
 	if (p->nwords == 0)
-		return perr(p, "missing command");
+		return ctl_usage(NULL, "missing command");
 	if (p->group == NULL) {
 		if (strcmp(p->words[0], "help") != 0)
-			return perr(p, "unknown command '%s'", p->words[0]);
+			return ctl_usage(NULL, "unknown command '%s'",
+			    p->words[0]);
 		if (p->nwords > 1)
-			return perr(p, "help: unexpected argument '%s'",
+			return ctl_usage(NULL, "help: unexpected argument '%s'",
 			    p->words[1]);
 		main_help(p->cli, p->cli->out);
 		return CTL_OK;
@@ -555,9 +524,9 @@ run_line(struct parse *p)
 	cmd_name(p->group, c, name, sizeof(name));
 	n = p->nwords - nw;
 	if (n < c->min)
-		return perr(p, "%s: missing %s", name, c->args);
+		return ctl_usage(p->group, "%s: missing %s", name, c->args);
 	if (n > c->max)
-		return perr(p, "%s: unexpected argument '%s'", name,
+		return ctl_usage(p->group, "%s: unexpected argument '%s'", name,
 		    p->words[nw + c->max]);
 	if ((rc = check_flags(p, c, name)) != CTL_OK ||
 	    (rc = check_globals(p)) != CTL_OK)
@@ -574,7 +543,6 @@ ctl_cli_run(struct ctl_cli *cli, int argc, char **argv)
 {
 	struct parse p = {
 		.cli = cli,
-		.err = cli->err != NULL ? cli->err : stderr,
 		.raw = {
 			.g.discovery = DEFAULT_DISCOVERY,
 			.output = "table",
@@ -587,7 +555,7 @@ ctl_cli_run(struct ctl_cli *cli, int argc, char **argv)
 		cli->out = stdout;
 	p.words = xcalloc_or_die((size_t)argc + 1, sizeof(*p.words));
 	env_defaults(global_flags, CTL_NELEM(global_flags), &p.raw);
-	usage_out = p.err;
+	usage_out = cli->err != NULL ? cli->err : stderr;
 	if ((rc = parse_line(&p, argc, argv)) == CTL_OK)
 		rc = run_line(&p);
 	usage_out = NULL;

@@ -43,7 +43,7 @@ struct ctl_flag {
 	const char *alias;		/* "-o", or NULL */
 	enum ctl_kind kind;
 	const char *arg;		/* its value in help ("N"), or NULL */
-	const char *env;		/* a variable for its default, or NULL */
+	const char *env;		/* a variable giving a default */
 	/* The commands taking it, space-separated, each "WORD.SUB" or
 	 * "SUB" ("get", "accounts.create", "login"); NULL: all of the
 	 * group's. Given to another command it is a usage error. */
