@@ -67,6 +67,7 @@ static const struct ctl_flag global_flags[] = {
 /* One command line being read. */
 struct parse {
 	const struct ctl_cli *cli;
+	FILE *out;			/* help and version */
 	struct ctl_raw raw;
 	const struct ctl_group *group;	/* of words[0], once known */
 	void *flags;			/* group->flags_size bytes */
@@ -497,11 +498,11 @@ run_line(struct parse *p)
 	int nw, n, rc;
 
 	if (p->raw.help != NULL) {
-		group_help(p->cli, p->group, p->cli->out);
+		group_help(p->cli, p->group, p->out);
 		return CTL_OK;
 	}
 	if (p->raw.version != NULL) {
-		fprintf(p->cli->out, PROG " %s\n", PLATFORM_VERSION);
+		fprintf(p->out, PROG " %s\n", PLATFORM_VERSION);
 		return CTL_OK;
 	}
 	if (p->nwords == 0)
@@ -513,12 +514,12 @@ run_line(struct parse *p)
 		if (p->nwords > 1)
 			return ctl_usage(NULL, "help: unexpected argument '%s'",
 			    p->words[1]);
-		main_help(p->cli, p->cli->out);
+		main_help(p->cli, p->out);
 		return CTL_OK;
 	}
 	if ((c = find_cmd(p, &nw, &rc)) == NULL) {
 		if (rc == CTL_OK)
-			group_help(p->cli, p->group, p->cli->out);
+			group_help(p->cli, p->group, p->out);
 		return rc;
 	}
 	cmd_name(p->group, c, name, sizeof(name));
@@ -539,10 +540,11 @@ run_line(struct parse *p)
 }
 
 int
-ctl_cli_run(struct ctl_cli *cli, int argc, char **argv)
+ctl_cli_run(const struct ctl_cli *cli, int argc, char **argv)
 {
 	struct parse p = {
 		.cli = cli,
+		.out = cli->out != NULL ? cli->out : stdout,
 		.raw = {
 			.g.discovery = DEFAULT_DISCOVERY,
 			.output = "table",
@@ -551,8 +553,6 @@ ctl_cli_run(struct ctl_cli *cli, int argc, char **argv)
 	};
 	int rc;
 
-	if (cli->out == NULL)
-		cli->out = stdout;
 	p.words = xcalloc_or_die((size_t)argc + 1, sizeof(*p.words));
 	env_defaults(global_flags, CTL_NELEM(global_flags), &p.raw);
 	usage_out = cli->err != NULL ? cli->err : stderr;

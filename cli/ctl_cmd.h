@@ -134,7 +134,7 @@ void ctl_cli_add(struct ctl_cli *cli, const struct ctl_group *g);
 /* Parses argv (argv[0] the program) and runs the command, or prints
  * the help or the version it asks for. The exit status: 0 ok, 1 a call
  * failed, 2 bad usage (after one line saying why). */
-int ctl_cli_run(struct ctl_cli *cli, int argc, char **argv);
+int ctl_cli_run(const struct ctl_cli *cli, int argc, char **argv);
 
 /* A usage error of group g's commands (NULL: platformctl's own):
  * "platformctl: [NAME: ]<fmt...>" and a line naming the help, on the
