@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "ctl_auth.h"
+#include "ctl_call.h"
 #include "ctl_out.h"
 #include "ctl_token.h"
 #include "platform/auth/v1/auth.pb-c.h"
@@ -37,7 +38,6 @@
 #define ERRLEN		512
 #define PAGE_SIZE	1000	/* the server's maximum: fewest calls */
 #define SECRET_MAX	4096
-#define LIST_MAX	64	/* of --scope or --meta */
 /* `token` hands out a token good for at least this long, for the
  * command it is pasted into; other commands only need it to outlive
  * their own call. */
@@ -45,7 +45,6 @@
 #define MARGIN_CALL	5
 #define UNAUTHENTICATED	16
 #define PERMISSION_DENIED 7
-#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
 typedef Platform__Auth__V1__Account			pb_account;
 typedef Platform__Auth__V1__Account__MetadataEntry	pb_meta;
@@ -55,26 +54,15 @@ typedef Platform__Auth__V1__Rule			pb_rule;
 #define E_ALLOW		PLATFORM__AUTH__V1__EFFECT__EFFECT_ALLOW
 #define E_DENY		PLATFORM__AUTH__V1__EFFECT__EFFECT_DENY
 
-enum { AU_OK = 0, AU_FAIL = 1, AU_USAGE = 2 };
-
 /* ---- the stored login, shared by every command ---- */
 
 static struct {
-	struct ctl_host host;
-	int host_set;
 	int loaded, have;		/* the file was read; it held a login */
 	struct ctl_token t;
 	int md_done;			/* ctl_auth_metadata decided */
 	char *bearer;
 	const char *md[3];
 } st;
-
-void
-ctl_auth_setup(const struct ctl_host *h)
-{
-	st.host = *h;
-	st.host_set = 1;
-}
 
 void
 ctl_auth_cleanup(void)
@@ -116,27 +104,17 @@ stored_set(struct ctl_token *t)
  * login, else at a node of the service "auth" found through discovery.
  * The gRPC status; err says why it failed. */
 static int
-auth_call(const struct ctl_globals *g, plat_client *c, const char *method,
+auth_call(const struct ctl_globals *g, const char *method,
     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
     ProtobufCMessage **resp, int idempotent, const char *const *md,
     char *err)
 {
-	struct plat_call_opts co = {
-		.deadline_ms = g->timeout_ms,
-		.idempotent = idempotent,
-		.metadata = md,
-	};
 	const char *addr = g->auth;
 
-	err[0] = '\0';
-	*resp = NULL;
 	if (addr == NULL && stored() != NULL)
 		addr = st.t.auth;
-	if (addr != NULL)
-		return plat_client_call_addr(c, addr, method, req, desc, resp,
-		    &co, err, ERRLEN);
-	return plat_client_call(c, AUTH_SERVICE, method, req, desc, resp,
-	    &co, err, ERRLEN);
+	return ctl_unary(g, AUTH_SERVICE, addr, method, req, desc, resp,
+	    idempotent, md, err, ERRLEN);
 }
 
 /* Wipes the tokens of a TokenResponse and frees it. */
@@ -192,9 +170,8 @@ token_refresh(const struct ctl_globals *g, int64_t margin)
 	}
 	req.grant_type = "refresh_token";
 	req.refresh_token = st.t.refresh_token;
-	rc = auth_call(g, st.host.client(st.host.arg), M_PREFIX "Token",
-	    &req.base, &platform__auth__v1__token_response__descriptor, &m,
-	    0, NULL, err);
+	rc = auth_call(g, M_PREFIX "Token", &req.base,
+	    &platform__auth__v1__token_response__descriptor, &m, 0, NULL, err);
 	if (rc != 0) {
 		ctl_token_unlock(lock);
 		ctl_fail("Token", rc, err);
@@ -222,17 +199,12 @@ token_fresh(const struct ctl_globals *g, int64_t margin)
 }
 
 const char *const *
-ctl_auth_metadata(void)
+ctl_auth_metadata(const struct ctl_globals *g)
 {
-	struct ctl_globals g;
-
 	if (st.md_done)
 		return st.bearer != NULL ? st.md : NULL;
 	st.md_done = 1;
-	if (!st.host_set || stored() == NULL)
-		return NULL;
-	if (st.host.check(st.host.arg, &g) != 0 ||
-	    token_fresh(&g, MARGIN_CALL) != 0)
+	if (stored() == NULL || token_fresh(g, MARGIN_CALL) != 0)
 		return NULL;
 	if (asprintf(&st.bearer, "Bearer %s", st.t.access_token) < 0)
 		abort();
@@ -261,157 +233,17 @@ ctl_auth_token(void *arg, char *buf, size_t len)
 struct au_flags {
 	const char *credentials, *type, *service, *method, *account;
 	const char *allow, *deny, *priority, *description, *new_secret;
-	const char *help;
-	const char *scope[LIST_MAX], *meta[LIST_MAX];
-	size_t nscope, nmeta;
+	struct ctl_list scope, meta;
 };
 
-struct au {
-	const struct ctl_host *h;
-	struct ctl_globals g;
-	struct au_flags f;
-};
-
-#define LIST_FLAG	((size_t)-1)
-
-static const struct au_flag {
-	const char *flag, *arg;
-	const char *cmds;		/* where it applies; NULL: everywhere */
-	const char *help;
-	size_t off;			/* LIST_FLAG: --scope or --meta */
-} au_flags[] = {
-#define F(name, arg, cmds, help) { "--" #name, arg, cmds, help, \
-	offsetof(struct au_flags, name) }
-	F(credentials, "FILE", "login", "login: a service account, with "
-	    "client_id and client_secret from a JSON file"),
-	{ "--scope", "S", "login accounts.create accounts.update "
-	    "rules.create rules.verify", "login: ask for this scope; "
-	    "accounts: a scope of the account ('' for none); rules: the "
-	    "scope matched (repeatable)", LIST_FLAG },
-	{ "--meta", "K=V", "accounts.create accounts.update", "accounts: a "
-	    "metadata pair; update replaces them all (repeatable)",
-	    LIST_FLAG },
-	F(type, "user|service", "accounts.create rules.create rules.verify",
-	    "the account type"),
-	{ "--new-secret", NULL, "accounts.update", "accounts update: "
-	    "generate a new secret (shown once) and end the account's "
-	    "refresh tokens", offsetof(struct au_flags, new_secret) },
-	F(service, "S", "rules.create rules.verify", "rules: gRPC service "
-	    "name, \"*\" any run of characters"),
-	F(method, "M", "rules.create rules.verify", "rules: method name"),
-	F(account, "A", "rules.create rules.verify", "rules: account id "
-	    "(pattern)"),
-	F(allow, NULL, "rules.create", "rules create: the rule allows"),
-	F(deny, NULL, "rules.create", "rules create: the rule denies"),
-	F(priority, "N", "rules.create", "rules create: higher decides first "
-	    "(default 0)"),
-	F(description, "TEXT", "rules.create", "rules create: why"),
-	F(help, NULL, NULL, "show this help"),
-#undef F
-};
-
-static int au_login(struct au *, int, char **);
-static int au_logout(struct au *, int, char **);
-static int au_token(struct au *, int, char **);
-static int ac_list(struct au *, int, char **);
-static int ac_get(struct au *, int, char **);
-static int ac_create(struct au *, int, char **);
-static int ac_update(struct au *, int, char **);
-static int ac_disable(struct au *, int, char **);
-static int ac_enable(struct au *, int, char **);
-static int ac_delete(struct au *, int, char **);
-static int ru_list(struct au *, int, char **);
-static int ru_create(struct au *, int, char **);
-static int ru_delete(struct au *, int, char **);
-static int ru_verify(struct au *, int, char **);
-
-static const struct au_cmd {
-	const char *group, *name;	/* name NULL: the group is the command */
-	const char *word;		/* "accounts.create", for au_flags */
-	const char *args;
-	int min, max;
-	int (*run)(struct au *, int, char **);
-	const char *help;
-} au_cmds[] = {
-	{ "login", NULL, "login", "[ID]", 0, 1, au_login,
-	    "log a user in (password from stdin), or a service with "
-	    "--credentials FILE" },
-	{ "logout", NULL, "logout", "", 0, 0, au_logout,
-	    "revoke the stored tokens at auth-srv and forget them" },
-	{ "token", NULL, "token", "", 0, 0, au_token,
-	    "print the access token, refreshed when it is due" },
-	{ "accounts", "list", "accounts.list", "", 0, 0, ac_list,
-	    "every account" },
-	{ "accounts", "get", "accounts.get", "ID", 1, 1, ac_get,
-	    "one account" },
-	{ "accounts", "create", "accounts.create", "ID --type T", 1, 1,
-	    ac_create, "create an account; prints its secret, only this once" },
-	{ "accounts", "update", "accounts.update", "ID", 1, 1, ac_update,
-	    "change scopes (--scope), metadata (--meta) or the secret "
-	    "(--new-secret)" },
-	{ "accounts", "disable", "accounts.disable", "ID", 1, 1, ac_disable,
-	    "refuse the account's logins and tokens" },
-	{ "accounts", "enable", "accounts.enable", "ID", 1, 1, ac_enable,
-	    "let a disabled account in again" },
-	{ "accounts", "delete", "accounts.delete", "ID", 1, 1, ac_delete,
-	    "delete an account" },
-	{ "rules", "list", "rules.list", "", 0, 0, ru_list,
-	    "every rule, in evaluation order" },
-	{ "rules", "create", "rules.create", "--service S --method M "
-	    "--allow|--deny", 0, 0, ru_create,
-	    "add a rule for --account, --scope and/or --type callers" },
-	{ "rules", "delete", "rules.delete", "ID", 1, 1, ru_delete,
-	    "delete a rule" },
-	{ "rules", "verify", "rules.verify", "--service S --method M", 0, 0,
-	    ru_verify, "may --account A (or --scope S... / --type T) call "
-	    "it? Says which rule decided" },
-};
-
-static int
-usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int
-usage_error(const char *fmt, ...)
+/* The flags of a run (the command table fills them). */
+static const struct au_flags *
+au_f(const struct ctl_run *x)
 {
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	rc = ctl_usage("accounts help", fmt, ap);
-	va_end(ap);
-	return rc;
+	return x->flags;
 }
 
-static void
-au_help(FILE *f)
-{
-	char left[80];
-
-	fprintf(f, "Usage: " PROG " login|logout|token|accounts|rules ... "
-	    "[options]\n\nLog in to auth-srv and administer its accounts "
-	    "and rules.\n\nCommands:\n");
-	for (size_t i = 0; i < NELEM(au_cmds); i++) {
-		const struct au_cmd *c = &au_cmds[i];
-
-		snprintf(left, sizeof(left), "%s%s%s %s", c->group,
-		    c->name ? " " : "", c->name ? c->name : "", c->args);
-		fprintf(f, "  %-36s %s\n", left, c->help);
-	}
-	fprintf(f, "\nOptions:\n");
-	for (size_t i = 0; i < NELEM(au_flags); i++) {
-		snprintf(left, sizeof(left), "%s%s%s", au_flags[i].flag,
-		    au_flags[i].arg ? " " : "", au_flags[i].arg ?
-		    au_flags[i].arg : "");
-		fprintf(f, "  %-36s %s\n", left, au_flags[i].help);
-	}
-	fprintf(f, "\nauth-srv is --auth ADDR (PLATFORM_AUTH), else the "
-	    "address given at login, else\nthe service \"auth\" in "
-	    "discovery. The login is kept in\n$XDG_CONFIG_HOME/platform/"
-	    "token.json (default ~/.config/platform/), mode 0600;\nevery "
-	    PROG " command sends its token.\n"
-	    "platformctl's options apply too (" PROG " --help).\n"
-	    "Exit status: 0 ok, 1 a call failed, 2 bad usage.\n");
-}
+#define usage_error(...)	ctl_usage(&ctl_auth_group, __VA_ARGS__)
 
 /* A failed call; says what to do when the login is missing or lacks
  * the right. */
@@ -425,21 +257,21 @@ au_fail(const char *method, int code, const char *err)
 	else if (code == PERMISSION_DENIED && stored() != NULL)
 		fprintf(stderr, PROG ": logged in as %s; accounts and rules "
 		    "need the scope platform:admin\n", st.t.account);
-	return AU_FAIL;
+	return CTL_FAIL;
 }
 
-/* A call with the stored token: AU_OK, or AU_FAIL after a message. */
+/* A call with the stored token: CTL_OK, or CTL_FAIL after a message. */
 static int
-au_call(struct au *x, const char *method, const ProtobufCMessage *req,
-    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
-    int idempotent)
+au_call(const struct ctl_run *x, const char *method,
+    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+    ProtobufCMessage **resp, int idempotent)
 {
 	char err[ERRLEN];
 	int rc;
 
-	rc = auth_call(&x->g, x->h->client(x->h->arg), method, req, desc,
-	    resp, idempotent, ctl_auth_metadata(), err);
-	return rc != 0 ? au_fail(method, rc, err) : AU_OK;
+	rc = auth_call(x->g, method, req, desc, resp, idempotent,
+	    ctl_auth_metadata(x->g), err);
+	return rc != 0 ? au_fail(method, rc, err) : CTL_OK;
 }
 
 /* ---- login, logout, token ---- */
@@ -504,7 +336,7 @@ read_line(const char *prompt, int secret)
 }
 
 /* client_id and client_secret from a JSON file like auth-srv's bootstrap
- * file. 0, or AU_USAGE after a message (that never quotes the file). */
+ * file. 0, or CTL_USAGE after a message (that never quotes the file). */
 static int
 read_credentials(const char *path, char **id, char **secret)
 {
@@ -512,7 +344,7 @@ read_credentials(const char *path, char **id, char **secret)
 	json_t *o = json_load_file(path, 0, &je), *i, *s;
 	const char *k;
 	json_t *v;
-	int rc = AU_USAGE;
+	int rc = CTL_USAGE;
 
 	i = json_object_get(o, "client_id");
 	s = json_object_get(o, "client_secret");
@@ -538,23 +370,25 @@ read_credentials(const char *path, char **id, char **secret)
 
 /* The --scope values, space-separated (malloc'd). */
 static char *
-scopes_joined(const struct au *x)
+scopes_joined(const struct ctl_run *x)
 {
+	const struct au_flags *fl = au_f(x);
 	char *buf;
 	size_t len;
 	FILE *f = open_memstream(&buf, &len);
 
 	if (f == NULL)
 		abort();
-	for (size_t i = 0; i < x->f.nscope; i++)
-		fprintf(f, "%s%s", i ? " " : "", x->f.scope[i]);
+	for (size_t i = 0; i < fl->scope.n; i++)
+		fprintf(f, "%s%s", i ? " " : "", fl->scope.v[i]);
 	fclose(f);
 	return buf;
 }
 
 static int
-au_login(struct au *x, int argc, char **argv)
+au_login(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct au_flags *f = au_f(x);
 	Platform__Auth__V1__TokenRequest req =
 	    PLATFORM__AUTH__V1__TOKEN_REQUEST__INIT;
 	Platform__Auth__V1__TokenResponse *r;
@@ -564,11 +398,11 @@ au_login(struct au *x, int argc, char **argv)
 	char prompt[300];
 	int rc, lock;
 
-	if (x->f.credentials != NULL) {
+	if (f->credentials != NULL) {
 		if (argc > 0)
 			return usage_error("login: an ID or --credentials, "
 			    "not both");
-		if ((rc = read_credentials(x->f.credentials, &id,
+		if ((rc = read_credentials(f->credentials, &id,
 		    &secret)) != 0)
 			return rc;
 		req.grant_type = "client_credentials";
@@ -581,20 +415,19 @@ au_login(struct au *x, int argc, char **argv)
 			return usage_error("login: missing ID (or "
 			    "--credentials FILE)");
 		else if ((id = read_line("Account: ", 0)) == NULL)
-			return AU_USAGE;
+			return CTL_USAGE;
 		snprintf(prompt, sizeof(prompt), "Password for %s: ", id);
 		if ((secret = read_line(prompt, 1)) == NULL) {
 			free(id);
-			return AU_USAGE;
+			return CTL_USAGE;
 		}
 		req.grant_type = "password";
 		req.username = id;
 		req.password = secret;
 	}
 	req.scope = scope = scopes_joined(x);
-	rc = auth_call(&x->g, x->h->client(x->h->arg), M_PREFIX "Token",
-	    &req.base, &platform__auth__v1__token_response__descriptor, &m,
-	    0, NULL, err);
+	rc = auth_call(x->g, M_PREFIX "Token", &req.base,
+	    &platform__auth__v1__token_response__descriptor, &m, 0, NULL, err);
 	ctl_wipe_free(secret);
 	free(scope);
 	if (rc != 0) {
@@ -602,12 +435,12 @@ au_login(struct au *x, int argc, char **argv)
 		return au_fail("Token", rc, err);
 	}
 	r = (Platform__Auth__V1__TokenResponse *)m;
-	token_of(&t, r, id, x->g.auth);
+	token_of(&t, r, id, x->g->auth);
 	lock = ctl_token_lock();
-	rc = ctl_token_save(&t) != 0 ? AU_FAIL : AU_OK;
+	rc = ctl_token_save(&t) != 0 ? CTL_FAIL : CTL_OK;
 	ctl_token_unlock(lock);
-	if (rc == AU_OK && (path = ctl_token_path()) != NULL) {
-		if (x->g.json)
+	if (rc == CTL_OK && (path = ctl_token_path()) != NULL) {
+		if (x->g->json)
 			rc = ctl_json_print(json_pack("{s:o, s:o, s:I, s:o}",
 			    "account", ctl_jstr(id), "scope",
 			    ctl_jstr(r->scope), "expires_at",
@@ -628,7 +461,7 @@ au_login(struct au *x, int argc, char **argv)
 
 /* Revokes one token at auth-srv (best effort): 0, or 1 after a line. */
 static int
-revoke_one(struct au *x, const char *token, const char *hint)
+revoke_one(const struct ctl_run *x, const char *token, const char *hint)
 {
 	Platform__Auth__V1__RevokeRequest req =
 	    PLATFORM__AUTH__V1__REVOKE_REQUEST__INIT;
@@ -638,9 +471,9 @@ revoke_one(struct au *x, const char *token, const char *hint)
 
 	req.token = (char *)token;
 	req.token_type_hint = (char *)hint;
-	rc = auth_call(&x->g, x->h->client(x->h->arg), M_PREFIX "Revoke",
-	    &req.base, &platform__auth__v1__revoke_response__descriptor, &m,
-	    1, ctl_auth_metadata(), err);
+	rc = auth_call(x->g, M_PREFIX "Revoke", &req.base,
+	    &platform__auth__v1__revoke_response__descriptor, &m, 1,
+	    ctl_auth_metadata(x->g), err);
 	if (m != NULL)
 		protobuf_c_message_free_unpacked(m, NULL);
 	if (rc != 0)
@@ -649,23 +482,23 @@ revoke_one(struct au *x, const char *token, const char *hint)
 }
 
 static int
-au_logout(struct au *x, int argc, char **argv)
+au_logout(const struct ctl_run *x, int argc, char **argv)
 {
 	char *account;
 	int bad = 0;
 
 	if (stored() == NULL) {
 		if (st.loaded && ctl_token_remove() != 0)
-			return AU_FAIL;
+			return CTL_FAIL;
 		fprintf(stderr, PROG ": not logged in\n");
-		return AU_OK;
+		return CTL_OK;
 	}
 	/* A token that expired for good needs no revoking; one that can
 	 * be refreshed is refreshed (ctl_auth_metadata) so that Revoke is
 	 * allowed, and its family ends with it. */
 	if (st.t.refresh_token != NULL ||
 	    st.t.expires_at > (int64_t)time(NULL)) {
-		if (ctl_auth_metadata() == NULL)
+		if (ctl_auth_metadata(x->g) == NULL)
 			bad = 1;
 		else {
 			if (st.t.refresh_token != NULL)
@@ -679,37 +512,37 @@ au_logout(struct au *x, int argc, char **argv)
 			    "expire\n");
 	}
 	if (ctl_token_remove() != 0)
-		return AU_FAIL;
+		return CTL_FAIL;
 	account = xstrdup(st.t.account);
 	ctl_auth_cleanup();
 	st.have = 0;
-	if (x->g.json)
+	if (x->g->json)
 		ctl_json_print(json_pack("{s:o, s:b}", "logged_out",
 		    ctl_jstr(account), "revoked", !bad), 0);
 	else
 		ctl_put_line(stdout, "logged out of %s%s", account,
 		    bad ? "" : " (tokens revoked)");
 	free(account);
-	return AU_OK;
+	return CTL_OK;
 }
 
 static int
-au_token(struct au *x, int argc, char **argv)
+au_token(const struct ctl_run *x, int argc, char **argv)
 {
 	if (stored() == NULL) {
 		fprintf(stderr, PROG ": not logged in: run '" PROG
 		    " login'\n");
-		return AU_FAIL;
+		return CTL_FAIL;
 	}
-	if (token_fresh(&x->g, MARGIN_TOKEN) != 0)
-		return AU_FAIL;
-	if (x->g.json)
+	if (token_fresh(x->g, MARGIN_TOKEN) != 0)
+		return CTL_FAIL;
+	if (x->g->json)
 		return ctl_json_print(json_pack("{s:s, s:I, s:o}",
 		    "access_token", st.t.access_token, "expires_at",
 		    (json_int_t)st.t.expires_at, "account",
 		    ctl_jstr(st.t.account)), 0);
 	printf("%s\n", st.t.access_token);
-	return AU_OK;
+	return CTL_OK;
 }
 
 /* ---- printing accounts and rules ---- */
@@ -815,15 +648,15 @@ static const char *const account_head[] = { "ID", "TYPE", "SCOPES",
 
 /* One account (with its new secret, if any) as a table or JSON. */
 static int
-account_print(struct au *x, const pb_account *a, char *secret)
+account_print(const struct ctl_run *x, const pb_account *a, char *secret)
 {
-	struct ctl_table t = { .ncols = NELEM(account_head) };
-	int shown = secret != NULL && *secret != '\0', rc = AU_OK;
+	struct ctl_table t = { .ncols = CTL_NELEM(account_head) };
+	int shown = secret != NULL && *secret != '\0', rc = CTL_OK;
 	json_t *j;
 
 	if (a == NULL)
-		return AU_OK;
-	if (x->g.json) {
+		return CTL_OK;
+	if (x->g->json) {
 		j = account_json(a);
 		if (shown)
 			json_object_set_new(j, "secret", ctl_jstr(secret));
@@ -900,12 +733,12 @@ rule_row(struct ctl_table *t, const pb_rule *r)
 }
 
 static int
-rules_print(struct au *x, const pb_rule *const *r, size_t n)
+rules_print(const struct ctl_run *x, const pb_rule *const *r, size_t n)
 {
-	struct ctl_table t = { .ncols = NELEM(rule_head) };
+	struct ctl_table t = { .ncols = CTL_NELEM(rule_head) };
 	json_t *all;
 
-	if (x->g.json) {
+	if (x->g->json) {
 		all = json_array();
 		for (size_t i = 0; i < n; i++)
 			json_array_append_new(all, rule_json(r[i]));
@@ -916,131 +749,41 @@ rules_print(struct au *x, const pb_rule *const *r, size_t n)
 		rule_row(&t, r[i]);
 	ctl_table_print(&t, stdout);
 	ctl_table_free(&t);
-	return AU_OK;
-}
-
-/* ---- lists ---- */
-
-/*
- * ListAccounts and ListRules page alike: a request with page_size and
- * page_token, an answer with a repeated field and next_page_token. Read
- * through the descriptors, one loop serves both; every page is kept,
- * since a table needs every row before it knows its widths.
- */
-struct pages {
-	size_t n;
-	ProtobufCMessage **p;
-};
-
-static void *
-field_at(const ProtobufCMessage *m, const char *name, size_t *count)
-{
-	const ProtobufCFieldDescriptor *f =
-	    protobuf_c_message_descriptor_get_field_by_name(m->descriptor,
-	    name);
-
-	if (count != NULL)
-		memcpy(count, (const char *)m + f->quantifier_offset,
-		    sizeof(*count));
-	return (char *)m + f->offset;
-}
-
-static int
-list_all(struct au *x, const char *method, ProtobufCMessage *req,
-    const ProtobufCMessageDescriptor *desc, struct pages *pg)
-{
-	char **token = field_at(req, "page_token", NULL), *next;
-	int32_t *size = field_at(req, "page_size", NULL);
-	ProtobufCMessage *m;
-	int rc;
-
-	*size = PAGE_SIZE;
-	for (;;) {
-		if ((rc = au_call(x, method, req, desc, &m, 1)) != AU_OK)
-			return rc;
-		pg->p = xrealloc(pg->p, (pg->n + 1) * sizeof(*pg->p));
-		pg->p[pg->n++] = m;
-		memcpy(&next, field_at(m, "next_page_token", NULL),
-		    sizeof(next));
-		if (*next == '\0')
-			return AU_OK;
-		/* A server handing back the token it was given would keep
-		 * us here forever. */
-		if (strcmp(*token, next) == 0) {
-			fprintf(stderr, PROG ": %s: the server repeated a "
-			    "page token\n", ctl_method_name(method));
-			return AU_FAIL;
-		}
-		*token = next;
-	}
-}
-
-/* Every item of every page, in order (the array malloc'd). */
-static void **
-pages_items(const struct pages *pg, const char *field, size_t *n)
-{
-	void **all = NULL, **items;
-	size_t k;
-
-	*n = 0;
-	for (size_t i = 0; i < pg->n; i++) {
-		memcpy(&items, field_at(pg->p[i], field, &k), sizeof(items));
-		all = xrealloc(all, (*n + k) * sizeof(*all));
-		if (k > 0)
-			memcpy(all + *n, items, k * sizeof(*all));
-		*n += k;
-	}
-	return all;
-}
-
-static void
-pages_free(struct pages *pg)
-{
-	for (size_t i = 0; i < pg->n; i++)
-		protobuf_c_message_free_unpacked(pg->p[i], NULL);
-	free(pg->p);
+	return CTL_OK;
 }
 
 /* ---- accounts ---- */
 
 static int
-ac_list(struct au *x, int argc, char **argv)
+ac_list(const struct ctl_run *x, int argc, char **argv)
 {
 	Platform__Auth__V1__ListAccountsRequest req =
 	    PLATFORM__AUTH__V1__LIST_ACCOUNTS_REQUEST__INIT;
-	struct ctl_table t = { .ncols = NELEM(account_head) };
-	struct pages pg = { 0 };
-	pb_account **a;
+	struct ctl_table t = { .ncols = CTL_NELEM(account_head) };
+	struct ctl_pages pg = { 0 };
 	json_t *all;
-	size_t n;
 	int rc;
 
-	rc = list_all(x, M_PREFIX "ListAccounts", &req.base,
-	    &platform__auth__v1__list_accounts_response__descriptor, &pg);
-	if (rc != AU_OK) {
-		pages_free(&pg);
-		return rc;
-	}
-	a = (pb_account **)pages_items(&pg, "accounts", &n);
-	if (x->g.json) {
+	if ((rc = ctl_pages_fetch(x, au_call, M_PREFIX "ListAccounts",
+	    &req.base, &platform__auth__v1__list_accounts_response__descriptor,
+	    "accounts", PAGE_SIZE, 0, &pg)) == CTL_OK && x->g->json) {
 		all = json_array();
-		for (size_t i = 0; i < n; i++)
-			json_array_append_new(all, account_json(a[i]));
+		for (size_t i = 0; i < pg.nitems; i++)
+			json_array_append_new(all, account_json(pg.items[i]));
 		rc = ctl_json_print(all, 0);
-	} else {
+	} else if (rc == CTL_OK) {
 		ctl_table_row(&t, account_head);
-		for (size_t i = 0; i < n; i++)
-			account_row(&t, a[i]);
+		for (size_t i = 0; i < pg.nitems; i++)
+			account_row(&t, pg.items[i]);
 		ctl_table_print(&t, stdout);
 		ctl_table_free(&t);
 	}
-	free(a);
-	pages_free(&pg);
+	ctl_pages_free(&pg);
 	return rc;
 }
 
 static int
-ac_get(struct au *x, int argc, char **argv)
+ac_get(const struct ctl_run *x, int argc, char **argv)
 {
 	Platform__Auth__V1__GetAccountRequest req =
 	    PLATFORM__AUTH__V1__GET_ACCOUNT_REQUEST__INIT;
@@ -1050,7 +793,7 @@ ac_get(struct au *x, int argc, char **argv)
 	req.id = argv[0];
 	if ((rc = au_call(x, M_PREFIX "GetAccount", &req.base,
 	    &platform__auth__v1__get_account_response__descriptor, &m, 1)) !=
-	    AU_OK)
+	    CTL_OK)
 		return rc;
 	rc = account_print(x, ((Platform__Auth__V1__GetAccountResponse *)m)->
 	    account, NULL);
@@ -1061,11 +804,12 @@ ac_get(struct au *x, int argc, char **argv)
 /* The --meta pairs as entries pointing into argv (keys malloc'd); an
  * empty value ("--meta ''") stands for no metadata. */
 static int
-meta_of(struct au *x, pb_meta *e, pb_meta **p, size_t *n)
+meta_of(const struct ctl_run *x, pb_meta *e, pb_meta **p, size_t *n)
 {
+	const struct au_flags *f = au_f(x);
 	*n = 0;
-	for (size_t i = 0; i < x->f.nmeta; i++) {
-		const char *kv = x->f.meta[i], *eq = strchr(kv, '=');
+	for (size_t i = 0; i < f->meta.n; i++) {
+		const char *kv = f->meta.v[i], *eq = strchr(kv, '=');
 
 		if (*kv == '\0')
 			continue;
@@ -1091,20 +835,21 @@ meta_free(pb_meta *e, size_t n)
 
 /* The --scope values, without the empty ones ("--scope ''": none). */
 static size_t
-scopes_of(struct au *x, char **out)
+scopes_of(const struct ctl_run *x, char **out)
 {
+	const struct au_flags *f = au_f(x);
 	size_t n = 0;
 
-	for (size_t i = 0; i < x->f.nscope; i++)
-		if (*x->f.scope[i] != '\0')
-			out[n++] = (char *)x->f.scope[i];
+	for (size_t i = 0; i < f->scope.n; i++)
+		if (*f->scope.v[i] != '\0')
+			out[n++] = (char *)f->scope.v[i];
 	return n;
 }
 
 /* Prints the account of a Create/UpdateAccountResponse (same layout:
  * account, secret) and wipes the secret. */
 static int
-account_answer(struct au *x, ProtobufCMessage *m)
+account_answer(const struct ctl_run *x, ProtobufCMessage *m)
 {
 	Platform__Auth__V1__CreateAccountResponse *r = (void *)m;
 	int rc = account_print(x, r->account, r->secret);
@@ -1115,20 +860,21 @@ account_answer(struct au *x, ProtobufCMessage *m)
 }
 
 static int
-ac_create(struct au *x, int argc, char **argv)
+ac_create(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct au_flags *f = au_f(x);
 	Platform__Auth__V1__CreateAccountRequest req =
 	    PLATFORM__AUTH__V1__CREATE_ACCOUNT_REQUEST__INIT;
 	pb_account a = PLATFORM__AUTH__V1__ACCOUNT__INIT;
-	pb_meta e[LIST_MAX], *p[LIST_MAX];
-	char *scopes[LIST_MAX];
+	pb_meta e[CTL_LIST_MAX], *p[CTL_LIST_MAX];
+	char *scopes[CTL_LIST_MAX];
 	ProtobufCMessage *m;
 	int rc;
 
-	if (x->f.type == NULL)
+	if (f->type == NULL)
 		return usage_error("accounts create: --type user|service is "
 		    "required");
-	if ((rc = type_of(x->f.type, &a.type)) != 0 ||
+	if ((rc = type_of(f->type, &a.type)) != 0 ||
 	    (rc = meta_of(x, e, p, &a.n_metadata)) != 0)
 		goto out;
 	a.id = argv[0];
@@ -1138,7 +884,7 @@ ac_create(struct au *x, int argc, char **argv)
 	req.account = &a;
 	if ((rc = au_call(x, M_PREFIX "CreateAccount", &req.base,
 	    &platform__auth__v1__create_account_response__descriptor, &m,
-	    0)) == AU_OK)
+	    0)) == CTL_OK)
 		rc = account_answer(x, m);
 out:
 	meta_free(e, a.n_metadata);
@@ -1147,8 +893,8 @@ out:
 
 /* UpdateAccount of argv[0] with the fields in mask (NULL-ended). */
 static int
-ac_update_mask(struct au *x, const char *id, pb_account *a, char **mask,
-    size_t nmask)
+ac_update_mask(const struct ctl_run *x, const char *id, pb_account *a,
+    char **mask, size_t nmask)
 {
 	Platform__Auth__V1__UpdateAccountRequest req =
 	    PLATFORM__AUTH__V1__UPDATE_ACCOUNT_REQUEST__INIT;
@@ -1161,21 +907,22 @@ ac_update_mask(struct au *x, const char *id, pb_account *a, char **mask,
 	req.n_update_mask = nmask;
 	if ((rc = au_call(x, M_PREFIX "UpdateAccount", &req.base,
 	    &platform__auth__v1__update_account_response__descriptor, &m,
-	    0)) != AU_OK)
+	    0)) != CTL_OK)
 		return rc;
 	return account_answer(x, m);
 }
 
 static int
-ac_update(struct au *x, int argc, char **argv)
+ac_update(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct au_flags *f = au_f(x);
 	pb_account a = PLATFORM__AUTH__V1__ACCOUNT__INIT;
-	pb_meta e[LIST_MAX], *p[LIST_MAX];
-	char *scopes[LIST_MAX], *mask[3];
+	pb_meta e[CTL_LIST_MAX], *p[CTL_LIST_MAX];
+	char *scopes[CTL_LIST_MAX], *mask[3];
 	size_t nmask = 0;
 	int rc;
 
-	if (x->f.nscope == 0 && x->f.nmeta == 0 && x->f.new_secret == NULL)
+	if (f->scope.n == 0 && f->meta.n == 0 && f->new_secret == NULL)
 		return usage_error("accounts update: nothing to change "
 		    "(--scope, --meta, --new-secret)");
 	if ((rc = meta_of(x, e, p, &a.n_metadata)) != 0)
@@ -1183,11 +930,11 @@ ac_update(struct au *x, int argc, char **argv)
 	a.metadata = p;
 	a.scopes = scopes;
 	a.n_scopes = scopes_of(x, scopes);
-	if (x->f.nscope > 0)
+	if (f->scope.n > 0)
 		mask[nmask++] = "scopes";
-	if (x->f.nmeta > 0)
+	if (f->meta.n > 0)
 		mask[nmask++] = "metadata";
-	if (x->f.new_secret != NULL)
+	if (f->new_secret != NULL)
 		mask[nmask++] = "secret";
 	rc = ac_update_mask(x, argv[0], &a, mask, nmask);
 out:
@@ -1196,7 +943,7 @@ out:
 }
 
 static int
-ac_disable(struct au *x, int argc, char **argv)
+ac_disable(const struct ctl_run *x, int argc, char **argv)
 {
 	pb_account a = PLATFORM__AUTH__V1__ACCOUNT__INIT;
 
@@ -1205,78 +952,79 @@ ac_disable(struct au *x, int argc, char **argv)
 }
 
 static int
-ac_enable(struct au *x, int argc, char **argv)
+ac_enable(const struct ctl_run *x, int argc, char **argv)
 {
 	pb_account a = PLATFORM__AUTH__V1__ACCOUNT__INIT;
 
 	return ac_update_mask(x, argv[0], &a, (char *[]){ "disabled" }, 1);
 }
 
-/* A call whose answer is empty: DeleteAccount, DeleteRule. */
+/* DeleteAccount or DeleteRule of id: their requests hold only the id,
+ * their answers nothing. */
 static int
-delete_call(struct au *x, const char *method, const char *id,
-    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc)
+delete_call(const struct ctl_run *x, const char *method,
+    const ProtobufCMessageDescriptor *req_desc,
+    const ProtobufCMessageDescriptor *desc, const char *id)
 {
-	ProtobufCMessage *m;
+	ProtobufCMessage *req = xcalloc(1, req_desc->sizeof_message), *m;
 	int rc;
 
-	if ((rc = au_call(x, method, req, desc, &m, 0)) != AU_OK)
+	protobuf_c_message_init(req_desc, req);
+	memcpy(ctl_field(req, "id", NULL), &id, sizeof(id));
+	rc = au_call(x, method, req, desc, &m, 0);
+	free(req);
+	if (rc != CTL_OK)
 		return rc;
 	protobuf_c_message_free_unpacked(m, NULL);
-	if (x->g.json)
+	if (x->g->json)
 		return ctl_json_print(json_pack("{s:o}", "deleted",
 		    ctl_jstr(id)), 0);
 	ctl_put_line(stdout, "deleted %s", id);
-	return AU_OK;
+	return CTL_OK;
 }
 
 static int
-ac_delete(struct au *x, int argc, char **argv)
+ac_delete(const struct ctl_run *x, int argc, char **argv)
 {
-	Platform__Auth__V1__DeleteAccountRequest req =
-	    PLATFORM__AUTH__V1__DELETE_ACCOUNT_REQUEST__INIT;
-
-	req.id = argv[0];
-	return delete_call(x, M_PREFIX "DeleteAccount", argv[0], &req.base,
-	    &platform__auth__v1__delete_account_response__descriptor);
+	return delete_call(x, M_PREFIX "DeleteAccount",
+	    &platform__auth__v1__delete_account_request__descriptor,
+	    &platform__auth__v1__delete_account_response__descriptor, argv[0]);
 }
 
 /* ---- rules ---- */
 
 static int
-ru_list(struct au *x, int argc, char **argv)
+ru_list(const struct ctl_run *x, int argc, char **argv)
 {
 	Platform__Auth__V1__ListRulesRequest req =
 	    PLATFORM__AUTH__V1__LIST_RULES_REQUEST__INIT;
-	struct pages pg = { 0 };
-	void **r;
-	size_t n;
+	struct ctl_pages pg = { 0 };
 	int rc;
 
-	rc = list_all(x, M_PREFIX "ListRules", &req.base,
-	    &platform__auth__v1__list_rules_response__descriptor, &pg);
-	if (rc == AU_OK) {
-		r = pages_items(&pg, "rules", &n);
-		rc = rules_print(x, (const pb_rule *const *)r, n);
-		free(r);
-	}
-	pages_free(&pg);
+	if ((rc = ctl_pages_fetch(x, au_call, M_PREFIX "ListRules", &req.base,
+	    &platform__auth__v1__list_rules_response__descriptor, "rules",
+	    PAGE_SIZE, 0, &pg)) == CTL_OK)
+		rc = rules_print(x, (const pb_rule *const *)pg.items,
+		    pg.nitems);
+	ctl_pages_free(&pg);
 	return rc;
 }
 
 /* --service and --method, needed by create and verify. */
 static int
-need_target(struct au *x, const char *cmd)
+need_target(const struct ctl_run *x, const char *cmd)
 {
-	if (x->f.service == NULL || x->f.method == NULL)
+	const struct au_flags *f = au_f(x);
+	if (f->service == NULL || f->method == NULL)
 		return usage_error("rules %s: --service and --method are "
 		    "required", cmd);
 	return 0;
 }
 
 static int
-ru_create(struct au *x, int argc, char **argv)
+ru_create(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct au_flags *f = au_f(x);
 	Platform__Auth__V1__CreateRuleRequest req =
 	    PLATFORM__AUTH__V1__CREATE_RULE_REQUEST__INIT;
 	pb_rule r = PLATFORM__AUTH__V1__RULE__INIT;
@@ -1287,59 +1035,57 @@ ru_create(struct au *x, int argc, char **argv)
 	int rc;
 
 	if ((rc = need_target(x, "create")) != 0 ||
-	    (rc = type_of(x->f.type, &r.account_type)) != 0)
+	    (rc = type_of(f->type, &r.account_type)) != 0)
 		return rc;
-	if ((x->f.allow != NULL) == (x->f.deny != NULL))
+	if ((f->allow != NULL) == (f->deny != NULL))
 		return usage_error("rules create: one of --allow or --deny");
-	if (x->f.nscope > 1)
+	if (f->scope.n > 1)
 		return usage_error("rules create: one --scope (a pattern)");
-	if (x->f.account == NULL && x->f.nscope == 0 && x->f.type == NULL)
+	if (f->account == NULL && f->scope.n == 0 && f->type == NULL)
 		return usage_error("rules create: whose calls? --account, "
 		    "--scope and/or --type");
-	if (x->f.priority != NULL) {
+	if (f->priority != NULL) {
 		errno = 0;
-		prio = strtol(x->f.priority, &end, 10);
-		if (errno != 0 || end == x->f.priority || *end != '\0' ||
+		prio = strtol(f->priority, &end, 10);
+		if (errno != 0 || end == f->priority || *end != '\0' ||
 		    prio < INT32_MIN || prio > INT32_MAX)
 			return usage_error("--priority must be a whole "
-			    "number, not '%s'", x->f.priority);
+			    "number, not '%s'", f->priority);
 	}
-	r.service = (char *)x->f.service;
-	r.method = (char *)x->f.method;
-	r.account = (char *)(x->f.account ? x->f.account : "");
-	r.scope = (char *)(x->f.nscope ? x->f.scope[0] : "");
-	r.effect = x->f.allow != NULL ? E_ALLOW : E_DENY;
+	r.service = (char *)f->service;
+	r.method = (char *)f->method;
+	r.account = (char *)(f->account ? f->account : "");
+	r.scope = (char *)(f->scope.n ? f->scope.v[0] : "");
+	r.effect = f->allow != NULL ? E_ALLOW : E_DENY;
 	r.priority = (int32_t)prio;
-	r.description = (char *)(x->f.description ? x->f.description : "");
+	r.description = (char *)(f->description ? f->description : "");
 	req.rule = &r;
 	if ((rc = au_call(x, M_PREFIX "CreateRule", &req.base,
 	    &platform__auth__v1__create_rule_response__descriptor, &m, 0)) !=
-	    AU_OK)
+	    CTL_OK)
 		return rc;
 	got = ((Platform__Auth__V1__CreateRuleResponse *)m)->rule;
-	rc = got != NULL ? rules_print(x, &got, 1) : AU_OK;
+	rc = got != NULL ? rules_print(x, &got, 1) : CTL_OK;
 	protobuf_c_message_free_unpacked(m, NULL);
 	return rc;
 }
 
 static int
-ru_delete(struct au *x, int argc, char **argv)
+ru_delete(const struct ctl_run *x, int argc, char **argv)
 {
-	Platform__Auth__V1__DeleteRuleRequest req =
-	    PLATFORM__AUTH__V1__DELETE_RULE_REQUEST__INIT;
-
-	req.id = argv[0];
-	return delete_call(x, M_PREFIX "DeleteRule", argv[0], &req.base,
-	    &platform__auth__v1__delete_rule_response__descriptor);
+	return delete_call(x, M_PREFIX "DeleteRule",
+	    &platform__auth__v1__delete_rule_request__descriptor,
+	    &platform__auth__v1__delete_rule_response__descriptor, argv[0]);
 }
 
 static int
-verify_print(struct au *x, const Platform__Auth__V1__VerifyResponse *r)
+verify_print(const struct ctl_run *x,
+    const Platform__Auth__V1__VerifyResponse *r)
 {
 	const pb_rule *rule = r->rule;
 	json_t *j;
 
-	if (x->g.json) {
+	if (x->g->json) {
 		j = json_pack("{s:b, s:o}", "allowed", (int)r->allowed,
 		    "reason", ctl_jstr(r->reason));
 		json_object_set_new(j, "rule", rule ? rule_json(rule) :
@@ -1350,178 +1096,142 @@ verify_print(struct au *x, const Platform__Auth__V1__VerifyResponse *r)
 	    *r->reason ? ": " : "", r->reason);
 	if (rule == NULL) {
 		ctl_put_line(stdout, "no rule applies: denied by default");
-		return AU_OK;
+		return CTL_OK;
 	}
 	ctl_put_line(stdout, "decided by rule %s:", rule->id);
 	return rules_print(x, &rule, 1);
 }
 
 static int
-ru_verify(struct au *x, int argc, char **argv)
+ru_verify(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct au_flags *f = au_f(x);
 	Platform__Auth__V1__VerifyRequest req =
 	    PLATFORM__AUTH__V1__VERIFY_REQUEST__INIT;
 	ProtobufCMessage *m;
-	char *scopes[LIST_MAX];
+	char *scopes[CTL_LIST_MAX];
 	int rc;
 
 	if ((rc = need_target(x, "verify")) != 0 ||
-	    (rc = type_of(x->f.type, &req.account_type)) != 0)
+	    (rc = type_of(f->type, &req.account_type)) != 0)
 		return rc;
-	if ((x->f.account != NULL) == (x->f.nscope > 0 || x->f.type != NULL))
+	if ((f->account != NULL) == (f->scope.n > 0 || f->type != NULL))
 		return usage_error("rules verify: --account A, or --scope S "
 		    "(repeatable) and/or --type T");
-	req.account = (char *)(x->f.account ? x->f.account : "");
+	req.account = (char *)(f->account ? f->account : "");
 	req.scopes = scopes;
 	req.n_scopes = scopes_of(x, scopes);
-	req.service = (char *)x->f.service;
-	req.method = (char *)x->f.method;
+	req.service = (char *)f->service;
+	req.method = (char *)f->method;
 	if ((rc = au_call(x, M_PREFIX "Verify", &req.base,
 	    &platform__auth__v1__verify_response__descriptor, &m, 1)) !=
-	    AU_OK)
+	    CTL_OK)
 		return rc;
 	rc = verify_print(x, (Platform__Auth__V1__VerifyResponse *)m);
 	protobuf_c_message_free_unpacked(m, NULL);
 	return rc;
 }
 
-/* ---- the command line ---- */
+/* ---- the command table ---- */
 
-static const struct au_flag *
-flag_find(const char *a, size_t len)
-{
-	for (size_t k = 0; k < NELEM(au_flags); k++)
-		if (strlen(au_flags[k].flag) == len &&
-		    strncmp(au_flags[k].flag, a, len) == 0)
-			return &au_flags[k];
-	return NULL;
-}
+#define F(name, kind, arg, cmds, help) { "--" #name, NULL, kind, arg, NULL, \
+	cmds, help, offsetof(struct au_flags, name) }
 
-/* Flags into x->f, positional arguments into pos; a flag not ours goes
- * to platformctl. */
-static int
-au_parse(struct au *x, int argc, char **argv, char **pos, int *npos)
-{
-	const struct au_flag *o;
-	const char *a, *eq, *v;
-	size_t len;
-	int rc, opts = 1;
+static const struct ctl_flag au_flags[] = {
+	F(credentials, CTL_VALUE, "FILE", "login", "login: a service account, "
+	    "with client_id and client_secret from a JSON file"),
+	F(scope, CTL_LIST, "S", "login accounts.create accounts.update "
+	    "rules.create rules.verify", "login: ask for this scope; "
+	    "accounts: a scope of the account ('' for none); rules: the "
+	    "scope matched (repeatable)"),
+	F(meta, CTL_LIST, "K=V", "accounts.create accounts.update",
+	    "accounts: a metadata pair; update replaces them all "
+	    "(repeatable)"),
+	F(type, CTL_VALUE, "user|service", "accounts.create rules.create "
+	    "rules.verify", "the account type"),
+	{ "--new-secret", NULL, CTL_SWITCH, NULL, NULL, "accounts.update",
+	    "accounts update: generate a new secret (shown once) and end the "
+	    "account's refresh tokens", offsetof(struct au_flags, new_secret) },
+	F(service, CTL_VALUE, "S", "rules.create rules.verify", "rules: gRPC "
+	    "service name, \"*\" any run of characters"),
+	F(method, CTL_VALUE, "M", "rules.create rules.verify", "rules: method "
+	    "name"),
+	F(account, CTL_VALUE, "A", "rules.create rules.verify", "rules: "
+	    "account id (pattern)"),
+	F(allow, CTL_SWITCH, NULL, "rules.create", "rules create: the rule "
+	    "allows"),
+	F(deny, CTL_SWITCH, NULL, "rules.create", "rules create: the rule "
+	    "denies"),
+	F(priority, CTL_VALUE, "N", "rules.create", "rules create: higher "
+	    "decides first (default 0)"),
+	F(description, CTL_VALUE, "TEXT", "rules.create", "rules create: why"),
+};
 
-	*npos = 0;
-	for (int i = 0; i < argc; i++) {
-		a = argv[i];
-		if (!opts || a[0] != '-' || a[1] == '\0') {
-			pos[(*npos)++] = argv[i];
-			continue;
-		}
-		if (strcmp(a, "--") == 0) {
-			opts = 0;
-			continue;
-		}
-		eq = strchr(a, '=');
-		len = eq != NULL ? (size_t)(eq - a) : strlen(a);
-		if (strcmp(a, "-h") == 0)
-			a = "--help", len = 6;
-		if ((o = flag_find(a, len)) == NULL) {
-			if ((rc = x->h->parse_opt(x->h->arg, argc, argv,
-			    &i)) != 0)
-				return rc;
-			continue;
-		}
-		if (o->arg == NULL) {
-			if (eq != NULL)
-				return usage_error("%s takes no value",
-				    o->flag);
-			*(const char **)((char *)&x->f + o->off) = "";
-			continue;
-		}
-		if (eq == NULL && i + 1 == argc)
-			return usage_error("%s needs a value (%s)", o->flag,
-			    o->arg);
-		v = eq != NULL ? eq + 1 : argv[++i];
-		if (o->off != LIST_FLAG) {
-			*(const char **)((char *)&x->f + o->off) = v;
-			continue;
-		}
-		if ((o->flag[2] == 's' ? x->f.nscope : x->f.nmeta) ==
-		    LIST_MAX)
-			return usage_error("at most %d %s", LIST_MAX,
-			    o->flag);
-		if (o->flag[2] == 's')
-			x->f.scope[x->f.nscope++] = v;
-		else
-			x->f.meta[x->f.nmeta++] = v;
-	}
-	return 0;
-}
+#undef F
 
-/* A flag of another command is a mistake worth saying. */
-static int
-check_flags(const struct au *x, const struct au_cmd *c)
-{
-	for (size_t i = 0; i < NELEM(au_flags); i++) {
-		const struct au_flag *o = &au_flags[i];
-		int given = o->off == LIST_FLAG ? (o->flag[2] == 's' ?
-		    x->f.nscope : x->f.nmeta) > 0 :
-		    *(const char *const *)((const char *)&x->f + o->off) !=
-		    NULL;
-
-		if (given && o->cmds != NULL && !ctl_word_in(c->word, o->cmds))
-			return usage_error("%s%s%s: %s does not apply",
-			    c->group, c->name ? " " : "",
-			    c->name ? c->name : "", o->flag);
-	}
-	return 0;
-}
+static const struct ctl_cmd au_cmds[] = {
+	{ "login", NULL, "[ID]", 0, 1, au_login,
+	    "log a user in (password from stdin), or a service with "
+	    "--credentials FILE", "log in to auth-srv: a user (password on "
+	    "stdin), or --credentials FILE" },
+	{ "logout", NULL, "", 0, 0, au_logout,
+	    "revoke the stored tokens at auth-srv and forget them",
+	    "revoke the stored tokens and forget them" },
+	{ "token", NULL, "", 0, 0, au_token,
+	    "print the access token, refreshed when it is due",
+	    "print the access token every command sends, refreshed" },
+	{ "accounts", NULL, "COMMAND ...", 0, 0, NULL,
+	    "auth-srv accounts: list, get, create, update, disable, enable, "
+	    "delete ('accounts help')" },
+	{ "accounts", "list", "", 0, 0, ac_list, "every account" },
+	{ "accounts", "get", "ID", 1, 1, ac_get, "one account" },
+	{ "accounts", "create", "ID --type T", 1, 1, ac_create,
+	    "create an account; prints its secret, only this once" },
+	{ "accounts", "update", "ID", 1, 1, ac_update,
+	    "change scopes (--scope), metadata (--meta) or the secret "
+	    "(--new-secret)" },
+	{ "accounts", "disable", "ID", 1, 1, ac_disable,
+	    "refuse the account's logins and tokens" },
+	{ "accounts", "enable", "ID", 1, 1, ac_enable,
+	    "let a disabled account in again" },
+	{ "accounts", "delete", "ID", 1, 1, ac_delete, "delete an account" },
+	{ "rules", NULL, "COMMAND ...", 0, 0, NULL,
+	    "access rules: list, create, delete, verify ('rules help')" },
+	{ "rules", "list", "", 0, 0, ru_list,
+	    "every rule, in evaluation order" },
+	{ "rules", "create", "--service S --method M --allow|--deny", 0, 0,
+	    ru_create, "add a rule for --account, --scope and/or --type "
+	    "callers" },
+	{ "rules", "delete", "ID", 1, 1, ru_delete, "delete a rule" },
+	{ "rules", "verify", "--service S --method M", 0, 0, ru_verify,
+	    "may --account A (or --scope S... / --type T) call it? Says which "
+	    "rule decided" },
+};
 
 static int
-au_run(struct au *x, const char *cmd, int npos, char **pos)
+au_check(const struct ctl_run *x)
 {
-	const struct au_cmd *c = NULL;
-	int rc, sub = strcmp(cmd, "accounts") == 0 ||
-	    strcmp(cmd, "rules") == 0;
-
-	if (sub && npos == 0)
-		return usage_error("%s: missing command (%s)", cmd,
-		    cmd[0] == 'a' ? "list, get, create, update, disable, "
-		    "enable, delete" : "list, create, delete, verify");
-	for (size_t i = 0; i < NELEM(au_cmds) && c == NULL; i++)
-		if (strcmp(au_cmds[i].group, cmd) == 0 &&
-		    (!sub || strcmp(au_cmds[i].name, pos[0]) == 0))
-			c = &au_cmds[i];
-	if (c == NULL)
-		return usage_error("%s: unknown command '%s'", cmd, pos[0]);
-	npos -= sub;
-	pos += sub;
-	if (npos < c->min)
-		return usage_error("%s: missing %s", c->word, c->args);
-	if (npos > c->max)
-		return usage_error("%s: unexpected argument '%s'", c->word,
-		    pos[c->max]);
-	if ((rc = check_flags(x, c)) != 0 ||
-	    (rc = x->h->check(x->h->arg, &x->g)) != 0)
-		return rc;
-	if (x->g.auth != NULL && strchr(x->g.auth, ':') == NULL)
+	if (x->g->auth != NULL && strchr(x->g->auth, ':') == NULL)
 		return usage_error("--auth must be host:port, not '%s'",
-		    x->g.auth);
-	return c->run(x, npos, pos);
+		    x->g->auth);
+	return CTL_OK;
 }
 
-int
-ctl_auth_main(const struct ctl_host *h, const char *cmd, int argc,
-    char **argv)
-{
-	struct au x = { .h = h };
-	char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
-	int npos, rc;
-
-	if ((rc = au_parse(&x, argc, argv, pos, &npos)) == 0) {
-		if (x.f.help != NULL || (npos > 0 &&
-		    strcmp(pos[0], "help") == 0))
-			au_help(stdout);
-		else
-			rc = au_run(&x, cmd, npos, pos);
-	}
-	free(pos);
-	return rc;
-}
+const struct ctl_group ctl_auth_group = {
+	.hint = "accounts help",
+	.head = "Usage: " PROG " login|logout|token|accounts|rules ... "
+	    "[options]\n\nLog in to auth-srv and administer its accounts "
+	    "and rules.\n\nCommands:\n",
+	.foot = "\nauth-srv is --auth ADDR (PLATFORM_AUTH), else the "
+	    "address given at login, else\nthe service \"auth\" in "
+	    "discovery. The login is kept in\n$XDG_CONFIG_HOME/platform/"
+	    "token.json (default ~/.config/platform/), mode 0600;\nevery "
+	    PROG " command sends its token.\n"
+	    "platformctl's options apply too (" PROG " --help).\n"
+	    "Exit status: 0 ok, 1 a call failed, 2 bad usage.\n",
+	.width = 36,
+	.cmds = CTL_TABLE(au_cmds),
+	.flags = CTL_TABLE(au_flags),
+	.flags_size = sizeof(struct au_flags),
+	.check = au_check,
+};

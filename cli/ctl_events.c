@@ -9,9 +9,7 @@
  * text is shown as base64 ("b64:..."). Exit status: 0 ok, 1 a call
  * failed, 2 bad usage.
  */
-#include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +18,7 @@
 #include <jansson.h>
 
 #include "ctl_auth.h"
+#include "ctl_call.h"
 #include "ctl_events.h"
 #include "ctl_out.h"
 #include "platform/client.h"
@@ -30,135 +29,39 @@
 #define PROG		"platformctl"
 #define EVENT_SERVICE	"event"
 #define M_PREFIX	"/platform.event.v1.Event/"
-#define POLL_MS		200	/* how soon tail notices a signal */
 #define STDIN_MAX	(1 << 20)
-#define META_MAX	64
-#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
 typedef Platform__Event__V1__StoredEvent pb_event;
 typedef Platform__Event__V1__StoredEvent__MetadataEntry pb_meta;
 
-enum { EV_OK = 0, EV_FAIL = 1, EV_USAGE = 2 };
-
 /* The events commands' own flags, as given (NULL: not given). */
 struct ev_flags {
 	const char *events, *type, *source, *key, *from, *group, *count;
-	const char *limit, *since, *until, *oldest, *help;
-	const char *meta[META_MAX];
-	size_t nmeta;
+	const char *limit, *since, *until, *oldest;
+	struct ctl_list meta;
 };
 
-struct ev {
-	const struct ctl_host *h;
-	struct ctl_globals g;
-	struct ev_flags f;
-};
-
-static const struct {
-	const char *flag, *arg, *help;
-	size_t off;
-} ev_flags[] = {
-#define F(name, arg, help) { "--" #name, arg, help, \
-	offsetof(struct ev_flags, name) }
-	F(events, "ADDR", "event-srv host:port (PLATFORM_EVENTS; default: "
-	    "service \"event\" in discovery)"),
-	F(type, "TYPE", "publish: the event type (default \"platformctl\"); "
-	    "query: only this type"),
-	F(source, "SOURCE", "publish: who publishes; query: only from it"),
-	F(key, "KEY", "publish: idempotency key"),
-	F(from, "START", "tail: latest (default), earliest, offset:N, "
-	    "time:UNIX_MS or seq:N"),
-	F(group, "NAME", "tail: share the events with a consumer group, "
-	    "acknowledging each"),
-	F(count, "N", "tail: stop after N events"),
-	F(limit, "N", "query: at most N events (default 100)"),
-	F(since, "UNIX_MS", "query: stored at or after"),
-	F(until, "UNIX_MS", "query: stored before"),
-	F(oldest, NULL, "query: oldest first (default newest first)"),
-	F(help, NULL, "show this help"),
-#undef F
-};
-
-static int ev_publish(struct ev *, int, char **);
-static int ev_tail(struct ev *, int, char **);
-static int ev_query(struct ev *, int, char **);
-static int ev_groups(struct ev *, int, char **);
-
-static const struct {
-	const char *name, *args;
-	int min, max;
-	int (*run)(struct ev *, int, char **);
-	const char *help;
-} ev_cmds[] = {
-	{ "publish", "TOPIC [DATA|-]", 1, 2, ev_publish,
-	    "publish one event; DATA from the argument, else stdin "
-	    "(--meta K=V adds metadata)" },
-	{ "tail", "SUBJECT...", 1, 100, ev_tail,
-	    "stream events of the subjects (\"orders.*\", \"orders.>\")" },
-	{ "query", "[SUBJECT]", 0, 1, ev_query,
-	    "search the stored events, newest first" },
-	{ "groups", "", 0, 0, ev_groups,
-	    "list the consumer groups and their positions" },
-};
-
-static int
-usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int
-usage_error(const char *fmt, ...)
+/* The flags of a run (the command table fills them). */
+static const struct ev_flags *
+ev_f(const struct ctl_run *x)
 {
-	va_list ap;
-
-	fputs(PROG ": events: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs("\nTry '" PROG " events --help' for more information.\n",
-	    stderr);
-	return EV_USAGE;
+	return x->flags;
 }
 
-static void
-ev_help(FILE *f)
-{
-	char left[64];
-
-	fprintf(f, "Usage: " PROG " events COMMAND [ARGS] [options]\n\n"
-	    "Publish to, follow and search event-srv's stream.\n\n"
-	    "Commands:\n");
-	for (size_t i = 0; i < NELEM(ev_cmds); i++) {
-		snprintf(left, sizeof(left), "%s %s", ev_cmds[i].name,
-		    ev_cmds[i].args);
-		fprintf(f, "  %-26s %s\n", left, ev_cmds[i].help);
-	}
-	fprintf(f, "\nOptions:\n  %-26s %s\n", "--meta K=V",
-	    "publish: a metadata pair; query: only events with it "
-	    "(repeatable)");
-	for (size_t i = 0; i < NELEM(ev_flags); i++) {
-		snprintf(left, sizeof(left), "%s%s%s", ev_flags[i].flag,
-		    ev_flags[i].arg ? " " : "", ev_flags[i].arg ?
-		    ev_flags[i].arg : "");
-		fprintf(f, "  %-26s %s\n", left, ev_flags[i].help);
-	}
-	fprintf(f, "\nplatformctl's options apply too (" PROG " --help).\n"
-	    "Exit status: 0 ok, 1 a call failed, 2 bad usage.\n");
-}
+#define usage_error(...)	ctl_usage(&ctl_events_group, __VA_ARGS__)
 
 /* A whole decimal number in [min, max] from flag, or dflt when not
- * given: 0, or EV_USAGE after a message. */
+ * given: 0, or CTL_USAGE after a message. */
 static int
 num(const char *what, const char *s, int64_t min, int64_t max, int64_t dflt,
     int64_t *out)
 {
-	char *end;
 	long long v;
 
 	*out = dflt;
 	if (s == NULL)
 		return 0;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+	if (ctl_parse_int(s, min, max, &v) != 0)
 		return usage_error("%s must be a number %" PRId64 "..%" PRId64
 		    ", not '%s'", what, min, max, s);
 	*out = v;
@@ -168,35 +71,27 @@ num(const char *what, const char *s, int64_t min, int64_t max, int64_t dflt,
 /* ---- calls ---- */
 
 static int
-ev_call(struct ev *x, const char *method, const ProtobufCMessage *req,
-    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
-    int idempotent)
+ev_call(const struct ctl_run *x, const char *method,
+    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+    ProtobufCMessage **resp, int idempotent)
 {
-	struct plat_call_opts co = {
-		.deadline_ms = x->g.timeout_ms,
-		.idempotent = idempotent,
-		.metadata = ctl_auth_metadata(),
-	};
-	plat_client *c = x->h->client(x->h->arg);
-	char err[512] = "";
+	char err[512];
 	int rc;
 
-	if (x->f.events != NULL)
-		rc = plat_client_call_addr(c, x->f.events, method, req, desc,
-		    resp, &co, err, sizeof(err));
-	else
-		rc = plat_client_call(c, EVENT_SERVICE, method, req, desc,
-		    resp, &co, err, sizeof(err));
-	return rc != 0 ? ctl_fail(ctl_method_name(method), rc, err) : EV_OK;
+	rc = ctl_unary(x->g, EVENT_SERVICE, ev_f(x)->events, method, req,
+	    desc, resp, idempotent, ctl_auth_metadata(x->g), err,
+	    sizeof(err));
+	return rc != 0 ? ctl_fail(ctl_method_name(method), rc, err) : CTL_OK;
 }
 
 /* Metadata pairs from --meta K=V into entries (pointing into argv). */
 static int
-meta_of(struct ev *x, pb_meta *entries, pb_meta **ptrs)
+meta_of(const struct ctl_run *x, pb_meta *entries, pb_meta **ptrs)
 {
-	memset(entries, 0, x->f.nmeta * sizeof(*entries));
-	for (size_t i = 0; i < x->f.nmeta; i++) {
-		const char *kv = x->f.meta[i], *eq = strchr(kv, '=');
+	const struct ev_flags *f = ev_f(x);
+	memset(entries, 0, f->meta.n * sizeof(*entries));
+	for (size_t i = 0; i < f->meta.n; i++) {
+		const char *kv = f->meta.v[i], *eq = strchr(kv, '=');
 
 		if (eq == NULL || eq == kv)
 			return usage_error("--meta must be KEY=VALUE, not "
@@ -305,11 +200,11 @@ event_row(const pb_event *e, char **cell)
 }
 
 static void
-event_line(struct ev *x, const pb_event *e, int delivery_count)
+event_line(const struct ctl_run *x, const pb_event *e, int delivery_count)
 {
 	char *cell[7];
 
-	if (x->g.json) {
+	if (x->g->json) {
 		ctl_json_print(event_json(e, delivery_count), JSON_COMPACT);
 		fflush(stdout);
 		return;
@@ -338,12 +233,13 @@ read_stdin(size_t *len)
 }
 
 static int
-ev_publish(struct ev *x, int argc, char **argv)
+ev_publish(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct ev_flags *f = ev_f(x);
 	Platform__Event__V1__PublishRequest req =
 	    PLATFORM__EVENT__V1__PUBLISH_REQUEST__INIT;
 	Platform__Event__V1__PublishResponse *r;
-	pb_meta entries[META_MAX], *ptrs[META_MAX];
+	pb_meta entries[CTL_LIST_MAX], *ptrs[CTL_LIST_MAX];
 	ProtobufCMessage *m = NULL;
 	char *data = NULL;
 	size_t len;
@@ -358,29 +254,29 @@ ev_publish(struct ev *x, int argc, char **argv)
 		len = strlen(data);
 	}
 	if ((rc = meta_of(x, entries, ptrs)) != 0) {
-		meta_free(entries, x->f.nmeta);
+		meta_free(entries, f->meta.n);
 		free(data);
 		return rc;
 	}
 	req.topic = argv[0];
-	req.type = (char *)(x->f.type ? x->f.type : "platformctl");
-	req.source = (char *)(x->f.source ? x->f.source : "");
-	req.idempotency_key = (char *)(x->f.key ? x->f.key : "");
+	req.type = (char *)(f->type ? f->type : "platformctl");
+	req.source = (char *)(f->source ? f->source : "");
+	req.idempotency_key = (char *)(f->key ? f->key : "");
 	req.data.data = (uint8_t *)data;
 	req.data.len = len;
 	req.metadata = (Platform__Event__V1__PublishRequest__MetadataEntry **)
 	    ptrs;
-	req.n_metadata = x->f.nmeta;
+	req.n_metadata = f->meta.n;
 	/* Retried only with a key, which makes a retry harmless. */
 	rc = ev_call(x, M_PREFIX "Publish", &req.base,
 	    &platform__event__v1__publish_response__descriptor, &m,
-	    x->f.key != NULL);
-	meta_free(entries, x->f.nmeta);
+	    f->key != NULL);
+	meta_free(entries, f->meta.n);
 	free(data);
-	if (rc != EV_OK)
+	if (rc != CTL_OK)
 		return rc;
 	r = (Platform__Event__V1__PublishResponse *)m;
-	if (x->g.json)
+	if (x->g->json)
 		ctl_json_print(json_pack("{s:o, s:I, s:I, s:I, s:b}",
 		    "id", ctl_jstr(r->id), "offset", (json_int_t)r->offset,
 		    "sequence", (json_int_t)r->sequence,
@@ -391,13 +287,13 @@ ev_publish(struct ev *x, int argc, char **argv)
 		    " id %s%s", argv[0], r->offset, r->sequence, r->id,
 		    r->duplicate ? " (duplicate: stored before)" : "");
 	protobuf_c_message_free_unpacked(m, NULL);
-	return EV_OK;
+	return CTL_OK;
 }
 
 /* ---- tail ---- */
 
 static int
-start_of(struct ev *x, Platform__Event__V1__SubscribeRequest *req)
+start_of(const struct ctl_run *x, Platform__Event__V1__SubscribeRequest *req)
 {
 	static const struct {
 		const char *prefix;
@@ -407,7 +303,7 @@ start_of(struct ev *x, Platform__Event__V1__SubscribeRequest *req)
 		{ "time:", PLATFORM__EVENT__V1__START__START_TIME },
 		{ "seq:", PLATFORM__EVENT__V1__START__START_SEQUENCE },
 	};
-	const char *f = x->f.from;
+	const char *f = ev_f(x)->from;
 	int64_t v;
 
 	if (f == NULL || strcmp(f, "latest") == 0)
@@ -416,13 +312,13 @@ start_of(struct ev *x, Platform__Event__V1__SubscribeRequest *req)
 		req->start = PLATFORM__EVENT__V1__START__START_EARLIEST;
 		return 0;
 	}
-	for (size_t i = 0; i < NELEM(starts); i++) {
+	for (size_t i = 0; i < CTL_NELEM(starts); i++) {
 		size_t n = strlen(starts[i].prefix);
 
 		if (strncmp(f, starts[i].prefix, n) != 0)
 			continue;
 		if (num("--from", f + n, 1, INT64_MAX, 0, &v) != 0)
-			return EV_USAGE;
+			return CTL_USAGE;
 		req->start = starts[i].start;
 		if (i == 0)
 			req->start_offset = v;
@@ -437,14 +333,14 @@ start_of(struct ev *x, Platform__Event__V1__SubscribeRequest *req)
 }
 
 static int
-ack(struct ev *x, int64_t seq)
+ack(const struct ctl_run *x, int64_t seq)
 {
 	Platform__Event__V1__AckRequest req =
 	    PLATFORM__EVENT__V1__ACK_REQUEST__INIT;
 	ProtobufCMessage *m = NULL;
 	int rc;
 
-	req.group = (char *)x->f.group;
+	req.group = (char *)ev_f(x)->group;
 	req.sequences = &seq;
 	req.n_sequences = 1;
 	rc = ev_call(x, M_PREFIX "Ack", &req.base,
@@ -454,319 +350,241 @@ ack(struct ev *x, int64_t seq)
 	return rc;
 }
 
-static int
-tail_loop(struct ev *x, plat_client_stream *s, int64_t count)
-{
-	Platform__Event__V1__SubscribeResponse *r;
-	ProtobufCMessage *m;
-	char err[512] = "";
-	int64_t seen = 0;
-	int n, rc = EV_OK;
+/* A tail's reader: prints each event, acknowledges it in a group, and
+ * stops after --count. */
+struct tail_state {
+	const struct ctl_run *x;
+	int64_t count, seen;
+};
 
-	while (!ctl_stop && (count == 0 || seen < count)) {
-		n = plat_client_stream_next(s,
-		    &platform__event__v1__subscribe_response__descriptor, &m,
-		    POLL_MS);
-		if (n == PLAT_STREAM_TIMEOUT || (n == PLAT_STREAM_MESSAGE &&
-		    m == NULL))
-			continue;
-		if (n != PLAT_STREAM_MESSAGE)
-			break;
-		r = (Platform__Event__V1__SubscribeResponse *)m;
-		if (r->caught_up && !x->g.json)
-			fprintf(stderr, "-- caught up --\n");
-		if (r->event != NULL) {
-			event_line(x, r->event, r->delivery_count);
-			seen++;
-			if (x->f.group != NULL)
-				rc = ack(x, r->event->sequence);
-		}
-		protobuf_c_message_free_unpacked(m, NULL);
-		if (rc != EV_OK)
-			break;
-	}
-	if (ctl_stop || rc != EV_OK || (count > 0 && seen >= count)) {
-		plat_client_stream_cancel(s);
-		return rc;
-	}
-	if ((rc = plat_client_stream_status(s, err, sizeof(err))) != 0)
-		return ctl_fail("Subscribe", rc, err);
-	return EV_OK;
+static int
+tail_msg(void *arg, const ProtobufCMessage *m)
+{
+	const Platform__Event__V1__SubscribeResponse *r = (const void *)m;
+	struct tail_state *t = arg;
+	const struct ctl_run *x = t->x;
+	int rc = CTL_OK;
+
+	if (r->caught_up && !x->g->json)
+		fprintf(stderr, "-- caught up --\n");
+	if (r->event == NULL)
+		return CTL_OK;
+	event_line(x, r->event, r->delivery_count);
+	t->seen++;
+	if (ev_f(x)->group != NULL)
+		rc = ack(x, r->event->sequence);
+	if (rc == CTL_OK && t->count > 0 && t->seen >= t->count)
+		return CTL_STREAM_DONE;
+	return rc;
 }
 
 static int
-ev_tail(struct ev *x, int argc, char **argv)
+ev_tail(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct ev_flags *f = ev_f(x);
 	Platform__Event__V1__SubscribeRequest req =
 	    PLATFORM__EVENT__V1__SUBSCRIBE_REQUEST__INIT;
-	plat_client_stream *s = NULL;
-	char err[512] = "", *addr;
-	int64_t count;
+	struct tail_state t = { x, 0, 0 };
+	char *addr;
 	int rc;
 
-	if ((rc = num("--count", x->f.count, 1, INT64_MAX, 0, &count)) != 0 ||
+	if ((rc = num("--count", f->count, 1, INT64_MAX, 0, &t.count)) != 0 ||
 	    (rc = start_of(x, &req)) != 0)
 		return rc;
 	req.subjects = argv;
 	req.n_subjects = (size_t)argc;
-	req.group = (char *)(x->f.group ? x->f.group : "");
-	if (ctl_service_address(x->h->client(x->h->arg), x->g.discovery,
-	    x->g.timeout_ms, EVENT_SERVICE, x->f.events, &addr) != 0)
-		return EV_FAIL;
-	ctl_catch_signals();
-	/* Deadline 0: a tail lasts as long as the operator wants it. */
-	rc = plat_client_stream_open(x->h->client(x->h->arg), addr,
-	    M_PREFIX "Subscribe", &req.base, 0, ctl_auth_metadata(), &s, err,
-	    sizeof(err));
+	req.group = (char *)(f->group ? f->group : "");
+	if (ctl_service_address(x->g, EVENT_SERVICE, f->events, &addr) != 0)
+		return CTL_FAIL;
+	rc = ctl_stream(x->g, addr, M_PREFIX "Subscribe", &req.base,
+	    &platform__event__v1__subscribe_response__descriptor, tail_msg,
+	    &t);
 	free(addr);
-	if (rc != 0)
-		return ctl_fail("Subscribe", rc, err);
-	rc = tail_loop(x, s, count);
-	plat_client_stream_free(s);
 	return rc;
 }
 
 /* ---- query ---- */
 
 static int
-ev_query(struct ev *x, int argc, char **argv)
+ev_query(const struct ctl_run *x, int argc, char **argv)
 {
+	const struct ev_flags *f = ev_f(x);
 	Platform__Event__V1__QueryRequest req =
 	    PLATFORM__EVENT__V1__QUERY_REQUEST__INIT;
-	Platform__Event__V1__QueryResponse *r;
-	pb_meta entries[META_MAX], *ptrs[META_MAX];
+	pb_meta entries[CTL_LIST_MAX], *ptrs[CTL_LIST_MAX];
 	struct ctl_table t = { .ncols = 7 };
 	static const char *const head[] = { "SEQUENCE", "TOPIC", "OFFSET",
 	    "TIME", "TYPE", "SOURCE", "DATA" };
-	json_t *all = json_array();
-	ProtobufCMessage *m;
-	int64_t limit, since, until, got = 0;
-	char *token = NULL, *cell[7];
+	struct ctl_pages pg = { 0 };
+	int64_t limit, since, until;
+	json_t *all;
+	char *cell[7];
 	int rc;
 
 	memset(entries, 0, sizeof(entries));
-	if ((rc = num("--limit", x->f.limit, 1, 1000000, 100, &limit)) != 0 ||
-	    (rc = num("--since", x->f.since, 0, INT64_MAX, 0, &since)) != 0 ||
-	    (rc = num("--until", x->f.until, 0, INT64_MAX, 0, &until)) != 0 ||
+	if ((rc = num("--limit", f->limit, 1, 1000000, 100, &limit)) != 0 ||
+	    (rc = num("--since", f->since, 0, INT64_MAX, 0, &since)) != 0 ||
+	    (rc = num("--until", f->until, 0, INT64_MAX, 0, &until)) != 0 ||
 	    (rc = meta_of(x, entries, ptrs)) != 0)
 		goto out;
 	req.subject = argc > 0 ? argv[0] : "";
-	req.type = (char *)(x->f.type ? x->f.type : "");
-	req.source = (char *)(x->f.source ? x->f.source : "");
+	req.type = (char *)(f->type ? f->type : "");
+	req.source = (char *)(f->source ? f->source : "");
 	req.start_time_unix_ms = since;
 	req.end_time_unix_ms = until;
 	req.metadata = (Platform__Event__V1__QueryRequest__MetadataEntry **)
 	    ptrs;
-	req.n_metadata = x->f.nmeta;
-	req.order = x->f.oldest ? PLATFORM__EVENT__V1__ORDER__ORDER_OLDEST_FIRST :
+	req.n_metadata = f->meta.n;
+	req.order = f->oldest ?
+	    PLATFORM__EVENT__V1__ORDER__ORDER_OLDEST_FIRST :
 	    PLATFORM__EVENT__V1__ORDER__ORDER_NEWEST_FIRST;
-	ctl_table_row(&t, head);
-	do {
-		req.page_size = (int32_t)(limit - got > 1000 ? 1000 :
-		    limit - got);
-		req.page_token = token != NULL ? token : "";
-		if ((rc = ev_call(x, M_PREFIX "Query", &req.base,
-		    &platform__event__v1__query_response__descriptor, &m,
-		    1)) != EV_OK)
-			goto out;
-		r = (Platform__Event__V1__QueryResponse *)m;
-		for (size_t i = 0; i < r->n_events; i++, got++) {
-			if (x->g.json) {
-				json_array_append_new(all,
-				    event_json(r->events[i], 0));
-				continue;
-			}
-			event_row(r->events[i], cell);
-			ctl_table_row(&t, (const char *const *)cell);
-			for (int k = 0; k < 7; k++)
-				free(cell[k]);
-		}
-		free(token);
-		token = r->next_page_token[0] != '\0' ?
-		    xstrdup(r->next_page_token) : NULL;
-		protobuf_c_message_free_unpacked(m, NULL);
-	} while (token != NULL && got < limit);
-	if (x->g.json) {
+	if ((rc = ctl_pages_fetch(x, ev_call, M_PREFIX "Query", &req.base,
+	    &platform__event__v1__query_response__descriptor, "events", 1000,
+	    (size_t)limit, &pg)) != CTL_OK)
+		goto out;
+	if (x->g->json) {
+		all = json_array();
+		for (size_t i = 0; i < pg.nitems; i++)
+			json_array_append_new(all, event_json(pg.items[i], 0));
 		rc = ctl_json_print(all, JSON_INDENT(2));
-		all = NULL;
-	} else
-		ctl_table_print(&t, stdout);
+		goto out;
+	}
+	ctl_table_row(&t, head);
+	for (size_t i = 0; i < pg.nitems; i++) {
+		event_row(pg.items[i], cell);
+		ctl_table_row(&t, (const char *const *)cell);
+		for (int k = 0; k < 7; k++)
+			free(cell[k]);
+	}
+	ctl_table_print(&t, stdout);
 out:
-	free(token);
-	json_decref(all);
+	ctl_pages_free(&pg);
 	ctl_table_free(&t);
-	meta_free(entries, x->f.nmeta);
+	meta_free(entries, f->meta.n);
 	return rc;
 }
 
 /* ---- groups ---- */
 
+static json_t *
+group_json(const Platform__Event__V1__Group *g)
+{
+	json_t *subj = json_array();
+
+	for (size_t k = 0; k < g->n_subjects; k++)
+		json_array_append_new(subj, ctl_jstr(g->subjects[k]));
+	return json_pack("{s:o, s:o, s:I, s:I, s:I, s:i, s:I}",
+	    "name", ctl_jstr(g->name), "subjects", subj,
+	    "committed_sequence", (json_int_t)g->committed_sequence,
+	    "delivered_sequence", (json_int_t)g->delivered_sequence,
+	    "pending", (json_int_t)g->pending,
+	    "ack_wait_ms", (int)g->ack_wait_ms,
+	    "created_unix_ms", (json_int_t)g->created_unix_ms);
+}
+
+static void
+group_row(struct ctl_table *t, const Platform__Event__V1__Group *g)
+{
+	json_t *subj = json_array();
+	char *s, n[4][24];
+
+	for (size_t k = 0; k < g->n_subjects; k++)
+		json_array_append_new(subj, ctl_jstr(g->subjects[k]));
+	s = json_dumps(subj, JSON_COMPACT);
+	json_decref(subj);
+	snprintf(n[0], 24, "%" PRId64, g->committed_sequence);
+	snprintf(n[1], 24, "%" PRId64, g->delivered_sequence);
+	snprintf(n[2], 24, "%" PRId64, g->pending);
+	snprintf(n[3], 24, "%d", (int)g->ack_wait_ms);
+	ctl_table_row(t, (const char *const[]){ g->name, s != NULL ? s : "-",
+	    n[0], n[1], n[2], n[3] });
+	free(s);
+}
+
 static int
-ev_groups(struct ev *x, int argc, char **argv)
+ev_groups(const struct ctl_run *x, int argc, char **argv)
 {
 	Platform__Event__V1__ListGroupsRequest req =
 	    PLATFORM__EVENT__V1__LIST_GROUPS_REQUEST__INIT;
-	Platform__Event__V1__ListGroupsResponse *r;
 	struct ctl_table t = { .ncols = 6 };
 	static const char *const head[] = { "GROUP", "SUBJECTS", "COMMITTED",
 	    "DELIVERED", "PENDING", "ACK_WAIT_MS" };
-	json_t *all = json_array();
-	ProtobufCMessage *m;
-	char *token = NULL;
+	struct ctl_pages pg = { 0 };
+	json_t *all;
 	int rc;
 
-	ctl_table_row(&t, head);
-	do {
-		req.page_size = 1000;
-		req.page_token = token != NULL ? token : "";
-		if ((rc = ev_call(x, M_PREFIX "ListGroups", &req.base,
-		    &platform__event__v1__list_groups_response__descriptor,
-		    &m, 1)) != EV_OK)
-			goto out;
-		r = (Platform__Event__V1__ListGroupsResponse *)m;
-		for (size_t i = 0; i < r->n_groups; i++) {
-			const Platform__Event__V1__Group *g = r->groups[i];
-			json_t *subj = json_array();
-			char *s, num_[4][24];
-
-			for (size_t k = 0; k < g->n_subjects; k++)
-				json_array_append_new(subj,
-				    ctl_jstr(g->subjects[k]));
-			if (x->g.json) {
-				json_array_append_new(all, json_pack(
-				    "{s:o, s:o, s:I, s:I, s:I, s:i, s:I}",
-				    "name", ctl_jstr(g->name), "subjects",
-				    subj, "committed_sequence",
-				    (json_int_t)g->committed_sequence,
-				    "delivered_sequence",
-				    (json_int_t)g->delivered_sequence,
-				    "pending", (json_int_t)g->pending,
-				    "ack_wait_ms", (int)g->ack_wait_ms,
-				    "created_unix_ms",
-				    (json_int_t)g->created_unix_ms));
-				continue;
-			}
-			s = json_dumps(subj, JSON_COMPACT);
-			json_decref(subj);
-			snprintf(num_[0], 24, "%" PRId64, g->committed_sequence);
-			snprintf(num_[1], 24, "%" PRId64, g->delivered_sequence);
-			snprintf(num_[2], 24, "%" PRId64, g->pending);
-			snprintf(num_[3], 24, "%d", (int)g->ack_wait_ms);
-			ctl_table_row(&t, (const char *const[]){ g->name,
-			    s != NULL ? s : "-", num_[0], num_[1], num_[2],
-			    num_[3] });
-			free(s);
-		}
-		free(token);
-		token = r->next_page_token[0] != '\0' ?
-		    xstrdup(r->next_page_token) : NULL;
-		protobuf_c_message_free_unpacked(m, NULL);
-	} while (token != NULL);
-	if (x->g.json) {
+	if ((rc = ctl_pages_fetch(x, ev_call, M_PREFIX "ListGroups", &req.base,
+	    &platform__event__v1__list_groups_response__descriptor, "groups",
+	    1000, 0, &pg)) == CTL_OK && x->g->json) {
+		all = json_array();
+		for (size_t i = 0; i < pg.nitems; i++)
+			json_array_append_new(all, group_json(pg.items[i]));
 		rc = ctl_json_print(all, JSON_INDENT(2));
-		all = NULL;
-	} else
+	} else if (rc == CTL_OK) {
+		ctl_table_row(&t, head);
+		for (size_t i = 0; i < pg.nitems; i++)
+			group_row(&t, pg.items[i]);
 		ctl_table_print(&t, stdout);
-out:
-	free(token);
-	json_decref(all);
-	ctl_table_free(&t);
+		ctl_table_free(&t);
+	}
+	ctl_pages_free(&pg);
 	return rc;
 }
 
-/* ---- the command line ---- */
+/* ---- the command table ---- */
 
-/* Flags into x->f, positional arguments into pos; a flag not ours goes
- * to platformctl. */
-static int
-ev_parse(struct ev *x, int argc, char **argv, char **pos, int *npos)
-{
-	int rc, opts = 1;
+#define F(name, kind, arg, help) { "--" #name, NULL, kind, arg, NULL, NULL, \
+	help, offsetof(struct ev_flags, name) }
 
-	*npos = 0;
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i], *eq;
-		size_t len, k;
+static const struct ctl_flag ev_flags[] = {
+	F(meta, CTL_LIST, "K=V", "publish: a metadata pair; query: only events "
+	    "with it (repeatable)"),
+	{ "--events", NULL, CTL_VALUE, "ADDR", "PLATFORM_EVENTS", NULL,
+	    "event-srv host:port (PLATFORM_EVENTS; default: service "
+	    "\"event\" in discovery)", offsetof(struct ev_flags, events) },
+	F(type, CTL_VALUE, "TYPE", "publish: the event type (default "
+	    "\"platformctl\"); query: only this type"),
+	F(source, CTL_VALUE, "SOURCE", "publish: who publishes; query: only "
+	    "from it"),
+	F(key, CTL_VALUE, "KEY", "publish: idempotency key"),
+	F(from, CTL_VALUE, "START", "tail: latest (default), earliest, "
+	    "offset:N, time:UNIX_MS or seq:N"),
+	F(group, CTL_VALUE, "NAME", "tail: share the events with a consumer "
+	    "group, acknowledging each"),
+	F(count, CTL_VALUE, "N", "tail: stop after N events"),
+	F(limit, CTL_VALUE, "N", "query: at most N events (default 100)"),
+	F(since, CTL_VALUE, "UNIX_MS", "query: stored at or after"),
+	F(until, CTL_VALUE, "UNIX_MS", "query: stored before"),
+	F(oldest, CTL_SWITCH, NULL, "query: oldest first (default newest "
+	    "first)"),
+};
 
-		if (!opts || a[0] != '-' || a[1] == '\0') {
-			pos[(*npos)++] = argv[i];
-			continue;
-		}
-		if (strcmp(a, "--") == 0) {
-			opts = 0;
-			continue;
-		}
-		eq = strchr(a, '=');
-		len = eq != NULL ? (size_t)(eq - a) : strlen(a);
-		if (strncmp(a, "--meta", len) == 0 && len == 6) {
-			const char *v = eq != NULL ? eq + 1 : argv[++i];
+#undef F
 
-			if (v == NULL)
-				return usage_error("--meta needs K=V");
-			if (x->f.nmeta == META_MAX)
-				return usage_error("at most %d --meta",
-				    META_MAX);
-			x->f.meta[x->f.nmeta++] = v;
-			continue;
-		}
-		if (strcmp(a, "-h") == 0)
-			a = "--help", len = 6;
-		for (k = 0; k < NELEM(ev_flags); k++)
-			if (strlen(ev_flags[k].flag) == len &&
-			    strncmp(ev_flags[k].flag, a, len) == 0)
-				break;
-		if (k == NELEM(ev_flags)) {
-			if ((rc = x->h->parse_opt(x->h->arg, argc, argv,
-			    &i)) != 0)
-				return rc;
-			continue;
-		}
-		if (ev_flags[k].arg == NULL) {
-			*(const char **)((char *)&x->f + ev_flags[k].off) = "";
-			continue;
-		}
-		if (eq == NULL && i + 1 == argc)
-			return usage_error("%s needs a value",
-			    ev_flags[k].flag);
-		*(const char **)((char *)&x->f + ev_flags[k].off) =
-		    eq != NULL ? eq + 1 : argv[++i];
-	}
-	return 0;
-}
+static const struct ctl_cmd ev_cmds[] = {
+	{ "events", NULL, "COMMAND ...", 0, 0, NULL,
+	    "event-srv: publish, tail, query, groups ('events help')" },
+	{ "events", "publish", "TOPIC [DATA|-]", 1, 2, ev_publish,
+	    "publish one event; DATA from the argument, else stdin "
+	    "(--meta K=V adds metadata)" },
+	{ "events", "tail", "SUBJECT...", 1, 100, ev_tail,
+	    "stream events of the subjects (\"orders.*\", \"orders.>\")" },
+	{ "events", "query", "[SUBJECT]", 0, 1, ev_query,
+	    "search the stored events, newest first" },
+	{ "events", "groups", "", 0, 0, ev_groups,
+	    "list the consumer groups and their positions" },
+};
 
-int
-ctl_events_main(const struct ctl_host *h, int argc, char **argv)
-{
-	struct ev x = { .h = h };
-	char **pos = xcalloc((size_t)argc + 1, sizeof(*pos));
-	int npos, rc;
-	size_t i;
-
-	x.f.events = getenv("PLATFORM_EVENTS");
-	if ((rc = ev_parse(&x, argc, argv, pos, &npos)) != 0)
-		goto out;
-	if (x.f.help != NULL || (npos > 0 && strcmp(pos[0], "help") == 0)) {
-		ev_help(stdout);
-		goto out;
-	}
-	if (npos == 0) {
-		rc = usage_error("missing command");
-		goto out;
-	}
-	for (i = 0; i < NELEM(ev_cmds); i++)
-		if (strcmp(ev_cmds[i].name, pos[0]) == 0)
-			break;
-	if (i == NELEM(ev_cmds))
-		rc = usage_error("unknown command '%s'", pos[0]);
-	else if (npos - 1 < ev_cmds[i].min)
-		rc = usage_error("%s: missing %s", ev_cmds[i].name,
-		    ev_cmds[i].args);
-	else if (npos - 1 > ev_cmds[i].max)
-		rc = usage_error("%s: unexpected argument '%s'",
-		    ev_cmds[i].name, pos[1 + ev_cmds[i].max]);
-	else if ((rc = h->check(h->arg, &x.g)) == 0)
-		rc = ev_cmds[i].run(&x, npos - 1, pos + 1);
-out:
-	free(pos);
-	return rc;
-}
+const struct ctl_group ctl_events_group = {
+	.name = "events",
+	.hint = "events --help",
+	.head = "Usage: " PROG " events COMMAND [ARGS] [options]\n\n"
+	    "Publish to, follow and search event-srv's stream.\n\n"
+	    "Commands:\n",
+	.foot = "\nplatformctl's options apply too (" PROG " --help).\n"
+	    "Exit status: 0 ok, 1 a call failed, 2 bad usage.\n",
+	.width = 26,
+	.cmds = CTL_TABLE(ev_cmds),
+	.flags = CTL_TABLE(ev_flags),
+	.flags_size = sizeof(struct ev_flags),
+};

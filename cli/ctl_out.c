@@ -5,12 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl_auth.h"
 #include "ctl_out.h"
-#include "platform/discovery/v1/discovery.pb-c.h"
 #include "platform/xalloc.h"
 
 volatile sig_atomic_t ctl_stop;
+
 
 char *
 ctl_safe_dup(const char *s)
@@ -127,28 +126,6 @@ ctl_json_print(json_t *j, size_t flags)
 	return 0;
 }
 
-int
-ctl_usage(const char *help, const char *fmt, va_list ap)
-{
-	fputs("platformctl: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\nTry 'platformctl %s' for more information.\n",
-	    help);
-	return 2;
-}
-
-int
-ctl_word_in(const char *w, const char *list)
-{
-	size_t n = strlen(w);
-
-	for (const char *p = list; *p != '\0'; p += strcspn(p, " "),
-	    p += strspn(p, " "))
-		if (strncmp(p, w, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
-			return 1;
-	return 0;
-}
-
 const char *
 ctl_method_name(const char *method)
 {
@@ -183,47 +160,5 @@ ctl_fail(const char *what, int code, const char *err)
 	fprintf(stderr, "platformctl: %s: %s%s%s\n", what,
 	    plat_status_name(code), *msg != '\0' ? ": " : "", msg);
 	free(msg);
-	return 1;
-}
-
-int
-ctl_service_address(plat_client *c, const char *discovery, int timeout_ms,
-    const char *service, const char *given, char **addr)
-{
-	static const char method[] =
-	    "/platform.discovery.v1.Discovery/GetService";
-	Platform__Discovery__V1__GetServiceRequest req =
-	    PLATFORM__DISCOVERY__V1__GET_SERVICE_REQUEST__INIT;
-	Platform__Discovery__V1__GetServiceResponse *r;
-	struct plat_call_opts co = { .deadline_ms = timeout_ms,
-	    .idempotent = 1, .metadata = ctl_auth_metadata() };
-	ProtobufCMessage *m = NULL;
-	char err[512] = "";
-	int rc;
-
-	*addr = NULL;
-	if (given != NULL) {
-		*addr = xstrdup(given);
-		return 0;
-	}
-	req.name = (char *)service;
-	rc = plat_client_call_addr(c, discovery, method, &req.base,
-	    &platform__discovery__v1__get_service_response__descriptor, &m,
-	    &co, err, sizeof(err));
-	if (rc != 0)
-		return ctl_fail(ctl_method_name(method), rc, err);
-	r = (Platform__Discovery__V1__GetServiceResponse *)m;
-	for (size_t i = 0; i < r->n_services && *addr == NULL; i++)
-		for (size_t j = 0; j < r->services[i]->n_nodes; j++)
-			if (*r->services[i]->nodes[j]->address != '\0') {
-				*addr = xstrdup(
-				    r->services[i]->nodes[j]->address);
-				break;
-			}
-	protobuf_c_message_free_unpacked(m, NULL);
-	if (*addr != NULL)
-		return 0;
-	fprintf(stderr, "platformctl: service \"%s\" has no live node in "
-	    "discovery %s\n", service, discovery);
 	return 1;
 }

@@ -49,15 +49,6 @@ json_t *ctl_jstr(const char *s);
  * lines for streams). 0, or 1 after a message when it cannot. */
 int ctl_json_print(json_t *j, size_t flags);
 
-/* A usage error: "platformctl: <fmt...>" and a line pointing at
- * "platformctl <help>" on stderr. Returns 2, the exit status. */
-int ctl_usage(const char *help, const char *fmt, va_list ap)
-    __attribute__((format(printf, 2, 0)));
-
-/* 1 when the word w is in the space-separated list: which commands a
- * flag applies to. */
-int ctl_word_in(const char *w, const char *list);
-
 /* "/pkg.Service/Method" -> "Method", for messages. */
 const char *ctl_method_name(const char *method);
 
@@ -65,12 +56,6 @@ const char *ctl_method_name(const char *method);
  * service "x" is not registered"; what is the method's name, see
  * ctl_method_name) and returns 1, the exit status. */
 int ctl_fail(const char *what, int code, const char *err);
-
-/* The address of a service for a stream (the client resolves names only
- * for unary calls): given when not NULL, else the first live node of
- * service in discovery. 0 with *addr malloc'd, or 1 after a message. */
-int ctl_service_address(plat_client *c, const char *discovery,
-    int timeout_ms, const char *service, const char *given, char **addr);
 
 /* Set by SIGINT/SIGTERM once ctl_catch_signals ran: streaming commands
  * poll it to stop cleanly. */

@@ -6,13 +6,10 @@
  * people or JSON for scripts. The exit status says what happened: 0 ok,
  * 1 a call failed (stderr names the gRPC status), 2 bad usage.
  *
- * Flags and commands are tables: adding one is adding a row, and --help
- * is printed from the same rows so it cannot drift.
+ * Every command is a row of a group's table in the one command table
+ * (ctl_cmd.h): the discovery commands are here, config, events and auth
+ * in ctl_config.c, ctl_events.c and ctl_auth.c; main registers them all.
  */
-#include <errno.h>
-#include <limits.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +20,8 @@
 #include <jansson.h>
 
 #include "ctl_auth.h"
+#include "ctl_call.h"
+#include "ctl_cmd.h"
 #include "ctl_config.h"
 #include "ctl_events.h"
 #include "ctl_out.h"
@@ -30,17 +29,8 @@
 #include "platform/client.h"
 #include "platform/clock.h"
 #include "platform/discovery/v1/discovery.pb-c.h"
-#include "platform/log.h"
-
-#ifndef PLATFORM_VERSION
-#define PLATFORM_VERSION "unknown"
-#endif
 
 #define PROG			"platformctl"
-#define DEFAULT_DISCOVERY	"127.0.0.1:7070"
-#define DEFAULT_TIMEOUT		"5000"
-#define MAX_TIMEOUT_MS		3600000
-#define WATCH_POLL_MS		200	/* how soon watch notices a signal */
 #define LIST_PAGE_SIZE		1000	/* the server's maximum: fewest calls */
 #define ERRLEN			512
 
@@ -49,7 +39,6 @@
 #define M_WATCH	"/platform.discovery.v1.Discovery/Watch"
 #define M_CHECK	"/grpc.health.v1.Health/Check"
 
-#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
 /* The generated names are long; these keep call sites on one line. */
 typedef Platform__Discovery__V1__Service	pb_service;
@@ -62,113 +51,6 @@ typedef Platform__Discovery__V1__WatchResponse	pb_event;
 	(&grpc__health__v1__health_check_response__serving_status__descriptor)
 #define LIST_RESP_DESC \
 	(&platform__discovery__v1__list_services_response__descriptor)
-
-enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
-
-struct ctl {
-	/* Option values as given: flag, else environment, else default. */
-	const char *discovery;
-	const char *config;
-	const char *auth;
-	const char *output;
-	const char *timeout;
-	const char *tls_ca;
-	const char *tls_cert;
-	const char *tls_key;
-	const char *help;		/* non-NULL when given */
-	const char *version;
-	/* Derived by ctl_check. */
-	int json;
-	int timeout_ms;
-	plat_client *client;		/* made on first use */
-};
-
-struct ctl_opt {
-	const char *flag;
-	const char *alias;
-	const char *env;
-	const char *arg;		/* NULL: a switch without a value */
-	const char *help;
-	size_t off;			/* of its const char * in struct ctl */
-};
-
-#define OFF(f)	offsetof(struct ctl, f)
-
-static const struct ctl_opt ctl_opts[] = {
-	{ "--discovery", NULL, "PLATFORM_DISCOVERY", "ADDR",
-	    "discovery-srv host:port (default " DEFAULT_DISCOVERY ")",
-	    OFF(discovery) },
-	{ "--config", NULL, "PLATFORM_CONFIG", "ADDR",
-	    "config-srv host:port (default: service \"config\" in "
-	    "discovery)", OFF(config) },
-	{ "--auth", NULL, "PLATFORM_AUTH", "ADDR",
-	    "auth-srv host:port (default: the login's, else service "
-	    "\"auth\" in discovery)", OFF(auth) },
-	{ "--output", "-o", NULL, "FORMAT",
-	    "table or json (default table)", OFF(output) },
-	{ "--timeout", NULL, NULL, "MS",
-	    "deadline of each call (default " DEFAULT_TIMEOUT ")",
-	    OFF(timeout) },
-	{ "--tls-ca", NULL, "PLATFORM_TLS_CA", "FILE",
-	    "PEM CA bundle; given: use TLS", OFF(tls_ca) },
-	{ "--tls-cert", NULL, "PLATFORM_TLS_CERT", "FILE",
-	    "PEM client certificate (with --tls-key)", OFF(tls_cert) },
-	{ "--tls-key", NULL, "PLATFORM_TLS_KEY", "FILE",
-	    "PEM client private key", OFF(tls_key) },
-	{ "--help", "-h", NULL, NULL, "show this help", OFF(help) },
-	{ "--version", NULL, NULL, NULL, "print the version", OFF(version) },
-};
-
-static int cmd_services(struct ctl *, int, char **);
-static int cmd_service(struct ctl *, int, char **);
-static int cmd_watch(struct ctl *, int, char **);
-static int cmd_health(struct ctl *, int, char **);
-static int cmd_config(struct ctl *, int, char **);
-static int cmd_events(struct ctl *, int, char **);
-static int cmd_login(struct ctl *, int, char **);
-static int cmd_logout(struct ctl *, int, char **);
-static int cmd_token(struct ctl *, int, char **);
-static int cmd_accounts(struct ctl *, int, char **);
-static int cmd_rules(struct ctl *, int, char **);
-static int cmd_help(struct ctl *, int, char **);
-
-struct ctl_cmd {
-	const char *name;
-	const char *args;		/* as shown in help */
-	int min, max;			/* positional arguments it takes */
-	int (*run)(struct ctl *, int, char **);
-	const char *help;
-};
-
-static const struct ctl_cmd ctl_cmds[] = {
-	{ "services", "", 0, 0, cmd_services,
-	    "list every registered service" },
-	{ "service", "NAME", 1, 1, cmd_service,
-	    "show the versions and nodes of a service" },
-	{ "watch", "[NAME]", 0, 1, cmd_watch,
-	    "stream registry changes, of every service or of NAME" },
-	{ "health", "ADDRESS|SERVICE", 1, 1, cmd_health,
-	    "check host:port, or every node of a service" },
-	{ "config", "COMMAND ...", 0, INT_MAX, cmd_config,
-	    "config-srv values: get, set, delete, history, diff, rollback, "
-	    "list, watch ('config help')" },
-	{ "events", "COMMAND ...", 0, INT_MAX, cmd_events,
-	    "event-srv: publish, tail, query, groups ('events help')" },
-	{ "login", "[ID]", 0, INT_MAX, cmd_login,
-	    "log in to auth-srv: a user (password on stdin), or "
-	    "--credentials FILE" },
-	{ "logout", "", 0, INT_MAX, cmd_logout,
-	    "revoke the stored tokens and forget them" },
-	{ "token", "", 0, INT_MAX, cmd_token,
-	    "print the access token every command sends, refreshed" },
-	{ "accounts", "COMMAND ...", 0, INT_MAX, cmd_accounts,
-	    "auth-srv accounts: list, get, create, update, disable, enable, "
-	    "delete ('accounts help')" },
-	{ "rules", "COMMAND ...", 0, INT_MAX, cmd_rules,
-	    "access rules: list, create, delete, verify ('rules help')" },
-	{ "help", "", 0, 0, cmd_help, "show this help" },
-};
-
 
 /* ---- memory and strings ---- */
 
@@ -325,124 +207,43 @@ service_json(const pb_service *s)
 
 /* ---- calls ---- */
 
-static plat_client *
-ctl_client(struct ctl *c)
-{
-	struct plat_client_opts o = {
-		/* Only `config` calls a service by name; the client asks
-		 * discovery for nothing until such a call. */
-		.discovery = c->discovery,
-		.tls_ca = c->tls_ca,
-		.tls_cert = c->tls_cert,
-		.tls_key = c->tls_key,
-		.default_deadline_ms = c->timeout_ms,
-		.token = ctl_auth_token,
-	};
-
-	if (c->client != NULL)
-		return c->client;
-	/* What the library logs (a TLS file it cannot read, say) is for a
-	 * person at a terminal here, not for a log collector. */
-	log_setup(LOG_FORMAT_TEXT, LOG_LEVEL_WARN, PROG);
-	if ((c->client = plat_client_new(&o)) == NULL) {
-		fprintf(stderr, PROG ": cannot set up the gRPC client "
-		    "(check the --tls-* files)\n");
-		exit(CTL_FAIL);
-	}
-	return c->client;
-}
-
-/* One unary call under --timeout. Returns the gRPC status; on failure
- * err says why. Reads are idempotent, so the client may retry them on
- * UNAVAILABLE; a health check is not retried: it reports what it sees. */
+/* A call to discovery-srv: CTL_OK, or CTL_FAIL after a message. Reads
+ * are idempotent, so the client may retry them on UNAVAILABLE. */
 static int
-ctl_call(struct ctl *c, const char *addr, const char *method,
+disco_call(const struct ctl_run *r, const char *method,
     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
-    ProtobufCMessage **resp, int idempotent, char *err)
+    ProtobufCMessage **resp, int idempotent)
 {
-	struct plat_call_opts co = {
-		.deadline_ms = c->timeout_ms,
-		.idempotent = idempotent,
-		.metadata = ctl_auth_metadata(),
-	};
+	char err[ERRLEN];
+	int rc;
 
-	err[0] = '\0';
-	*resp = NULL;
-	return plat_client_call_addr(ctl_client(c), addr, method, req, desc,
-	    resp, &co, err, ERRLEN);
+	rc = ctl_unary(r->g, NULL, r->g->discovery, method, req, desc, resp,
+	    idempotent, ctl_auth_metadata(r->g), err, sizeof(err));
+	return rc != 0 ? ctl_fail(ctl_method_name(method), rc, err) : CTL_OK;
 }
 
 /* GetService on discovery; NULL after reporting the failure. */
 static Platform__Discovery__V1__GetServiceResponse *
-get_service(struct ctl *c, const char *name)
+get_service(const struct ctl_run *r, const char *name)
 {
 	Platform__Discovery__V1__GetServiceRequest req =
 	    PLATFORM__DISCOVERY__V1__GET_SERVICE_REQUEST__INIT;
 	ProtobufCMessage *m;
-	char err[ERRLEN];
-	int rc;
 
 	req.name = (char *)name;
-	rc = ctl_call(c, c->discovery, M_GET, &req.base,
-	    &platform__discovery__v1__get_service_response__descriptor, &m, 1,
-	    err);
-	if (rc != 0) {
-		ctl_fail(ctl_method_name(M_GET), rc, err);
+	if (disco_call(r, M_GET, &req.base,
+	    &platform__discovery__v1__get_service_response__descriptor, &m,
+	    1) != CTL_OK)
 		return NULL;
-	}
 	return (Platform__Discovery__V1__GetServiceResponse *)m;
 }
 
 /* ---- services ---- */
 
-struct pages {
-	size_t n;
-	Platform__Discovery__V1__ListServicesResponse **p;
-};
-
-static void
-pages_free(struct pages *pg)
-{
-	for (size_t i = 0; i < pg->n; i++)
-		protobuf_c_message_free_unpacked(&pg->p[i]->base, NULL);
-	free(pg->p);
-}
-
-/* Follows next_page_token to the end. The pages are kept whole: the
- * table needs every row before it knows its column widths. */
-static int
-list_all(struct ctl *c, struct pages *pg)
-{
-	Platform__Discovery__V1__ListServicesRequest req =
-	    PLATFORM__DISCOVERY__V1__LIST_SERVICES_REQUEST__INIT;
-	ProtobufCMessage *m;
-	char err[ERRLEN];
-	int rc;
-
-	req.page_size = LIST_PAGE_SIZE;
-	for (;;) {
-		rc = ctl_call(c, c->discovery, M_LIST, &req.base,
-		    LIST_RESP_DESC, &m, 1, err);
-		if (rc != 0)
-			return ctl_fail(ctl_method_name(M_LIST), rc, err);
-		pg->p = xrealloc(pg->p, (pg->n + 1) * sizeof(*pg->p));
-		pg->p[pg->n++] = (void *)m;
-		if (*pg->p[pg->n - 1]->next_page_token == '\0')
-			return CTL_OK;
-		/* A server handing back the token it was given would keep
-		 * us here forever. */
-		if (strcmp(req.page_token, pg->p[pg->n - 1]->next_page_token)
-		    == 0) {
-			fprintf(stderr, PROG ": ListServices: the server "
-			    "repeated page token \"%s\"\n", req.page_token);
-			return CTL_FAIL;
-		}
-		req.page_token = pg->p[pg->n - 1]->next_page_token;
-	}
-}
+typedef Platform__Discovery__V1__ServiceSummary pb_summary;
 
 static char *
-versions_string(const Platform__Discovery__V1__ServiceSummary *s)
+versions_string(const pb_summary *s)
 {
 	char *buf;
 	size_t len;
@@ -457,22 +258,19 @@ versions_string(const Platform__Discovery__V1__ServiceSummary *s)
 }
 
 static int
-services_table(const struct pages *pg)
+services_table(const struct ctl_pages *pg)
 {
 	struct ctl_table t = { .ncols = 3 };
 	char nodes[16], *v;
 
 	ctl_table_row(&t, (const char *[]){ "NAME", "VERSIONS", "NODES" });
-	for (size_t i = 0; i < pg->n; i++) {
-		for (size_t j = 0; j < pg->p[i]->n_services; j++) {
-			const Platform__Discovery__V1__ServiceSummary *s =
-			    pg->p[i]->services[j];
+	for (size_t i = 0; i < pg->nitems; i++) {
+		const pb_summary *s = pg->items[i];
 
-			snprintf(nodes, sizeof(nodes), "%u", s->node_count);
-			v = versions_string(s);
-			ctl_table_row(&t, (const char *[]){ s->name, v, nodes });
-			free(v);
-		}
+		snprintf(nodes, sizeof(nodes), "%u", s->node_count);
+		v = versions_string(s);
+		ctl_table_row(&t, (const char *[]){ s->name, v, nodes });
+		free(v);
 	}
 	ctl_table_print(&t, stdout);
 	ctl_table_free(&t);
@@ -480,7 +278,7 @@ services_table(const struct pages *pg)
 }
 
 static json_t *
-summary_json(const Platform__Discovery__V1__ServiceSummary *s)
+summary_json(const pb_summary *s)
 {
 	json_t *vers = json_array();
 
@@ -491,26 +289,27 @@ summary_json(const Platform__Discovery__V1__ServiceSummary *s)
 }
 
 static int
-services_json(const struct pages *pg)
+services_json(const struct ctl_pages *pg)
 {
 	json_t *arr = json_array();
 
-	for (size_t i = 0; i < pg->n; i++)
-		for (size_t j = 0; j < pg->p[i]->n_services; j++)
-			json_array_append_new(arr,
-			    summary_json(pg->p[i]->services[j]));
+	for (size_t i = 0; i < pg->nitems; i++)
+		json_array_append_new(arr, summary_json(pg->items[i]));
 	return ctl_json_print(arr, 0);
 }
 
 static int
-cmd_services(struct ctl *c, int argc, char **argv)
+cmd_services(const struct ctl_run *r, int argc, char **argv)
 {
-	struct pages pg = { 0 };
+	Platform__Discovery__V1__ListServicesRequest req =
+	    PLATFORM__DISCOVERY__V1__LIST_SERVICES_REQUEST__INIT;
+	struct ctl_pages pg = { 0 };
 	int rc;
 
-	if ((rc = list_all(c, &pg)) == CTL_OK)
-		rc = c->json ? services_json(&pg) : services_table(&pg);
-	pages_free(&pg);
+	if ((rc = ctl_pages_fetch(r, disco_call, M_LIST, &req.base,
+	    LIST_RESP_DESC, "services", LIST_PAGE_SIZE, 0, &pg)) == CTL_OK)
+		rc = r->g->json ? services_json(&pg) : services_table(&pg);
+	ctl_pages_free(&pg);
 	return rc;
 }
 
@@ -573,14 +372,15 @@ service_json_print(const Platform__Discovery__V1__GetServiceResponse *r)
 }
 
 static int
-cmd_service(struct ctl *c, int argc, char **argv)
+cmd_service(const struct ctl_run *run, int argc, char **argv)
 {
+	const struct ctl_globals *g = run->g;
 	Platform__Discovery__V1__GetServiceResponse *r;
 	int rc;
 
-	if ((r = get_service(c, argv[0])) == NULL)
+	if ((r = get_service(run, argv[0])) == NULL)
 		return CTL_FAIL;
-	rc = c->json ? service_json_print(r) : service_table(r);
+	rc = g->json ? service_json_print(r) : service_table(r);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return rc;
 }
@@ -631,12 +431,14 @@ event_json(const pb_event *ev)
 	return o;
 }
 
-/* Prints one event and flushes it: watch output is usually piped into
- * something that wants each line as it happens. */
+/* Prints one event (arg: whether as JSON) and flushes it: watch output
+ * is usually piped into something that wants each line as it happens. */
 static int
-watch_print(struct ctl *c, const pb_event *ev)
+watch_msg(void *arg, const ProtobufCMessage *m)
 {
-	if (c->json) {
+	const pb_event *ev = (const pb_event *)m;
+
+	if (*(const int *)arg) {
 		if (ctl_json_print(event_json(ev), JSON_COMPACT) != CTL_OK)
 			return CTL_FAIL;
 	} else
@@ -645,62 +447,18 @@ watch_print(struct ctl *c, const pb_event *ev)
 	return fflush(stdout) == 0 ? CTL_OK : CTL_FAIL;
 }
 
-/* Reads events until the stream ends, output fails, or a signal asks us
- * to stop: that is a normal end, so it cancels and exits 0. */
 static int
-watch_loop(struct ctl *c, plat_client_stream *s)
-{
-	ProtobufCMessage *m;
-	char err[ERRLEN];
-	int r, rc;
-
-	while (!ctl_stop) {
-		r = plat_client_stream_next(s,
-		    &platform__discovery__v1__watch_response__descriptor, &m,
-		    WATCH_POLL_MS);
-		if (r == PLAT_STREAM_TIMEOUT)
-			continue;
-		if (r != PLAT_STREAM_MESSAGE)
-			break;
-		if (m == NULL)
-			continue;
-		rc = watch_print(c, (pb_event *)m);
-		protobuf_c_message_free_unpacked(m, NULL);
-		if (rc != CTL_OK) {
-			plat_client_stream_cancel(s);
-			return CTL_FAIL;
-		}
-	}
-	if (ctl_stop) {
-		plat_client_stream_cancel(s);
-		return CTL_OK;
-	}
-	err[0] = '\0';
-	if ((rc = plat_client_stream_status(s, err, sizeof(err))) != 0)
-		return ctl_fail(ctl_method_name(M_WATCH), rc, err);
-	return CTL_OK;
-}
-
-static int
-cmd_watch(struct ctl *c, int argc, char **argv)
+cmd_watch(const struct ctl_run *r, int argc, char **argv)
 {
 	Platform__Discovery__V1__WatchRequest req =
 	    PLATFORM__DISCOVERY__V1__WATCH_REQUEST__INIT;
-	plat_client_stream *s = NULL;
-	char err[ERRLEN] = "";
-	int rc;
+	int json = r->g->json;
 
 	if (argc > 0)
 		req.service = argv[0];
-	ctl_catch_signals();
-	/* Deadline 0: a watch lasts as long as the operator wants it. */
-	rc = plat_client_stream_open(ctl_client(c), c->discovery, M_WATCH,
-	    &req.base, 0, ctl_auth_metadata(), &s, err, sizeof(err));
-	if (rc != 0)
-		return ctl_fail(ctl_method_name(M_WATCH), rc, err);
-	rc = watch_loop(c, s);
-	plat_client_stream_free(s);
-	return rc;
+	return ctl_stream(r->g, r->g->discovery, M_WATCH, &req.base,
+	    &platform__discovery__v1__watch_response__descriptor, watch_msg,
+	    &json);
 }
 
 /* ---- health ADDRESS|SERVICE ---- */
@@ -720,7 +478,7 @@ struct check {
 /* Checks the whole server at addr (service "") without retrying: a
  * health check reports what it sees. */
 static void
-health_check(struct ctl *c, const char *addr, struct check *ck)
+health_check(const struct ctl_globals *g, const char *addr, struct check *ck)
 {
 	Grpc__Health__V1__HealthCheckRequest req =
 	    GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
@@ -728,9 +486,9 @@ health_check(struct ctl *c, const char *addr, struct check *ck)
 	ProtobufCMessage *m;
 
 	ck->serving = 0;
-	ck->code = ctl_call(c, addr, M_CHECK, &req.base,
+	ck->code = ctl_unary(g, NULL, addr, M_CHECK, &req.base,
 	    &grpc__health__v1__health_check_response__descriptor, &m, 0,
-	    ck->err);
+	    ctl_auth_metadata(g), ck->err, sizeof(ck->err));
 	if (ck->code != 0) {
 		ck->status = plat_status_name(ck->code);
 		return;
@@ -755,13 +513,13 @@ check_json(const struct target *t, const struct check *ck)
 }
 
 static int
-health_output(struct ctl *c, const struct target *t,
+health_output(const struct ctl_globals *g, const struct target *t,
     const struct check *ck, size_t n)
 {
 	struct ctl_table tab = { .ncols = 2 };
 	json_t *arr;
 
-	if (c->json) {
+	if (g->json) {
 		arr = json_array();
 		for (size_t i = 0; i < n; i++)
 			json_array_append_new(arr, check_json(&t[i], &ck[i]));
@@ -778,17 +536,17 @@ health_output(struct ctl *c, const struct target *t,
 /* Checks each target in turn; 1 unless every one is SERVING. Calls that
  * failed are told on stderr too, after the table, with their message. */
 static int
-health_run(struct ctl *c, const struct target *t, size_t n)
+health_run(const struct ctl_globals *g, const struct target *t, size_t n)
 {
 	struct check *ck = xrealloc(NULL, n * sizeof(*ck));
 	char what[300];
 	int bad = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		health_check(c, t[i].address, &ck[i]);
+		health_check(g, t[i].address, &ck[i]);
 		bad |= !ck[i].serving;
 	}
-	bad |= health_output(c, t, ck, n) != CTL_OK;
+	bad |= health_output(g, t, ck, n) != CTL_OK;
 	fflush(stdout);
 	for (size_t i = 0; i < n; i++) {
 		if (ck[i].code == 0)
@@ -802,14 +560,14 @@ health_run(struct ctl *c, const struct target *t, size_t n)
 
 /* Every node of every version of the service, checked by address. */
 static int
-health_service(struct ctl *c, const char *name)
+health_service(const struct ctl_run *run, const char *name)
 {
 	Platform__Discovery__V1__GetServiceResponse *r;
 	struct target *t = NULL;
 	size_t n = 0;
 	int rc;
 
-	if ((r = get_service(c, name)) == NULL)
+	if ((r = get_service(run, name)) == NULL)
 		return CTL_FAIL;
 	for (size_t i = 0; i < r->n_services; i++) {
 		const pb_service *s = r->services[i];
@@ -825,338 +583,52 @@ health_service(struct ctl *c, const char *name)
 		    "nodes\n", name);
 		rc = CTL_FAIL;
 	} else
-		rc = health_run(c, t, n);
+		rc = health_run(run->g, t, n);
 	free(t);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return rc;
 }
 
 static int
-cmd_health(struct ctl *c, int argc, char **argv)
+cmd_health(const struct ctl_run *r, int argc, char **argv)
 {
 	/* Service names never hold ':', addresses always do. */
 	if (strchr(argv[0], ':') != NULL)
-		return health_run(c, &(struct target){ argv[0], NULL }, 1);
-	return health_service(c, argv[0]);
+		return health_run(r->g, &(struct target){ argv[0], NULL }, 1);
+	return health_service(r, argv[0]);
 }
 
-/* ---- command line ---- */
+/* ---- the command table ---- */
 
-static void
-ctl_help(FILE *f)
-{
-	char left[64];
+static const struct ctl_cmd discovery_cmds[] = {
+	{ "services", NULL, "", 0, 0, cmd_services,
+	    "list every registered service" },
+	{ "service", NULL, "NAME", 1, 1, cmd_service,
+	    "show the versions and nodes of a service" },
+	{ "watch", NULL, "[NAME]", 0, 1, cmd_watch,
+	    "stream registry changes, of every service or of NAME" },
+	{ "health", NULL, "ADDRESS|SERVICE", 1, 1, cmd_health,
+	    "check host:port, or every node of a service" },
+};
 
-	fprintf(f, "Usage: " PROG " [options] COMMAND [ARGS]\n\n"
-	    "The operator's command line for the platform.\n\nCommands:\n");
-	for (size_t i = 0; i < NELEM(ctl_cmds); i++) {
-		snprintf(left, sizeof(left), "%s %s", ctl_cmds[i].name,
-		    ctl_cmds[i].args);
-		fprintf(f, "  %-24s %s\n", left, ctl_cmds[i].help);
-	}
-	fprintf(f, "\nOptions (before or after the command):\n");
-	for (size_t i = 0; i < NELEM(ctl_opts); i++) {
-		const struct ctl_opt *o = &ctl_opts[i];
-		snprintf(left, sizeof(left), "%s%s%s%s%s",
-		    o->alias ? o->alias : "", o->alias ? ", " : "", o->flag,
-		    o->arg ? " " : "", o->arg ? o->arg : "");
-		fprintf(f, "  %-24s %s\n", left, o->help);
-	}
-	fprintf(f, "\nEnvironment (a flag wins):\n");
-	for (size_t i = 0; i < NELEM(ctl_opts); i++)
-		if (ctl_opts[i].env != NULL)
-			fprintf(f, "  %-24s default for %s\n",
-			    ctl_opts[i].env, ctl_opts[i].flag);
-	fprintf(f, "\nExit status: 0 ok, 1 a call failed, 2 bad usage.\n");
-}
-
-static int
-cmd_help(struct ctl *c, int argc, char **argv)
-{
-	ctl_help(stdout);
-	return CTL_OK;
-}
-
-/* One line naming the problem, one pointing at --help. */
-static int
-usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs(PROG ": ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs("\nTry '" PROG " --help' for more information.\n", stderr);
-	return CTL_USAGE;
-}
-
-static void
-opt_set(struct ctl *c, const struct ctl_opt *o, const char *v)
-{
-	memcpy((char *)c + o->off, &v, sizeof(v));
-}
-
-/* An empty variable counts as unset, as in most shells' idiom. */
-static void
-ctl_env(struct ctl *c)
-{
-	const char *v;
-
-	for (size_t i = 0; i < NELEM(ctl_opts); i++)
-		if (ctl_opts[i].env != NULL &&
-		    (v = getenv(ctl_opts[i].env)) != NULL && *v != '\0')
-			opt_set(c, &ctl_opts[i], v);
-}
-
-static const struct ctl_opt *
-opt_find(const char *a, size_t len)
-{
-	for (size_t i = 0; i < NELEM(ctl_opts); i++) {
-		const struct ctl_opt *o = &ctl_opts[i];
-		if ((strlen(o->flag) == len && strncmp(o->flag, a, len) == 0) ||
-		    (o->alias != NULL && strlen(o->alias) == len &&
-		    strncmp(o->alias, a, len) == 0))
-			return o;
-	}
-	return NULL;
-}
-
-/* Applies one option at argv[*i], "--flag value" or "--flag=value";
- * advances *i past a separate value. */
-static int
-ctl_parse_opt(struct ctl *c, int argc, char **argv, int *i)
-{
-	const char *a = argv[*i], *eq = strchr(a, '=');
-	size_t len = eq != NULL ? (size_t)(eq - a) : strlen(a);
-	const struct ctl_opt *o = opt_find(a, len);
-
-	if (o == NULL)
-		return usage_error("unknown flag '%.*s'", (int)len, a);
-	if (o->arg == NULL && eq != NULL)
-		return usage_error("%s takes no value", o->flag);
-	if (o->arg == NULL)
-		opt_set(c, o, "");
-	else if (eq != NULL)
-		opt_set(c, o, eq + 1);
-	else if (*i + 1 < argc)
-		opt_set(c, o, argv[++*i]);
-	else
-		return usage_error("%s needs a value (%s)", o->flag, o->arg);
-	return CTL_OK;
-}
-
-static int
-own_flags(const char *cmd)
-{
-	static const char *const own[] = { "config", "events", "login",
-	    "logout", "token", "accounts", "rules" };
-
-	for (size_t i = 0; i < NELEM(own); i++)
-		if (strcmp(cmd, own[i]) == 0)
-			return 1;
-	return 0;
-}
-
-/* Options go into c, the rest into pos in order. Options may come
- * before or after the command, as people type them; "--" ends them. */
-static int
-ctl_parse(struct ctl *c, int argc, char **argv, char **pos, int *npos)
-{
-	int rc, opts = 1;
-
-	*npos = 0;
-	for (int i = 1; i < argc; i++) {
-		if (opts && strcmp(argv[i], "--") == 0)
-			opts = 0;
-		else if (opts && argv[i][0] == '-' && argv[i][1] != '\0') {
-			if ((rc = ctl_parse_opt(c, argc, argv, &i)) != CTL_OK)
-				return rc;
-		} else {
-			pos[(*npos)++] = argv[i];
-			/* config, events and the auth commands parse their
-			 * own flags (see cmd_config). */
-			if (*npos == 1 && own_flags(argv[i]))
-				opts = 0;
-		}
-	}
-	return CTL_OK;
-}
-
-/* Checks values once all sources are in, so a bad environment variable
- * is reported like the flag it stands for. */
-static int
-ctl_check(struct ctl *c)
-{
-	char *end;
-	long ms;
-
-	if (strcmp(c->output, "table") != 0 && strcmp(c->output, "json") != 0)
-		return usage_error("--output must be table or json, not '%s'",
-		    c->output);
-	c->json = strcmp(c->output, "json") == 0;
-	errno = 0;
-	ms = strtol(c->timeout, &end, 10);
-	if (errno != 0 || end == c->timeout || *end != '\0' || ms < 1 ||
-	    ms > MAX_TIMEOUT_MS)
-		return usage_error("--timeout must be 1..%d milliseconds, "
-		    "not '%s'", MAX_TIMEOUT_MS, c->timeout);
-	c->timeout_ms = (int)ms;
-	if (strchr(c->discovery, ':') == NULL)
-		return usage_error("--discovery must be host:port, not '%s'",
-		    c->discovery);
-	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
-		return usage_error("--tls-cert and --tls-key go together");
-	return CTL_OK;
-}
-
-/* ---- config (cli/ctl_config.c) ---- */
-
-static int
-host_parse_opt(void *arg, int argc, char **argv, int *i)
-{
-	return ctl_parse_opt(arg, argc, argv, i);
-}
-
-static int
-host_check(void *arg, struct ctl_globals *g)
-{
-	struct ctl *c = arg;
-	int rc = ctl_check(c);
-
-	g->json = c->json;
-	g->timeout_ms = c->timeout_ms;
-	g->config = c->config;
-	g->discovery = c->discovery;
-	g->auth = c->auth;
-	return rc;
-}
-
-static plat_client *
-host_client(void *arg)
-{
-	return ctl_client(arg);
-}
-
-/* The config commands take flags of their own (--version N is a version
- * there), so ctl_parse leaves what follows "config" to them; the global
- * flags among it come back through host_parse_opt. */
-static int
-cmd_config(struct ctl *c, int argc, char **argv)
-{
-	const struct ctl_host h = { c, host_parse_opt, host_check,
-	    host_client };
-
-	return ctl_config_main(&h, argc, argv);
-}
-
-static int
-cmd_events(struct ctl *c, int argc, char **argv)
-{
-	const struct ctl_host h = { c, host_parse_opt, host_check,
-	    host_client };
-
-	return ctl_events_main(&h, argc, argv);
-}
-
-/* login, logout, token, accounts, rules (cli/ctl_auth.c). */
-static int
-auth_cmd(struct ctl *c, const char *cmd, int argc, char **argv)
-{
-	const struct ctl_host h = { c, host_parse_opt, host_check,
-	    host_client };
-
-	return ctl_auth_main(&h, cmd, argc, argv);
-}
-
-static int
-cmd_login(struct ctl *c, int argc, char **argv)
-{
-	return auth_cmd(c, "login", argc, argv);
-}
-
-static int
-cmd_logout(struct ctl *c, int argc, char **argv)
-{
-	return auth_cmd(c, "logout", argc, argv);
-}
-
-static int
-cmd_token(struct ctl *c, int argc, char **argv)
-{
-	return auth_cmd(c, "token", argc, argv);
-}
-
-static int
-cmd_accounts(struct ctl *c, int argc, char **argv)
-{
-	return auth_cmd(c, "accounts", argc, argv);
-}
-
-static int
-cmd_rules(struct ctl *c, int argc, char **argv)
-{
-	return auth_cmd(c, "rules", argc, argv);
-}
-
-static const struct ctl_cmd *
-cmd_find(const char *name)
-{
-	for (size_t i = 0; i < NELEM(ctl_cmds); i++)
-		if (strcmp(ctl_cmds[i].name, name) == 0)
-			return &ctl_cmds[i];
-	return NULL;
-}
-
-static int
-ctl_run(struct ctl *c, int npos, char **pos)
-{
-	const struct ctl_cmd *cmd;
-	int rc;
-
-	if (npos == 0)
-		return usage_error("missing command");
-	if ((cmd = cmd_find(pos[0])) == NULL)
-		return usage_error("unknown command '%s'", pos[0]);
-	if (npos - 1 < cmd->min)
-		return usage_error("%s: missing %s", cmd->name, cmd->args);
-	if (npos - 1 > cmd->max)
-		return usage_error("%s: unexpected argument '%s'", cmd->name,
-		    pos[1 + cmd->max]);
-	if ((rc = ctl_check(c)) != CTL_OK)
-		return rc;
-	return cmd->run(c, npos - 1, pos + 1);
-}
+/* discovery-srv and grpc.health.v1: the global flags are all they
+ * take, and their help is platformctl's. */
+static const struct ctl_group discovery_group = {
+	.cmds = CTL_TABLE(discovery_cmds),
+};
 
 int
 main(int argc, char **argv)
 {
-	struct ctl c = {
-		.discovery = DEFAULT_DISCOVERY,
-		.output = "table",
-		.timeout = DEFAULT_TIMEOUT,
-	};
-	char **pos = xrealloc(NULL, (size_t)argc * sizeof(*pos));
-	const struct ctl_host h = { &c, host_parse_opt, host_check,
-	    host_client };
-	int npos, rc;
+	struct ctl_cli cli = { .ngroups = 0 };
+	int rc;
 
-	/* Every call sends the stored token, which may need auth-srv to
-	 * refresh it (ctl_auth_metadata). */
-	ctl_auth_setup(&h);
-	ctl_env(&c);
-	if ((rc = ctl_parse(&c, argc, argv, pos, &npos)) != CTL_OK)
-		goto out;
-	if (c.help != NULL)
-		ctl_help(stdout);
-	else if (c.version != NULL)
-		printf(PROG " %s\n", PLATFORM_VERSION);
-	else
-		rc = ctl_run(&c, npos, pos);
-out:
+	ctl_cli_add(&cli, &discovery_group);
+	ctl_cli_add(&cli, &ctl_config_group);
+	ctl_cli_add(&cli, &ctl_events_group);
+	ctl_cli_add(&cli, &ctl_auth_group);
+	rc = ctl_cli_run(&cli, argc, argv);
 	ctl_auth_cleanup();
-	if (c.client != NULL)
-		plat_client_free(c.client);
-	free(pos);
+	ctl_client_free();
 	return rc;
 }
