@@ -72,6 +72,7 @@ struct plat_feed {
 	const struct plat_feed_ops *ops;
 	void *arg;
 	plat_server *srv;
+	struct pg_store *db;            /* NULL: migrated elsewhere */
 	struct pg_listener *listener;
 	struct plat_feed_loop *loop;
 
@@ -342,10 +343,9 @@ feed_begin(struct plat_feed *f)
 	char err[256], rev[24];
 	enum plat_code code;
 	int64_t head;
-	bool did = false;
 
-	if (ops->prepare != NULL) {
-		code = ops->prepare(f->arg, &did, err, sizeof(err));
+	if (f->db != NULL && !pg_store_ready(f->db)) {
+		code = pg_store_migrate(f->db, err, sizeof(err));
 		if (code != PLAT_OK) {
 			if (code != PLAT_UNAVAILABLE && !f->reported_down)
 				feed_log(LOG_LEVEL_ERROR, f,
@@ -353,9 +353,8 @@ feed_begin(struct plat_feed *f)
 			feed_set_healthy(f, false, err);
 			return -1;
 		}
-		if (did)
-			feed_log(LOG_LEVEL_INFO, f, "database schema ready",
-			    NULL, NULL);
+		feed_log(LOG_LEVEL_INFO, f, "database schema ready", NULL,
+		    NULL);
 	}
 	if (atomic_load(&f->last) >= 0)
 		return 0;
@@ -438,13 +437,14 @@ on_reconnect(void *arg)
 
 struct plat_feed *
 plat_feed_start(const struct plat_feed_ops *ops, void *arg,
-    const char *conninfo, plat_server *srv)
+    const char *conninfo, plat_server *srv, struct pg_store *db)
 {
 	struct plat_feed *f = xcalloc(1, sizeof(*f));
 
 	f->ops = ops;
 	f->arg = arg;
 	f->srv = srv;
+	f->db = db;
 	atomic_store(&f->last, -1);
 	atomic_store(&f->healthy, false);
 	pthread_mutex_init(&f->mu, NULL);

@@ -342,7 +342,8 @@ static const struct plat_feed_ops rules_feed_ops = {
 int
 auth_rules_start(const char *conninfo)
 {
-	P.feed = plat_feed_start(&rules_feed_ops, NULL, conninfo, NULL);
+	P.feed = plat_feed_start(&rules_feed_ops, NULL, conninfo, NULL,
+	    NULL);
 	return P.feed != NULL ? 0 : -1;
 }
 

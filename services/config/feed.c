@@ -31,19 +31,6 @@ static struct {
 /* ---- the callbacks ---- */
 
 static enum plat_code
-cfg_prepare(void *arg, bool *did, char *err, size_t errlen)
-{
-	enum plat_code code;
-
-	(void)arg;
-	if (store_ready(F.store))
-		return PLAT_OK;
-	if ((code = store_migrate(F.store, err, errlen)) == PLAT_OK)
-		*did = true;
-	return code;
-}
-
-static enum plat_code
 cfg_head(void *arg, int64_t timeout_ms, int64_t *rev, char *err,
     size_t errlen)
 {
@@ -167,7 +154,6 @@ static const struct plat_feed_ops cfg_feed_ops = {
 	.channel = STORE_CHANNEL,
 	.health_service = "platform.config.v1.Config",
 	.page = FEED_BATCH,
-	.prepare = cfg_prepare,
 	.head = cfg_head,
 	.read = cfg_read,
 	.revision = cfg_revision,
@@ -188,7 +174,8 @@ int
 feed_start(struct store *store, const char *conninfo, plat_server *srv)
 {
 	F.store = store;
-	F.feed = plat_feed_start(&cfg_feed_ops, NULL, conninfo, srv);
+	F.feed = plat_feed_start(&cfg_feed_ops, NULL, conninfo, srv,
+	    store_db(store));
 	return F.feed != NULL ? 0 : -1;
 }
 

@@ -67,19 +67,6 @@ feed_regexes_json(const char *const *subjects, size_t n)
 /* ---- the callbacks ---- */
 
 static enum plat_code
-ev_prepare(void *arg, bool *did, char *err, size_t errlen)
-{
-	enum plat_code code;
-
-	(void)arg;
-	if (store_ready(F.store))
-		return PLAT_OK;
-	if ((code = store_migrate(F.store, err, errlen)) == PLAT_OK)
-		*did = true;
-	return code;
-}
-
-static enum plat_code
 ev_head(void *arg, int64_t timeout_ms, int64_t *seq, char *err,
     size_t errlen)
 {
@@ -186,7 +173,6 @@ static const struct plat_feed_ops ev_feed_ops = {
 	.health_service = "platform.event.v1.Event",
 	.page = FEED_BATCH,
 	.start_wait_ms = FEED_START_WAIT_MS,
-	.prepare = ev_prepare,
 	.head = ev_head,
 	.read = ev_read,
 	.revision = ev_revision,
@@ -206,7 +192,8 @@ int
 feed_start(struct store *store, const char *conninfo, plat_server *srv)
 {
 	F.store = store;
-	F.feed = plat_feed_start(&ev_feed_ops, NULL, conninfo, srv);
+	F.feed = plat_feed_start(&ev_feed_ops, NULL, conninfo, srv,
+	    store_db(store));
 	return F.feed != NULL ? 0 : -1;
 }
 

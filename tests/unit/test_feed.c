@@ -383,7 +383,7 @@ start_at(int rows)
 	bool yes = true;
 
 	store_append(rows);
-	feed = plat_feed_start(&t_ops, NULL, NULL, NULL);
+	feed = plat_feed_start(&t_ops, NULL, NULL, NULL, NULL);
 	assert_non_null(feed);
 	want_pos = rows;
 	assert_true(wait_until(at_position, NULL));
@@ -482,7 +482,7 @@ test_health(void **state)
 
 	(void)state;
 	T.fail = true;
-	feed = plat_feed_start(&t_ops, NULL, NULL, NULL);
+	feed = plat_feed_start(&t_ops, NULL, NULL, NULL, NULL);
 	assert_non_null(feed);
 	assert_false(plat_feed_healthy(feed));
 	assert_int_equal(plat_feed_position(feed), -1);
@@ -609,7 +609,7 @@ test_watch_not_started(void **state)
 
 	(void)state;
 	T.fail = true;
-	feed = plat_feed_start(&t_ops, NULL, NULL, NULL);
+	feed = plat_feed_start(&t_ops, NULL, NULL, NULL, NULL);
 	assert_non_null(feed);
 	*w = 1;
 	assert_int_equal(plat_feed__watch(feed, ST(s), w, 0, INT64_MAX, err,

@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "platform/pg.h"
 #include "platform/server.h"
 
 /* A page of rows, each holding a reference the page owns. */
@@ -57,10 +58,6 @@ struct plat_feed_ops {
 	int page;                     /* rows per read (> 0) */
 	int64_t start_wait_ms;        /* a watch during the start waits */
 
-	/* Optional: makes the store usable (migrations): PLAT_OK when it
-	 * is; called until it succeeds, before any other read. */
-	enum plat_code (*prepare)(void *arg, bool *did, char *err,
-	    size_t errlen);
 	/* The last revision committed. */
 	enum plat_code (*head)(void *arg, int64_t timeout_ms, int64_t *rev,
 	    char *err, size_t errlen);
@@ -94,9 +91,12 @@ struct plat_feed_ops {
 struct plat_feed;
 
 /* NULL when the listener or the thread cannot start. ops must outlive
- * the feed; srv may be NULL when health_service is. */
+ * the feed; arg goes to every callback; conninfo is for LISTEN (unused
+ * without a channel); srv may be NULL when health_service is. With db,
+ * the feed brings its schema up to date (pg_store_migrate) before it
+ * reads, retrying at every wake-up. */
 struct plat_feed *plat_feed_start(const struct plat_feed_ops *ops,
-    void *arg, const char *conninfo, plat_server *srv);
+    void *arg, const char *conninfo, plat_server *srv, struct pg_store *db);
 /* Stops the listener and the thread and waits for every replay; every
  * stream must have ended (the runtime ends them before fini). NULL is
  * fine. */
