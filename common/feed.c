@@ -41,6 +41,7 @@
 #define BUFFER_MAX_BYTES (32u << 20)
 
 struct plat_feed__streams plat_feed__streams = {
+	.send = plat_stream_send,
 	.ref = plat_stream_ref,
 	.unref = plat_stream_unref,
 	.on_close = plat_stream_on_close,
@@ -88,6 +89,24 @@ struct plat_feed {
 	atomic_bool healthy;
 	bool reported_down;             /* feed thread only */
 };
+
+static int64_t
+row_revision(const struct plat_feed_ops *ops, const void *row)
+{
+	int64_t rev;
+
+	memcpy(&rev, (const char *)row + ops->revision_at, sizeof(rev));
+	return rev;
+}
+
+static size_t
+row_size(const struct plat_feed_ops *ops, const void *row)
+{
+	size_t size;
+
+	memcpy(&size, (const char *)row + ops->size_at, sizeof(size));
+	return size;
+}
 
 /* ---- pages ---- */
 
@@ -221,7 +240,7 @@ static void
 watcher_offer(struct watcher *w, void *row)
 {
 	const struct plat_feed_ops *ops = w->f->ops;
-	int64_t rev = ops->revision(row);
+	int64_t rev = row_revision(ops, row);
 	size_t size;
 
 	if (w->dead || !ops->match(w->watch, row))
@@ -237,7 +256,7 @@ watcher_offer(struct watcher *w, void *row)
 	}
 	if (w->overflow)
 		return;
-	size = ops->size(row);
+	size = row_size(ops, row);
 	if (w->nbuf == BUFFER_MAX_ROWS ||
 	    w->bufbytes + size > BUFFER_MAX_BYTES) {
 		w->overflow = true;
@@ -262,7 +281,7 @@ hub_fan_out(struct plat_feed *f, void *const *rows, size_t n)
 	size_t done = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		int64_t rev = f->ops->revision(rows[i]);
+		int64_t rev = row_revision(f->ops, rows[i]);
 
 		if (rev <= atomic_load(&f->last))
 			continue;
@@ -285,7 +304,7 @@ plat_feed_committed(struct plat_feed *f, void *const *rows, size_t n)
 		return;
 	pthread_mutex_lock(&f->hub_mu);
 	last = atomic_load(&f->last);
-	next = last >= 0 && f->ops->revision(rows[0]) == last + 1;
+	next = last >= 0 && row_revision(f->ops, rows[0]) == last + 1;
 	if (next)
 		done = hub_fan_out(f, rows, n);
 	pthread_mutex_unlock(&f->hub_mu);
@@ -598,7 +617,7 @@ replay_range(struct watcher *w, int64_t *from, int64_t upto, char *err,
 		}
 		n = rows.n;
 		if (n > 0)
-			*from = ops->revision(rows.v[n - 1]);
+			*from = row_revision(ops, rows.v[n - 1]);
 		plat_feed_page_free(&rows, ops->unref);
 		if (n < (size_t)ops->page)
 			break;
@@ -643,7 +662,7 @@ replay(struct watcher *w, char *err, size_t errlen)
 	}
 	w->sent = from;
 	for (size_t i = 0; i < w->nbuf && !w->dead; i++) {
-		int64_t rev = ops->revision(w->buf[i]);
+		int64_t rev = row_revision(ops, w->buf[i]);
 
 		if (rev <= w->sent)
 			continue;
@@ -653,7 +672,8 @@ replay(struct watcher *w, char *err, size_t errlen)
 			w->sent = rev;
 	}
 	watcher_drop_buffer(w);
-	if (!w->dead && ops->caught_up != NULL && ops->caught_up(w->st) != 0)
+	if (!w->dead && ops->caught_up != NULL &&
+	    S.send(w->st, ops->caught_up) != 0)
 		w->dead = true;
 	w->live = true;
 	pthread_mutex_unlock(&f->hub_mu);

@@ -10,6 +10,7 @@
 /* The stream calls the feed makes besides ops->send; the runtime's
  * plat_stream_* unless a test replaces them. */
 struct plat_feed__streams {
+	int (*send)(plat_stream *st, const ProtobufCMessage *msg);
 	void (*ref)(plat_stream *st);
 	void (*unref)(plat_stream *st);
 	void (*on_close)(plat_stream *st, void (*cb)(plat_stream *, void *),

@@ -12,6 +12,7 @@
  * set when it starts and again with every new generation.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ typedef Platform__Auth__V1__Rule Rule;
 struct rules_gen {
 	int refs;               /* atomic */
 	int64_t gen;
+	size_t size;            /* about, for buffer limits */
 	struct rule_set *rs;
 };
 
@@ -207,6 +209,7 @@ rules_load(int64_t timeout_ms, struct rules_gen **out, bool *changed,
 		g->refs = 1;
 		g->rs = rs;
 		g->gen = P.cur != NULL ? P.cur->gen + 1 : 1;
+		g->size = n * RULE_BYTES;
 		old = P.cur;
 		P.cur = g;
 		*changed = true;
@@ -279,23 +282,10 @@ rules_read(void *arg, const void *watch, int64_t after, int64_t upto,
 	}
 	/* A replay's read found a set newer than it covers: the feed
 	 * hands it over live. */
-	if (changed)
+	if (changed && P.feed != NULL)
 		plat_feed_kick(P.feed);
 	rules_gen_unref(g);
 	return PLAT_OK;
-}
-
-static int64_t
-rules_revision(const void *row)
-{
-	return ((const struct rules_gen *)row)->gen;
-}
-
-static size_t
-rules_size(const void *row)
-{
-	return rule_set_size(((const struct rules_gen *)row)->rs) *
-	    RULE_BYTES;
 }
 
 static void
@@ -331,8 +321,8 @@ static const struct plat_feed_ops rules_feed_ops = {
 	.start_wait_ms = 5000,        /* a watch during the start */
 	.head = rules_head,
 	.read = rules_read,
-	.revision = rules_revision,
-	.size = rules_size,
+	.revision_at = offsetof(struct rules_gen, gen),
+	.size_at = offsetof(struct rules_gen, size),
 	.ref = rules_ref,
 	.unref = rules_unref,
 	.match = rules_match,

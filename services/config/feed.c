@@ -6,6 +6,7 @@
  * is a set of namespaces (none: all) and a path prefix. Every row the
  * feed reads, and every row this replica commits, also goes to the cache.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,18 +61,6 @@ cfg_read(void *arg, const void *watch, int64_t after, int64_t upto,
 	return PLAT_OK;
 }
 
-static int64_t
-cfg_revision(const void *row)
-{
-	return ((const struct cfg_row *)row)->revision;
-}
-
-static size_t
-cfg_size(const void *row)
-{
-	return ((const struct cfg_row *)row)->size;
-}
-
 static void
 cfg_ref(void *row)
 {
@@ -112,16 +101,6 @@ cfg_send(plat_stream *st, const void *row)
 	return plat_stream_send(st, &resp.base);
 }
 
-static int
-cfg_caught_up(plat_stream *st)
-{
-	Platform__Config__V1__WatchResponse resp =
-	    PLATFORM__CONFIG__V1__WATCH_RESPONSE__INIT;
-
-	resp.caught_up = 1;
-	return plat_stream_send(st, &resp.base);
-}
-
 static void
 cfg_watch_free(void *watch)
 {
@@ -149,6 +128,9 @@ cfg_read_rows(void *arg, void *const *rows, size_t n)
 		cache_apply(rows[i]);
 }
 
+/* The marker after a replay (caught_up set at start). */
+static Platform__Config__V1__WatchResponse cfg_caught_up = PLATFORM__CONFIG__V1__WATCH_RESPONSE__INIT;
+
 static const struct plat_feed_ops cfg_feed_ops = {
 	.name = "config",
 	.channel = STORE_CHANNEL,
@@ -156,13 +138,13 @@ static const struct plat_feed_ops cfg_feed_ops = {
 	.page = FEED_BATCH,
 	.head = cfg_head,
 	.read = cfg_read,
-	.revision = cfg_revision,
-	.size = cfg_size,
+	.revision_at = offsetof(struct cfg_row, revision),
+	.size_at = offsetof(struct cfg_row, size),
 	.ref = cfg_ref,
 	.unref = cfg_unref,
 	.match = cfg_match,
 	.send = cfg_send,
-	.caught_up = cfg_caught_up,
+	.caught_up = &cfg_caught_up.base,
 	.watch_free = cfg_watch_free,
 	.started = cfg_started,
 	.read_rows = cfg_read_rows,
@@ -174,6 +156,7 @@ int
 feed_start(struct store *store, const char *conninfo, plat_server *srv)
 {
 	F.store = store;
+	cfg_caught_up.caught_up = 1;
 	F.feed = plat_feed_start(&cfg_feed_ops, NULL, conninfo, srv,
 	    store_db(store));
 	return F.feed != NULL ? 0 : -1;
@@ -222,6 +205,8 @@ feed_committed(struct cfg_row *const *rows, size_t n)
 	 * its own write the moment it is answered. */
 	for (size_t i = 0; i < n; i++)
 		cache_apply(rows[i]);
+	if (F.feed == NULL)             /* the writer starts first */
+		return;
 	v = xcalloc(n, sizeof(*v));
 	for (size_t i = 0; i < n; i++)
 		v[i] = rows[i];

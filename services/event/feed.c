@@ -6,6 +6,7 @@
  * is a set of subjects and a lowest offset. Every advance of the feed
  * wakes the consumer groups.
  */
+#include <stddef.h>
 #include <stdlib.h>
 
 #include <jansson.h>
@@ -94,18 +95,6 @@ ev_read(void *arg, const void *watch, int64_t after, int64_t upto,
 	return PLAT_OK;
 }
 
-static int64_t
-ev_revision(const void *row)
-{
-	return ((const struct ev_row *)row)->seq;
-}
-
-static size_t
-ev_size(const void *row)
-{
-	return ((const struct ev_row *)row)->size;
-}
-
 static void
 ev_ref(void *row)
 {
@@ -138,16 +127,6 @@ ev_send(plat_stream *st, const void *row)
 	return feed_send(st, row, 0);
 }
 
-static int
-ev_caught_up(plat_stream *st)
-{
-	Platform__Event__V1__SubscribeResponse resp =
-	    PLATFORM__EVENT__V1__SUBSCRIBE_RESPONSE__INIT;
-
-	resp.caught_up = 1;
-	return plat_stream_send(st, &resp.base);
-}
-
 static void
 ev_watch_free(void *watch)
 {
@@ -167,6 +146,9 @@ ev_advanced(void *arg)
 	groups_kick();
 }
 
+/* The marker after a replay (caught_up set at start). */
+static Platform__Event__V1__SubscribeResponse ev_caught_up = PLATFORM__EVENT__V1__SUBSCRIBE_RESPONSE__INIT;
+
 static const struct plat_feed_ops ev_feed_ops = {
 	.name = "event",
 	.channel = STORE_CHANNEL,
@@ -175,13 +157,13 @@ static const struct plat_feed_ops ev_feed_ops = {
 	.start_wait_ms = FEED_START_WAIT_MS,
 	.head = ev_head,
 	.read = ev_read,
-	.revision = ev_revision,
-	.size = ev_size,
+	.revision_at = offsetof(struct ev_row, seq),
+	.size_at = offsetof(struct ev_row, size),
 	.ref = ev_ref,
 	.unref = ev_unref,
 	.match = ev_match,
 	.send = ev_send,
-	.caught_up = ev_caught_up,
+	.caught_up = &ev_caught_up.base,
 	.watch_free = ev_watch_free,
 	.advanced = ev_advanced,
 };
@@ -192,6 +174,7 @@ int
 feed_start(struct store *store, const char *conninfo, plat_server *srv)
 {
 	F.store = store;
+	ev_caught_up.caught_up = 1;
 	F.feed = plat_feed_start(&ev_feed_ops, NULL, conninfo, srv,
 	    store_db(store));
 	return F.feed != NULL ? 0 : -1;

@@ -48,8 +48,8 @@ void plat_feed_page_free(struct plat_feed_page *p, void (*unref)(void *));
 /*
  * What a server gives its feed. Callbacks run on the feed thread, on a
  * replay thread or on a committing one, without the feed's locks held,
- * except match, send and caught_up, which run under the feed's hub lock
- * (they must only filter and queue on the stream).
+ * except match and send, which run under the feed's hub lock (they must
+ * only filter and queue on the stream).
  */
 struct plat_feed_ops {
 	const char *name;             /* for the log: "config" */
@@ -68,16 +68,19 @@ struct plat_feed_ops {
 	    int64_t upto, int limit, int64_t timeout_ms,
 	    struct plat_feed_page *out, char *err, size_t errlen);
 
-	int64_t (*revision)(const void *row);
-	size_t (*size)(const void *row);    /* bytes held while buffered */
+	/* Where a row keeps its revision (int64_t) and the bytes it holds
+	 * (size_t, for the bound on what a catching-up watcher buffers):
+	 * offsetof(struct my_row, revision). */
+	size_t revision_at;
+	size_t size_at;
 	void (*ref)(void *row);
 	void (*unref)(void *row);
 
 	bool (*match)(const void *watch, const void *row);
 	/* 0, or -1 when the stream ended. */
 	int (*send)(plat_stream *st, const void *row);
-	/* Optional: the marker after the replay. */
-	int (*caught_up)(plat_stream *st);
+	/* Optional: the message marking the end of the replay. */
+	const ProtobufCMessage *caught_up;
 	void (*watch_free)(void *watch);
 
 	/* Optional: the feed knows where it starts (before any fan-out). */
