@@ -245,6 +245,7 @@ rules_head(void *arg, int64_t timeout_ms, int64_t *rev, char *err,
     size_t errlen)
 {
 	struct rules_gen *g;
+	enum plat_code code;
 	bool changed;
 
 	(void)arg;
@@ -253,8 +254,9 @@ rules_head(void *arg, int64_t timeout_ms, int64_t *rev, char *err,
 	pthread_mutex_unlock(&P.mu);
 	if (*rev >= 0)
 		return PLAT_OK;
-	if (rules_load(timeout_ms, &g, &changed, err, errlen) != PLAT_OK)
-		return PLAT_UNAVAILABLE;
+	if ((code = rules_load(timeout_ms, &g, &changed, err, errlen)) !=
+	    PLAT_OK)
+		return code;
 	*rev = g->gen;
 	rules_gen_unref(g);
 	return PLAT_OK;
