@@ -1,20 +1,25 @@
 /*
- * policy: the rule set in memory, kept current by the store's change
- * notifications, and the methods over it: CreateRule, DeleteRule,
- * ListRules, WatchRules and Verify.
+ * policy: the rule set in memory, kept current by the platform's change
+ * feed (platform/feed.h), and the methods over it: CreateRule,
+ * DeleteRule, ListRules, WatchRules and Verify.
  *
- * The set is reloaded whole from PostgreSQL after every change (rule sets
- * are small), right after a write on this replica and on the
- * 'platform_auth_rules' notification on every other one. Each watcher
- * gets the whole set when it starts and again after every reload.
+ * The set is reloaded whole from PostgreSQL (rule sets are small): right
+ * after a write on this replica, and by the feed on the
+ * 'platform_auth_rules' notification of every other one, on the
+ * listener's reconnects and every second. A reload that finds a set
+ * other than the last one makes a new generation: the feed's row is one
+ * whole set, its revision the generation. Each watcher gets the whole
+ * set when it starts and again with every new generation.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "auth.h"
 #include "platform/clock.h"
+#include "platform/feed.h"
 #include "platform/log.h"
 #include "platform/paging.h"
 #include "platform/pg.h"
@@ -24,25 +29,44 @@
 #define LIST_PAGE_DEFAULT 100
 #define PAGE_MAX 1000
 #define RULE_ID_BYTES 12
+#define RULE_BYTES 256          /* about, per rule, for buffer limits */
 
 typedef Platform__Auth__V1__Rule Rule;
 
-struct watcher {
-	struct watcher *next;
-	plat_stream *st;
+/* One generation of the rule set. */
+struct rules_gen {
+	int refs;               /* atomic */
+	int64_t gen;
+	size_t size;            /* about, for buffer limits */
+	struct rule_set *rs;
 };
 
-/* mu guards the set and the watcher list; send_mu orders the sends, so a
- * watcher sees the sets in the order they were loaded. send_mu is taken
- * first; a stream's close callback takes only mu. */
+/* mu guards cur; reload_mu makes reloads one at a time, so generations
+ * follow the order the store's sets were read in. reload_mu is taken
+ * first. */
 static struct {
 	pthread_mutex_t mu;
-	pthread_mutex_t send_mu;
-	struct rule_set *set;
-	struct watcher *watchers;
-	struct pg_listener *listener;
+	pthread_mutex_t reload_mu;
+	struct rules_gen *cur;  /* NULL until loaded */
+	struct plat_feed *feed;
 } P = { .mu = PTHREAD_MUTEX_INITIALIZER,
-    .send_mu = PTHREAD_MUTEX_INITIALIZER };
+    .reload_mu = PTHREAD_MUTEX_INITIALIZER };
+
+static struct rules_gen *
+rules_gen_ref(struct rules_gen *g)
+{
+	__atomic_add_fetch(&g->refs, 1, __ATOMIC_RELAXED);
+	return g;
+}
+
+static void
+rules_gen_unref(struct rules_gen *g)
+{
+	if (g == NULL || __atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	rule_set_unref(g->rs);
+	free(g);
+}
 
 struct rule_set *
 auth_rules(void)
@@ -50,7 +74,7 @@ auth_rules(void)
 	struct rule_set *rs;
 
 	pthread_mutex_lock(&P.mu);
-	rs = P.set != NULL ? rule_set_ref(P.set) : NULL;
+	rs = P.cur != NULL ? rule_set_ref(P.cur->rs) : NULL;
 	pthread_mutex_unlock(&P.mu);
 	return rs;
 }
@@ -105,93 +129,224 @@ rules_wire(const struct rule_set *rs, Rule **storage)
 	return v;
 }
 
-/* Sends the set to one watcher; send_mu held. */
-static void
+/* Sends the set to one watcher: 0, or -1 when the stream ended. */
+static int
 watcher_send(plat_stream *st, const struct rule_set *rs)
 {
 	Platform__Auth__V1__WatchRulesResponse m =
 	    PLATFORM__AUTH__V1__WATCH_RULES_RESPONSE__INIT;
 	Rule *storage;
+	int rc;
 
 	m.rules = rules_wire(rs, &storage);
 	m.n_rules = rule_set_size(rs);
-	(void)plat_stream_send(st, &m.base);
+	rc = plat_stream_send(st, &m.base);
 	free(m.rules);
 	free(storage);
+	return rc;
 }
 
 /* ---- reloads ---- */
 
+static bool
+str_eq(const char *a, const char *b)
+{
+	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+static bool
+rule_eq(const struct rule *a, const struct rule *b)
+{
+	return str_eq(a->id, b->id) && str_eq(a->service, b->service) &&
+	    str_eq(a->method, b->method) && str_eq(a->account, b->account) &&
+	    str_eq(a->scope, b->scope) &&
+	    a->account_type == b->account_type && a->effect == b->effect &&
+	    a->priority == b->priority &&
+	    str_eq(a->description, b->description) &&
+	    a->created_ms == b->created_ms;
+}
+
+/* Both sets are in evaluation order, so equal sets are equal rule by
+ * rule. */
+static bool
+rule_set_eq(const struct rule_set *a, const struct rule_set *b)
+{
+	size_t n = rule_set_size(a);
+
+	if (n != rule_set_size(b))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!rule_eq(rule_set_at(a, i), rule_set_at(b, i)))
+			return false;
+	return true;
+}
+
+/* Reads the set from the store: *out (a reference) is the current
+ * generation, *changed whether this read made it. */
+static enum plat_code
+rules_load(int64_t timeout_ms, struct rules_gen **out, bool *changed,
+    char *err, size_t errlen)
+{
+	struct rules_gen *g, *old = NULL;
+	struct rule_set *rs;
+	enum plat_code code;
+	struct rule **v;
+	size_t n;
+
+	*changed = false;
+	pthread_mutex_lock(&P.reload_mu);
+	code = store_rules_all(A.store, timeout_ms, &v, &n, err, errlen);
+	if (code != PLAT_OK) {
+		pthread_mutex_unlock(&P.reload_mu);
+		return code;
+	}
+	rs = rule_set_new(v, n);
+	pthread_mutex_lock(&P.mu);
+	if (P.cur != NULL && rule_set_eq(P.cur->rs, rs)) {
+		rule_set_unref(rs);
+	} else {
+		g = xcalloc(1, sizeof(*g));
+		g->refs = 1;
+		g->rs = rs;
+		g->gen = P.cur != NULL ? P.cur->gen + 1 : 1;
+		g->size = n * RULE_BYTES;
+		old = P.cur;
+		P.cur = g;
+		*changed = true;
+	}
+	*out = rules_gen_ref(P.cur);
+	pthread_mutex_unlock(&P.mu);
+	pthread_mutex_unlock(&P.reload_mu);
+	rules_gen_unref(old);
+	return PLAT_OK;
+}
+
 enum plat_code
 auth_rules_reload(char *err, size_t errlen)
 {
-	struct rule **v;
-	struct rule_set *rs, *old;
-	plat_stream **to = NULL;
+	struct rules_gen *g;
 	enum plat_code code;
-	size_t n, nto = 0;
+	bool changed;
 
-	code = store_rules_all(A.store, INT64_MAX, &v, &n, err, errlen);
+	code = rules_load(INT64_MAX, &g, &changed, err, errlen);
 	if (code != PLAT_OK)
 		return code;
-	rs = rule_set_new(v, n);
-	pthread_mutex_lock(&P.send_mu);
+	/* A set of this replica's making goes to the watchers at once. */
+	if (changed && P.feed != NULL)
+		plat_feed_committed(P.feed, (void *const[]){ g }, 1);
+	rules_gen_unref(g);
+	return PLAT_OK;
+}
+
+/* ---- the feed's callbacks ---- */
+
+static enum plat_code
+rules_head(void *arg, int64_t timeout_ms, int64_t *rev, char *err,
+    size_t errlen)
+{
+	struct rules_gen *g;
+	enum plat_code code;
+	bool changed;
+
+	(void)arg;
 	pthread_mutex_lock(&P.mu);
-	old = P.set;
-	P.set = rule_set_ref(rs);
-	for (struct watcher *w = P.watchers; w != NULL; w = w->next)
-		nto++;
-	to = xcalloc(nto + 1, sizeof(*to));
-	nto = 0;
-	for (struct watcher *w = P.watchers; w != NULL; w = w->next) {
-		plat_stream_ref(w->st);
-		to[nto++] = w->st;
-	}
+	*rev = P.cur != NULL ? P.cur->gen : -1;
 	pthread_mutex_unlock(&P.mu);
-	for (size_t i = 0; i < nto; i++)
-		watcher_send(to[i], rs);
-	pthread_mutex_unlock(&P.send_mu);
-	for (size_t i = 0; i < nto; i++)
-		plat_stream_unref(to[i]);
-	free(to);
-	rule_set_unref(old);
-	rule_set_unref(rs);
+	if (*rev >= 0)
+		return PLAT_OK;
+	if ((code = rules_load(timeout_ms, &g, &changed, err, errlen)) !=
+	    PLAT_OK)
+		return code;
+	*rev = g->gen;
+	rules_gen_unref(g);
+	return PLAT_OK;
+}
+
+/* The current set when its generation is in (after, upto]. */
+static enum plat_code
+rules_read(void *arg, const void *watch, int64_t after, int64_t upto,
+    int limit, int64_t timeout_ms, struct plat_feed_page *out, char *err,
+    size_t errlen)
+{
+	struct rules_gen *g;
+	enum plat_code code;
+	bool changed;
+
+	(void)arg;
+	(void)watch;
+	(void)limit;
+	if ((code = rules_load(timeout_ms, &g, &changed, err, errlen)) !=
+	    PLAT_OK)
+		return code;
+	if (g->gen > after && (upto <= 0 || g->gen <= upto)) {
+		plat_feed_page_push(out, g);
+		return PLAT_OK;
+	}
+	/* A replay's read found a set newer than it covers: the feed
+	 * hands it over live. */
+	if (changed && P.feed != NULL)
+		plat_feed_kick(P.feed);
+	rules_gen_unref(g);
 	return PLAT_OK;
 }
 
 static void
-on_notify(const char *payload, void *arg)
+rules_ref(void *row)
 {
-	char err[256];
-
-	(void)payload;
-	(void)arg;
-	if (auth_rules_reload(err, sizeof(err)) != PLAT_OK)
-		log_warn("auth: cannot reload the rules", "error", err);
+	rules_gen_ref(row);
 }
 
 static void
-on_reconnect(void *arg)
+rules_unref(void *row)
 {
-	on_notify("", arg);
+	rules_gen_unref(row);
 }
+
+static bool
+rules_match(const void *watch, const void *row)
+{
+	(void)watch;
+	(void)row;
+	return true;
+}
+
+static int
+rules_send(plat_stream *st, const void *row)
+{
+	return watcher_send(st, ((const struct rules_gen *)row)->rs);
+}
+
+static const struct plat_feed_ops rules_feed_ops = {
+	.name = "auth",
+	.channel = STORE_RULES_CHANNEL,
+	.page = 16,
+	.start_wait_ms = 5000,        /* a watch during the start */
+	.head = rules_head,
+	.read = rules_read,
+	.revision_at = offsetof(struct rules_gen, gen),
+	.size_at = offsetof(struct rules_gen, size),
+	.ref = rules_ref,
+	.unref = rules_unref,
+	.match = rules_match,
+	.send = rules_send,
+};
 
 int
 auth_rules_start(const char *conninfo)
 {
-	P.listener = pg_listener_start(conninfo, STORE_RULES_CHANNEL,
-	    on_notify, on_reconnect, NULL);
-	return P.listener != NULL ? 0 : -1;
+	P.feed = plat_feed_start(&rules_feed_ops, NULL, conninfo, NULL,
+	    NULL);
+	return P.feed != NULL ? 0 : -1;
 }
 
 void
 auth_rules_fini(void)
 {
-	pg_listener_stop(P.listener);
-	P.listener = NULL;
+	plat_feed_free(P.feed);
+	P.feed = NULL;
 	pthread_mutex_lock(&P.mu);
-	rule_set_unref(P.set);
-	P.set = NULL;
+	rules_gen_unref(P.cur);
+	P.cur = NULL;
 	pthread_mutex_unlock(&P.mu);
 }
 
@@ -381,54 +536,23 @@ auth_list_rules(plat_ctx *ctx, const ProtobufCMessage *msg,
 
 /* ---- WatchRules ---- */
 
-static void
-watcher_closed(plat_stream *st, void *arg)
-{
-	struct watcher **pp, *w = NULL;
-
-	(void)arg;
-	pthread_mutex_lock(&P.mu);
-	for (pp = &P.watchers; *pp != NULL; pp = &(*pp)->next)
-		if ((*pp)->st == st) {
-			w = *pp;
-			*pp = w->next;
-			break;
-		}
-	pthread_mutex_unlock(&P.mu);
-	free(w);
-	plat_stream_unref(st);
-}
-
 int
 auth_watch_rules(plat_ctx *ctx, const ProtobufCMessage *msg, plat_stream *st)
 {
-	struct rule_set *rs;
-	struct watcher *w;
+	int64_t gen;
 	int rc;
 
 	(void)msg;
 	if ((rc = rules_reader(ctx)) != PLAT_OK)
 		return rc;
-	pthread_mutex_lock(&P.send_mu);
 	pthread_mutex_lock(&P.mu);
-	if ((rs = P.set) == NULL) {
-		pthread_mutex_unlock(&P.mu);
-		pthread_mutex_unlock(&P.send_mu);
+	gen = P.cur != NULL ? P.cur->gen : -1;
+	pthread_mutex_unlock(&P.mu);
+	if (gen < 0)
 		return plat_error(ctx, PLAT_UNAVAILABLE, "rules not loaded yet "
 		    "(database unavailable)");
-	}
-	rule_set_ref(rs);
-	w = xcalloc(1, sizeof(*w));
-	w->st = st;
-	plat_stream_ref(st);
-	w->next = P.watchers;
-	P.watchers = w;
-	plat_stream_on_close(st, watcher_closed, NULL);
-	pthread_mutex_unlock(&P.mu);
-	watcher_send(st, rs);
-	pthread_mutex_unlock(&P.send_mu);
-	rule_set_unref(rs);
-	return PLAT_STREAM_OPEN;
+	/* From just before the current set: it is the first message. */
+	return plat_feed_watch(P.feed, ctx, st, NULL, gen - 1);
 }
 
 /* ---- Verify ---- */

@@ -1,5 +1,6 @@
 /*
- * feed: config-srv's change feed and the hub of Watch streams.
+ * feed: config-srv's change feed and the hub of Watch streams, on the
+ * platform's change feed (platform/feed.h).
  *
  * One per process: a thread that reads config_versions in revision order
  * from the last revision it saw, woken by LISTEN 'platform_config' (the

@@ -175,6 +175,12 @@ store_ready(struct store *s)
 	return pg_store_ready(s->db);
 }
 
+struct pg_store *
+store_db(struct store *s)
+{
+	return s->db;
+}
+
 /* A statement expected to give zero or one row. */
 static enum plat_code
 store_query_row(struct store *s, const char *name, const char *sql,

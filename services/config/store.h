@@ -66,6 +66,9 @@ enum plat_code store_migrate(struct store *s, char *err, size_t errlen);
 /* Whether the schema is in place; until then every call below answers
  * PLAT_UNAVAILABLE. */
 bool store_ready(struct store *s);
+struct pg_store;
+/* Its database handle, for the change feed (platform/feed.h). */
+struct pg_store *store_db(struct store *s);
 
 enum store_op {
 	STORE_UPDATE,

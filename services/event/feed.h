@@ -1,6 +1,6 @@
 /*
  * feed: event-srv's live stream and the hub of Subscribe streams without a
- * group.
+ * group, on the platform's change feed (platform/feed.h).
  *
  * One per process: a thread that reads events in sequence order from the
  * last one it saw, woken by LISTEN 'platform_event' (the last sequence of

@@ -1,13 +1,14 @@
 /*
  * groups: consumer groups (see groups.h).
  *
- * G.mu guards the groups with subscribers here, their subscribers and
- * the owners to release. A round copies what it needs under G.mu (with a
- * reference on each stream) and talks to PostgreSQL without it, so a
- * subscriber that leaves mid-round only makes a send fail; its
- * deliveries are then released for the others.
+ * G.mu guards the groups with subscribers here, their subscribers, the
+ * owners to release and G.loop (the feed's loop, platform/feed.h: rounds
+ * run one at a time, when kicked and every GROUPS_TICK_MS). A round
+ * copies what it needs under G.mu (with a reference on each stream) and
+ * talks to PostgreSQL without it, so a subscriber that leaves mid-round
+ * only makes a send fail; its deliveries are then released for the
+ * others.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -22,6 +23,7 @@
 #include "groups.h"
 #include "platform/clock.h"
 #include "platform/errbuf.h"
+#include "platform/feed.h"
 #include "platform/log.h"
 #include "platform/pg.h"
 #include "platform/xalloc.h"
@@ -63,13 +65,9 @@ static struct {
 	struct store *store;
 	char prefix[256];               /* "NODE/BOOT/" */
 	char node[256];                 /* "NODE/" */
-	pthread_t thread;
-	bool running;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int stop;
-	int kicked;
+	struct plat_feed_loop *loop;    /* NULL when not running */
 	struct lgroup *groups;
 	size_t nsubs;
 	uint64_t next_id;
@@ -81,12 +79,19 @@ static struct {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 };
 
+/* G.mu held. The feed may kick before the start and after the stop. */
+static void
+kick_locked(void)
+{
+	if (G.loop != NULL)
+		plat_feed_loop_kick(G.loop);
+}
+
 void
 groups_kick(void)
 {
 	pthread_mutex_lock(&G.mu);
-	G.kicked = 1;
-	pthread_cond_signal(&G.cv);
+	kick_locked();
 	pthread_mutex_unlock(&G.mu);
 }
 
@@ -108,8 +113,7 @@ release_later(char *owner)
 	G.releases = xrealloc(G.releases, (G.nreleases + 1) *
 	    sizeof(*G.releases));
 	G.releases[G.nreleases++] = owner;
-	G.kicked = 1;
-	pthread_cond_signal(&G.cv);
+	kick_locked();
 }
 
 static void
@@ -262,7 +266,7 @@ out:
 }
 
 static void
-round_run(void)
+round_run(void *arg)
 {
 	struct round_group *rg;
 	char **releases, err[256];
@@ -270,6 +274,7 @@ round_run(void)
 	enum plat_code code;
 	bool more = false;
 
+	(void)arg;
 	if (!store_ready(G.store))
 		return;
 	if (!G.booted) {
@@ -298,32 +303,10 @@ round_run(void)
 		groups_kick();
 }
 
-static void *
-groups_main(void *arg)
-{
-	struct timespec until;
-
-	(void)arg;
-	pthread_mutex_lock(&G.mu);
-	while (!G.stop) {
-		until = plat_deadline_ts(GROUPS_TICK_MS);
-		while (!G.stop && !G.kicked &&
-		    pthread_cond_timedwait(&G.cv, &G.mu, &until) != ETIMEDOUT)
-			;
-		if (G.stop)
-			break;
-		G.kicked = 0;
-		pthread_mutex_unlock(&G.mu);
-		round_run();
-		pthread_mutex_lock(&G.mu);
-	}
-	pthread_mutex_unlock(&G.mu);
-	return NULL;
-}
-
 int
 groups_start(struct store *store, const char *node_id)
 {
+	struct plat_feed_loop *l;
 	uint32_t boot = 0;
 
 	if (getrandom(&boot, sizeof(boot), 0) != sizeof(boot))
@@ -331,28 +314,24 @@ groups_start(struct store *store, const char *node_id)
 	G.store = store;
 	snprintf(G.node, sizeof(G.node), "%s/", node_id);
 	snprintf(G.prefix, sizeof(G.prefix), "%s/%08x/", node_id, boot);
-	G.stop = 0;
-	G.kicked = 1;
 	G.booted = false;
-	plat_cond_init(&G.cv);
-	if (pthread_create(&G.thread, NULL, groups_main, NULL) != 0)
-		return -1;
-	G.running = true;
-	return 0;
+	l = plat_feed_loop_start(GROUPS_TICK_MS, round_run, NULL);
+	pthread_mutex_lock(&G.mu);
+	G.loop = l;
+	pthread_mutex_unlock(&G.mu);
+	return l != NULL ? 0 : -1;
 }
 
 void
 groups_stop(void)
 {
-	if (G.running) {
-		pthread_mutex_lock(&G.mu);
-		G.stop = 1;
-		pthread_cond_signal(&G.cv);
-		pthread_mutex_unlock(&G.mu);
-		pthread_join(G.thread, NULL);
-		G.running = false;
-	}
-	pthread_cond_destroy(&G.cv);
+	struct plat_feed_loop *l;
+
+	pthread_mutex_lock(&G.mu);
+	l = G.loop;
+	G.loop = NULL;
+	pthread_mutex_unlock(&G.mu);
+	plat_feed_loop_stop(l);
 	/* Every stream ended, so every subscriber and group is gone; what
 	 * is left to release is released by the next start of this node. */
 	for (size_t i = 0; i < G.nreleases; i++)
@@ -475,8 +454,7 @@ groups_subscribe(plat_ctx *ctx, plat_stream *st, const char *group,
 	s->next = g->subs;
 	g->subs = s;
 	G.nsubs++;
-	G.kicked = 1;
-	pthread_cond_signal(&G.cv);
+	kick_locked();
 	pthread_mutex_unlock(&G.mu);
 	plat_stream_on_close(st, gsub_closed, s);
 	rc = PLAT_STREAM_OPEN;

@@ -273,6 +273,12 @@ store_ready(struct store *s)
 	return pg_store_ready(s->db);
 }
 
+struct pg_store *
+store_db(struct store *s)
+{
+	return s->db;
+}
+
 static enum plat_code
 not_ready(char *err, size_t errlen)
 {

@@ -83,6 +83,9 @@ void store_free(struct store *s);
  * database is down. Until it succeeds every call answers UNAVAILABLE. */
 enum plat_code store_migrate(struct store *s, char *err, size_t errlen);
 bool store_ready(struct store *s);
+struct pg_store;
+/* Its database handle, for the change feed (platform/feed.h). */
+struct pg_store *store_db(struct store *s);
 
 /* ---- publishing ---- */
 
