@@ -136,6 +136,7 @@ struct plat_server {
 	struct mounted_method *methods;
 	size_t nmethods;
 	char address[256];
+	char advertised[300];      /* what discovery is told */
 	atomic_int stopping;
 	struct health_state *health;
 	struct metrics *metrics;
@@ -1651,6 +1652,31 @@ server_fix_node_id(plat_server *srv)
 	srv->settings.node_id = fixed;
 }
 
+/* The address registered with discovery: --advertise, the bound address
+ * when that is not given (or is the listen address), and with --listen
+ * :0 the port actually bound. */
+static void
+server_fix_advertised(plat_server *srv)
+{
+	const char *adv = srv->settings.advertise;
+	size_t alen;
+
+	if (adv == NULL || strcmp(adv, srv->settings.listen) == 0)
+		snprintf(srv->advertised, sizeof(srv->advertised), "%s",
+		    srv->address);
+	else if ((alen = strlen(adv)) > 2 && strcmp(adv + alen - 2, ":0") == 0)
+		snprintf(srv->advertised, sizeof(srv->advertised), "%.*s:%s",
+		    (int)(alen - 2), adv, strrchr(srv->address, ':') + 1);
+	else
+		snprintf(srv->advertised, sizeof(srv->advertised), "%s", adv);
+}
+
+const char *
+plat_server_advertised(const plat_server *srv)
+{
+	return srv->advertised;
+}
+
 /* Tears down a server that was created but never started. */
 static void
 server_discard_unstarted(plat_server *srv)
@@ -1892,6 +1918,9 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 		server_free(srv);
 		return 0;
 	}
+	if (rc == SETTINGS_OK && svc->check_settings != NULL &&
+	    svc->check_settings(&srv->settings, err, sizeof(err)) != 0)
+		rc = SETTINGS_ERROR;
 	if (rc == SETTINGS_OK)
 		rc = server_check_auth(srv, &creds, err, sizeof(err));
 	if (rc != SETTINGS_OK) {
@@ -1928,6 +1957,10 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 		server_discard_unstarted(srv);
 		goto out_grpc;
 	}
+	/* The node's name and registered address are known from here on
+	 * (init may use them). */
+	server_fix_node_id(srv);
+	server_fix_advertised(srv);
 	if ((srv->settings.discovery == NULL ||
 	    srv->settings.discovery[0] == '\0') && svc->self_discovery) {
 		free(srv->settings.discovery);
@@ -1954,7 +1987,6 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 		server_shutdown(srv);
 		goto out_fini;
 	}
-	server_fix_node_id(srv);
 	plat_health_set(srv, "", PLAT_HEALTH_SERVING);
 	plat_health_set(srv, svc->grpc_service, PLAT_HEALTH_SERVING);
 	log_info("server started", "service", svc->name, "version",
@@ -1968,26 +2000,13 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 		const char *md[] = { "grpc_service", svc->grpc_service,
 		    "auth", server_auth_mode(srv), NULL };
 		struct plat_registration r;
-		const char *adv = srv->settings.advertise;
-		char adv_buf[300];
-		size_t alen;
 
-		/* With --listen :0 advertise the port actually bound. */
-		if (adv == NULL || strcmp(adv, srv->settings.listen) == 0)
-			adv = srv->address;
-		else if ((alen = strlen(adv)) > 2 &&
-		    strcmp(adv + alen - 2, ":0") == 0) {
-			snprintf(adv_buf, sizeof(adv_buf), "%.*s:%s",
-			    (int)(alen - 2), adv,
-			    strrchr(srv->address, ':') + 1);
-			adv = adv_buf;
-		}
 		eps = server_endpoints(srv);
 		memset(&r, 0, sizeof(r));
 		r.service = svc->name;
 		r.version = svc->version;
 		r.node_id = srv->settings.node_id;
-		r.address = adv;
+		r.address = srv->advertised;
 		r.metadata = md;
 		r.endpoints = eps;
 		r.ttl_s = srv->settings.register_ttl_s;

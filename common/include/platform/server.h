@@ -127,6 +127,12 @@ struct plat_service {
 	 * so the guard does not run in front of its methods, and with no
 	 * --auth it is its own auth-srv for this server's tokens. */
 	int self_auth;
+	/* The service's own settings (its options' values are set): 0, or
+	 * -1 with err naming the setting, which ends the start as any bad
+	 * setting does (one line, exit 2) before anything starts. May be
+	 * NULL. */
+	int (*check_settings)(const struct plat_settings *s, char *err,
+	    size_t errlen);
 	/* Called after settings are parsed and before serving; non-zero
 	 * aborts the start (exit 1). May be NULL. */
 	int (*init)(plat_server *srv, const struct plat_settings *s);
@@ -230,6 +236,9 @@ const struct plat_settings *plat_server_settings(const plat_server *srv);
 struct metrics *plat_server_metrics(const plat_server *srv);
 /* The address the server listens on (the bound port when :0 was given). */
 const char *plat_server_address(const plat_server *srv);
+/* The address it registers with discovery, and its node id: both known
+ * from init on. */
+const char *plat_server_advertised(const plat_server *srv);
 /* The client this server calls others with (discovery, events), sending
  * its own access token; NULL when it has neither --discovery nor an
  * identity. */

@@ -1,0 +1,108 @@
+"""Helpers for the kv-srv integration tests (test_kv.py).
+
+The message classes of platform.kv.v1, a client for every KV method, and
+kv-srv started with the harness Server class: one node, a ring of nodes
+registered with a discovery-srv, or in front of a redis-server.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+import grpc
+
+import harness
+from harness import RPC_TIMEOUT, Server, WatchReader
+
+KV_BIN = os.path.join(harness.BUILD_DIR, 'services', 'kv', 'kv-srv')
+KV_PREFIX = '/platform.kv.v1.KV/'
+
+pb = harness.proto_module('platform/kv/v1/kv.proto', 'it_kv_pb2')
+uniq = harness.uniq
+
+
+class KVClient(harness.ServiceClient):
+    """platform.kv.v1.KV over a channel. Methods take the request's fields
+    as keyword arguments."""
+
+    PREFIX = KV_PREFIX
+    METHODS = ('Get', 'Put', 'Delete', 'Increment', 'GetMany', 'PutMany',
+               'List', 'Replicate')
+    STREAMS = ('Watch',)
+
+    def __init__(self, channel):
+        super().__init__(channel, pb())
+
+    def call(self, method, timeout=RPC_TIMEOUT, **kw):
+        req = getattr(self.pb, method + 'Request')(**kw)
+        return self._m[method](req, timeout=timeout)
+
+    def get(self, table, key):
+        return self.call('Get', table=table, key=key).entry
+
+    def put(self, table, key, value, **kw):
+        return self.call('Put', table=table, key=key, value=value,
+                         **kw).entry
+
+    def delete(self, table, key, **kw):
+        return self.call('Delete', table=table, key=key, **kw)
+
+    def incr(self, table, key, delta, **kw):
+        return self.call('Increment', table=table, key=key, delta=delta,
+                         **kw)
+
+    def list_all(self, table, prefix='', page_size=0):
+        out, token = [], ''
+        for _ in range(100000):
+            r = self.call('List', table=table, prefix=prefix,
+                          page_size=page_size, page_token=token)
+            out.extend(r.entries)
+            token = r.next_page_token
+            if not token:
+                return out
+        raise AssertionError('List never ended')
+
+    def watch(self, table, prefix=''):
+        return WatchReader(self._m['Watch'](
+            self.pb.WatchRequest(table=table, prefix=prefix)))
+
+
+def client_of(srv):
+    return KVClient(srv.get_channel())
+
+
+def kv_server(name=None, discovery=None, extra_args=(), env=None,
+              port=None):
+    """kv-srv on a free port (the guard off unless env says otherwise)."""
+    return Server(binary=KV_BIN, port=port, discovery=discovery,
+                  extra_args=list(extra_args), env=env,
+                  name=name or 'kv-srv')
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free loopback port, with
+    keyspace notifications on; None from start() when Debian's
+    redis-server is not installed."""
+
+    def __init__(self):
+        self.port = harness.free_port()
+        self.dir = tempfile.mkdtemp(prefix='platform-it-redis-')
+        self.proc = subprocess.Popen(
+            ['redis-server', '--port', str(self.port), '--bind',
+             '127.0.0.1', '--save', '', '--appendonly', 'no',
+             '--dir', self.dir, '--notify-keyspace-events', 'KEA'],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        harness.wait_for(lambda: harness.port_listening(self.port),
+                         what='redis-server listening')
+        self.url = 'redis://127.0.0.1:%d' % self.port
+
+    @staticmethod
+    def available():
+        return shutil.which('redis-server') is not None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        shutil.rmtree(self.dir, True)
