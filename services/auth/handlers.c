@@ -313,6 +313,9 @@ static const struct bootstrap_rule {
 	  "every service account watches the registry" },
 	{ "bootstrap-event-publish", "platform.event.v1.Event", "Publish*", "",
 	  RULE_SERVICE, 0, "every service account publishes platform events" },
+	{ "bootstrap-kv-replicate", "platform.kv.v1.KV", "Replicate",
+	  "kv.peer", RULE_SERVICE, 0,
+	  "kv-srv nodes (scope kv.peer) copy entries to each other" },
 };
 #define BOOTSTRAP_NRULES \
 	(sizeof(bootstrap_rules) / sizeof(bootstrap_rules[0]))

@@ -828,6 +828,7 @@ struct seen {
 struct mwatch {
 	plat_stream *st;
 	char *table, *prefix;
+	char *auth;                     /* the caller's, for the peers */
 	struct kv_watcher local;
 	pthread_mutex_t mu;
 	struct seen *seen[SEEN_BUCKETS];
@@ -858,6 +859,7 @@ mwatch_unref(struct mwatch *w)
 	plat_stream_unref(w->st);
 	free(w->table);
 	free(w->prefix);
+	free(w->auth);
 	free(w);
 }
 
@@ -933,7 +935,8 @@ mpeer_main(void *arg)
 	struct mwatch *w = p->w;
 	Platform__Kv__V1__WatchRequest req =
 	    PLATFORM__KV__V1__WATCH_REQUEST__INIT;
-	const char *md[] = { FORWARDED_MD, "1", NULL };
+	const char *md[] = { FORWARDED_MD, "1",
+	    w->auth != NULL ? "authorization" : NULL, w->auth, NULL };
 	plat_client_stream *s = NULL;
 	plat_client *c = plat_server_client(E->srv);
 	bool synced = false;
@@ -1003,6 +1006,8 @@ emb_watch(struct kv_backend *b, plat_ctx *ctx,
 	plat_stream_ref(st);
 	w->table = xstrdup(req->table);
 	w->prefix = xstrdup(req->prefix);
+	if (plat_ctx_metadata(ctx, "authorization") != NULL)
+		w->auth = xstrdup(plat_ctx_metadata(ctx, "authorization"));
 	pthread_mutex_init(&w->mu, NULL);
 	atomic_init(&w->refs, 1);
 	if (!forwarded(ctx)) {

@@ -40,6 +40,7 @@ import grpc  # noqa: E402
 import auth_harness as ah  # noqa: E402
 import config_harness as ch  # noqa: E402
 import harness  # noqa: E402
+import kv_harness as kh  # noqa: E402
 from auth_harness import AuthServer, b64u_decode, sign, split, uniq  # noqa
 from harness import (GUARD_ON, RPC_TIMEOUT, Server, rpc_error,  # noqa: E402
                      wait_for)
@@ -386,6 +387,82 @@ class GuardTest(unittest.TestCase):
         anon.stop_clean()
         self.fleet.servers.remove(anon)
         ah_assert_no_secrets(anon, self.fleet.secrets)
+
+
+@unittest.skipUnless(ah.DATABASE, 'needs PLATFORM_TEST_DATABASE')
+class KVRingGuardTest(unittest.TestCase):
+    """Two kv-srv nodes with the guard on: a call forwarded to a key's
+    owner is judged as the caller's (its token passed on), and the nodes
+    copy entries to each other as themselves (scope kv.peer, the
+    bootstrap rule bootstrap-kv-replicate)."""
+
+    def test_forwarded_as_the_caller(self):
+        f = Fleet('kvguard')
+        self.addCleanup(f.cleanup)
+        sid, secret = f.service_account('discovery')
+        disc = f.add(Server(discovery='self', name='discovery-srv',
+                            env=f.guarded_env(
+                                f.credentials_file(sid, secret))))
+        nodes = []
+        for i in range(2):
+            sid, secret = f.service_account('kv', scopes=['kv.peer'])
+            mport = harness.free_port()
+            srv = f.add(kh.kv_server(
+                name='kv-guard-%d' % i, discovery=disc.address,
+                extra_args=['--metrics-listen', '127.0.0.1:%d' % mport,
+                            '--replicas', '2'],
+                env=f.guarded_env(f.credentials_file(sid, secret))))
+            srv.mport = mport
+            nodes.append(srv)
+        for srv in nodes:
+            wait_for(lambda: harness.metric(srv.mport,
+                                            'kv_ring_members') == 2,
+                     what='a ring of two')
+        caller, caller_secret = f.service_account('kvuser')
+        stranger, stranger_secret = f.service_account('stranger')
+        for method in ('Get', 'Put'):
+            f.rule(service='platform.kv.v1.KV', method=method,
+                   account=caller, effect=ALLOW, priority=10)
+        KP = kh.pb()
+
+        def call(srv, method, token, **kw):
+            m = srv.get_channel().unary_unary(
+                kh.KV_PREFIX + method,
+                request_serializer=getattr(
+                    KP, method + 'Request').SerializeToString,
+                response_deserializer=getattr(
+                    KP, method + 'Response').FromString)
+            return m(getattr(KP, method + 'Request')(**kw),
+                     timeout=RPC_TIMEOUT, metadata=md(token))
+        tok = f.token(caller, caller_secret)
+        wait_for(lambda: passes_guard(lambda: call(
+            nodes[0], 'Get', tok, table='g', key='x')) == C.NOT_FOUND,
+            what='the allow rule to reach the guard')
+        for i in range(20):
+            call(nodes[i % 2], 'Put', tok, table='g', key='k%d' % i,
+                 value=b'%d' % i)
+        for i in range(20):
+            self.assertEqual(call(nodes[(i + 1) % 2], 'Get', tok,
+                                  table='g', key='k%d' % i).entry.value,
+                             b'%d' % i)
+        self.assertGreater(sum(harness.metric(s.mport, 'kv_forwarded_total')
+                               for s in nodes), 0)
+        # Every write reached both owners, as the nodes themselves.
+        for srv in nodes:
+            self.assertEqual(harness.metric(
+                srv.mport, 'kv_replicate_failures_total'), 0)
+            self.assertEqual(harness.metric(srv.mport, 'kv_keys'), 20)
+        # A caller without a rule is refused, on either node, forwarded
+        # or not; so is a Replicate without the peer scope.
+        st = f.token(stranger, stranger_secret)
+        for srv in nodes:
+            for i in range(4):
+                e = rpc_error(call, srv, 'Get', st, table='g',
+                              key='k%d' % i)
+                self.assertEqual(e.code(), C.PERMISSION_DENIED)
+        e = rpc_error(call, nodes[0], 'Replicate', tok)
+        self.assertEqual(e.code(), C.PERMISSION_DENIED)
+        f.stop()
 
 
 @unittest.skipUnless(ah.DATABASE, 'needs PLATFORM_TEST_DATABASE')
