@@ -68,6 +68,11 @@ ctl_unary(const struct ctl_globals *g, const char *service,
 
 	err[0] = '\0';
 	*resp = NULL;
+	/* discovery-srv: whichever of its replicas answers. */
+	if (addr != NULL && g->discovery != NULL &&
+	    strcmp(addr, g->discovery) == 0)
+		return plat_client_call_discovery(c, method, req, desc, resp,
+		    &co, err, errlen);
 	if (addr != NULL)
 		return plat_client_call_addr(c, addr, method, req, desc, resp,
 		    &co, err, errlen);
@@ -223,10 +228,16 @@ ctl_stream(const struct ctl_globals *g, const char *addr,
     const ProtobufCMessageDescriptor *desc, ctl_msg_fn *fn, void *arg)
 {
 	plat_client_stream *s = NULL;
-	char err[ERRLEN] = "";
+	char err[ERRLEN] = "", first[300];
 	int rc;
 
 	ctl_catch_signals();
+	/* Of several replicas (a,b,c) a stream goes to the first. */
+	if (addr != NULL && strchr(addr, ',') != NULL) {
+		snprintf(first, sizeof(first), "%.*s",
+		    (int)strcspn(addr, ","), addr);
+		addr = first;
+	}
 	rc = plat_client_stream_open(ctl_client(g), addr, method, req, 0,
 	    ctl_auth_metadata(g), &s, err, sizeof(err));
 	if (rc != 0)

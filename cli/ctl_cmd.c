@@ -39,7 +39,8 @@ struct ctl_raw {
 
 static const struct ctl_flag global_flags[] = {
 	G("--discovery", NULL, CTL_VALUE, "ADDR", "PLATFORM_DISCOVERY",
-	    "discovery-srv host:port (default " DEFAULT_DISCOVERY ")",
+	    "discovery-srv host:port, or its replicas a,b,c (default "
+	    DEFAULT_DISCOVERY ")",
 	    g.discovery),
 	G("--config", NULL, CTL_VALUE, "ADDR", "PLATFORM_CONFIG",
 	    "config-srv host:port (default: service \"config\" in "

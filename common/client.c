@@ -87,7 +87,8 @@ struct plat_client {
 	grpc_arg argv[4];
 	grpc_channel_args args;
 	int deadline_ms;
-	char *discovery;
+	char *discovery;                 /* as given: "a" or "a,b,c" */
+	struct plat_addrs disc;          /* its replicas */
 	int (*token)(void *, char *, size_t);
 	void (*token_rejected)(void *);
 	void *token_arg;
@@ -315,7 +316,8 @@ plat_client_new(const struct plat_client_opts *opts)
 	plat_cond_init(&c->cv);
 	c->deadline_ms = opts->default_deadline_ms > 0 ?
 	    opts->default_deadline_ms : CLIENT_DEADLINE_MS;
-	if (opts->discovery != NULL && opts->discovery[0] != '\0')
+	if (opts->discovery != NULL && opts->discovery[0] != '\0' &&
+	    plat_addrs_parse(&c->disc, opts->discovery) == 0)
 		c->discovery = xstrdup(opts->discovery);
 	c->token = opts->token;
 	c->token_rejected = opts->token_rejected;
@@ -363,6 +365,7 @@ plat_client_free(plat_client *c)
 	rsvc_free_all(c->cache);
 	grpc_channel_credentials_release(c->creds);
 	free(c->discovery);
+	plat_addrs_free(&c->disc);
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
@@ -737,6 +740,102 @@ plat_client_call_addr(plat_client *c, const char *address,
 		return GRPC_STATUS_INVALID_ARGUMENT;
 	}
 	return client_unary(c, address, NULL, method, req, resp_desc, resp,
+	    opts, errmsg, errlen);
+}
+
+/* ---- replicas ---- */
+
+int
+plat_addrs_parse(struct plat_addrs *l, const char *list)
+{
+	const char *p = list, *comma;
+
+	memset(l, 0, sizeof(*l));
+	if (list == NULL || list[0] == '\0')
+		return -1;
+	do {
+		size_t n;
+
+		comma = strchr(p, ',');
+		n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (n == 0) {
+			plat_addrs_free(l);
+			return -1;
+		}
+		l->addr = xrealloc(l->addr, (l->n + 1) * sizeof(*l->addr));
+		l->addr[l->n] = xcalloc(1, n + 1);
+		memcpy(l->addr[l->n++], p, n);
+		p = comma + 1;
+	} while (comma != NULL);
+	atomic_init(&l->cur, 0);
+	return 0;
+}
+
+void
+plat_addrs_free(struct plat_addrs *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->addr[i]);
+	free(l->addr);
+	l->addr = NULL;
+	l->n = 0;
+}
+
+const char *
+plat_addrs_current(struct plat_addrs *l)
+{
+	return l->n == 0 ? NULL : l->addr[atomic_load(&l->cur) % l->n];
+}
+
+void
+plat_addrs_failed(struct plat_addrs *l, const char *addr)
+{
+	size_t cur;
+
+	if (l->n < 2)
+		return;
+	cur = atomic_load(&l->cur);
+	/* Only the caller that saw the current one fail moves it on. */
+	if (strcmp(l->addr[cur % l->n], addr) == 0)
+		atomic_compare_exchange_strong(&l->cur, &cur, cur + 1);
+}
+
+int
+plat_client_call_any(plat_client *c, struct plat_addrs *l,
+    const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+    const struct plat_call_opts *opts, char *errmsg, size_t errlen)
+{
+	int rc = GRPC_STATUS_UNAVAILABLE;
+
+	*resp = NULL;
+	if (l == NULL || l->n == 0) {
+		errbuf_set(errmsg, errlen, "%s: no address to call", method);
+		return GRPC_STATUS_FAILED_PRECONDITION;
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		const char *addr = plat_addrs_current(l);
+
+		rc = client_unary(c, addr, NULL, method, req, resp_desc, resp,
+		    opts, errmsg, errlen);
+		if (rc != GRPC_STATUS_UNAVAILABLE &&
+		    rc != GRPC_STATUS_DEADLINE_EXCEEDED)
+			return rc;
+		if (*resp != NULL)
+			protobuf_c_message_free_unpacked(*resp, NULL);
+		*resp = NULL;
+		plat_addrs_failed(l, addr);
+	}
+	return rc;
+}
+
+int
+plat_client_call_discovery(plat_client *c, const char *method,
+    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+    ProtobufCMessage **resp, const struct plat_call_opts *opts,
+    char *errmsg, size_t errlen)
+{
+	return plat_client_call_any(c, &c->disc, method, req, resp_desc, resp,
 	    opts, errmsg, errlen);
 }
 
@@ -1188,6 +1287,7 @@ watch_main(void *arg)
 	    PLATFORM__DISCOVERY__V1__WATCH_REQUEST__INIT;
 	plat_client *c = arg;
 	plat_client_stream *s;
+	const char *addr;
 	int64_t backoff = WATCH_BACKOFF_MIN_MS;
 	char err[256];
 	int rc, was_synced = 0;
@@ -1196,7 +1296,8 @@ watch_main(void *arg)
 	while (!c->stopping) {
 		pthread_mutex_unlock(&c->mu);
 		err[0] = '\0';
-		rc = plat_client_stream_open(c, c->discovery, M_WATCH,
+		addr = plat_addrs_current(&c->disc);
+		rc = plat_client_stream_open(c, addr, M_WATCH,
 		    &req.base, 0, NULL, &s, err, sizeof(err));
 		if (rc == GRPC_STATUS_OK) {
 			pthread_mutex_lock(&c->mu);
@@ -1218,12 +1319,19 @@ watch_main(void *arg)
 		pthread_mutex_lock(&c->mu);
 		if (c->stopping)
 			break;
+		/* The next replica, if there is one, gets the next try. */
+		plat_addrs_failed(&c->disc, addr);
 		/* Say so once when a working watch breaks. */
 		if (was_synced) {
 			log_warn("discovery watch lost; reconnecting",
-			    "discovery", c->discovery, "status",
+			    "discovery", addr, "status",
 			    plat_status_name(rc), "message", err);
 			was_synced = 0;
+			/* Straight to the next replica: no backoff. */
+			if (c->disc.n > 1) {
+				backoff = WATCH_BACKOFF_MIN_MS;
+				continue;
+			}
 		}
 		watch_wait_locked(c, client_jitter(backoff));
 		if ((backoff *= 2) > WATCH_BACKOFF_MAX_MS)
@@ -1265,7 +1373,7 @@ client_fetch(plat_client *c, const char *service, int64_t deadline_ms,
 	req.name = (char *)service;
 	co.deadline_ms = (int)(deadline_ms < c->deadline_ms ? deadline_ms :
 	    c->deadline_ms);
-	rc = client_unary(c, c->discovery, NULL, M_GET_SERVICE, &req.base,
+	rc = plat_client_call_any(c, &c->disc, M_GET_SERVICE, &req.base,
 	    &platform__discovery__v1__get_service_response__descriptor, &m,
 	    &co, errmsg, errlen);
 	if (rc != GRPC_STATUS_OK && rc != GRPC_STATUS_NOT_FOUND)

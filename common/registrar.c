@@ -46,7 +46,8 @@ enum reg_state {
 
 struct plat_registrar {
 	plat_client *c;
-	char *discovery;
+	char *discovery;                 /* as given, for the logs */
+	struct plat_addrs disc;          /* its replicas: whichever answers */
 	char *service;
 	char *version;
 	char *node_id;
@@ -193,6 +194,7 @@ reg_free(plat_registrar *r)
 	free(r->node_id);
 	free(r->address);
 	free(r->discovery);
+	plat_addrs_free(&r->disc);
 	pthread_cond_destroy(&r->cv);
 	pthread_mutex_destroy(&r->mu);
 	free(r);
@@ -217,7 +219,7 @@ reg_once(plat_registrar *r)
 
 	if (co.deadline_ms > r->interval_ms)
 		co.deadline_ms = (int)r->interval_ms;
-	rc = plat_client_call_addr(r->c, r->discovery, M_REGISTER,
+	rc = plat_client_call_any(r->c, &r->disc, M_REGISTER,
 	    &r->req.base, &platform__discovery__v1__register_response__descriptor,
 	    &m, &co, err, sizeof(err));
 	if (rc == 0) {
@@ -288,12 +290,13 @@ plat_registrar *
 plat_registrar_start(plat_client *c, const char *discovery,
     const struct plat_registration *reg)
 {
+	struct plat_addrs disc;
 	plat_registrar *r;
 	int ttl;
 
-	if (c == NULL || discovery == NULL || discovery[0] == '\0' ||
-	    reg == NULL || reg->service == NULL || reg->node_id == NULL ||
-	    reg->address == NULL) {
+	if (c == NULL || reg == NULL || reg->service == NULL ||
+	    reg->node_id == NULL || reg->address == NULL ||
+	    plat_addrs_parse(&disc, discovery) != 0) {
 		log_error("registrar: no client, discovery address or "
 		    "registration; not registering");
 		return NULL;
@@ -305,6 +308,7 @@ plat_registrar_start(plat_client *c, const char *discovery,
 	r = xcalloc(1, sizeof(*r));
 	r->c = c;
 	r->discovery = xstrdup(discovery);
+	r->disc = disc;
 	pthread_mutex_init(&r->mu, NULL);
 	plat_cond_init(&r->cv);
 	atomic_init(&r->registered, 0);
@@ -334,7 +338,7 @@ reg_deregister(plat_registrar *r)
 	req.name = r->service;
 	req.version = r->version;
 	req.node_id = r->node_id;
-	rc = plat_client_call_addr(r->c, r->discovery, M_DEREGISTER,
+	rc = plat_client_call_any(r->c, &r->disc, M_DEREGISTER,
 	    &req.base, &platform__discovery__v1__deregister_response__descriptor,
 	    &m, &co, err, sizeof(err));
 	if (rc == 0) {

@@ -2031,8 +2031,11 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	 * (emitted while draining) are dropped and counted. */
 	plat_events_stop(srv->events, srv->settings.grace_ms < EVENTS_FLUSH_MS ?
 	    srv->settings.grace_ms : EVENTS_FLUSH_MS);
-	server_close_outbound(srv);
+	if (svc->stopping != NULL)
+		svc->stopping(srv);
 	server_shutdown(srv);
+	/* After the drain: a call still answering may call other servers. */
+	server_close_outbound(srv);
 	exit_code = 0;
 out_fini:
 	metrics_stop(srv->metrics);

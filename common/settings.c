@@ -32,6 +32,7 @@ enum settings_kind {
 
 #define SETTINGS_F_EMPTY_UNSET	0x1	/* an empty value means not given */
 #define SETTINGS_F_PORT0	0x2	/* port 0: the system picks one */
+#define SETTINGS_F_LIST		0x4	/* addresses, comma-separated */
 
 struct settings_def {
 	const char		*flag;
@@ -57,8 +58,10 @@ static const struct settings_def settings_defs[] = {
 	  SETTINGS_K_ADDR, SETTINGS_F_EMPTY_UNSET, SETTINGS_OFF(advertise),
 	  0, 0, 0, "listen (hostname:port for 0.0.0.0, [::])" },
 	{ "--discovery", "PLATFORM_DISCOVERY", "ADDR",
-	  "discovery-srv host:port; empty: do not register",
-	  SETTINGS_K_ADDR, SETTINGS_F_EMPTY_UNSET, SETTINGS_OFF(discovery),
+	  "discovery-srv host:port, or several (its replicas) separated by "
+	  "commas: whichever answers; empty: do not register",
+	  SETTINGS_K_ADDR, SETTINGS_F_EMPTY_UNSET | SETTINGS_F_LIST,
+	  SETTINGS_OFF(discovery),
 	  0, 0, 0, "none" },
 	{ "--database", "PLATFORM_DATABASE", "URL",
 	  "PostgreSQL conninfo",
@@ -303,6 +306,30 @@ settings_apply(struct plat_settings *s, const struct settings_def *d,
 	settings_show(show, sizeof(show), v);
 	switch (d->kind) {
 	case SETTINGS_K_ADDR:
+		if (d->flags & SETTINGS_F_LIST) {
+			/* Each element an address, none empty. */
+			char one[300];
+			const char *p = v, *comma;
+
+			do {
+				size_t n1;
+
+				comma = strchr(p, ',');
+				n1 = comma != NULL ? (size_t)(comma - p) :
+				    strlen(p);
+				snprintf(one, sizeof(one), "%.*s", (int)n1, p);
+				problem = n1 >= sizeof(one) ? "is too long" :
+				    settings_address_problem(one, 0);
+				if (problem != NULL) {
+					settings_show(show, sizeof(show), one);
+					errbuf_set(err, errlen, "%s: \"%s\" %s",
+					    name, show, problem);
+					return -1;
+				}
+				p = comma + 1;
+			} while (comma != NULL);
+			break;
+		}
 		problem = settings_address_problem(v,
 		    d->flags & SETTINGS_F_PORT0);
 		if (problem != NULL) {

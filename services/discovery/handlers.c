@@ -14,12 +14,27 @@
 #include <time.h>
 
 #include "discovery.h"
+#include "platform/client.h"
 #include "platform/events.h"
 #include "platform/log.h"
 #include "platform/metrics.h"
 #include "platform/paging.h"
 #include "platform/server.h"
+#include "peers.h"
 #include "registry.h"
+
+/* How long a stopping replica keeps sending its peers what is queued
+ * (its own deregistration among it). */
+#define PEERS_FLUSH_MS 1000
+
+static char *peers_opt;
+
+static const struct settings_option discovery_options[] = {
+	{ "--peers", "PLATFORM_PEERS",
+	  "the other discovery-srv replicas, host:port,host:port: "
+	  "registrations are copied to them and filled from them at start",
+	  &peers_opt },
+};
 
 #define LIST_PAGE_DEFAULT 100
 #define LIST_PAGE_MAX 1000
@@ -222,6 +237,8 @@ discovery_register(plat_ctx *ctx, const ProtobufCMessage *msg,
 	pthread_rwlock_unlock(&D.lock);
 	if (rc != PLAT_OK)
 		return plat_error(ctx, rc, "%s", err);
+	if (plat_ctx_metadata(ctx, PEERS_MD) == NULL)
+		peers_forward_register(req);
 	out->ttl_seconds = ttl;
 	*resp = &out->base;
 	return PLAT_OK;
@@ -243,6 +260,9 @@ discovery_deregister(plat_ctx *ctx, const ProtobufCMessage *msg,
 	removed = registry_deregister(D.reg, req->name, req->version,
 	    req->node_id, "deregistered");
 	pthread_rwlock_unlock(&D.lock);
+	/* Copied even when nothing was here: a peer may hold it. */
+	if (plat_ctx_metadata(ctx, PEERS_MD) == NULL)
+		peers_forward_deregister(req);
 	if (removed == 0)
 		return plat_error(ctx, PLAT_NOT_FOUND,
 		    "no node %s%s%sof service \"%s\" version \"%s\"",
@@ -397,6 +417,47 @@ gauge_services(void *arg)
 	return (double)n;
 }
 
+/* A registration a peer holds, taken at start. */
+static void
+apply_from_peer(const Platform__Discovery__V1__RegisterRequest *req)
+{
+	char err[256];
+	uint32_t ttl;
+
+	if (registry_validate(req, err, sizeof(err)) != 0)
+		return;
+	pthread_rwlock_wrlock(&D.lock);
+	(void)registry_register(D.reg, req, plat_now_ms(), plat_wall_ms(),
+	    &ttl, err, sizeof(err));
+	pthread_rwlock_unlock(&D.lock);
+}
+
+static void discovery_fini(plat_server *srv);
+
+static int
+discovery_check_settings(const struct plat_settings *s, char *err,
+    size_t errlen)
+{
+	struct plat_addrs l;
+
+	(void)s;
+	if (peers_opt == NULL || peers_opt[0] == '\0')
+		return 0;
+	if (plat_addrs_parse(&l, peers_opt) != 0)
+		goto bad;
+	for (size_t i = 0; i < l.n; i++)
+		if (settings_check_address(l.addr[i]) != 0) {
+			plat_addrs_free(&l);
+			goto bad;
+		}
+	plat_addrs_free(&l);
+	return 0;
+bad:
+	snprintf(err, errlen, "--peers: host:port addresses separated by "
+	    "commas, not '%s'", peers_opt);
+	return -1;
+}
+
 static int
 discovery_init(plat_server *srv, const struct plat_settings *s)
 {
@@ -415,13 +476,27 @@ discovery_init(plat_server *srv, const struct plat_settings *s)
 		D.reg = NULL;
 		return -1;
 	}
+	if (peers_start(srv, peers_opt, apply_from_peer) != 0) {
+		log_error("discovery: cannot start copying to its peers");
+		discovery_fini(srv);
+		return -1;
+	}
 	return 0;
+}
+
+/* Its own deregistration is queued by now: the peers get it. */
+static void
+discovery_stopping(plat_server *srv)
+{
+	(void)srv;
+	peers_stop(PEERS_FLUSH_MS);
 }
 
 static void
 discovery_fini(plat_server *srv)
 {
 	(void)srv;
+	peers_stop(0);          /* a no-op unless init failed half-way */
 	pthread_mutex_lock(&D.sweep_mu);
 	D.stop = 1;
 	pthread_cond_signal(&D.sweep_cv);
@@ -486,6 +561,10 @@ const struct plat_service discovery_service = {
 	.methods = discovery_methods,
 	.nmethods = PLAT_COUNT(discovery_methods),
 	.self_discovery = 1,
+	.options = discovery_options,
+	.noptions = PLAT_COUNT(discovery_options),
+	.check_settings = discovery_check_settings,
+	.stopping = discovery_stopping,
 	.init = discovery_init,
 	.fini = discovery_fini,
 };

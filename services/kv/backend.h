@@ -57,7 +57,10 @@ struct kv_backend_ops {
 	int (*replicate)(struct kv_backend *b, plat_ctx *ctx,
 	    const Platform__Kv__V1__ReplicateRequest *req,
 	    Platform__Kv__V1__ReplicateResponse *resp);
-	/* Stops background work; every stream has ended. */
+	/* Shutdown starts: stop background work that calls other servers
+	 * (the server's client closes after the drain). May be NULL. */
+	void (*stopping)(struct kv_backend *b);
+	/* Stops the rest; every call and stream has ended. */
 	void (*free)(struct kv_backend *b);
 };
 

@@ -99,6 +99,9 @@ struct emb {
 	 * pool ever waits on a pool of its own kind. */
 	struct pool client_pool, primary_pool;
 
+	atomic_int stopping;            /* peer streams end */
+	bool stopped;                   /* the ring thread joined */
+
 	atomic_ullong forwarded, replicate_failures, moved;
 };
 
@@ -944,9 +947,11 @@ mpeer_main(void *arg)
 
 	req.table = w->table;
 	req.prefix = w->prefix;
-	if (c != NULL && plat_client_stream_open(c, p->addr, KV_PATH "Watch",
+	if (c != NULL && !atomic_load(&E->stopping) &&
+	    plat_client_stream_open(c, p->addr, KV_PATH "Watch",
 	    &req.base, 0, md, &s, err, sizeof(err)) == PLAT_OK) {
-		while (!atomic_load(&w->closed)) {
+		while (!atomic_load(&w->closed) &&
+		    !atomic_load(&E->stopping)) {
 			ProtobufCMessage *msg = NULL;
 			Platform__Kv__V1__WatchResponse *r;
 			int got = plat_client_stream_next(s,
@@ -1069,7 +1074,7 @@ read_members(struct ring_member **out)
 	m[0].address = xstrdup(E->self_addr);
 	req.name = "kv";
 	if (c != NULL && set->discovery != NULL && set->discovery[0] != '\0' &&
-	    plat_client_call_addr(c, set->discovery,
+	    plat_client_call_discovery(c,
 	    "/platform.discovery.v1.Discovery/GetService", &req.base,
 	    &platform__discovery__v1__get_service_response__descriptor,
 	    (ProtobufCMessage **)&r, &o, err, sizeof(err)) == PLAT_OK) {
@@ -1369,15 +1374,31 @@ gauge_moved(void *arg)
 	return (double)atomic_load(&E->moved);
 }
 
+/* The ring thread and the Watch peers call other nodes: they stop before
+ * the client closes. The pools go on answering the calls that drain. */
 static void
-emb_free(struct kv_backend *b)
+emb_stopping(struct kv_backend *b)
 {
 	(void)b;
+	if (E->stopped)
+		return;
 	pthread_mutex_lock(&E->mu);
 	E->stop = 1;
 	pthread_cond_broadcast(&E->cv);
 	pthread_mutex_unlock(&E->mu);
 	pthread_join(E->thread, NULL);
+	E->stopped = true;
+	atomic_store(&E->stopping, 1);
+	pthread_mutex_lock(&E->peers_mu);
+	while (E->npeers > 0)
+		pthread_cond_wait(&E->peers_cv, &E->peers_mu);
+	pthread_mutex_unlock(&E->peers_mu);
+}
+
+static void
+emb_free(struct kv_backend *b)
+{
+	emb_stopping(b);
 	/* The runtime waited for every deferred call: the pool is idle. */
 	pool_stop(&E->client_pool);
 	pool_stop(&E->primary_pool);
@@ -1404,6 +1425,7 @@ static const struct kv_backend_ops emb_ops = {
 	.list = emb_list,
 	.watch = emb_watch,
 	.replicate = emb_replicate,
+	.stopping = emb_stopping,
 	.free = emb_free,
 };
 

@@ -507,6 +507,14 @@ kv_init(plat_server *srv, const struct plat_settings *s)
 }
 
 static void
+kv_stopping(plat_server *srv)
+{
+	(void)srv;
+	if (K.b != NULL && K.b->ops->stopping != NULL)
+		K.b->ops->stopping(K.b);
+}
+
+static void
 kv_fini(plat_server *srv)
 {
 	(void)srv;
@@ -548,5 +556,6 @@ const struct plat_service kv_service = {
 	.noptions = PLAT_COUNT(kv_options),
 	.check_settings = kv_check_settings,
 	.init = kv_init,
+	.stopping = kv_stopping,
 	.fini = kv_fini,
 };

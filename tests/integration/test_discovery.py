@@ -10,6 +10,7 @@ PLATFORM_BUILD_DIR and PLATFORM_SOURCE_DIR).
 import itertools
 import os
 import random
+import signal
 import sys
 import time
 
@@ -855,6 +856,66 @@ class ValidationTest(DiscoveryCase):
                 self.assertEqual(self.c.deregister(s.name, s.version,
                                                    '').removed,
                                  len(s.nodes))
+
+
+class ReplicaTest(harness.ServiceCase):
+    """Two discovery-srv replicas (--peers): a registration on one is on
+    the other, a watch on either sees it, a server given both
+    (--discovery a,b) goes on heartbeating through the one left when the
+    other is killed, and a restarted replica fills itself from its peer."""
+
+    def test_replicas(self):
+        import kv_harness as kh
+        pa, pb = harness.free_port(), harness.free_port()
+        aa, ab = '127.0.0.1:%d' % pa, '127.0.0.1:%d' % pb
+        a = Server(port=pa, discovery='self', name='disc-a',
+                   extra_args=['--peers', ab])
+        self.addCleanup(a.kill)
+        b = Server(port=pb, discovery='self', name='disc-b',
+                   extra_args=['--peers', aa])
+        self.addCleanup(b.kill)
+        ca, cb = a.discovery_client(), b.discovery_client()
+        name = uniq('rep')
+        w = cb.watch(name)
+        self.addCleanup(w.close)
+        ca.register(service(name, nodes=[node(name + '-1', 'h:1')]))
+        got = wait_for(lambda: [n.id for s in cb.get(name).services
+                                for n in s.nodes], what='the copy on b')
+        self.assertEqual(got, [name + '-1'])
+        seen = [w.next() for _ in range(2)]
+        self.assertEqual([EVENT_NAMES[m.type] for m in seen],
+                         ['EVENT_TYPE_SYNCED', 'EVENT_TYPE_CREATED'])
+        # A real server given both replicas.
+        kv = kh.kv_server(name='kv-two-discoveries',
+                          discovery='%s,%s' % (aa, ab),
+                          extra_args=['--register-ttl', '3'])
+        self.addCleanup(kv.kill)
+
+        def kv_expiry(c):
+            r = c.get('kv')
+            return max(n.expires_unix_ms for s in r.services
+                       for n in s.nodes)
+        wait_for(lambda: kv_expiry(cb) > 0, what='kv-srv on b')
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait(10)
+        at_kill = kv_expiry(cb)
+        wait_for(lambda: kv_expiry(cb) > at_kill + 1500, timeout=30,
+                 what='heartbeats reaching b after a is gone')
+        cb.deregister(name, 'v1')
+        # a again: it takes what b holds before it serves.
+        a2 = Server(port=pa, discovery='self', name='disc-a2',
+                    extra_args=['--peers', ab])
+        self.addCleanup(a2.kill)
+        ca2 = a2.discovery_client()
+        self.assertGreater(kv_expiry(ca2), 0)
+        self.assertCode(rpc_error(ca2.get, name), C.NOT_FOUND)
+        kv.stop_clean()
+        wait_for(lambda: rpc_error(cb.get, 'kv').code() == C.NOT_FOUND,
+                 what='the deregistration on b')
+        wait_for(lambda: rpc_error(ca2.get, 'kv').code() == C.NOT_FOUND,
+                 what='the deregistration copied to a')
+        a2.stop_clean()
+        b.stop_clean()
 
 
 if __name__ == '__main__':

@@ -14,6 +14,7 @@
 #ifndef PLATFORM_CLIENT_H
 #define PLATFORM_CLIENT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <protobuf-c/protobuf-c.h>
 
@@ -61,6 +62,37 @@ int plat_client_call(plat_client *c, const char *service,
     const char *method, const ProtobufCMessage *req,
     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
     const struct plat_call_opts *opts, char *errmsg, size_t errlen);
+
+/*
+ * Replicas of one server (--discovery a,b,c): calls go to the one that
+ * answered last, and move on to the next when it is down.
+ */
+struct plat_addrs {
+	char **addr;
+	size_t n;
+	atomic_size_t cur;
+};
+/* "a,b,c" into l: 0, or -1 when the list or an element is empty. */
+int plat_addrs_parse(struct plat_addrs *l, const char *list);
+void plat_addrs_free(struct plat_addrs *l);
+/* The one to try first, or NULL for an empty list. */
+const char *plat_addrs_current(struct plat_addrs *l);
+/* After a failure at addr: the next one is tried first from now on. */
+void plat_addrs_failed(struct plat_addrs *l, const char *addr);
+
+/* A unary call to whichever of l answers, from the current one on: a
+ * replica that is UNAVAILABLE (or past the deadline) passes the call to
+ * the next; any other answer is the call's. */
+int plat_client_call_any(plat_client *c, struct plat_addrs *l,
+    const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+    const struct plat_call_opts *opts, char *errmsg, size_t errlen);
+/* The same to the client's discovery replicas; FAILED_PRECONDITION when
+ * it has none. */
+int plat_client_call_discovery(plat_client *c, const char *method,
+    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+    ProtobufCMessage **resp, const struct plat_call_opts *opts,
+    char *errmsg, size_t errlen);
 
 /* Server-streaming call to a fixed address. deadline_ms 0: no deadline. */
 int plat_client_stream_open(plat_client *c, const char *address,

@@ -136,6 +136,11 @@ struct plat_service {
 	/* Called after settings are parsed and before serving; non-zero
 	 * aborts the start (exit 1). May be NULL. */
 	int (*init)(plat_server *srv, const struct plat_settings *s);
+	/* Called once when shutdown starts, after the server left the
+	 * registry and before it stops accepting: stop background work
+	 * that calls other servers (the server's own client closes after
+	 * the last call has drained). May be NULL. */
+	void (*stopping)(plat_server *srv);
 	/* Called after the last call has drained. May be NULL. */
 	void (*fini)(plat_server *srv);
 };
