@@ -79,11 +79,17 @@ take_batch(struct batcher *b, struct batcher_call **calls)
 	return n;
 }
 
+/* Hands calls to the answerer; from then on they no longer count as
+ * pending (before any of them can be answered). */
 static void
 answers_push(struct batcher *b, void *batch, struct batcher_call **calls,
     size_t n)
 {
 	struct answers *a = xcalloc(1, sizeof(*a));
+
+	pthread_mutex_lock(&b->mu);
+	b->pending -= (int64_t)n;
+	pthread_mutex_unlock(&b->mu);
 
 	a->batch = batch;
 	a->n = n;
@@ -201,7 +207,6 @@ writer_main(void *arg)
 		pthread_mutex_unlock(&b->mu);
 		write_batch(b, calls, n, live);
 		pthread_mutex_lock(&b->mu);
-		b->pending -= (int64_t)n;
 	}
 	pthread_mutex_unlock(&b->mu);
 	free(live);
