@@ -23,6 +23,7 @@
 #include "platform/paging.h"
 #include "platform/metrics.h"
 #include "platform/server.h"
+#include "platform/xalloc.h"
 #include "store.h"
 #include "writer.h"
 
@@ -372,7 +373,45 @@ struct write_call {
 	char *json;
 };
 
-/* A committed change as the platform event platform.config.changed. */
+/* s as a JSON string at p (escaped as json_dumps does: '"', '\\' and
+ * control characters; s is UTF-8, as the runtime checked every request
+ * string), at most 6 * strlen(s) + 2 bytes; returns the end. */
+static char *
+json_quote(char *p, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	static const char short_esc[0x20] = {
+		['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\f'] = 'f',
+		['\r'] = 'r',
+	};
+
+	*p++ = '"';
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\') {
+			*p++ = '\\';
+			*p++ = (char)ch;
+		} else if (ch < 0x20 && short_esc[ch] != '\0') {
+			*p++ = '\\';
+			*p++ = short_esc[ch];
+		} else if (ch < 0x20) {
+			memcpy(p, "\\u00", 4);
+			p[4] = hex[ch >> 4];
+			p[5] = hex[ch & 15];
+			p += 6;
+		} else
+			*p++ = (char)ch;
+	}
+	*p++ = '"';
+	return p;
+}
+
+/*
+ * A committed change as the platform event platform.config.changed. Its
+ * JSON is written directly, one allocation, rather than built as a
+ * jansson object and dumped: this runs for every write.
+ */
 static void
 emit_change(enum store_op op, const struct cfg_row *row)
 {
@@ -381,15 +420,25 @@ emit_change(enum store_op op, const struct cfg_row *row)
 		[STORE_DELETE] = "delete",
 		[STORE_ROLLBACK] = "rollback",
 	};
+	size_t len = 6 * (strlen(row->ns) + strlen(row->path) +
+	    strlen(row->author) + strlen(row->comment)) + 192;
+	char *text = xcalloc(1, len), *p = text;
 
-	plat_event_emit_json(S.events, "platform.config.changed",
-	    "platform.config.changed.v1", json_pack(
-	    "{s:s,s:s,s:s,s:I,s:I,s:b,s:s,s:s}", "op", ops[op],
-	    "namespace", row->ns, "path", row->path,
-	    "version", (json_int_t)row->version,
-	    "revision", (json_int_t)row->revision, "deleted", row->deleted,
-	    "author", row->author, "comment", row->comment),
+	p += sprintf(p, "{\"op\":\"%s\",\"namespace\":", ops[op]);
+	p = json_quote(p, row->ns);
+	p += sprintf(p, ",\"path\":");
+	p = json_quote(p, row->path);
+	p += sprintf(p, ",\"version\":%" PRId64 ",\"revision\":%" PRId64
+	    ",\"deleted\":%s,\"author\":", row->version, row->revision,
+	    row->deleted ? "true" : "false");
+	p = json_quote(p, row->author);
+	p += sprintf(p, ",\"comment\":");
+	p = json_quote(p, row->comment);
+	memcpy(p, "}", 2);
+	plat_event_emit(S.events, "platform.config.changed",
+	    "platform.config.changed.v1", text,
 	    (const char *const[]){ "namespace", row->ns, NULL });
+	free(text);
 }
 
 /* The writer's answer: on success the change is published as a platform
