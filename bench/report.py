@@ -2,6 +2,8 @@
 """Turns bench/run's raw results into the markdown section of README.md.
 
   report.py RESULTS_DIR [--readme bench/README.md]
+  report.py RESULTS_DIR --partial
+
 
 RESULTS_DIR holds, per target T and round R: T.R.h2load (h2load's
 summary), T.R.lat (h2load --log-file: start us, HTTP status, elapsed us per
@@ -14,6 +16,10 @@ Without --readme the section is printed. With it, the text between the
 markers below is replaced (the markers are appended if missing). Any
 failed, errored or timed-out request, or a non-200 status, makes this
 exit 1 without touching the README: such numbers are not results.
+
+--partial is for a run of only some targets (bench/run's BENCH_TARGETS):
+it prints each target's req/s and CPU and the ratios of those measured
+(config Update / etcd Put, per round and of the medians), never a README.
 """
 import collections
 import glob
@@ -107,12 +113,14 @@ def ms(us):
     return "%.2f ms" % (us / 1000.0)
 
 
-def summarize(d):
+def summarize(d, partial=False):
     meta = read_meta(d)
     rows = {}
     problems = []
     for key, _, _, _ in TARGETS:
         rounds = sorted(glob.glob(os.path.join(d, key + ".*.h2load")))
+        if not rounds and partial:
+            continue
         if not rounds:
             raise SystemExit("report: no results for %s in %s" % (key, d))
         runs = [parse_h2load(p) for p in rounds]
@@ -156,6 +164,8 @@ def summarize(d):
         mid = len(rps) // 2
         median = rps[mid] if len(rps) % 2 else (rps[mid - 1] + rps[mid]) / 2
         rows[key] = {
+            "per_round": {int(p.rsplit(".", 2)[-2]): r["rps"]
+                          for p, r in zip(rounds, runs)},
             "rps": median, "rps_min": min(rps),
             "rps_max": max(rps), "rounds": len(rps), "requests": n,
             "mean": mean, "p50": pct[0.5], "p90": pct[0.9], "p99": pct[0.99],
@@ -339,6 +349,35 @@ def render(meta, rows):
     return "\n".join(out) + "\n"
 
 
+# The ratios a partial run reports when both sides were measured.
+RATIOS = [("config_update", "etcd_put", "config Update / etcd Put"),
+          ("config_read", "etcd_range", "config Read / etcd Range"),
+          ("discovery", "echo", "discovery GetService / echo")]
+
+
+def render_partial(rows):
+    out = ["| Target | req/s median (min-max) | server CPU | h2load CPU |"
+           " other CPU |", "|---|---:|---:|---:|---:|"]
+    for key, name, path, _ in TARGETS:
+        if key not in rows:
+            continue
+        r = rows[key]
+        out.append("| %s %s | %.0f (%.0f-%.0f) | %.2f (pg %.2f) | %.2f | "
+                   "%.2f |" % (name, path.rsplit("/", 1)[1], r["rps"],
+                               r["rps_min"], r["rps_max"], r["server_cpu"],
+                               r["db_cpu"], r["client_cpu"],
+                               r["other_cpu"]))
+    out.append("")
+    for a, b, what in RATIOS:
+        if a not in rows or b not in rows:
+            continue
+        ra, rb = rows[a]["per_round"], rows[b]["per_round"]
+        per = ["%.2f" % (ra[k] / rb[k]) for k in sorted(ra) if k in rb]
+        out.append("%s: %.2fx (medians); per round: %s" % (
+            what, rows[a]["rps"] / rows[b]["rps"], " ".join(per)))
+    return "\n".join(out) + "\n"
+
+
 def write_readme(path, section):
     text = open(path).read() if os.path.exists(path) else ""
     b, e = text.find(BEGIN), text.find(END)
@@ -354,6 +393,9 @@ def write_readme(path, section):
 def main():
     args = sys.argv[1:]
     readme = None
+    partial = "--partial" in args
+    if partial:
+        args.remove("--partial")
     if "--readme" in args:
         i = args.index("--readme")
         readme = args[i + 1]
@@ -361,7 +403,13 @@ def main():
     if len(args) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    meta, rows, problems = summarize(args[0])
+    meta, rows, problems = summarize(args[0], partial)
+    if partial:
+        sys.stdout.write(render_partial(rows))
+        if problems:
+            print("report: " + "; ".join(problems), file=sys.stderr)
+            return 1
+        return 0
     section = render(meta, rows)
     sys.stdout.write(section)
     if problems:

@@ -59,6 +59,9 @@ struct pg_conn {
 	struct pg_stmt	*stmts;		/* prepared on this pg */
 	int		 stop_fd;	/* readable: stop waiting; or -1 */
 	bool		 busy;		/* acquired */
+	/* In pg_tx, before its first statement: BEGIN goes with that
+	 * statement, in the same round trip. */
+	bool		 begin_pending;
 };
 
 struct pg_pool {
@@ -320,6 +323,81 @@ conn_lost(struct pg_conn *c)
 
 /* ---- waiting for results and mapping errors ---- */
 
+/* Sends what libpq still buffers. 1: sent, 0: the deadline passed,
+ * -1: the connection broke. */
+static int
+conn_flush(struct pg_conn *c, int64_t deadline)
+{
+	int r, sock = PQsocket(c->pg);
+
+	while ((r = PQflush(c->pg)) != 0) {
+		if (r < 0)
+			return -1;
+		r = pg_wait_fd(sock, POLLIN | POLLOUT, c->stop_fd, deadline);
+		if (r <= 0)
+			return r < 0 ? -1 : 0;
+		if (!PQconsumeInput(c->pg))
+			return -1;
+	}
+	return 1;
+}
+
+/*
+ * Waits until PQgetResult would not block. At *deadline the statement
+ * running is cancelled when cancel is set (once: *cancelled), and the
+ * server gets PG_GRACE_MS more to answer. 1: ready, 0: the deadline (and
+ * grace) passed, -1: the connection broke or was stopped.
+ */
+static int
+conn_ready(struct pg_conn *c, int64_t *deadline, bool cancel,
+    bool *cancelled)
+{
+	char buf[256] = "no cancel handle";
+	int r, sock = PQsocket(c->pg);
+
+	while (PQisBusy(c->pg)) {
+		r = pg_wait_fd(sock, POLLIN, c->stop_fd, *deadline);
+		if (r == 0 && cancel && !*cancelled) {
+			/* Stops the statement and its locks; the answer is
+			 * error 57014. */
+			if (c->cancel == NULL ||
+			    !PQcancel(c->cancel, buf, sizeof(buf)))
+				log_debug("database cancel failed", "error",
+				    buf);
+			*cancelled = true;
+			*deadline = plat_now_ms() + PG_GRACE_MS;
+			continue;
+		}
+		if (r == 0)
+			return 0;
+		if (r < 0 || !PQconsumeInput(c->pg))
+			return -1;
+	}
+	return 1;
+}
+
+/* Keeps the first error of a statement's results, else the last. */
+static void
+result_keep(PGresult **keep, PGresult *res)
+{
+	if (*keep != NULL && PQresultStatus(*keep) == PGRES_FATAL_ERROR)
+		PQclear(res);
+	else {
+		PQclear(*keep);
+		*keep = res;
+	}
+}
+
+static bool
+result_is_copy(const PGresult *res)
+{
+	/* Never issued here (a COPY in a migration): the protocol state is
+	 * beyond repair. */
+	return PQresultStatus(res) == PGRES_COPY_IN ||
+	    PQresultStatus(res) == PGRES_COPY_OUT ||
+	    PQresultStatus(res) == PGRES_COPY_BOTH;
+}
+
 /*
  * Sends what libpq still buffers and waits for the statement sent on c to
  * finish. Returns its result: the first error when several statements ran
@@ -332,65 +410,31 @@ static PGresult *
 conn_wait(struct pg_conn *c, int64_t deadline, bool cancel, bool *timed_out)
 {
 	PGresult *res, *keep = NULL;
-	char buf[256] = "no cancel handle";
 	bool cancelled = false;
-	int r, sock = PQsocket(c->pg);
+	int r;
 
 	*timed_out = false;
-	while ((r = PQflush(c->pg)) != 0) {
-		if (r < 0)
-			goto broken;
-		r = pg_wait_fd(sock, POLLIN | POLLOUT, c->stop_fd, deadline);
-		if (r == 0)
-			goto timeout;	/* not even sent: nothing to cancel */
-		if (r < 0 || !PQconsumeInput(c->pg))
-			goto broken;
-	}
+	if ((r = conn_flush(c, deadline)) <= 0)
+		goto fail;	/* not even sent: nothing to cancel */
 	for (;;) {
-		while (PQisBusy(c->pg)) {
-			r = pg_wait_fd(sock, POLLIN, c->stop_fd, deadline);
-			if (r == 0 && cancel && !cancelled) {
-				/* Stops the statement and its locks; the answer
-				 * is error 57014. */
-				if (c->cancel == NULL ||
-				    !PQcancel(c->cancel, buf, sizeof(buf)))
-					log_debug("database cancel failed",
-					    "error", buf);
-				cancelled = true;
-				deadline = plat_now_ms() + PG_GRACE_MS;
-				continue;
-			}
-			if (r == 0)
-				goto timeout;
-			if (r < 0 || !PQconsumeInput(c->pg))
-				goto broken;
-		}
+		if ((r = conn_ready(c, &deadline, cancel, &cancelled)) <= 0)
+			goto fail;
 		if ((res = PQgetResult(c->pg)) == NULL)
 			break;
-		if (PQresultStatus(res) == PGRES_COPY_IN ||
-		    PQresultStatus(res) == PGRES_COPY_OUT ||
-		    PQresultStatus(res) == PGRES_COPY_BOTH) {
-			/* Never issued here (a COPY in a migration): the
-			 * protocol state is beyond repair. */
+		if (result_is_copy(res)) {
 			PQclear(res);
-			goto broken;
+			r = -1;
+			goto fail;
 		}
-		/* Keep the first error, else the last result. */
-		if (keep != NULL && PQresultStatus(keep) == PGRES_FATAL_ERROR)
-			PQclear(res);
-		else {
-			PQclear(keep);
-			keep = res;
-		}
+		result_keep(&keep, res);
 	}
 	return keep;
-timeout:
+fail:
 	PQclear(keep);
-	conn_close(c);
-	*timed_out = true;
-	return NULL;
-broken:
-	PQclear(keep);
+	if (r == 0) {
+		conn_close(c);
+		*timed_out = true;
+	}
 	return NULL;
 }
 
@@ -612,6 +656,17 @@ pg_exec(struct pg_conn *c, const char *name, const char *sql, int nparams,
 		errbuf_set(err, errlen, "%s", pg_code_message(PLAT_UNAVAILABLE));
 		return PLAT_UNAVAILABLE;
 	}
+	if (c->begin_pending) {
+		struct pg_query q = { name, sql, nparams, values, lengths,
+		    formats, NULL };
+
+		code = pg_pipeline(c, &q, 1, timeout_ms, err, errlen);
+		if (result != NULL)
+			*result = q.result;
+		else
+			PQclear(q.result);
+		return code;
+	}
 	code = conn_prepare(c, name, sql, deadline, err, errlen);
 	if (code != PLAT_OK)
 		return code;
@@ -624,6 +679,237 @@ pg_exec(struct pg_conn *c, const char *name, const char *sql, int nparams,
 	else
 		PQclear(res);
 	return code;
+}
+
+/* ---- pipelines ---- */
+
+/* What one entry of a pipeline sent, to read its answer. */
+enum pipe_kind { PIPE_BEGIN, PIPE_PREPARE, PIPE_QUERY, PIPE_COMMIT };
+
+struct pipe_sent {
+	enum pipe_kind kind;
+	size_t q;               /* PIPE_PREPARE, PIPE_QUERY: its query */
+};
+
+/* The query before q[i] with its name, or NULL. */
+static const struct pg_query *
+pipe_earlier(const struct pg_query *q, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(q[j].name, q[i].name) == 0)
+			return &q[j];
+	return NULL;
+}
+
+/* Queues q[0..n) (each prepared first unless it is on this connection),
+ * with BEGIN first and COMMIT last when asked; 0, or -1 when libpq
+ * refused (the connection broke). */
+static int
+pipe_send(struct pg_conn *c, const struct pg_query *q, size_t n,
+    bool begin, bool commit, struct pipe_sent *sent, size_t *nsent)
+{
+	*nsent = 0;
+	if (begin) {
+		if (!PQsendQueryParams(c->pg, "BEGIN", 0, NULL, NULL, NULL,
+		    NULL, 0))
+			return -1;
+		sent[(*nsent)++] = (struct pipe_sent){ PIPE_BEGIN, 0 };
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (stmt_find(c, q[i].name) == NULL &&
+		    pipe_earlier(q, i) == NULL) {
+			if (!PQsendPrepare(c->pg, q[i].name, q[i].sql, 0, NULL))
+				return -1;
+			sent[(*nsent)++] = (struct pipe_sent){ PIPE_PREPARE,
+			    i };
+		}
+		if (!PQsendQueryPrepared(c->pg, q[i].name, q[i].nparams,
+		    q[i].values, q[i].lengths, q[i].formats, 0))
+			return -1;
+		sent[(*nsent)++] = (struct pipe_sent){ PIPE_QUERY, i };
+	}
+	if (commit) {
+		if (!PQsendQueryParams(c->pg, "COMMIT", 0, NULL, NULL, NULL,
+		    NULL, 0))
+			return -1;
+		sent[(*nsent)++] = (struct pipe_sent){ PIPE_COMMIT, 0 };
+	}
+	return PQpipelineSync(c->pg) ? 0 : -1;
+}
+
+static const char *
+pipe_what(const struct pg_query *q, const struct pipe_sent *s)
+{
+	switch (s->kind) {
+	case PIPE_BEGIN:
+		return "BEGIN";
+	case PIPE_COMMIT:
+		return "COMMIT";
+	default:
+		return q[s->q].name;
+	}
+}
+
+/*
+ * Reads the answers of what pipe_send queued, in order, then the sync.
+ * The first failure is the outcome (the statements after it answer
+ * PGRES_PIPELINE_ABORTED, not errors of their own). 1: read through (the
+ * code in *code), 0 or -1: as conn_ready, the connection is done for.
+ */
+static int
+pipe_read(struct pg_conn *c, struct pg_query *q, const struct pipe_sent *sent,
+    size_t nsent, int64_t deadline, bool cancel, enum plat_code *code,
+    char *err, size_t errlen)
+{
+	PGresult *res, *keep;
+	bool cancelled = false;
+	int r;
+
+	*code = PLAT_OK;
+	for (size_t k = 0; k < nsent; k++) {
+		const struct pipe_sent *s = &sent[k];
+
+		keep = NULL;
+		for (;;) {
+			if ((r = conn_ready(c, &deadline, cancel,
+			    &cancelled)) <= 0) {
+				PQclear(keep);
+				return r;
+			}
+			if ((res = PQgetResult(c->pg)) == NULL)
+				break;
+			if (result_is_copy(res)) {
+				PQclear(res);
+				PQclear(keep);
+				return -1;
+			}
+			result_keep(&keep, res);
+		}
+		if (*code != PLAT_OK) {         /* skipped after a failure */
+			PQclear(keep);
+			continue;
+		}
+		*code = conn_check(c, keep, false, pipe_what(q, s), err,
+		    errlen);
+		if (*code != PLAT_OK) {
+			PQclear(keep);
+			if (c->pg == NULL)      /* conn_check closed it */
+				return -1;
+			continue;
+		}
+		switch (s->kind) {
+		case PIPE_PREPARE:
+			stmt_add(c, q[s->q].name, q[s->q].sql);
+			PQclear(keep);
+			break;
+		case PIPE_QUERY:
+			q[s->q].result = keep;
+			break;
+		case PIPE_COMMIT:
+			/* As pg_commit: a failed transaction answers
+			 * ROLLBACK. */
+			if (strcmp(PQcmdStatus(keep), "COMMIT") != 0) {
+				log_error("database commit of a failed "
+				    "transaction", "result", PQcmdStatus(keep));
+				errbuf_set(err, errlen, "%s",
+				    pg_code_message(PLAT_INTERNAL));
+				*code = PLAT_INTERNAL;
+			}
+			PQclear(keep);
+			break;
+		default:
+			PQclear(keep);
+		}
+	}
+	if ((r = conn_ready(c, &deadline, cancel, &cancelled)) <= 0)
+		return r;
+	res = PQgetResult(c->pg);
+	r = res != NULL && PQresultStatus(res) == PGRES_PIPELINE_SYNC ? 1 : -1;
+	PQclear(res);
+	return r;
+}
+
+/* pg_pipeline and pg_pipeline_commit; begin when a pg_tx starts. */
+static enum plat_code
+conn_pipeline(struct pg_conn *c, struct pg_query *q, size_t n, bool commit,
+    int64_t timeout_ms, char *err, size_t errlen)
+{
+	bool begin = c->begin_pending;
+	int64_t deadline = pg_deadline(timeout_ms);
+	struct pipe_sent *sent;
+	enum plat_code code = PLAT_OK;
+	size_t nsent;
+	int r;
+
+	for (size_t i = 0; i < n; i++)
+		q[i].result = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const struct pg_stmt *st;
+		const struct pg_query *e;
+
+		if (q[i].name == NULL || q[i].name[0] == '\0' ||
+		    q[i].sql == NULL || q[i].nparams < 0 ||
+		    ((st = stmt_find(c, q[i].name)) != NULL &&
+		    strcmp(st->sql, q[i].sql) != 0) ||
+		    ((e = pipe_earlier(q, i)) != NULL &&
+		    strcmp(e->sql, q[i].sql) != 0)) {
+			log_error("database statement without a name or SQL, "
+			    "or its name reused with other SQL", "statement",
+			    q[i].name);
+			errbuf_set(err, errlen, "%s",
+			    pg_code_message(PLAT_INTERNAL));
+			return PLAT_INTERNAL;
+		}
+	}
+	if (timeout_ms <= 0) {
+		errbuf_set(err, errlen, "%s",
+		    pg_code_message(PLAT_DEADLINE_EXCEEDED));
+		return PLAT_DEADLINE_EXCEEDED;
+	}
+	if (c->pg == NULL) {
+		errbuf_set(err, errlen, "%s", pg_code_message(PLAT_UNAVAILABLE));
+		return PLAT_UNAVAILABLE;
+	}
+	/* As pg_commit: a commit cut short costs the connection and leaves
+	 * its outcome unknown, so it gets at least PG_GRACE_MS. */
+	if (commit && timeout_ms < PG_GRACE_MS)
+		deadline = pg_deadline(PG_GRACE_MS);
+	c->begin_pending = false;
+	sent = xcalloc(2 * n + 2, sizeof(*sent));
+	if (!PQenterPipelineMode(c->pg) ||
+	    pipe_send(c, q, n, begin, commit, sent, &nsent) != 0)
+		r = -1;
+	else if ((r = conn_flush(c, deadline)) > 0)
+		r = pipe_read(c, q, sent, nsent, deadline, true, &code, err,
+		    errlen);
+	free(sent);
+	if (r > 0 && !PQexitPipelineMode(c->pg))
+		r = -1;
+	if (r <= 0) {
+		if (r == 0)
+			conn_close(c);
+		code = conn_check(c, NULL, r == 0, "pipeline", err, errlen);
+	}
+	if (code != PLAT_OK)
+		for (size_t i = 0; i < n; i++) {
+			PQclear(q[i].result);
+			q[i].result = NULL;
+		}
+	return code;
+}
+
+enum plat_code
+pg_pipeline(struct pg_conn *c, struct pg_query *q, size_t n,
+    int64_t timeout_ms, char *err, size_t errlen)
+{
+	return conn_pipeline(c, q, n, false, timeout_ms, err, errlen);
+}
+
+enum plat_code
+pg_pipeline_commit(struct pg_conn *c, struct pg_query *q, size_t n,
+    int64_t timeout_ms, char *err, size_t errlen)
+{
+	return conn_pipeline(c, q, n, true, timeout_ms, err, errlen);
 }
 
 /* ---- transactions ---- */
@@ -992,22 +1278,36 @@ pg_release(struct pg_pool *p, struct pg_conn *c)
 
 /* ---- whole transactions ---- */
 
-/* One attempt: BEGIN, fn, COMMIT, or ROLLBACK when anything failed. */
+/*
+ * One attempt: BEGIN, fn, COMMIT, or ROLLBACK when anything failed. BEGIN
+ * waits for fn's first statement and goes in the same round trip; fn may
+ * commit with its last (pg_pipeline_commit), leaving nothing to do here.
+ */
 static enum plat_code
 tx_once(struct pg_conn *c, int64_t deadline, pg_tx_fn fn, void *arg,
     char *err, size_t errlen)
 {
 	enum plat_code code;
 	char ignored[128];
+	bool open;
 
-	if ((code = pg_begin(c, pg_left(deadline), err, errlen)) != PLAT_OK)
-		return code;
+	if (pg_left(deadline) <= 0) {
+		errbuf_set(err, errlen, "%s",
+		    pg_code_message(PLAT_DEADLINE_EXCEEDED));
+		return PLAT_DEADLINE_EXCEEDED;
+	}
+	c->begin_pending = true;
 	code = fn(c, pg_left(deadline), arg, err, errlen);
+	c->begin_pending = false;
+	open = c->pg != NULL && PQtransactionStatus(c->pg) != PQTRANS_IDLE;
 	if (code == PLAT_OK)
-		return pg_commit(c, pg_left(deadline), err, errlen);
+		return open ? pg_commit(c, pg_left(deadline), err, errlen) :
+		    PLAT_OK;
 	/* fn's error is the one to report; release closes the connection
 	 * if this fails too. */
-	(void)pg_rollback(c, pg_left(deadline), ignored, sizeof(ignored));
+	if (open)
+		(void)pg_rollback(c, pg_left(deadline), ignored,
+		    sizeof(ignored));
 	return code;
 }
 

@@ -23,6 +23,7 @@
 #include "platform/paging.h"
 #include "platform/metrics.h"
 #include "platform/server.h"
+#include "platform/xalloc.h"
 #include "store.h"
 #include "writer.h"
 
@@ -372,7 +373,45 @@ struct write_call {
 	char *json;
 };
 
-/* A committed change as the platform event platform.config.changed. */
+/* s as a JSON string at p (escaped as json_dumps does: '"', '\\' and
+ * control characters; s is UTF-8, as the runtime checked every request
+ * string), at most 6 * strlen(s) + 2 bytes; returns the end. */
+static char *
+json_quote(char *p, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	static const char short_esc[0x20] = {
+		['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\f'] = 'f',
+		['\r'] = 'r',
+	};
+
+	*p++ = '"';
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\') {
+			*p++ = '\\';
+			*p++ = (char)ch;
+		} else if (ch < 0x20 && short_esc[ch] != '\0') {
+			*p++ = '\\';
+			*p++ = short_esc[ch];
+		} else if (ch < 0x20) {
+			memcpy(p, "\\u00", 4);
+			p[4] = hex[ch >> 4];
+			p[5] = hex[ch & 15];
+			p += 6;
+		} else
+			*p++ = (char)ch;
+	}
+	*p++ = '"';
+	return p;
+}
+
+/*
+ * A committed change as the platform event platform.config.changed. Its
+ * JSON is written directly, one allocation, rather than built as a
+ * jansson object and dumped: this runs for every write.
+ */
 static void
 emit_change(enum store_op op, const struct cfg_row *row)
 {
@@ -381,15 +420,25 @@ emit_change(enum store_op op, const struct cfg_row *row)
 		[STORE_DELETE] = "delete",
 		[STORE_ROLLBACK] = "rollback",
 	};
+	size_t len = 6 * (strlen(row->ns) + strlen(row->path) +
+	    strlen(row->author) + strlen(row->comment)) + 192;
+	char *text = xcalloc(1, len), *p = text;
 
-	plat_event_emit_json(S.events, "platform.config.changed",
-	    "platform.config.changed.v1", json_pack(
-	    "{s:s,s:s,s:s,s:I,s:I,s:b,s:s,s:s}", "op", ops[op],
-	    "namespace", row->ns, "path", row->path,
-	    "version", (json_int_t)row->version,
-	    "revision", (json_int_t)row->revision, "deleted", row->deleted,
-	    "author", row->author, "comment", row->comment),
+	p += sprintf(p, "{\"op\":\"%s\",\"namespace\":", ops[op]);
+	p = json_quote(p, row->ns);
+	p += sprintf(p, ",\"path\":");
+	p = json_quote(p, row->path);
+	p += sprintf(p, ",\"version\":%" PRId64 ",\"revision\":%" PRId64
+	    ",\"deleted\":%s,\"author\":", row->version, row->revision,
+	    row->deleted ? "true" : "false");
+	p = json_quote(p, row->author);
+	p += sprintf(p, ",\"comment\":");
+	p = json_quote(p, row->comment);
+	memcpy(p, "}", 2);
+	plat_event_emit(S.events, "platform.config.changed",
+	    "platform.config.changed.v1", text,
 	    (const char *const[]){ "namespace", row->ns, NULL });
+	free(text);
 }
 
 /* The writer's answer: on success the change is published as a platform
@@ -415,34 +464,6 @@ write_done(struct write_job *job, enum plat_code code, const char *err,
 	plat_reply(ctx, rc, resp);
 }
 
-/*
- * Hands a write to the writer (group commit) and answers when it has
- * committed. The write's strings point into the request, which lives
- * until the answer; json (malloc'd, or NULL) becomes the writer's. out is
- * the response message (in the arena), with its value at *slot.
- */
-static int
-config_write(plat_ctx *ctx, const struct store_write *w, char *json,
-    ProtobufCMessage *out, Value **slot)
-{
-	struct write_call *wc = plat_alloc(ctx, sizeof(*wc));
-	int64_t left = plat_ctx_deadline_left_ms(ctx);
-	int rc;
-
-	wc->job.w = *w;
-	wc->job.w.json = json;
-	wc->job.deadline_ms = left == INT64_MAX ? INT64_MAX :
-	    plat_now_ms() + left;
-	wc->job.done = write_done;
-	wc->ctx = ctx;
-	wc->out = out;
-	wc->slot = slot;
-	wc->json = json;
-	rc = plat_defer(ctx);   /* before the writer can answer */
-	writer_submit(&wc->job);
-	return rc;
-}
-
 /* A version's author: the one the request names, else the caller the
  * guard verified, else none. */
 static const char *
@@ -455,83 +476,107 @@ write_author(plat_ctx *ctx, const char *given)
 	return who->account;
 }
 
+/*
+ * Update, Delete and Rollback are one handler: their requests carry the
+ * fields of a write under the same names (namespace, path,
+ * expected_version, author, comment; json for Update, to_version for
+ * Rollback), read here by name, and each answers with a message whose
+ * one field is the new version's Value.
+ */
+static const struct write_method {
+	const ProtobufCMessageDescriptor *req, *resp;
+	enum store_op op;
+} write_methods[] = {
+	{ &platform__config__v1__update_request__descriptor,
+	  &platform__config__v1__update_response__descriptor, STORE_UPDATE },
+	{ &platform__config__v1__delete_request__descriptor,
+	  &platform__config__v1__delete_response__descriptor, STORE_DELETE },
+	{ &platform__config__v1__rollback_request__descriptor,
+	  &platform__config__v1__rollback_response__descriptor,
+	  STORE_ROLLBACK },
+};
+
+/* Field name of msg, or NULL when its message has none. */
+static const void *
+write_field(const ProtobufCMessage *msg, const char *name)
+{
+	const ProtobufCFieldDescriptor *f =
+	    protobuf_c_message_descriptor_get_field_by_name(msg->descriptor,
+	    name);
+
+	return f != NULL ? (const char *)msg + f->offset : NULL;
+}
+
+static const char *
+write_str(const ProtobufCMessage *msg, const char *name)
+{
+	const char *const *p = write_field(msg, name);
+
+	return p != NULL ? *p : "";
+}
+
+static int64_t
+write_int(const ProtobufCMessage *msg, const char *name)
+{
+	const int64_t *p = write_field(msg, name);
+
+	return p != NULL ? *p : 0;
+}
+
+/* Checks the write, hands it to the writer (group commit) and answers
+ * once it committed. Its strings stay in the request, which lives until
+ * the answer. */
 static int
-config_update(plat_ctx *ctx, const ProtobufCMessage *msg,
+config_write(plat_ctx *ctx, const ProtobufCMessage *msg,
     ProtobufCMessage **resp)
 {
-	const Platform__Config__V1__UpdateRequest *req = (const void *)msg;
-	Platform__Config__V1__UpdateResponse *out = plat_new(ctx,
-	    Platform__Config__V1__UpdateResponse,
-	    &platform__config__v1__update_response__descriptor);
-	struct store_write w = {
-		.op = STORE_UPDATE,
-		.ns = req->namespace_,
-		.path = req->path,
-		.expected_version = req->expected_version,
-		.author = write_author(ctx, req->author),
-		.comment = req->comment,
-	};
-	char *json, err[512];
+	const struct write_method *m = NULL;
+	struct write_call *wc;
+	char *json = NULL, err[512];
+	struct store_write w;
+	int64_t left;
 	int rc;
 
-	if ((rc = check_target(ctx, req->namespace_, req->path,
-	    req->expected_version, req->author, req->comment)) != PLAT_OK)
+	for (size_t i = 0; m == NULL && i < sizeof(write_methods) /
+	    sizeof(write_methods[0]); i++)
+		if (write_methods[i].req == msg->descriptor)
+			m = &write_methods[i];
+	if (m == NULL)
+		return plat_error(ctx, PLAT_INTERNAL, "not a write request");
+	w = (struct store_write){
+		.op = m->op,
+		.ns = write_str(msg, "namespace"),
+		.path = write_str(msg, "path"),
+		.expected_version = write_int(msg, "expected_version"),
+		.to_version = write_int(msg, "to_version"),
+		.author = write_str(msg, "author"),
+		.comment = write_str(msg, "comment"),
+	};
+	if ((rc = check_target(ctx, w.ns, w.path, w.expected_version,
+	    w.author, w.comment)) != PLAT_OK)
 		return rc;
-	if (doc_canonical("json", req->json, &json, err, sizeof(err)) != 0)
+	if (w.op == STORE_UPDATE && doc_canonical("json",
+	    write_str(msg, "json"), &json, err, sizeof(err)) != 0)
 		return plat_error(ctx, PLAT_INVALID_ARGUMENT, "%s", err);
-	return config_write(ctx, &w, json, &out->base, &out->value);
-}
-
-static int
-config_delete(plat_ctx *ctx, const ProtobufCMessage *msg,
-    ProtobufCMessage **resp)
-{
-	const Platform__Config__V1__DeleteRequest *req = (const void *)msg;
-	Platform__Config__V1__DeleteResponse *out = plat_new(ctx,
-	    Platform__Config__V1__DeleteResponse,
-	    &platform__config__v1__delete_response__descriptor);
-	struct store_write w = {
-		.op = STORE_DELETE,
-		.ns = req->namespace_,
-		.path = req->path,
-		.expected_version = req->expected_version,
-		.author = write_author(ctx, req->author),
-		.comment = req->comment,
-	};
-	int rc;
-
-	if ((rc = check_target(ctx, req->namespace_, req->path,
-	    req->expected_version, req->author, req->comment)) != PLAT_OK)
-		return rc;
-	return config_write(ctx, &w, NULL, &out->base, &out->value);
-}
-
-static int
-config_rollback(plat_ctx *ctx, const ProtobufCMessage *msg,
-    ProtobufCMessage **resp)
-{
-	const Platform__Config__V1__RollbackRequest *req = (const void *)msg;
-	Platform__Config__V1__RollbackResponse *out = plat_new(ctx,
-	    Platform__Config__V1__RollbackResponse,
-	    &platform__config__v1__rollback_response__descriptor);
-	struct store_write w = {
-		.op = STORE_ROLLBACK,
-		.ns = req->namespace_,
-		.path = req->path,
-		.expected_version = req->expected_version,
-		.to_version = req->to_version,
-		.author = write_author(ctx, req->author),
-		.comment = req->comment,
-	};
-	int rc;
-
-	if ((rc = check_target(ctx, req->namespace_, req->path,
-	    req->expected_version, req->author, req->comment)) != PLAT_OK)
-		return rc;
-	if (req->to_version < 1)
+	if (w.op == STORE_ROLLBACK && w.to_version < 1)
 		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
 		    "to_version: required (a version, 1 or more)");
-	return config_write(ctx, &w, NULL, &out->base, &out->value);
+	w.json = json;
+	w.author = write_author(ctx, w.author);
+	wc = plat_alloc(ctx, sizeof(*wc));
+	wc->job.w = w;
+	left = plat_ctx_deadline_left_ms(ctx);
+	wc->job.call.deadline_ms = left == INT64_MAX ? INT64_MAX :
+	    plat_now_ms() + left;
+	wc->job.done = write_done;
+	wc->ctx = ctx;
+	wc->out = plat_new_message(ctx, m->resp);
+	wc->slot = (Value **)(void *)((char *)wc->out +
+	    m->resp->fields[0].offset);
+	wc->json = json;
+	rc = plat_defer(ctx);   /* before the writer can answer */
+	writer_submit(&wc->job);
+	return rc;
 }
 
 /* ---- History, Diff, List ---- */
@@ -859,11 +904,11 @@ config_fini(plat_server *srv)
 
 const struct plat_method config_methods[] = {
 	UNARY("Read", config_read, read, 1),
-	UNARY("Update", config_update, update, 0),
-	UNARY("Delete", config_delete, delete, 0),
+	UNARY("Update", config_write, update, 0),
+	UNARY("Delete", config_write, delete, 0),
 	UNARY("History", config_history, history, 1),
 	UNARY("Diff", config_diff, diff, 1),
-	UNARY("Rollback", config_rollback, rollback, 0),
+	UNARY("Rollback", config_write, rollback, 0),
 	UNARY("List", config_list, list, 1),
 	{
 		.path = CONFIG_PATH "Watch",

@@ -227,9 +227,9 @@ store_query_rows(struct store *s, const char *name, const char *sql,
  * every replica serialise on it, so the current rows read next stay true
  * until the commit, and revisions commit in increasing order. Each write
  * is then checked in C against the state left by the writes before it in
- * the batch; the ones that pass are inserted with one statement, the
- * current rows moved with another, and one notification carries the last
- * revision.
+ * the batch; the ones that pass are inserted, the current rows moved and
+ * one notification sent with the last revision, all in one statement.
+ * Two round trips in all: BEGIN with the reads, the write with COMMIT.
  */
 
 /* The state of one (namespace, path) while a batch is checked. */
@@ -299,22 +299,81 @@ item_fail(struct store_batch_item *it, enum plat_code code, const char *fmt,
 	va_end(ap);
 }
 
-/* Takes the revision row's lock; *rev is the last revision handed out. */
+/*
+ * The batch's reads, sent together in one round trip with the
+ * transaction's BEGIN (pg_pipeline): the revision row's lock, then the
+ * current version of every path the batch writes (one index lookup per
+ * path: LATERAL ... LIMIT 1 keeps the planner from turning it into a hash
+ * join over the whole table), then, when the batch rolls back, the
+ * documents its rollbacks copy. The statements run in order, so the
+ * reads see the state under the lock.
+ */
+enum { R_LOCK, R_CURRENT, R_SOURCES, R_QUERIES };
+enum { R_NS, R_PATH, R_SRC_NS, R_SRC_PATH, R_SRC_VERSION, R_ARRAYS };
+
 static enum plat_code
-batch_lock(struct pg_conn *c, struct batch *b, int64_t deadline,
-    int64_t *rev, char *err, size_t errlen)
+batch_read(struct pg_conn *c, struct batch *b, int64_t deadline, int64_t *rev,
+    char *err, size_t errlen)
 {
+	struct pg_array arr[R_ARRAYS];
+	const char *cur[2], *src[3];
+	struct pg_query q[R_QUERIES] = {
+		[R_LOCK] = { "config_w_lock",
+		    "SELECT rev, floor(extract(epoch FROM now()) * 1000)::bigint"
+		    " FROM config_revision WHERE id = 1 FOR UPDATE",
+		    0, NULL, NULL, NULL, NULL },
+		[R_CURRENT] = { "config_w_current",
+		    "SELECT c.namespace, c.path, c.version, c.deleted"
+		    " FROM unnest($1::text[], $2::text[]) AS k(ns, path)"
+		    " CROSS JOIN LATERAL (SELECT * FROM config_current"
+		    "  WHERE namespace = k.ns COLLATE \"C\""
+		    "  AND path = k.path COLLATE \"C\" LIMIT 1) c",
+		    2, cur, NULL, NULL, NULL },
+		[R_SOURCES] = { "config_w_sources",
+		    "SELECT v.namespace, v.path, v.version, v.json, v.deleted"
+		    " FROM unnest($1::text[], $2::text[], $3::bigint[])"
+		    "  AS k(ns, path, version)"
+		    " CROSS JOIN LATERAL (SELECT * FROM config_versions"
+		    "  WHERE namespace = k.ns COLLATE \"C\""
+		    "  AND path = k.path COLLATE \"C\" AND version = k.version"
+		    "  LIMIT 1) v",
+		    3, src, NULL, NULL, NULL },
+	};
 	PGresult *res;
 	enum plat_code code;
 
-	code = pg_exec(c, "config_w_lock",
-	    "SELECT rev, floor(extract(epoch FROM now()) * 1000)::bigint"
-	    " FROM config_revision WHERE id = 1 FOR UPDATE",
-	    0, NULL, NULL, NULL, pg_left(deadline), &res, err, errlen);
+	for (int i = 0; i < R_ARRAYS; i++)
+		pg_array_init(&arr[i]);
+	for (size_t i = 0; i < b->nkeys; i++)
+		if (b->keys[i].ns != NULL) {
+			pg_array_add(&arr[R_NS], b->keys[i].ns);
+			pg_array_add(&arr[R_PATH], b->keys[i].path);
+		}
+	for (size_t i = 0; i < b->n; i++) {
+		const struct store_write *w = b->items[i].w;
+
+		if (w->op == STORE_ROLLBACK) {
+			pg_array_add(&arr[R_SRC_NS], w->ns);
+			pg_array_add(&arr[R_SRC_PATH], w->path);
+			pg_array_add_int(&arr[R_SRC_VERSION], w->to_version);
+		}
+	}
+	cur[0] = pg_array_str(&arr[R_NS]);
+	cur[1] = pg_array_str(&arr[R_PATH]);
+	src[0] = pg_array_str(&arr[R_SRC_NS]);
+	src[1] = pg_array_str(&arr[R_SRC_PATH]);
+	src[2] = pg_array_str(&arr[R_SRC_VERSION]);
+	code = pg_pipeline(c, q, arr[R_SRC_NS].n > 0 ? R_QUERIES : R_SOURCES,
+	    pg_left(deadline), err, errlen);
+	for (int i = 0; i < R_ARRAYS; i++)
+		pg_array_free(&arr[i]);
 	if (code != PLAT_OK)
 		return code;
+	res = q[R_LOCK].result;
 	if (PQntuples(res) != 1) {
-		PQclear(res);
+		PQclear(q[R_LOCK].result);
+		PQclear(q[R_CURRENT].result);
+		PQclear(q[R_SOURCES].result);
 		log_error("config: revision row missing");
 		errbuf_set(err, errlen, "%s", pg_code_message(PLAT_INTERNAL));
 		return PLAT_INTERNAL;
@@ -323,41 +382,7 @@ batch_lock(struct pg_conn *c, struct batch *b, int64_t deadline,
 	/* created_at: the transaction's start, as the column default. */
 	b->created_ms = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	PQclear(res);
-	return PLAT_OK;
-}
-
-/* Reads the current version of every path the batch writes: one index
- * lookup per path (LATERAL ... LIMIT 1 keeps the planner from turning it
- * into a hash join over the whole table). */
-static enum plat_code
-batch_read_current(struct pg_conn *c, struct batch *b, int64_t deadline,
-    char *err, size_t errlen)
-{
-	struct pg_array ns, path;
-	const char *values[2];
-	PGresult *res;
-	enum plat_code code;
-
-	pg_array_init(&ns);
-	pg_array_init(&path);
-	for (size_t i = 0; i < b->nkeys; i++)
-		if (b->keys[i].ns != NULL) {
-			pg_array_add(&ns, b->keys[i].ns);
-			pg_array_add(&path, b->keys[i].path);
-		}
-	values[0] = pg_array_str(&ns);
-	values[1] = pg_array_str(&path);
-	code = pg_exec(c, "config_w_current",
-	    "SELECT c.namespace, c.path, c.version, c.deleted"
-	    " FROM unnest($1::text[], $2::text[]) AS k(ns, path)"
-	    " CROSS JOIN LATERAL (SELECT * FROM config_current"
-	    "  WHERE namespace = k.ns COLLATE \"C\""
-	    "  AND path = k.path COLLATE \"C\" LIMIT 1) c",
-	    2, values, NULL, NULL, pg_left(deadline), &res, err, errlen);
-	pg_array_free(&ns);
-	pg_array_free(&path);
-	if (code != PLAT_OK)
-		return code;
+	res = q[R_CURRENT].result;
 	for (int i = 0; i < PQntuples(res); i++) {
 		struct batch_key *k = batch_key(b, PQgetvalue(res, i, 0),
 		    PQgetvalue(res, i, 1));
@@ -368,50 +393,8 @@ batch_read_current(struct pg_conn *c, struct batch *b, int64_t deadline,
 		k->deleted = PQgetvalue(res, i, 3)[0] == 't';
 	}
 	PQclear(res);
+	b->sources = q[R_SOURCES].result;       /* NULL without rollbacks */
 	return PLAT_OK;
-}
-
-/* Reads the documents the batch's rollbacks copy, when it has any. */
-static enum plat_code
-batch_read_sources(struct pg_conn *c, struct batch *b, int64_t deadline,
-    char *err, size_t errlen)
-{
-	struct pg_array ns, path, version;
-	const char *values[3];
-	enum plat_code code;
-
-	pg_array_init(&ns);
-	pg_array_init(&path);
-	pg_array_init(&version);
-	for (size_t i = 0; i < b->n; i++) {
-		const struct store_write *w = b->items[i].w;
-
-		if (w->op == STORE_ROLLBACK) {
-			pg_array_add(&ns, w->ns);
-			pg_array_add(&path, w->path);
-			pg_array_add_int(&version, w->to_version);
-		}
-	}
-	code = PLAT_OK;
-	if (ns.n > 0) {
-		values[0] = pg_array_str(&ns);
-		values[1] = pg_array_str(&path);
-		values[2] = pg_array_str(&version);
-		code = pg_exec(c, "config_w_sources",
-		    "SELECT v.namespace, v.path, v.version, v.json, v.deleted"
-		    " FROM unnest($1::text[], $2::text[], $3::bigint[])"
-		    "  AS k(ns, path, version)"
-		    " CROSS JOIN LATERAL (SELECT * FROM config_versions"
-		    "  WHERE namespace = k.ns COLLATE \"C\""
-		    "  AND path = k.path COLLATE \"C\" AND version = k.version"
-		    "  LIMIT 1) v",
-		    3, values, NULL, NULL, pg_left(deadline), &b->sources, err,
-		    errlen);
-	}
-	pg_array_free(&ns);
-	pg_array_free(&path);
-	pg_array_free(&version);
-	return code;
 }
 
 /* The document version to_version of (ns, path) held, written earlier in
@@ -525,7 +508,8 @@ batch_apply(struct batch *b, size_t i, int64_t *rev)
 }
 
 /* Inserts the batch's new versions, moves the current rows, sets the
- * revision and notifies: one statement, every column an array. */
+ * revision and notifies: one statement, every column an array, sent with
+ * the COMMIT. */
 enum { V_REVISION, V_NS, V_PATH, V_VERSION, V_JSON, V_DELETED, V_AUTHOR,
 	V_COMMENT, C_NS, C_PATH, C_VERSION, C_REVISION, C_DELETED, INSERT_ARRAYS };
 
@@ -536,7 +520,7 @@ batch_insert(struct pg_conn *c, struct batch *b, int64_t rev,
 	struct pg_array arr[INSERT_ARRAYS];
 	const char *values[INSERT_ARRAYS + 1];
 	char revs[24];
-	PGresult *res;
+	struct pg_query q;
 	enum plat_code code;
 
 	for (int i = 0; i < INSERT_ARRAYS; i++)
@@ -570,7 +554,7 @@ batch_insert(struct pg_conn *c, struct batch *b, int64_t rev,
 		values[i] = pg_array_str(&arr[i]);
 	snprintf(revs, sizeof(revs), "%" PRId64, rev);
 	values[INSERT_ARRAYS] = revs;
-	code = pg_exec(c, "config_w_insert",
+	q = (struct pg_query){ "config_w_insert",
 	    "WITH v AS (INSERT INTO config_versions (revision, namespace,"
 	    "  path, version, json, deleted, author, comment)"
 	    "  SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[],"
@@ -585,12 +569,13 @@ batch_insert(struct pg_conn *c, struct batch *b, int64_t rev,
 	    "  deleted = excluded.deleted),"
 	    " r AS (UPDATE config_revision SET rev = $14::bigint WHERE id = 1)"
 	    " SELECT pg_notify('" STORE_CHANNEL "', $14::text)",
-	    INSERT_ARRAYS + 1, values, NULL, NULL, pg_left(deadline), &res,
-	    err, errlen);
+	    INSERT_ARRAYS + 1, values, NULL, NULL, NULL };
+	/* The commit goes in the same round trip. */
+	code = pg_pipeline_commit(c, &q, 1, pg_left(deadline), err, errlen);
 	for (int i = 0; i < INSERT_ARRAYS; i++)
 		pg_array_free(&arr[i]);
 	if (code == PLAT_OK)
-		PQclear(res);
+		PQclear(q.result);
 	return code;
 }
 
@@ -620,12 +605,7 @@ batch_tx(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 	batch_reset(b);
 	for (size_t i = 0; i < b->n; i++)
 		(void)batch_key(b, b->items[i].w->ns, b->items[i].w->path);
-	if ((code = batch_lock(c, b, deadline, &rev, err, errlen)) !=
-	    PLAT_OK ||
-	    (code = batch_read_current(c, b, deadline, err, errlen)) !=
-	    PLAT_OK ||
-	    (code = batch_read_sources(c, b, deadline, err, errlen)) !=
-	    PLAT_OK)
+	if ((code = batch_read(c, b, deadline, &rev, err, errlen)) != PLAT_OK)
 		return code;
 	b->first_rev = rev;
 	for (size_t i = 0; i < b->n; i++)

@@ -1,259 +1,153 @@
 /*
- * writer: group commit for config-srv's writes (see writer.h).
+ * writer: config-srv's callbacks for the batcher (see writer.h).
  */
-#include <pthread.h>
-#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "platform/clock.h"
 #include "platform/log.h"
 #include "platform/xalloc.h"
 #include "writer.h"
 
-/* A batch's limits: the items of one transaction, and the documents'
+/* A batch's limits: the writes of one transaction, and the documents'
  * bytes (each at most 256 KiB) so one batch stays a few MiB. */
 #define BATCH_MAX_ITEMS 1024
 #define BATCH_MAX_BYTES (8u << 20)
 /* A batch waits for its slowest caller's deadline, up to this. */
 #define BATCH_TIMEOUT_MAX_MS 30000
 
-/* A committed batch on its way to its callers. */
-struct answers {
-	struct answers *next;
-	size_t n;
-	struct write_job **jobs;
-	struct store_batch_item *items;
-};
-
 static struct {
 	struct store *store;
 	void (*committed)(struct cfg_row *const *rows, size_t n);
-	pthread_t thread;
-	bool running;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct write_job *head, *tail;
-	int64_t pending;
-	bool stopping;
+	struct batcher *batcher;
+} W;
 
-	/* The answerer: replies to a batch's callers while the writer
-	 * already commits the next one. */
-	pthread_t answerer;
-	pthread_mutex_t amu;
-	pthread_cond_t acv;
-	struct answers *ahead, **atail;
-	bool adone;
-} W = {
-	.mu = PTHREAD_MUTEX_INITIALIZER,
-	.amu = PTHREAD_MUTEX_INITIALIZER,
+/* One batch: the store's items, in the jobs' order. */
+struct write_batch {
+	size_t n;
+	struct write_job **jobs;
+	struct store_batch_item *items;
+	struct cfg_row **rows;          /* the committed ones, for the feed */
 };
 
-/* Takes the jobs at the head of the queue, up to the batch's limits. */
-static size_t
-take_batch(struct write_job **jobs)
-{
-	size_t n = 0, bytes = 0;
-
-	while (W.head != NULL && n < BATCH_MAX_ITEMS &&
-	    (n == 0 || bytes + W.head->bytes <= BATCH_MAX_BYTES)) {
-		bytes += W.head->bytes;
-		jobs[n++] = W.head;
-		W.head = W.head->next;
-	}
-	if (W.head == NULL)
-		W.tail = NULL;
-	return n;
-}
-
-static void
-answers_push(struct answers *a)
-{
-	pthread_mutex_lock(&W.amu);
-	*W.atail = a;
-	W.atail = &a->next;
-	pthread_cond_signal(&W.acv);
-	pthread_mutex_unlock(&W.amu);
-}
-
 static void *
-answerer_main(void *arg)
+writer_build(void *arg, struct batcher_call *const *calls, size_t n)
 {
-	struct answers *a;
+	struct write_batch *b = xcalloc(1, sizeof(*b));
 
 	(void)arg;
-	pthread_mutex_lock(&W.amu);
-	for (;;) {
-		while (W.ahead == NULL && !W.adone)
-			pthread_cond_wait(&W.acv, &W.amu);
-		if ((a = W.ahead) == NULL)
-			break;
-		if ((W.ahead = a->next) == NULL)
-			W.atail = &W.ahead;
-		pthread_mutex_unlock(&W.amu);
-		for (size_t i = 0; i < a->n; i++) {
-			a->jobs[i]->done(a->jobs[i], a->items[i].code,
-			    a->items[i].err, a->items[i].row);
-			cfg_row_unref(a->items[i].row);
-		}
-		free(a->jobs);
-		free(a->items);
-		free(a);
-		pthread_mutex_lock(&W.amu);
+	b->n = n;
+	b->jobs = xcalloc(n, sizeof(*b->jobs));
+	b->items = xcalloc(n, sizeof(*b->items));
+	b->rows = xcalloc(n, sizeof(*b->rows));
+	for (size_t i = 0; i < n; i++) {
+		b->jobs[i] = (struct write_job *)calls[i];
+		b->items[i].w = &b->jobs[i]->w;
 	}
-	pthread_mutex_unlock(&W.amu);
-	return NULL;
+	return b;
 }
 
-/* Commits the jobs taken (jobs, n: the writer's array, reused), then
- * hands the batch to the answerer. */
-static void
-write_batch(struct write_job **jobs, size_t n, struct cfg_row **rows)
+static enum plat_code
+writer_apply(void *arg, void *batch, int64_t timeout_ms, char *err,
+    size_t errlen)
 {
-	struct answers *a = xcalloc(1, sizeof(*a));
-	int64_t now = plat_now_ms(), latest = 0;
+	struct write_batch *b = batch;
+	enum plat_code code;
 	size_t nrows = 0;
-	char err[256];
 
-	a->jobs = xcalloc(n, sizeof(*a->jobs));
-	a->items = xcalloc(n, sizeof(*a->items));
-	/* A caller already gone past its deadline is not written for. */
-	for (size_t i = 0; i < n; i++) {
-		if (jobs[i]->deadline_ms <= now) {
-			jobs[i]->done(jobs[i], PLAT_DEADLINE_EXCEEDED,
-			    "deadline exceeded before the write started",
-			    NULL);
+	(void)arg;
+	code = store_write_batch(W.store, b->items, b->n, timeout_ms, err,
+	    errlen);
+	if (code != PLAT_OK)
+		return code;
+	for (size_t i = 0; i < b->n; i++) {
+		struct write_job *j = b->jobs[i];
+
+		j->call.code = b->items[i].code;
+		if (j->call.code != PLAT_OK) {
+			snprintf(j->call.err, sizeof(j->call.err), "%s",
+			    b->items[i].err);
 			continue;
 		}
-		if (jobs[i]->deadline_ms > latest)
-			latest = jobs[i]->deadline_ms;
-		a->jobs[a->n] = jobs[i];
-		a->items[a->n].w = &jobs[i]->w;
-		a->n++;
+		j->row = b->items[i].row;       /* the job's reference now */
+		b->items[i].row = NULL;
+		b->rows[nrows++] = j->row;
 	}
-	if (a->n > 0) {
-		latest -= now;
-		(void)store_write_batch(W.store, a->items, a->n,
-		    latest > BATCH_TIMEOUT_MAX_MS ? BATCH_TIMEOUT_MAX_MS :
-		    latest, err, sizeof(err));
-		for (size_t i = 0; i < a->n; i++)
-			if (a->items[i].code == PLAT_OK)
-				rows[nrows++] = a->items[i].row;
-		/* The cache and the watchers learn of the batch before any
-		 * caller is answered. */
-		if (nrows > 0)
-			W.committed(rows, nrows);
-	}
-	answers_push(a);
+	/* The cache and the watchers learn of the batch before any caller
+	 * is answered. */
+	if (nrows > 0)
+		W.committed(b->rows, nrows);
+	return PLAT_OK;
 }
 
-static void *
-writer_main(void *arg)
+static void
+writer_answer(void *arg, void *batch, struct batcher_call *call)
 {
-	struct write_job **jobs = xcalloc(BATCH_MAX_ITEMS, sizeof(*jobs));
-	struct cfg_row **rows = xcalloc(BATCH_MAX_ITEMS, sizeof(*rows));
-	size_t n;
+	struct write_job *j = (struct write_job *)call;
+	struct cfg_row *row = j->row;   /* done may free the job */
 
 	(void)arg;
-	pthread_mutex_lock(&W.mu);
-	for (;;) {
-		while (W.head == NULL && !W.stopping)
-			pthread_cond_wait(&W.cv, &W.mu);
-		if (W.head == NULL)
-			break;
-		n = take_batch(jobs);
-		pthread_mutex_unlock(&W.mu);
-		write_batch(jobs, n, rows);
-		pthread_mutex_lock(&W.mu);
-		W.pending -= (int64_t)n;
-	}
-	pthread_mutex_unlock(&W.mu);
-	free(rows);
-	free(jobs);
-	return NULL;
+	(void)batch;
+	j->row = NULL;
+	j->done(j, call->code, call->err, call->code == PLAT_OK ? row : NULL);
+	cfg_row_unref(row);
 }
 
-/* Answers what is queued, then ends the answerer. */
 static void
-answerer_stop(void)
+writer_release(void *arg, void *batch)
 {
-	pthread_mutex_lock(&W.amu);
-	W.adone = true;
-	pthread_cond_signal(&W.acv);
-	pthread_mutex_unlock(&W.amu);
-	pthread_join(W.answerer, NULL);
+	struct write_batch *b = batch;
+
+	(void)arg;
+	for (size_t i = 0; i < b->n; i++)
+		cfg_row_unref(b->items[i].row);
+	free(b->rows);
+	free(b->items);
+	free(b->jobs);
+	free(b);
 }
+
+static const struct batcher_ops writer_ops = {
+	.build = writer_build,
+	.apply = writer_apply,
+	.answer = writer_answer,
+	.release = writer_release,
+};
 
 int
 writer_start(struct store *s,
     void (*committed)(struct cfg_row *const *rows, size_t n))
 {
+	static const struct batcher_limits limits = {
+		.max_items = BATCH_MAX_ITEMS,
+		.max_bytes = BATCH_MAX_BYTES,
+		.max_timeout_ms = BATCH_TIMEOUT_MAX_MS,
+	};
+
 	W.store = s;
 	W.committed = committed;
-	W.head = W.tail = NULL;
-	W.pending = 0;
-	W.stopping = false;
-	W.ahead = NULL;
-	W.atail = &W.ahead;
-	W.adone = false;
-	plat_cond_init(&W.cv);
-	plat_cond_init(&W.acv);
-	if (pthread_create(&W.answerer, NULL, answerer_main, NULL) != 0) {
-		log_error("config: cannot start the answerer thread");
-		goto fail;
-	}
-	if (pthread_create(&W.thread, NULL, writer_main, NULL) != 0) {
-		log_error("config: cannot start the writer thread");
-		answerer_stop();
-		goto fail;
-	}
-	W.running = true;
-	return 0;
-fail:
-	pthread_cond_destroy(&W.cv);
-	pthread_cond_destroy(&W.acv);
-	return -1;
+	W.batcher = batcher_new("config", &writer_ops, NULL, &limits);
+	return W.batcher != NULL ? 0 : -1;
 }
 
 void
 writer_stop(void)
 {
-	if (!W.running)
-		return;
-	pthread_mutex_lock(&W.mu);
-	W.stopping = true;
-	pthread_cond_signal(&W.cv);
-	pthread_mutex_unlock(&W.mu);
-	pthread_join(W.thread, NULL);
-	answerer_stop();        /* after the writer's last batch */
-	pthread_cond_destroy(&W.cv);
-	pthread_cond_destroy(&W.acv);
-	W.running = false;
+	batcher_free(W.batcher);
+	W.batcher = NULL;
 }
 
 void
 writer_submit(struct write_job *job)
 {
-	job->next = NULL;
-	job->bytes = job->w.json != NULL ? strlen(job->w.json) : 0;
-	pthread_mutex_lock(&W.mu);
-	if (W.tail != NULL)
-		W.tail->next = job;
-	else
-		W.head = job;
-	W.tail = job;
-	W.pending++;
-	pthread_cond_signal(&W.cv);
-	pthread_mutex_unlock(&W.mu);
+	job->call.items = 1;
+	job->call.bytes = job->w.json != NULL ? strlen(job->w.json) : 0;
+	job->row = NULL;
+	batcher_submit(W.batcher, &job->call);
 }
 
 int64_t
 writer_pending(void)
 {
-	int64_t n;
-
-	pthread_mutex_lock(&W.mu);
-	n = W.pending;
-	pthread_mutex_unlock(&W.mu);
-	return n;
+	return W.batcher != NULL ? batcher_pending(W.batcher) : 0;
 }

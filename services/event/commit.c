@@ -1,18 +1,17 @@
 /*
- * commit: the committer thread (see commit.h).
+ * commit: event-srv's callbacks for the batcher (see commit.h).
  *
- * A job is one Publish or PublishBatch call. Jobs queue in arrival order;
- * a transaction takes whole jobs, so a batch's events stay together and
- * in order.
+ * A job is one Publish or PublishBatch call, counting its events against
+ * the batch's limit: a transaction takes whole jobs, so a batch's events
+ * stay together and in order.
  */
-#include <pthread.h>
-#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commit.h"
 #include "feed.h"
-#include "platform/clock.h"
+#include "platform/batcher.h"
 #include "platform/log.h"
 #include "platform/xalloc.h"
 
@@ -24,42 +23,27 @@ typedef Platform__Event__V1__PublishRequest pub_req;
 typedef Platform__Event__V1__PublishResponse pub_resp;
 
 struct job {
-	struct job *next;
+	struct batcher_call call;
 	plat_ctx *ctx;
 	pub_req *const *events;
 	size_t n;
 	bool batch;
+	const struct ev_receipt *out;   /* its receipts, once committed */
+};
+
+/* One transaction's input and receipts, every job's events in order. */
+struct commit_batch {
+	size_t n;
+	struct ev_input *in;
+	struct ev_receipt *out;
+	struct job **jobs;
+	size_t njobs;
 };
 
 static struct {
 	struct store *store;
-	pthread_t thread;
-	bool running;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct job *head, **tail;
-	int stop;
-	atomic_uint_fast64_t batches, events;
-} C = {
-	.mu = PTHREAD_MUTEX_INITIALIZER,
-	.tail = &C.head,
-};
-
-void
-commit_enqueue(plat_ctx *ctx, pub_req *const *events, size_t n, bool batch)
-{
-	struct job *j = xcalloc(1, sizeof(*j));
-
-	j->ctx = ctx;
-	j->events = events;
-	j->n = n;
-	j->batch = batch;
-	pthread_mutex_lock(&C.mu);
-	*C.tail = j;
-	C.tail = &j->next;
-	pthread_cond_signal(&C.cv);
-	pthread_mutex_unlock(&C.mu);
-}
+	struct batcher *batcher;
+} C;
 
 static size_t
 req_bytes(const pub_req *r)
@@ -73,28 +57,22 @@ req_bytes(const pub_req *r)
 	return n;
 }
 
-/* Takes whole jobs off the queue up to the caps (at least one); mu held. */
-static struct job *
-take_jobs(size_t *nevents)
+void
+commit_enqueue(plat_ctx *ctx, pub_req *const *events, size_t n, bool batch)
 {
-	struct job *first = C.head, *j = first, *last = NULL;
-	size_t bytes = 0;
+	struct job *j = plat_alloc(ctx, sizeof(*j));
 
-	*nevents = 0;
-	while (j != NULL && (last == NULL ||
-	    (*nevents + j->n <= COMMIT_MAX_EVENTS &&
-	    bytes < COMMIT_MAX_BYTES))) {
-		*nevents += j->n;
-		for (size_t i = 0; i < j->n; i++)
-			bytes += req_bytes(j->events[i]);
-		last = j;
-		j = j->next;
-	}
-	C.head = j;
-	if (j == NULL)
-		C.tail = &C.head;
-	last->next = NULL;
-	return first;
+	memset(j, 0, sizeof(*j));
+	j->ctx = ctx;
+	j->events = events;
+	j->n = n;
+	j->batch = batch;
+	/* No deadline: a publish is stored once queued, as before. */
+	j->call.deadline_ms = INT64_MAX;
+	j->call.items = n;
+	for (size_t i = 0; i < n; i++)
+		j->call.bytes += req_bytes(events[i]);
+	batcher_submit(C.batcher, &j->call);
 }
 
 static void
@@ -117,20 +95,89 @@ input_of(struct ev_input *in, const pub_req *r)
 	in->nmeta = r->n_metadata;
 }
 
-static void
-answer(struct job *j, const struct ev_receipt *out)
+static void *
+commit_build(void *arg, struct batcher_call *const *calls, size_t ncalls)
 {
-	Platform__Event__V1__PublishBatchResponse *br;
-	pub_resp **res = plat_alloc(j->ctx, j->n * sizeof(*res));
+	struct commit_batch *b = xcalloc(1, sizeof(*b));
+	size_t k = 0;
 
+	(void)arg;
+	b->jobs = xcalloc(ncalls, sizeof(*b->jobs));
+	b->njobs = ncalls;
+	for (size_t i = 0; i < ncalls; i++) {
+		b->jobs[i] = (struct job *)calls[i];
+		b->n += b->jobs[i]->n;
+	}
+	b->in = xcalloc(b->n, sizeof(*b->in));
+	b->out = xcalloc(b->n, sizeof(*b->out));
+	for (size_t i = 0; i < ncalls; i++) {
+		struct job *j = b->jobs[i];
+
+		j->out = b->out + k;
+		for (size_t e = 0; e < j->n; e++)
+			input_of(&b->in[k++], j->events[e]);
+	}
+	return b;
+}
+
+static enum plat_code
+commit_apply(void *arg, void *batch, int64_t timeout_ms, char *err,
+    size_t errlen)
+{
+	struct commit_batch *b = batch;
+	struct ev_row **rows = xcalloc(b->n, sizeof(*rows));
+	const struct ev_input *in = b->in;
+	const struct ev_receipt *out = b->out;
+	enum plat_code code;
+	size_t nrows = 0;
+
+	(void)arg;
+	code = store_publish(C.store, in, b->n, timeout_ms, b->out, err,
+	    errlen);
+	if (code == PLAT_UNAVAILABLE || code == PLAT_DEADLINE_EXCEEDED)
+		/* Maybe committed: a retry with the idempotency key is
+		 * safe. */
+		snprintf(err, errlen, "%s", "database unavailable; the "
+		    "events may have been stored: retry with an "
+		    "idempotency_key to be sure");
+	if (code == PLAT_OK)
+		/* The rows are made before the answers, which free the
+		 * requests they are copied from. */
+		for (size_t k = 0; k < b->n; k++)
+			if (!out[k].duplicate)
+				rows[nrows++] = ev_row_new(out[k].seq,
+				    out[k].offset, out[k].time_ms, out[k].id,
+				    in[k].topic, in[k].type, in[k].source,
+				    in[k].idem, in[k].data, in[k].ndata,
+				    in[k].keys, in[k].values, in[k].nmeta);
+	feed_committed(rows, nrows);
+	free(rows);
+	return code;
+}
+
+static void
+commit_answer(void *arg, void *batch, struct batcher_call *call)
+{
+	struct job *j = (struct job *)call;
+	Platform__Event__V1__PublishBatchResponse *br;
+	pub_resp **res;
+
+	(void)arg;
+	(void)batch;
+	if (call->code != PLAT_OK) {
+		plat_reply(j->ctx, plat_error(j->ctx, call->code, "%s",
+		    call->err), NULL);
+		return;
+	}
+	res = plat_alloc(j->ctx, j->n * sizeof(*res));
 	for (size_t i = 0; i < j->n; i++) {
 		res[i] = plat_new(j->ctx, pub_resp,
 		    &platform__event__v1__publish_response__descriptor);
-		res[i]->id = plat_strdup(j->ctx, out[i].id);
-		res[i]->offset = out[i].offset;
-		res[i]->sequence = out[i].seq;
-		res[i]->time_unix_ms = out[i].time_ms;
-		res[i]->duplicate = out[i].duplicate;
+		res[i]->id = plat_strdup(j->ctx, j->out[i].id);
+		res[i]->offset = j->out[i].offset;
+		res[i]->sequence = j->out[i].seq;
+		res[i]->time_unix_ms = j->out[i].time_ms;
+		res[i]->duplicate = j->out[i].duplicate;
 	}
 	if (!j->batch) {
 		plat_reply(j->ctx, PLAT_OK, &res[0]->base);
@@ -143,116 +190,56 @@ answer(struct job *j, const struct ev_receipt *out)
 	plat_reply(j->ctx, PLAT_OK, &br->base);
 }
 
-/* Stores the jobs' events in one transaction and answers every job. */
 static void
-commit_jobs(struct job *jobs, size_t n)
+commit_release(void *arg, void *batch)
 {
-	struct ev_input *in = xcalloc(n, sizeof(*in));
-	struct ev_receipt *out = xcalloc(n, sizeof(*out));
-	struct ev_row **rows = xcalloc(n, sizeof(*rows));
-	enum plat_code code;
-	size_t k = 0, nrows = 0;
-	struct job *j, *next;
-	char err[256];
-
-	for (j = jobs; j != NULL; j = j->next)
-		for (size_t i = 0; i < j->n; i++)
-			input_of(&in[k++], j->events[i]);
-	code = store_publish(C.store, in, n, COMMIT_TIMEOUT_MS, out, err,
-	    sizeof(err));
-	if (code == PLAT_UNAVAILABLE || code == PLAT_DEADLINE_EXCEEDED)
-		/* Maybe committed: a retry with the idempotency key is
-		 * safe. */
-		snprintf(err, sizeof(err), "%s", "database unavailable; the "
-		    "events may have been stored: retry with an "
-		    "idempotency_key to be sure");
-	if (code == PLAT_OK) {
-		atomic_fetch_add(&C.batches, 1);
-		atomic_fetch_add(&C.events, n);
-		/* The rows are made before the answers, which free the
-		 * requests they are copied from. */
-		for (k = 0; k < n; k++)
-			if (!out[k].duplicate)
-				rows[nrows++] = ev_row_new(out[k].seq,
-				    out[k].offset, out[k].time_ms, out[k].id,
-				    in[k].topic, in[k].type, in[k].source,
-				    in[k].idem, in[k].data, in[k].ndata,
-				    in[k].keys, in[k].values, in[k].nmeta);
-	}
-	for (k = 0; k < n; k++)
-		free((void *)in[k].keys);
-	feed_committed(rows, nrows);
-	for (j = jobs, k = 0; j != NULL; j = next) {
-		next = j->next;
-		if (code == PLAT_OK)
-			answer(j, out + k);
-		else
-			plat_reply(j->ctx, plat_error(j->ctx, code, "%s", err),
-			    NULL);
-		k += j->n;
-		free(j);
-	}
-	free(rows);
-	free(in);
-	free(out);
-}
-
-static void *
-commit_main(void *arg)
-{
-	struct job *jobs;
-	size_t n;
+	struct commit_batch *b = batch;
 
 	(void)arg;
-	pthread_mutex_lock(&C.mu);
-	for (;;) {
-		while (C.head == NULL && !C.stop)
-			pthread_cond_wait(&C.cv, &C.mu);
-		if (C.head == NULL)
-			break;
-		jobs = take_jobs(&n);
-		pthread_mutex_unlock(&C.mu);
-		commit_jobs(jobs, n);
-		pthread_mutex_lock(&C.mu);
-	}
-	pthread_mutex_unlock(&C.mu);
-	return NULL;
+	for (size_t k = 0; k < b->n; k++)
+		free((void *)b->in[k].keys);
+	free(b->in);
+	free(b->out);
+	free(b->jobs);
+	free(b);
 }
+
+static const struct batcher_ops commit_ops = {
+	.build = commit_build,
+	.apply = commit_apply,
+	.answer = commit_answer,
+	.release = commit_release,
+};
 
 int
 commit_start(struct store *store)
 {
+	static const struct batcher_limits limits = {
+		.max_items = COMMIT_MAX_EVENTS,
+		.max_bytes = COMMIT_MAX_BYTES,
+		.max_timeout_ms = COMMIT_TIMEOUT_MS,
+	};
+
 	C.store = store;
-	C.stop = 0;
-	plat_cond_init(&C.cv);
-	if (pthread_create(&C.thread, NULL, commit_main, NULL) != 0)
-		return -1;
-	C.running = true;
-	return 0;
+	C.batcher = batcher_new("event", &commit_ops, NULL, &limits);
+	return C.batcher != NULL ? 0 : -1;
 }
 
 void
 commit_stop(void)
 {
-	if (!C.running)
-		return;
-	pthread_mutex_lock(&C.mu);
-	C.stop = 1;
-	pthread_cond_signal(&C.cv);
-	pthread_mutex_unlock(&C.mu);
-	pthread_join(C.thread, NULL);
-	C.running = false;
-	pthread_cond_destroy(&C.cv);
+	batcher_free(C.batcher);
+	C.batcher = NULL;
 }
 
 double
 commit_batches(void)
 {
-	return (double)atomic_load(&C.batches);
+	return C.batcher != NULL ? (double)batcher_batches(C.batcher) : 0;
 }
 
 double
 commit_events(void)
 {
-	return (double)atomic_load(&C.events);
+	return C.batcher != NULL ? (double)batcher_items(C.batcher) : 0;
 }

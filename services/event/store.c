@@ -366,37 +366,10 @@ receipt_from(struct ev_receipt *r, const PGresult *res, int row, int col)
 	snprintf(r->id, sizeof(r->id), "%s", PQgetvalue(res, row, col + 3));
 }
 
-/* Marks the events whose key is stored already; the sequence row is
- * locked, so no other publisher can store a key meanwhile. */
-static enum plat_code
-publish_lookup_keys(struct pg_conn *c, struct publish_tx *x, int64_t deadline,
-    char *err, size_t errlen)
+/* Marks the events whose key is stored already (res: event_keys'). */
+static void
+publish_mark_duplicates(struct publish_tx *x, const PGresult *res)
 {
-	json_t *keys = json_array();
-	const char *values[1];
-	enum plat_code code;
-	PGresult *res;
-	char *text;
-
-	for (size_t i = 0; i < x->n; i++)
-		if (x->in[i].idem[0] != '\0' && x->first[i] < 0)
-			json_array_append_new(keys, json_pack("{s:I, s:s, s:s}",
-			    "i", (json_int_t)i, "topic", x->in[i].topic,
-			    "idem", x->in[i].idem));
-	if (json_array_size(keys) == 0) {
-		json_decref(keys);
-		return PLAT_OK;
-	}
-	values[0] = text = json_text(keys);
-	code = pg_exec(c, "event_keys",
-	    "SELECT k.i, e.seq, e.off, " MS_OF("e.created_at") ", e.id::text"
-	    " FROM json_to_recordset($1::json) AS k(i int, topic text,"
-	    "  idem text)"
-	    " JOIN events e ON e.topic = k.topic AND e.idem_key = k.idem",
-	    1, values, NULL, NULL, pg_left(deadline), &res, err, errlen);
-	free(text);
-	if (code != PLAT_OK)
-		return code;
 	for (int r = 0; r < PQntuples(res); r++) {
 		int64_t i = int_at(res, r, 0);
 
@@ -405,8 +378,6 @@ publish_lookup_keys(struct pg_conn *c, struct publish_tx *x, int64_t deadline,
 		receipt_from(&x->out[i], res, r, 1);
 		x->out[i].duplicate = true;
 	}
-	PQclear(res);
-	return PLAT_OK;
 }
 
 /* The insert's columns, one array parameter each. */
@@ -460,8 +431,9 @@ publish_insert(struct pg_conn *c, struct publish_tx *x, int64_t base,
 	struct pg_array arr[P_ARRAYS];
 	const char *values[P_ARRAYS + 1];
 	char lastbuf[24];
+	struct pg_query q;
 	enum plat_code code;
-	PGresult *res;
+	PGresult *res = NULL;
 	int64_t last;
 	size_t i;
 	int r;
@@ -474,7 +446,7 @@ publish_insert(struct pg_conn *c, struct publish_tx *x, int64_t base,
 	code = PLAT_OK;
 	if (last == base)
 		goto out;
-	code = pg_exec(c, "event_insert",
+	q = (struct pg_query){ "event_insert",
 	    "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::text[],"
 	    "  $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[])"
 	    "  AS x(seq, topic, type, source, data, meta, idem)),"
@@ -496,8 +468,10 @@ publish_insert(struct pg_conn *c, struct publish_tx *x, int64_t base,
 	    " SELECT e.seq, e.off, " MS_OF("e.created_at") ", e.id::text"
 	    " FROM e, (SELECT pg_notify('" STORE_CHANNEL "', $8::text)) n"
 	    " ORDER BY e.seq",
-	    P_ARRAYS + 1, values, NULL, NULL, pg_left(deadline), &res, err,
-	    errlen);
+	    P_ARRAYS + 1, values, NULL, NULL, NULL };
+	/* The commit goes in the same round trip. */
+	code = pg_pipeline_commit(c, &q, 1, pg_left(deadline), err, errlen);
+	res = q.result;
 out:
 	for (int k = 0; k < P_ARRAYS; k++)
 		pg_array_free(&arr[k]);
@@ -516,33 +490,65 @@ out:
 	return PLAT_OK;
 }
 
+/*
+ * Two round trips: BEGIN, the sequence row's lock and the lookup of the
+ * batch's idempotency keys together (the lock is taken first, so no
+ * other publisher can store a key meanwhile), then the insert with the
+ * COMMIT.
+ */
+enum { K_I, K_TOPIC, K_IDEM, K_ARRAYS };
+
 static enum plat_code
 publish_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
     size_t errlen)
 {
 	struct publish_tx *x = arg;
 	int64_t deadline = pg_deadline(timeout_ms), base;
+	struct pg_array k[K_ARRAYS];
+	const char *kv[K_ARRAYS];
+	struct pg_query q[2] = {
+		{ "event_lock",
+		    "SELECT seq FROM event_sequence WHERE id = 1 FOR UPDATE",
+		    0, NULL, NULL, NULL, NULL },
+		{ "event_keys",
+		    "SELECT k.i, e.seq, e.off, " MS_OF("e.created_at") ","
+		    " e.id::text FROM unnest($1::int[], $2::text[], $3::text[])"
+		    "  AS k(i, topic, idem)"
+		    " JOIN events e ON e.topic = k.topic AND e.idem_key = k.idem",
+		    K_ARRAYS, kv, NULL, NULL, NULL },
+	};
 	enum plat_code code;
-	PGresult *res;
 
-	for (size_t i = 0; i < x->n; i++)
+	for (int i = 0; i < K_ARRAYS; i++)
+		pg_array_init(&k[i]);
+	for (size_t i = 0; i < x->n; i++) {
 		memset(&x->out[i], 0, sizeof(x->out[i]));
-	code = pg_exec(c, "event_lock",
-	    "SELECT seq FROM event_sequence WHERE id = 1 FOR UPDATE", 0, NULL,
-	    NULL, NULL, pg_left(deadline), &res, err, errlen);
+		if (x->in[i].idem[0] != '\0' && x->first[i] < 0) {
+			pg_array_add_int(&k[K_I], (int64_t)i);
+			pg_array_add(&k[K_TOPIC], x->in[i].topic);
+			pg_array_add(&k[K_IDEM], x->in[i].idem);
+		}
+	}
+	for (int i = 0; i < K_ARRAYS; i++)
+		kv[i] = pg_array_str(&k[i]);
+	code = pg_pipeline(c, q, k[K_I].n > 0 ? 2 : 1, pg_left(deadline), err,
+	    errlen);
+	for (int i = 0; i < K_ARRAYS; i++)
+		pg_array_free(&k[i]);
 	if (code != PLAT_OK)
 		return code;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
+	if (PQntuples(q[0].result) != 1) {
+		PQclear(q[0].result);
+		PQclear(q[1].result);
 		log_error("event: sequence row missing");
 		errbuf_set(err, errlen, "%s", pg_code_message(PLAT_INTERNAL));
 		return PLAT_INTERNAL;
 	}
-	base = int_at(res, 0, 0);
-	PQclear(res);
-	if ((code = publish_lookup_keys(c, x, deadline, err, errlen)) !=
-	    PLAT_OK)
-		return code;
+	base = int_at(q[0].result, 0, 0);
+	PQclear(q[0].result);
+	if (q[1].result != NULL)
+		publish_mark_duplicates(x, q[1].result);
+	PQclear(q[1].result);
 	return publish_insert(c, x, base, deadline, err, errlen);
 }
 

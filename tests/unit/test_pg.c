@@ -551,6 +551,90 @@ test_transactions(void **state)
 	pg_pool_free(p);
 }
 
+/* ---- pipelines ---- */
+
+/* Reads, then a write with the COMMIT in the same round trip. */
+static enum plat_code
+tx_pipeline_commit(struct pg_conn *c, int64_t left, void *arg, char *err,
+    size_t errlen)
+{
+	const char *values[] = { arg };
+	struct pg_query q[2] = {
+		{ "pl_count", "SELECT count(*) FROM pl", 0, NULL, NULL, NULL,
+		    NULL },
+		{ "pl_put", "INSERT INTO pl (k) VALUES ($1)", 1, values, NULL,
+		    NULL, NULL },
+	};
+	enum plat_code code;
+
+	if ((code = pg_pipeline(c, q, 1, left, err, errlen)) != PLAT_OK)
+		return code;
+	PQclear(q[0].result);
+	code = pg_pipeline_commit(c, &q[1], 1, left, err, errlen);
+	if (code == PLAT_OK)
+		PQclear(q[1].result);
+	return code;
+}
+
+static void
+test_pipeline(void **state)
+{
+	struct pg_pool *p = pool_new(1);
+	const char *x[] = { "x" }, *y[] = { "y" };
+	struct pg_query q[3] = {
+		{ "pl_put", "INSERT INTO pl (k) VALUES ($1)", 1, x, NULL,
+		    NULL, NULL },
+		{ "pl_count", "SELECT count(*) FROM pl", 0, NULL, NULL, NULL,
+		    NULL },
+		{ "pl_put", "INSERT INTO pl (k) VALUES ($1)", 1, y, NULL,
+		    NULL, NULL },
+	};
+	struct pg_conn *c;
+	char err[256];
+
+	(void)state;
+	run_ok(p, "pl_create", "CREATE TABLE pl (k text PRIMARY KEY)", 0,
+	    NULL);
+	assert_int_equal(pg_acquire(p, T_DEADLINE_MS, &c), PLAT_OK);
+	/* In order, each result back, statements prepared on the way (the
+	 * same one twice). */
+	assert_int_equal(pg_pipeline(c, q, 3, T_DEADLINE_MS, err,
+	    sizeof(err)), PLAT_OK);
+	assert_string_equal(PQgetvalue(q[1].result, 0, 0), "1");
+	for (int i = 0; i < 3; i++)
+		PQclear(q[i].result);
+	/* A failure in the middle is the outcome; no result is left. */
+	assert_int_equal(pg_begin(c, T_DEADLINE_MS, err, sizeof(err)),
+	    PLAT_OK);
+	q[0].values = (const char *[]){ "z" };
+	q[2].values = x;
+	assert_int_equal(pg_pipeline(c, q, 3, T_DEADLINE_MS, err,
+	    sizeof(err)), PLAT_ALREADY_EXISTS);
+	for (int i = 0; i < 3; i++)
+		assert_null(q[i].result);
+	assert_int_equal(pg_rollback(c, T_DEADLINE_MS, err, sizeof(err)),
+	    PLAT_OK);
+	/* The connection goes on as usual. */
+	assert_int_equal(pg_exec(c, "pl_count", "SELECT count(*) FROM pl", 0,
+	    NULL, NULL, NULL, T_DEADLINE_MS, NULL, err, sizeof(err)), PLAT_OK);
+	/* Another statement under a name in use is a bug, refused. */
+	q[1].sql = "SELECT 1";
+	assert_int_equal(pg_pipeline(c, &q[1], 1, T_DEADLINE_MS, err,
+	    sizeof(err)), PLAT_INTERNAL);
+	pg_release(p, c);
+	assert_int_equal(count(p, "pl_count", "SELECT count(*) FROM pl", 0,
+	    NULL), 2);          /* x and y */
+	/* pg_tx with BEGIN sent with the first statement and COMMIT with
+	 * the last; a failed commit pipeline keeps nothing. */
+	assert_int_equal(pg_tx(p, T_DEADLINE_MS, tx_pipeline_commit, "w", err,
+	    sizeof(err)), PLAT_OK);
+	assert_int_equal(pg_tx(p, T_DEADLINE_MS, tx_pipeline_commit, "w", err,
+	    sizeof(err)), PLAT_ALREADY_EXISTS);
+	assert_int_equal(count(p, "pl_count", "SELECT count(*) FROM pl", 0,
+	    NULL), 3);
+	pg_pool_free(p);
+}
+
 /* ---- migrations ---- */
 
 static const struct pg_migration mig_v2[] = {
@@ -1067,6 +1151,7 @@ main(void)
 		cmocka_unit_test(test_serialization_failure),
 		cmocka_unit_test(test_statement_timeout),
 		cmocka_unit_test(test_transactions),
+		cmocka_unit_test(test_pipeline),
 		cmocka_unit_test(test_migrations),
 		cmocka_unit_test(test_migrations_concurrent),
 		cmocka_unit_test(test_pool_exhausted),

@@ -112,6 +112,33 @@ enum plat_code pg_exec(struct pg_conn *conn, const char *name,
     const int *lengths, const int *formats, int64_t timeout_ms,
     PGresult **result, char *err, size_t errlen);
 
+/*
+ * Pipelines: several statements sent at once and their results read back
+ * in order, in one round trip (libpq's pipeline mode), for statements
+ * whose values do not depend on each other's results. Each is as pg_exec
+ * (prepared under its name on first use, in the same round trip). On
+ * PLAT_OK every q[i].result is a result for the caller to PQclear;
+ * otherwise each is NULL and the first failure is the outcome (in a
+ * transaction, the statements after it did not run).
+ */
+struct pg_query {
+	const char *name;
+	const char *sql;
+	int nparams;
+	const char *const *values;
+	const int *lengths;             /* NULL: all text */
+	const int *formats;             /* NULL: all text */
+	PGresult *result;               /* out */
+};
+enum plat_code pg_pipeline(struct pg_conn *conn, struct pg_query *q,
+    size_t n, int64_t timeout_ms, char *err, size_t errlen);
+/* In a pg_tx fn, as its last step: q then COMMIT in one round trip, and
+ * fn returns this code (pg_tx then has nothing left to commit). As for
+ * pg_commit, PLAT_DEADLINE_EXCEEDED or PLAT_UNAVAILABLE mean the outcome
+ * is unknown. */
+enum plat_code pg_pipeline_commit(struct pg_conn *conn, struct pg_query *q,
+    size_t n, int64_t timeout_ms, char *err, size_t errlen);
+
 /* Transactions on one acquired connection. A failed pg_exec inside leaves
  * the transaction aborted: pg_rollback it (pg_release does too). */
 enum plat_code pg_begin(struct pg_conn *conn, int64_t timeout_ms,
@@ -125,7 +152,9 @@ enum plat_code pg_rollback(struct pg_conn *conn, int64_t timeout_ms,
 
 /*
  * Whole transaction: acquires, BEGIN, fn, COMMIT (or ROLLBACK when fn does
- * not return PLAT_OK), releases. A transaction aborted by a serialization
+ * not return PLAT_OK), releases. BEGIN is sent with fn's first statement,
+ * in the same round trip, and fn may commit with its last
+ * (pg_pipeline_commit). A transaction aborted by a serialization
  * failure or deadlock (PLAT_ABORTED) is run again, up to 3 times in all
  * while the deadline allows, so fn must do nothing outside the database
  * that it cannot repeat. fn gets the time left and writes err itself.
