@@ -194,7 +194,10 @@ numeric_date(const json_t *claims, const char *key, int64_t *out)
 	*out = 0;
 	if (v == NULL)
 		return 0;
-	if (!json_is_number(v))
+	/* Out of range is not a date: the cast would be undefined, and
+	 * exp + leeway must not overflow. */
+	if (!json_is_number(v) || !(json_number_value(v) > -0x1p62 &&
+	    json_number_value(v) < 0x1p62))
 		return -1;
 	*out = (int64_t)json_number_value(v);
 	return 0;
@@ -363,8 +366,10 @@ jwt_claims_copy(struct jwt_claims *dst, const struct jwt_claims *src)
 	dst->scope_buf = NULL;
 	dst->nscopes = 0;
 	if (src->scope_buf != NULL) {
-		size_t len = strlen(json_string_value(json_object_get(
-		    src->json, "scope"))) + 1;
+		/* No string "scope" claim left scope_buf "" (split_scopes). */
+		const char *scope = json_string_value(json_object_get(
+		    src->json, "scope"));
+		size_t len = (scope != NULL ? strlen(scope) : 0) + 1;
 
 		/* The same words at the same offsets in a buffer of our own. */
 		dst->scope_buf = xcalloc(1, len);

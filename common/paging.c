@@ -58,7 +58,7 @@ plat_page_token_parse(plat_ctx *ctx, const char *token, char kind,
 		if (hi < 0 || lo < 0)
 			goto bad;
 		v = hi << 4 | lo;
-		if (i == 0 ? v != kind : v == 0)
+		if (i == 0 ? v != (unsigned char)kind : v == 0)
 			goto bad;
 		if (i > 0)
 			out[i - 1] = (char)v;

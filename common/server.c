@@ -213,13 +213,15 @@ decode_request(struct plat_ctx *ctx, const ProtobufCMessageDescriptor *desc,
 		    arena_allocator(&ctx->arena), GRPC_SLICE_LENGTH(all),
 		    GRPC_SLICE_START_PTR(all));
 		path[0] = '\0';
-		bad = msg != NULL && wire_check_strings(desc,
+		bad = msg != NULL ? wire_check_strings(desc,
 		    GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), 0,
-		    path, sizeof(path), 0);
+		    path, sizeof(path), 0) : 0;
 		grpc_slice_unref(all);
-		if (bad)
+		if (bad > 0)
 			return plat_error(ctx, PLAT_INVALID_ARGUMENT,
 			    "%s: not valid UTF-8, or holds a NUL byte", path);
+		if (bad < 0)
+			msg = NULL;     /* malformed after all */
 	}
 	if (msg == NULL)
 		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
@@ -311,7 +313,11 @@ wire_path(char *path, size_t cap, size_t len,
 
 /* Finds the first string field that is not valid UTF-8 or holds a NUL;
  * writes its path ("service.nodes[1].id") and returns 1, else 0.
- * Malformed input is left for the decoder to report. */
+ * Malformed input is left for the decoder to report, but for field
+ * number 0 (-1): protobuf-c accepts it when the tag takes more bytes
+ * than it needs and keeps it as an unknown field that it then packs in a
+ * form it refuses to read back, so a copy made by packing (discovery's
+ * registry) would fail. */
 static int
 wire_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p,
     size_t n, int depth, char *path, size_t cap, size_t plen)
@@ -323,9 +329,12 @@ wire_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p,
 		uint64_t key, len;
 		unsigned idx = 0;
 		size_t sub;
+		int bad;
 
 		if (wire_varint(&p, &n, &key) != 0)
 			return 0;
+		if (key >> 3 == 0)
+			return -1;
 		switch (key & 7) {
 		case 0:
 			if (wire_varint(&p, &n, &len) != 0)
@@ -358,9 +367,9 @@ wire_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p,
 			if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE &&
 			    depth < 64) {
 				sub = wire_path(path, cap, plen, f, idx);
-				if (wire_check_strings(f->descriptor, p,
-				    (size_t)len, depth + 1, path, cap, sub))
-					return 1;
+				if ((bad = wire_check_strings(f->descriptor, p,
+				    (size_t)len, depth + 1, path, cap, sub)) != 0)
+					return bad;
 				path[plen] = '\0';
 			}
 			p += len;
