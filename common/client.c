@@ -765,7 +765,8 @@ plat_addrs_parse(struct plat_addrs *l, const char *list)
 		l->addr = xrealloc(l->addr, (l->n + 1) * sizeof(*l->addr));
 		l->addr[l->n] = xcalloc(1, n + 1);
 		memcpy(l->addr[l->n++], p, n);
-		p = comma + 1;
+		if (comma != NULL)
+			p = comma + 1;
 	} while (comma != NULL);
 	atomic_init(&l->cur, 0);
 	return 0;

@@ -326,7 +326,8 @@ settings_apply(struct plat_settings *s, const struct settings_def *d,
 					    name, show, problem);
 					return -1;
 				}
-				p = comma + 1;
+				if (comma != NULL)
+					p = comma + 1;
 			} while (comma != NULL);
 			break;
 		}

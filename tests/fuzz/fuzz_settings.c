@@ -9,6 +9,7 @@
  * credentials document. Invariants: a parse either succeeds with every
  * value in its documented range or fails with a message.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "fuzz.h"
@@ -43,8 +44,19 @@ check_parsed(const struct plat_settings *s)
 	FUZZ_ASSERT(s->grace_ms >= 0 && s->grace_ms <= 600000);
 	FUZZ_ASSERT(s->register_ttl_s >= 3 && s->register_ttl_s <= 3600);
 	FUZZ_ASSERT((s->tls_cert == NULL) == (s->tls_key == NULL));
-	if (s->discovery != NULL && s->discovery[0] != '\0')
-		FUZZ_ASSERT(settings_check_address(s->discovery) == 0);
+	if (s->discovery != NULL && s->discovery[0] != '\0') {
+		/* One address or several, none empty. */
+		char *copy = strdup(s->discovery), *save = NULL, *one;
+		size_t len = strlen(s->discovery);
+
+		FUZZ_ASSERT(copy != NULL);
+		FUZZ_ASSERT(strstr(s->discovery, ",,") == NULL &&
+		    s->discovery[0] != ',' && s->discovery[len - 1] != ',');
+		for (one = strtok_r(copy, ",", &save); one != NULL;
+		    one = strtok_r(NULL, ",", &save))
+			FUZZ_ASSERT(settings_check_address(one) == 0);
+		free(copy);
+	}
 	if (s->auth != NULL)
 		FUZZ_ASSERT(settings_check_address(s->auth) == 0);
 }
