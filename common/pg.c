@@ -1015,44 +1015,30 @@ pg_conninfo_check(const char *conninfo, char *err, size_t errlen)
 }
 
 int
-pg_settings_check(const struct plat_service *svc, const char *prog, int argc,
-    char **argv)
+pg_check_database(const struct plat_settings *s, char *err, size_t errlen)
 {
-	struct settings_spec spec = {
-		.prog = prog,
-		.default_listen = svc->default_listen,
-		.extra = svc->options,
-		.nextra = svc->noptions,
-	};
-	struct plat_settings s;
-	char err[512];
-	int rc = 0;
+	char why[512];
 
-	if (settings_parse(&s, &spec, argc, argv, NULL, err, sizeof(err)) !=
-	    SETTINGS_OK) {
-		settings_free(&s);
-		return 0;
+	if (s->database == NULL || s->database[0] == '\0') {
+		snprintf(err, errlen, "--database (PLATFORM_DATABASE) is "
+		    "required");
+		return -1;
 	}
-	if (s.database == NULL || s.database[0] == '\0') {
-		fprintf(stderr, "%s: --database (PLATFORM_DATABASE) is "
-		    "required\n", prog);
-		rc = 2;
-	} else if (pg_conninfo_check(s.database, err, sizeof(err)) != 0) {
+	if (pg_conninfo_check(s->database, why, sizeof(why)) != 0) {
 		/* libpq may quote the string, password and all, after the
 		 * last ': "': cut it off. */
 		char *q = NULL, *p;
 
-		for (p = err; (p = strstr(p, ": \"")) != NULL; p++)
+		for (p = why; (p = strstr(p, ": \"")) != NULL; p++)
 			q = p;
 		if (q != NULL)
 			*q = '\0';
-		err[strcspn(err, "\n")] = '\0';
-		fprintf(stderr, "%s: --database: not a valid connection "
-		    "string (%s)\n", prog, err);
-		rc = 2;
+		why[strcspn(why, "\n")] = '\0';
+		snprintf(err, errlen, "--database: not a valid connection "
+		    "string (%s)", why);
+		return -1;
 	}
-	settings_free(&s);
-	return rc;
+	return 0;
 }
 
 struct pg_pool *

@@ -552,4 +552,3 @@ const struct plat_method auth_methods[] = {
 		.stream = auth_watch_rules,
 	},
 };
-const size_t auth_nmethods = sizeof(auth_methods) / sizeof(auth_methods[0]);

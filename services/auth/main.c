@@ -3,8 +3,8 @@
  * access tokens and the access rules, kept in PostgreSQL.
  *
  * --database (PLATFORM_DATABASE) is required and auth-srv's own settings
- * are checked here, before plat_main starts anything, so a missing or
- * wrong one is a one-line error and exit 2 like every other bad setting.
+ * are checked with the others (check_settings), so a missing or wrong
+ * one is a one-line error and exit 2 like every other bad setting.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -22,7 +22,7 @@ static char *opt_token_ttl, *opt_refresh_ttl, *opt_key_rotation,
     *opt_audience, *opt_lockout_failures, *opt_lockout_peer_failures,
     *opt_lockout_seconds;
 
-const struct settings_option auth_options[] = {
+static const struct settings_option auth_options[] = {
 	{ "--token-ttl", "PLATFORM_AUTH_TOKEN_TTL",
 	  "access token lifetime, seconds (1..86400, default 900)",
 	  &opt_token_ttl },
@@ -56,7 +56,6 @@ const struct settings_option auth_options[] = {
 	  "how long a lock-out lasts, and the counting window (default 300)",
 	  &opt_lockout_seconds },
 };
-const size_t auth_noptions = sizeof(auth_options) / sizeof(auth_options[0]);
 
 static int
 number(const char *flag, const char *v, int64_t dflt, int64_t min,
@@ -138,49 +137,34 @@ auth_settings_load(struct auth_settings *s, char *err, size_t errlen)
 	return 0;
 }
 
+/* --database and auth-srv's own settings (their values are set). */
+static int
+check_settings(const struct plat_settings *s, char *err, size_t errlen)
+{
+	struct auth_settings as;
+
+	if (pg_check_database(s, err, errlen) != 0)
+		return -1;
+	return auth_settings_load(&as, err, errlen) != 0 ? -1 : 0;
+}
+
 static const struct plat_service auth_service = {
 	.name = "auth",
 	.grpc_service = "platform.auth.v1.Auth",
 	.version = PLATFORM_VERSION,
 	.default_listen = "127.0.0.1:7072",
 	.methods = auth_methods,
-	.nmethods = 0,              /* set in main: the table lives elsewhere */
+	.nmethods = AUTH_NMETHODS,
 	.options = auth_options,
-	.noptions = 0,
+	.noptions = PLAT_COUNT(auth_options),
+	.check_settings = check_settings,
 	.self_auth = 1,
 	.init = auth_init,
 	.fini = auth_fini,
 };
 
-/* 0 to go on, else the exit code: --database and auth-srv's own settings
- * checked before anything starts. Settings errors and --help are left to
- * plat_main, which reports them the same way for every server. */
-static int
-check_settings(const struct plat_service *svc, int argc, char **argv)
-{
-	struct auth_settings as;
-	char err[512];
-	int rc;
-
-	/* Parses svc's options too, setting their values for the load. */
-	if ((rc = pg_settings_check(svc, "auth-srv", argc, argv)) != 0)
-		return rc;
-	if (auth_settings_load(&as, err, sizeof(err)) != 0) {
-		fprintf(stderr, "auth-srv: %s\n", err);
-		return 2;
-	}
-	return 0;
-}
-
 int
 main(int argc, char **argv)
 {
-	struct plat_service svc = auth_service;
-	int rc;
-
-	svc.nmethods = auth_nmethods;
-	svc.noptions = auth_noptions;
-	if ((rc = check_settings(&svc, argc, argv)) != 0)
-		return rc;
-	return plat_main(&svc, argc, argv);
+	return plat_main(&auth_service, argc, argv);
 }

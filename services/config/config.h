@@ -1,5 +1,5 @@
 /*
- * config: config-srv's method table, lifecycle hooks, and what its
+ * config: config-srv's service descriptor (handlers.c), and what its
  * modules share.
  */
 #ifndef CONFIG_H
@@ -11,11 +11,7 @@
 #include "platform/server.h"
 #include "store.h"
 
-extern const struct plat_method config_methods[];
-extern const size_t config_nmethods;
-
-int config_init(plat_server *srv, const struct plat_settings *s);
-void config_fini(plat_server *srv);
+extern const struct plat_service config_service;
 
 /* Fills v (initialised here) from r; v points into r's strings. */
 void config_value_fill(Platform__Config__V1__Value *v,

@@ -21,6 +21,7 @@
 #include "platform/events.h"
 #include "platform/log.h"
 #include "platform/paging.h"
+#include "platform/pg.h"
 #include "platform/metrics.h"
 #include "platform/server.h"
 #include "platform/xalloc.h"
@@ -830,7 +831,7 @@ gauge_revision(void *arg)
 	return pos < 0 ? 0 : (double)pos;
 }
 
-int
+static int
 config_init(plat_server *srv, const struct plat_settings *s)
 {
 	char err[512];
@@ -886,7 +887,7 @@ config_init(plat_server *srv, const struct plat_settings *s)
 	return 0;
 }
 
-void
+static void
 config_fini(plat_server *srv)
 {
 	(void)srv;
@@ -902,7 +903,7 @@ config_fini(plat_server *srv)
 #define UNARY(name, fn, type, idem) \
 	PLAT_UNARY(CONFIG_PATH, name, platform__config__v1, type, fn, idem)
 
-const struct plat_method config_methods[] = {
+static const struct plat_method config_methods[] = {
 	UNARY("Read", config_read, read, 1),
 	UNARY("Update", config_write, update, 0),
 	UNARY("Delete", config_write, delete, 0),
@@ -918,5 +919,16 @@ const struct plat_method config_methods[] = {
 		.stream = config_watch,
 	},
 };
-const size_t config_nmethods =
-    sizeof(config_methods) / sizeof(config_methods[0]);
+/* --database is required: checked with the other settings, so a missing
+ * or malformed one is a one-line error and exit 2. */
+const struct plat_service config_service = {
+	.name = "config",
+	.grpc_service = "platform.config.v1.Config",
+	.version = PLATFORM_VERSION,
+	.default_listen = "127.0.0.1:7071",
+	.methods = config_methods,
+	.nmethods = PLAT_COUNT(config_methods),
+	.check_settings = pg_check_database,
+	.init = config_init,
+	.fini = config_fini,
+};

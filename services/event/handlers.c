@@ -22,6 +22,7 @@
 #include "platform/log.h"
 #include "platform/metrics.h"
 #include "platform/paging.h"
+#include "platform/pg.h"
 #include "platform/server.h"
 #include "retention.h"
 #include "store.h"
@@ -49,20 +50,23 @@ static struct {
 
 static char *retention_interval_opt;
 
-const struct settings_option event_options[] = {
+static const struct settings_option event_options[] = {
 	{ "--retention-interval-ms", "PLATFORM_RETENTION_INTERVAL_MS",
 	  "how often retention runs, 100..86400000 (default 60000)",
 	  &retention_interval_opt },
 };
-const size_t event_noptions = sizeof(event_options) /
-    sizeof(event_options[0]);
 
-int
-event_check_options(char *err, size_t errlen)
+/* --database (required) and event-srv's own settings, checked with the
+ * others: a bad one is a one-line error and exit 2. */
+static int
+event_check_settings(const struct plat_settings *s, char *err,
+    size_t errlen)
 {
 	char *end;
 	long long v;
 
+	if (pg_check_database(s, err, errlen) != 0)
+		return -1;
 	S.retention_interval_ms = RETENTION_INTERVAL_DEFAULT;
 	if (retention_interval_opt == NULL)
 		return 0;
@@ -648,7 +652,7 @@ gauge_retention(void *arg)
 	return retention_deleted();
 }
 
-void
+static void
 event_fini(plat_server *srv)
 {
 	(void)srv;
@@ -660,7 +664,7 @@ event_fini(plat_server *srv)
 	S.store = NULL;
 }
 
-int
+static int
 event_init(plat_server *srv, const struct plat_settings *s)
 {
 	struct metrics *m = plat_server_metrics(srv);
@@ -716,7 +720,7 @@ event_init(plat_server *srv, const struct plat_settings *s)
 #define UNARY(name, fn, type, idem) \
 	PLAT_UNARY(EVENT_PATH, name, platform__event__v1, type, fn, idem)
 
-const struct plat_method event_methods[] = {
+static const struct plat_method event_methods[] = {
 	UNARY("Publish", event_publish, publish, 0),
 	UNARY("PublishBatch", event_publish_batch, publish_batch, 0),
 	{
@@ -734,5 +738,16 @@ const struct plat_method event_methods[] = {
 	UNARY("SetRetention", event_set_retention, set_retention, 1),
 	UNARY("ListRetention", event_list_retention, list_retention, 1),
 };
-const size_t event_nmethods = sizeof(event_methods) /
-    sizeof(event_methods[0]);
+const struct plat_service event_service = {
+	.name = "event",
+	.grpc_service = "platform.event.v1.Event",
+	.version = PLATFORM_VERSION,
+	.default_listen = "127.0.0.1:7073",
+	.methods = event_methods,
+	.nmethods = PLAT_COUNT(event_methods),
+	.options = event_options,
+	.noptions = PLAT_COUNT(event_options),
+	.check_settings = event_check_settings,
+	.init = event_init,
+	.fini = event_fini,
+};

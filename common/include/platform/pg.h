@@ -71,16 +71,13 @@ void pg_pool_free(struct pg_pool *pool);
 int pg_conninfo_check(const char *conninfo, char *err, size_t errlen);
 
 /*
- * For a server that cannot run without --database: checks the setting is
- * given and parses, before plat_main starts anything, so a missing or
+ * For a server that cannot run without --database, as its
+ * check_settings: the setting is given and parses, so a missing or
  * malformed one is a one-line error naming it (never quoting the
- * password) and exit code 2 like every bad setting. Returns 0 to go on,
- * else the exit code. Other settings errors and --help are left to
- * plat_main, which reports them the same way for every server. svc's
- * options are parsed too (their values are set as a side effect).
+ * password) and exit code 2 like every bad setting. 0, or -1 with err.
  */
-int pg_settings_check(const struct plat_service *svc, const char *prog,
-    int argc, char **argv);
+int pg_check_database(const struct plat_settings *s, char *err,
+    size_t errlen);
 
 /*
  * Takes a connection, waiting up to timeout_ms for one to be free.
