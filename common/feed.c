@@ -433,7 +433,8 @@ feed_step(void *arg)
 void
 plat_feed_kick(struct plat_feed *f)
 {
-	plat_feed_loop_kick(f->loop);
+	if (f != NULL)
+		plat_feed_loop_kick(f->loop);
 }
 
 static void

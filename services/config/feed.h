@@ -30,12 +30,9 @@ int feed_start(struct store *store, const char *conninfo, plat_server *srv);
  * (the runtime drains them before fini). */
 void feed_stop(void);
 
-/* The last revision fanned out; -1 before the feed knows where it is. */
-int64_t feed_position(void);
-/* Started and its last read of the table succeeded. */
-bool feed_healthy(void);
-/* Asks for a read of the table now. */
-void feed_kick(void);
+/* The feed (platform/feed.h: its position, health, kick and watchers);
+ * NULL before feed_start. */
+struct plat_feed *feed_get(void);
 /*
  * A local writer's committed batch: rows in revision order with no gap,
  * the first following every revision committed before the batch. When
@@ -44,7 +41,6 @@ void feed_kick(void);
  * replica's changes came between) the feed is kicked to read them all.
  */
 void feed_committed(struct cfg_row *const *rows, size_t n);
-size_t feed_watchers(void);
 
 /*
  * The work of a Watch call once its request is checked: replays the

@@ -19,6 +19,7 @@
 #include "doc.h"
 #include "feed.h"
 #include "platform/events.h"
+#include "platform/feed.h"
 #include "platform/log.h"
 #include "platform/paging.h"
 #include "platform/pg.h"
@@ -85,7 +86,7 @@ static int
 store_error(plat_ctx *ctx, enum plat_code code, const char *err)
 {
 	if (code == PLAT_UNAVAILABLE)
-		feed_kick();
+		plat_feed_kick(feed_get());
 	return plat_error(ctx, code, "%s", err);
 }
 
@@ -101,9 +102,9 @@ latest(plat_ctx *ctx, const char *ns, const char *path,
 	enum plat_code code;
 	int64_t pos;
 
-	if (feed_healthy() && cache_get(ns, path, row))
+	if (plat_feed_healthy(feed_get()) && cache_get(ns, path, row))
 		return PLAT_OK;
-	pos = feed_position();
+	pos = plat_feed_position(feed_get());
 	code = store_latest(S.store, ns, path, plat_ctx_deadline_left_ms(ctx),
 	    row, err, sizeof(err));
 	if (code != PLAT_OK)
@@ -120,7 +121,7 @@ version_row(plat_ctx *ctx, const char *ns, const char *path,
 	char err[256];
 	enum plat_code code;
 
-	if (feed_healthy() && cache_get(ns, path, row)) {
+	if (plat_feed_healthy(feed_get()) && cache_get(ns, path, row)) {
 		if (*row != NULL && (*row)->version == version)
 			return PLAT_OK;
 		cfg_row_unref(*row);
@@ -805,7 +806,7 @@ static double
 gauge_watchers(void *arg)
 {
 	(void)arg;
-	return (double)feed_watchers();
+	return (double)plat_feed_watchers(feed_get());
 }
 
 static double
@@ -825,7 +826,7 @@ gauge_write_queue(void *arg)
 static double
 gauge_revision(void *arg)
 {
-	int64_t pos = feed_position();
+	int64_t pos = plat_feed_position(feed_get());
 
 	(void)arg;
 	return pos < 0 ? 0 : (double)pos;

@@ -187,29 +187,10 @@ feed_stop(void)
 	F.feed = NULL;
 }
 
-int64_t
-feed_position(void)
+struct plat_feed *
+feed_get(void)
 {
-	return plat_feed_position(F.feed);
-}
-
-bool
-feed_healthy(void)
-{
-	return plat_feed_healthy(F.feed);
-}
-
-void
-feed_kick(void)
-{
-	if (F.feed != NULL)
-		plat_feed_kick(F.feed);
-}
-
-size_t
-feed_subscribers(void)
-{
-	return plat_feed_watchers(F.feed);
+	return F.feed;
 }
 
 void

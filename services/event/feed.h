@@ -30,11 +30,9 @@ int feed_start(struct store *store, const char *conninfo, plat_server *srv);
  * stream must have ended (the runtime ends them before fini). */
 void feed_stop(void);
 
-/* The last sequence fanned out; -1 before the feed knows where it is. */
-int64_t feed_position(void);
-bool feed_healthy(void);
-void feed_kick(void);
-size_t feed_subscribers(void);
+/* The feed (platform/feed.h: its position, health, kick and
+ * subscribers); NULL before feed_start. */
+struct plat_feed *feed_get(void);
 
 /* A batch this replica committed, in sequence order; takes the rows'
  * references. */

@@ -19,6 +19,7 @@
 #include "event.h"
 #include "feed.h"
 #include "groups.h"
+#include "platform/feed.h"
 #include "platform/log.h"
 #include "platform/metrics.h"
 #include "platform/paging.h"
@@ -619,13 +620,13 @@ static double
 gauge_subscribers(void *arg)
 {
 	(void)arg;
-	return (double)(feed_subscribers() + groups_subscribers());
+	return (double)(plat_feed_watchers(feed_get()) + groups_subscribers());
 }
 
 static double
 gauge_sequence(void *arg)
 {
-	int64_t pos = feed_position();
+	int64_t pos = plat_feed_position(feed_get());
 
 	(void)arg;
 	return pos < 0 ? 0 : (double)pos;
