@@ -142,9 +142,15 @@ static const struct settings_def settings_defs[] = {
 static const char *
 settings_show(char *buf, size_t len, const char *v)
 {
-	size_t i;
+	size_t i, n = strlen(v);
 
-	snprintf(buf, len, "%s", v);
+	/* Cut on purpose: copied by hand (gcc -O3 warns on snprintf). */
+	if (len == 0)
+		return buf;
+	if (n >= len)
+		n = len - 1;
+	memcpy(buf, v, n);
+	buf[n] = '\0';
 	if (strlen(v) >= len && len > 4)
 		memcpy(buf + len - 4, "...", 4);
 	for (i = 0; buf[i] != '\0'; i++)

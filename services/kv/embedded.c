@@ -1255,7 +1255,7 @@ follow_ring(void)
 	struct ring_member *m;
 	struct ring *old, *new;
 	size_t n = read_members(&m);
-	char count[16];
+	char count[24];
 
 	if (n == 0)
 		return;
