@@ -243,6 +243,26 @@ route(plat_ctx *ctx, const char *table, const char *key,
 	return 1;
 }
 
+/* The addresses of the ring's other members, in the call's memory: who a
+ * List or Watch spanning the ring asks. */
+static char **
+ring_peers(plat_ctx *ctx, size_t *n)
+{
+	char **peers;
+
+	*n = 0;
+	pthread_rwlock_rdlock(&E->ring_lock);
+	peers = plat_alloc(ctx, (ring_size(E->ring) + 1) * sizeof(*peers));
+	for (size_t i = 0; i < ring_size(E->ring); i++) {
+		const struct ring_member *m = ring_member(E->ring, i);
+
+		if (strcmp(m->id, E->self_id) != 0)
+			peers[(*n)++] = plat_strdup(ctx, m->address);
+	}
+	pthread_rwlock_unlock(&E->ring_lock);
+	return peers;
+}
+
 /* Sends entries to a peer as written: PLAT_OK or the call's status. */
 static int
 send_replicas(const char *addr, Platform__Kv__V1__ReplicaEntry **entries,
@@ -630,19 +650,8 @@ list_sync(struct kv_backend *b, plat_ctx *ctx,
 	kv_store_list(E->store, req->table, req->prefix, after, limit,
 	    page_visit, &p, &m);
 	*more = m;
-	if (!forwarded(ctx)) {
-		pthread_rwlock_rdlock(&E->ring_lock);
-		peers = plat_alloc(ctx, (ring_size(E->ring) + 1) *
-		    sizeof(*peers));
-		for (size_t i = 0; i < ring_size(E->ring); i++) {
-			const struct ring_member *rm = ring_member(E->ring, i);
-
-			if (strcmp(rm->id, E->self_id) != 0)
-				peers[npeers++] = plat_strdup(ctx,
-				    rm->address);
-		}
-		pthread_rwlock_unlock(&E->ring_lock);
-	}
+	if (!forwarded(ctx))
+		peers = ring_peers(ctx, &npeers);
 	/* Each member's first `limit` after `after`: their merge holds the
 	 * ring's first `limit` (a member that is down is left out). */
 	for (size_t i = 0; i < npeers; i++) {
@@ -687,7 +696,7 @@ list_sync(struct kv_backend *b, plat_ctx *ctx,
 
 /* ---- the ops: inline when they need no other node, else pooled ---- */
 
-#define POOLED(name, Req, Resp)                                          \
+#define POOLED(name)                                                     \
 static int                                                              \
 name##_run(struct kv_backend *b, plat_ctx *ctx, const void *req,        \
     void *resp)                                                         \
@@ -695,10 +704,10 @@ name##_run(struct kv_backend *b, plat_ctx *ctx, const void *req,        \
 	return name##_sync(b, ctx, req, resp);                           \
 }
 
-POOLED(get, GetRequest, GetResponse)
-POOLED(put, PutRequest, PutResponse)
-POOLED(delete, DeleteRequest, DeleteResponse)
-POOLED(increment, IncrementRequest, IncrementResponse)
+POOLED(get)
+POOLED(put)
+POOLED(delete)
+POOLED(increment)
 
 static int
 emb_get(struct kv_backend *b, plat_ctx *ctx,
@@ -1015,18 +1024,8 @@ emb_watch(struct kv_backend *b, plat_ctx *ctx,
 		w->auth = xstrdup(plat_ctx_metadata(ctx, "authorization"));
 	pthread_mutex_init(&w->mu, NULL);
 	atomic_init(&w->refs, 1);
-	if (!forwarded(ctx)) {
-		pthread_rwlock_rdlock(&E->ring_lock);
-		peers = plat_alloc(ctx, (ring_size(E->ring) + 1) *
-		    sizeof(*peers));
-		for (size_t i = 0; i < ring_size(E->ring); i++) {
-			const struct ring_member *m = ring_member(E->ring, i);
-
-			if (strcmp(m->id, E->self_id) != 0)
-				peers[npeers++] = plat_strdup(ctx, m->address);
-		}
-		pthread_rwlock_unlock(&E->ring_lock);
-	}
+	if (!forwarded(ctx))
+		peers = ring_peers(ctx, &npeers);
 	w->unsynced = 1 + (int)npeers;
 	/* The peers first: their snapshots and this node's interleave, and
 	 * the versions sort out which copy is newest. */

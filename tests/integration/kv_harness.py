@@ -1,16 +1,11 @@
 """Helpers for the kv-srv integration tests (test_kv.py).
 
 The message classes of platform.kv.v1, a client for every KV method, and
-kv-srv started with the harness Server class: one node, a ring of nodes
-registered with a discovery-srv, or in front of a redis-server.
+kv-srv started with the harness Server class: one node, or a ring of
+nodes registered with a discovery-srv.
 """
 
 import os
-import shutil
-import subprocess
-import tempfile
-
-import grpc
 
 import harness
 from harness import RPC_TIMEOUT, Server, WatchReader
@@ -79,30 +74,3 @@ def kv_server(name=None, discovery=None, extra_args=(), env=None,
                   extra_args=list(extra_args), env=env,
                   name=name or 'kv-srv')
 
-
-class RedisServer:
-    """A redis-server of the test's own on a free loopback port, with
-    keyspace notifications on; None from start() when Debian's
-    redis-server is not installed."""
-
-    def __init__(self):
-        self.port = harness.free_port()
-        self.dir = tempfile.mkdtemp(prefix='platform-it-redis-')
-        self.proc = subprocess.Popen(
-            ['redis-server', '--port', str(self.port), '--bind',
-             '127.0.0.1', '--save', '', '--appendonly', 'no',
-             '--dir', self.dir, '--notify-keyspace-events', 'KEA'],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        harness.wait_for(lambda: harness.port_listening(self.port),
-                         what='redis-server listening')
-        self.url = 'redis://127.0.0.1:%d' % self.port
-
-    @staticmethod
-    def available():
-        return shutil.which('redis-server') is not None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        shutil.rmtree(self.dir, True)
