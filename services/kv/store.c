@@ -407,6 +407,23 @@ set_value(struct kv_store *s, struct item *it, const uint8_t *value,
 	heap_set(s, it);
 }
 
+/* An entry whose time to live ran out becomes a tombstone at its own
+ * version plus one: every owner of the key expires it on its own, and the
+ * same version everywhere makes those one change, not one per owner (a
+ * Watch across the ring passes on each version once). Later local writes
+ * stay above it. */
+static void
+expire(struct kv_store *s, struct item *it)
+{
+	int64_t version = it->version + 1;
+
+	if (version > s->last_version)
+		s->last_version = version;
+	s->expirations++;
+	make_tombstone(s, it, version);
+	notify(s, KV_EVENT_EXPIRED, it);
+}
+
 /* The item of a key if it is live now; an expired one becomes a
  * tombstone first (an EXPIRED event), so every reader agrees. */
 static struct item *
@@ -417,9 +434,7 @@ live_item(struct kv_store *s, const char *table, const char *key)
 	if (it == NULL || it->deleted)
 		return NULL;
 	if (it->expires_ms != 0 && it->expires_ms <= s->wall_ms()) {
-		s->expirations++;
-		make_tombstone(s, it, next_version(s));
-		notify(s, KV_EVENT_EXPIRED, it);
+		expire(s, it);
 		return NULL;
 	}
 	return it;
@@ -748,13 +763,8 @@ kv_store_sweep(struct kv_store *s)
 
 	pthread_mutex_lock(&s->mu);
 	now = s->wall_ms();
-	while (s->nheap > 0 && s->heap[0]->expires_ms <= now) {
-		struct item *it = s->heap[0];
-
-		s->expirations++;
-		make_tombstone(s, it, next_version(s));
-		notify(s, KV_EVENT_EXPIRED, it);
-	}
+	while (s->nheap > 0 && s->heap[0]->expires_ms <= now)
+		expire(s, s->heap[0]);
 	while (s->tombs.tail != NULL &&
 	    s->tombs.tail->deleted_ms + TOMBSTONE_MS <= now)
 		item_drop(s, s->tombs.tail);

@@ -12,7 +12,8 @@
  * logical clock), so a key deleted and made again, or written by another
  * node of the ring after a failover, still gets a larger version. A
  * deleted key leaves a tombstone with its version for a while, so a late
- * replica of an older write cannot bring it back.
+ * replica of an older write cannot bring it back. An expiry takes the
+ * entry's version plus one, the same on every owner of the key.
  *
  * Watchers see every change under the store's lock, in the order the
  * changes were made; kv_store_watch hands a new watcher the current
