@@ -43,7 +43,8 @@ struct kv_backend_ops {
 	    Platform__Kv__V1__PutManyResponse *resp);
 	/* One page of live entries under req->prefix after the key `after`
 	 * ("": from the start), at most limit, in key order; *more when
-	 * others follow. */
+	 * others follow. A deferred answer sets its own page token
+	 * (kv_list_set_token). */
 	int (*list)(struct kv_backend *b, plat_ctx *ctx,
 	    const Platform__Kv__V1__ListRequest *req, const char *after,
 	    size_t limit, Platform__Kv__V1__ListResponse *resp, bool *more);
@@ -85,6 +86,10 @@ int kv_get_many_each(struct kv_backend *b, plat_ctx *ctx,
 int kv_put_many_each(struct kv_backend *b, plat_ctx *ctx,
     const Platform__Kv__V1__PutManyRequest *req,
     Platform__Kv__V1__PutManyResponse *resp);
+
+/* A List page's next_page_token, when more entries follow its last. */
+void kv_list_set_token(plat_ctx *ctx, Platform__Kv__V1__ListResponse *resp,
+    bool more);
 
 /* An Entry in the call's memory. */
 kv_entry_pb *kv_entry_new(plat_ctx *ctx, const char *table, const char *key,

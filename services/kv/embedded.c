@@ -37,6 +37,7 @@
 #include "platform/metrics.h"
 #include "platform/paging.h"
 #include "platform/xalloc.h"
+#include "merge.h"
 #include "ring.h"
 #include "store.h"
 
@@ -800,9 +801,8 @@ list_run(struct kv_backend *b, plat_ctx *ctx, const void *arg, void *resp)
 	int rc;
 
 	if ((rc = list_sync(b, ctx, lj->req, lj->after, lj->limit, out,
-	    &more)) == PLAT_OK && more && out->n_entries > 0)
-		out->next_page_token = plat_page_token(ctx, 'k',
-		    out->entries[out->n_entries - 1]->key);
+	    &more)) == PLAT_OK)
+		kv_list_set_token(ctx, out, more);
 	return rc;
 }
 
@@ -827,25 +827,11 @@ emb_list(struct kv_backend *b, plat_ctx *ctx,
 
 /* ---- Watch across the ring ---- */
 
-/* The last version passed on per key, so a change that reaches several
- * owners goes out once, and never older than one sent. */
-struct seen {
-	struct seen *next;
-	int64_t version;
-	char key[];
-};
-
-#define SEEN_BUCKETS 256
-
 struct mwatch {
-	plat_stream *st;
+	struct kv_merge merge;          /* this node's and every peer's */
 	char *table, *prefix;
 	char *auth;                     /* the caller's, for the peers */
 	struct kv_watcher local;
-	pthread_mutex_t mu;
-	struct seen *seen[SEEN_BUCKETS];
-	int unsynced;                   /* sources yet to send SYNCED */
-	bool synced;
 	atomic_int closed;
 	atomic_int refs;
 };
@@ -860,66 +846,11 @@ mwatch_unref(struct mwatch *w)
 {
 	if (atomic_fetch_sub(&w->refs, 1) != 1)
 		return;
-	for (size_t i = 0; i < SEEN_BUCKETS; i++)
-		while (w->seen[i] != NULL) {
-			struct seen *s = w->seen[i];
-
-			w->seen[i] = s->next;
-			free(s);
-		}
-	pthread_mutex_destroy(&w->mu);
-	plat_stream_unref(w->st);
+	kv_merge_fini(&w->merge);
 	free(w->table);
 	free(w->prefix);
 	free(w->auth);
 	free(w);
-}
-
-/* 1 when version is newer than what went out for key (and records it). */
-static int
-seen_newer(struct mwatch *w, const char *key, int64_t version)
-{
-	uint64_t h = 1469598103934665603ULL;
-	struct seen *s;
-
-	for (const char *p = key; *p != '\0'; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ULL;
-	for (s = w->seen[h % SEEN_BUCKETS]; s != NULL; s = s->next)
-		if (strcmp(s->key, key) == 0) {
-			if (version <= s->version)
-				return 0;
-			s->version = version;
-			return 1;
-		}
-	s = xcalloc(1, sizeof(*s) + strlen(key) + 1);
-	strcpy(s->key, key);
-	s->version = version;
-	s->next = w->seen[h % SEEN_BUCKETS];
-	w->seen[h % SEEN_BUCKETS] = s;
-	return 1;
-}
-
-/* One source's event: passed on when new; the SYNCED marker once every
- * source has sent its own. */
-static void
-mwatch_deliver(struct mwatch *w, int type, const kv_entry_pb *e)
-{
-	Platform__Kv__V1__WatchResponse m =
-	    PLATFORM__KV__V1__WATCH_RESPONSE__INIT;
-
-	pthread_mutex_lock(&w->mu);
-	if (type == PLATFORM__KV__V1__EVENT_TYPE__EVENT_TYPE_SYNCED) {
-		if (--w->unsynced == 0 && !w->synced) {
-			w->synced = true;
-			m.type = type;
-			(void)plat_stream_send(w->st, &m.base);
-		}
-	} else if (e != NULL && seen_newer(w, e->key, e->version)) {
-		m.type = type;
-		m.entry = (kv_entry_pb *)e;
-		(void)plat_stream_send(w->st, &m.base);
-	}
-	pthread_mutex_unlock(&w->mu);
 }
 
 /* The local store's changes (under its lock). */
@@ -937,7 +868,8 @@ mwatch_local(void *arg, enum kv_event type, const struct kv_view *v)
 		e.expires_unix_ms = v->expires_ms;
 	}
 	/* enum kv_event and the proto's EventType share their numbers. */
-	mwatch_deliver(arg, (int)type, v != NULL ? &e : NULL);
+	kv_merge_deliver(&((struct mwatch *)arg)->merge, (int)type,
+	    v != NULL ? &e : NULL);
 }
 
 static void *
@@ -975,7 +907,7 @@ mpeer_main(void *arg)
 			if (r->type ==
 			    PLATFORM__KV__V1__EVENT_TYPE__EVENT_TYPE_SYNCED)
 				synced = true;
-			mwatch_deliver(w, r->type, r->entry);
+			kv_merge_deliver(&w->merge, r->type, r->entry);
 			protobuf_c_message_free_unpacked(msg, NULL);
 		}
 		plat_client_stream_cancel(s);
@@ -984,8 +916,8 @@ mpeer_main(void *arg)
 	/* A member that is down or went away counts as synced: its keys
 	 * have other owners. */
 	if (!synced)
-		mwatch_deliver(w, PLATFORM__KV__V1__EVENT_TYPE__EVENT_TYPE_SYNCED,
-		    NULL);
+		kv_merge_deliver(&w->merge,
+		    PLATFORM__KV__V1__EVENT_TYPE__EVENT_TYPE_SYNCED, NULL);
 	free(p->addr);
 	free(p);
 	mwatch_unref(w);
@@ -1016,17 +948,14 @@ emb_watch(struct kv_backend *b, plat_ctx *ctx,
 	size_t npeers = 0;
 
 	(void)b;
-	w->st = st;
-	plat_stream_ref(st);
 	w->table = xstrdup(req->table);
 	w->prefix = xstrdup(req->prefix);
 	if (plat_ctx_metadata(ctx, "authorization") != NULL)
 		w->auth = xstrdup(plat_ctx_metadata(ctx, "authorization"));
-	pthread_mutex_init(&w->mu, NULL);
 	atomic_init(&w->refs, 1);
 	if (!forwarded(ctx))
 		peers = ring_peers(ctx, &npeers);
-	w->unsynced = 1 + (int)npeers;
+	kv_merge_init(&w->merge, st, 1 + (int)npeers);
 	/* The peers first: their snapshots and this node's interleave, and
 	 * the versions sort out which copy is newest. */
 	for (size_t i = 0; i < npeers; i++) {

@@ -212,6 +212,15 @@ kv_entry_new(plat_ctx *ctx, const char *table, const char *key,
 	return e;
 }
 
+void
+kv_list_set_token(plat_ctx *ctx, Platform__Kv__V1__ListResponse *resp,
+    bool more)
+{
+	if (more && resp->n_entries > 0)
+		resp->next_page_token = plat_page_token(ctx, 'k',
+		    resp->entries[resp->n_entries - 1]->key);
+}
+
 /* ---- GetMany and PutMany, key by key ---- */
 
 int
@@ -440,9 +449,7 @@ kv_list(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 	if ((rc = K.b->ops->list(K.b, ctx, req, after, (size_t)page, out,
 	    &more)) != PLAT_OK)
 		return rc;
-	if (more && out->n_entries > 0)
-		out->next_page_token = plat_page_token(ctx, 'k',
-		    out->entries[out->n_entries - 1]->key);
+	kv_list_set_token(ctx, out, more);
 	*resp = &out->base;
 	return PLAT_OK;
 }

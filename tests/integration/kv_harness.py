@@ -6,6 +6,10 @@ nodes registered with a discovery-srv.
 """
 
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
 
 import harness
 from harness import RPC_TIMEOUT, Server, WatchReader
@@ -74,3 +78,51 @@ def kv_server(name=None, discovery=None, extra_args=(), env=None,
                   extra_args=list(extra_args), env=env,
                   name=name or 'kv-srv')
 
+
+
+REDIS_BIN = shutil.which('redis-server') or '/usr/bin/redis-server'
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, nothing saved to disk.
+    start() again after stop() serves the same port (empty: no
+    persistence)."""
+
+    def __init__(self, extra_args=()):
+        self.port = harness.free_port()
+        self.address = '127.0.0.1:%d' % self.port
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.dir = tempfile.mkdtemp(prefix='redis-', dir=harness.log_dir())
+        self.log_path = os.path.join(self.dir, 'redis.log')
+        self.proc = subprocess.Popen(
+            [REDIS_BIN, '--port', str(self.port), '--bind', '127.0.0.1',
+             '--save', '', '--appendonly', 'no', '--dir', self.dir,
+             '--logfile', self.log_path] + self.extra_args,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        harness.wait_for(lambda: self.command('PING') == b'+PONG',
+                         what='redis-server to answer PING')
+
+    def command(self, *args):
+        """One command in the Redis protocol; the raw first reply line
+        (None when nothing answers)."""
+        req = b'*%d\r\n' % len(args) + b''.join(
+            b'$%d\r\n%s\r\n' % (len(a), a) for a in
+            (x if isinstance(x, bytes) else str(x).encode() for x in args))
+        try:
+            with socket.create_connection(('127.0.0.1', self.port),
+                                          timeout=2) as s:
+                s.sendall(req)
+                return s.makefile('rb').readline().rstrip(b'\r\n')
+        except OSError:
+            return None
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -459,6 +460,77 @@ class RingChangeTest(harness.ServiceCase):
         e = kh.client_of(joined).put(t, 'k000', b'new')
         self.assertGreater(e.version, want['k000'])
         ring.stop()
+
+
+@unittest.skipUnless(os.path.exists(kh.REDIS_BIN), 'no redis-server')
+class RedisTest(Functional, harness.ServiceCase):
+    """Two kv-srv fronts to one real redis-server: calls alternate between
+    them, so each sees what the other wrote (they keep no state)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = kh.RedisServer()
+        cls.addClassCleanup(cls.redis.stop)
+        backend = ['--backend', 'redis://' + cls.redis.address]
+        cls.fronts = [metered('kv-redis-%d' % i, extra=backend)
+                      for i in range(2)]
+        for f in cls.fronts:
+            cls.addClassCleanup(f.kill)
+        cls.clients = [kh.client_of(f) for f in cls.fronts]
+        cls.c = cls.clients[0]
+
+    @classmethod
+    def tearDownClass(cls):
+        for f in cls.fronts:
+            f.stop_clean()
+
+    def test_no_ring_call(self):
+        self.assertCode(rpc_error(self.c.call, 'Replicate'),
+                        C.FAILED_PRECONDITION, 'redis')
+
+
+@unittest.skipUnless(os.path.exists(kh.REDIS_BIN), 'no redis-server')
+class RedisOutageTest(harness.ServiceCase):
+    """Redis goes away and comes back: kv-srv answers UNAVAILABLE
+    meanwhile, ends its Watch streams (changes may be missed), and serves
+    again without a restart."""
+
+    def test_redis_restart(self):
+        redis = kh.RedisServer()
+        self.addCleanup(redis.stop)
+        srv = metered('kv-redis-outage', extra=[
+            '--backend', 'redis://' + redis.address])
+        self.addCleanup(srv.kill)
+        c = kh.client_of(srv)
+        c.put('o', 'k', b'before')
+        w = c.watch('o')
+        self.assertEqual(w.next().type, PUT)
+        self.assertEqual(w.next().type, SYNCED)
+        redis.stop()
+        self.assertCode(w.end(), C.UNAVAILABLE, 'watch again')
+        self.assertCode(rpc_error(c.get, 'o', 'k'), C.UNAVAILABLE)
+        redis.start()           # empty: nothing was saved
+        wait_for(lambda: c.put('o', 'k', b'after').version > 0,
+                 what='kv-srv to reach redis again')
+        self.assertEqual(c.get('o', 'k').value, b'after')
+
+        def watch_syncs():              # the change feed is back too
+            w2 = c.watch('o')
+            try:
+                return w2.next().type == PUT and w2.next().type == SYNCED
+            finally:
+                w2.close()
+        wait_for(watch_syncs, what='Watch to work again')
+        srv.stop_clean()
+
+    def test_unreachable_at_start(self):
+        port = harness.free_port()
+        r = harness.run_binary(['--listen', '127.0.0.1:%d' %
+                                harness.free_port(), '--backend',
+                                'redis://127.0.0.1:%d' % port],
+                               binary=kh.KV_BIN)
+        self.assertNotEqual(r.code, 0)
+        self.assertIn('redis', r.stderr)
 
 
 if __name__ == '__main__':

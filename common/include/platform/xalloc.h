@@ -39,4 +39,15 @@ xstrdup(const char *s)
 	return p;
 }
 
+/* The first n bytes of s (fewer at a NUL), NUL-terminated. */
+static inline char *
+xstrndup(const char *s, size_t n)
+{
+	char *p = strndup(s, n);
+
+	if (p == NULL)
+		abort();
+	return p;
+}
+
 #endif
