@@ -108,8 +108,8 @@ class RedisServer:
                          what='redis-server to answer PING')
 
     def command(self, *args):
-        """One command in the Redis protocol; the raw first reply line
-        (None when nothing answers)."""
+        """One command in the Redis protocol: a status or integer reply's
+        line, or a bulk string's bytes (None when nothing answers)."""
         req = b'*%d\r\n' % len(args) + b''.join(
             b'$%d\r\n%s\r\n' % (len(a), a) for a in
             (x if isinstance(x, bytes) else str(x).encode() for x in args))
@@ -117,7 +117,11 @@ class RedisServer:
             with socket.create_connection(('127.0.0.1', self.port),
                                           timeout=2) as s:
                 s.sendall(req)
-                return s.makefile('rb').readline().rstrip(b'\r\n')
+                f = s.makefile('rb')
+                line = f.readline().rstrip(b'\r\n')
+                if line.startswith(b'$') and line != b'$-1':
+                    return f.read(int(line[1:]) + 2)[:-2]
+                return line
         except OSError:
             return None
 
@@ -126,3 +130,72 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self.proc = None
+
+
+class RedisCluster:
+    """A Redis Cluster of n masters (no replicas) on loopback, made with
+    redis-cli --cluster create; every node agrees the cluster is ok."""
+
+    def __init__(self, n=3):
+        # The bus port is given: port + 10000 may be past 65535.
+        self.nodes = [RedisServer(['--cluster-enabled', 'yes',
+                                   '--cluster-config-file', 'nodes.conf',
+                                   '--cluster-port',
+                                   str(harness.free_port())])
+                      for _ in range(n)]
+        self.address = self.nodes[0].address
+        try:
+            subprocess.run(
+                [shutil.which('redis-cli') or '/usr/bin/redis-cli',
+                 '--cluster', 'create'] + [x.address for x in self.nodes] +
+                ['--cluster-replicas', '0', '--cluster-yes'],
+                check=True, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                timeout=harness.TIMEOUT)
+            for x in self.nodes:
+                harness.wait_for(
+                    lambda x=x: b'cluster_state:ok' in (
+                        x.command('CLUSTER', 'INFO') or b''),
+                    what='redis %s to see the cluster ok' % x.address)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self):
+        for x in self.nodes:
+            x.stop()
+
+    def cli(self, node, *args):
+        """redis-cli's output lines for one command to node."""
+        r = subprocess.run(
+            [shutil.which('redis-cli') or '/usr/bin/redis-cli', '-p',
+             str(node.port)] + [str(a) for a in args], check=True,
+            stdin=subprocess.DEVNULL, capture_output=True,
+            timeout=harness.TIMEOUT)
+        return r.stdout.decode().splitlines()
+
+    def owner(self, key):
+        """The master that serves key (the others answer MOVED)."""
+        for x in self.nodes:
+            if not (x.command('TYPE', key) or b'-MOVED').startswith(
+                    b'-MOVED'):
+                return x
+        raise AssertionError('no master serves %r' % key)
+
+    def move_slot_of(self, key, dst):
+        """Migrates key's slot, with its keys, to the master dst, as a
+        resharding does (the other masters learn it by gossip)."""
+        src = self.owner(key)
+        slot = int(self.cli(src, 'CLUSTER', 'KEYSLOT', key)[0])
+        src_id = self.cli(src, 'CLUSTER', 'MYID')[0]
+        dst_id = self.cli(dst, 'CLUSTER', 'MYID')[0]
+        self.cli(dst, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', src_id)
+        self.cli(src, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', dst_id)
+        keys = self.cli(src, 'CLUSTER', 'GETKEYSINSLOT', slot, 100000)
+        if keys:
+            self.cli(src, 'MIGRATE', '127.0.0.1', dst.port, '', 0, 5000,
+                     'KEYS', *keys)
+        for x in (dst, src):
+            self.cli(x, 'CLUSTER', 'SETSLOT', slot, 'NODE', dst_id)
+        harness.wait_for(lambda: self.owner(key) is dst,
+                         what='the slot of %r to move' % key)

@@ -5,8 +5,10 @@ The same functional tests (every RPC, compare-and-set races, TTL expiry,
 counters, paging, Watch from the current state, bad input for every
 field) run against one kv-srv, against a ring of three kv-srv nodes
 registered with a real discovery-srv (each call to a node that does not
-own the key), and against kv-srv in front of a real redis-server started
-by the test. The ring also loses a node to kill -9 and gains one, with
+own the key), against two kv-srv in front of a real redis-server started
+by the test, and against kv-srv in front of a real three-master Redis
+Cluster (which also has a slot moved under it). Redis restarting under
+kv-srv gives UNAVAILABLE, ends Watch streams, and is recovered from. The ring also loses a node to kill -9 and gains one, with
 every key still readable; one node evicts under its memory limit.
 """
 
@@ -316,12 +318,12 @@ class Functional:
         self.assertEqual(c.list_all(t), [])
 
 
-class SingleNodeTest(Functional, harness.ServiceCase):
-    """One kv-srv, no discovery."""
+class OneServer(Functional):
+    """The functional tests against the one kv-srv cls.start() gives."""
 
     @classmethod
     def setUpClass(cls):
-        cls.srv = metered('kv-single')
+        cls.srv = cls.start()
         cls.addClassCleanup(cls.srv.kill)
         cls.c = kh.client_of(cls.srv)
         cls.clients = [cls.c]
@@ -329,6 +331,14 @@ class SingleNodeTest(Functional, harness.ServiceCase):
     @classmethod
     def tearDownClass(cls):
         cls.srv.stop_clean()
+
+
+class SingleNodeTest(OneServer, harness.ServiceCase):
+    """One kv-srv, no discovery."""
+
+    @classmethod
+    def start(cls):
+        return metered('kv-single')
 
     def test_eviction_under_memory_limit(self):
         srv = metered('kv-small', extra=['--max-memory', '64K'])
@@ -487,6 +497,51 @@ class RedisTest(Functional, harness.ServiceCase):
     def test_no_ring_call(self):
         self.assertCode(rpc_error(self.c.call, 'Replicate'),
                         C.FAILED_PRECONDITION, 'redis')
+
+
+@unittest.skipUnless(os.path.exists(kh.REDIS_BIN), 'no redis-server')
+class RedisClusterTest(OneServer, harness.ServiceCase):
+    """kv-srv in front of a Redis Cluster of three masters, given one of
+    them: each table's calls go to the master of its slot."""
+
+    @classmethod
+    def start(cls):
+        cls.cluster = kh.RedisCluster(3)
+        cls.addClassCleanup(cls.cluster.stop)
+        return metered('kv-redis-cluster', extra=[
+            '--backend', 'redis://' + cls.cluster.address])
+
+    def test_tables_spread_over_the_masters(self):
+        redirects = metric(self.srv, 'kv_redis_redirects_total')
+        for i in range(30):
+            self.c.put('%s_%d' % (self.t, i), 'k', b'v')
+        for node in self.cluster.nodes:
+            self.assertGreater(int(node.command('DBSIZE')[1:]), 0,
+                               node.address)
+        for i in range(30):
+            self.assertEqual(self.c.get('%s_%d' % (self.t, i), 'k').value,
+                             b'v')
+        # Sent to the right master from the start: none redirected.
+        self.assertEqual(metric(self.srv, 'kv_redis_redirects_total'),
+                         redirects)
+
+    def test_resharding_is_followed(self):
+        for i in range(20):
+            self.c.put(self.t, 'k%d' % i, b'%d' % i)
+        index = 'kv:{%s}:i' % self.t
+        src = self.cluster.owner(index)
+        dst = next(x for x in self.cluster.nodes if x is not src)
+        self.cluster.move_slot_of(index, dst)
+        # MOVED: kv-srv asks the new master, and keeps asking it.
+        for i in range(20):
+            self.assertEqual(self.c.get(self.t, 'k%d' % i).value,
+                             b'%d' % i)
+        self.assertGreater(metric(self.srv, 'kv_redis_redirects_total'), 0)
+        e = self.c.put(self.t, 'k0', b'moved', expected_version=self.c.get(
+            self.t, 'k0').version)
+        self.assertEqual(self.c.get(self.t, 'k0').version, e.version)
+        self.assertEqual([x.key for x in self.c.list_all(self.t)],
+                         sorted('k%d' % i for i in range(20)))
 
 
 @unittest.skipUnless(os.path.exists(kh.REDIS_BIN), 'no redis-server')
