@@ -25,7 +25,7 @@
 #include "ctl_out.h"
 #include "platform/clock.h"
 #include "platform/kv/v1/kv.pb-c.h"
-#include "platform/server.h"
+#include "platform/server.h"	/* PLAT_NOT_FOUND, the status codes */
 
 #define PROG		"platformctl"
 #define KV_SERVICE	"kv"
@@ -62,16 +62,16 @@ kv_f(const struct ctl_run *x)
 
 /* ---- numbers ---- */
 
-/* A whole number in [min, max] from s (what names it in the message):
- * 0, or CTL_USAGE after saying why. */
+/* A whole number in 1..max from flag's value s: 0, or CTL_USAGE after
+ * saying why. */
 static int
-num(const char *what, const char *s, int64_t min, int64_t max, int64_t *out)
+positive(const char *flag, const char *s, int64_t max, int64_t *out)
 {
 	long long v;
 
-	if (ctl_parse_int(s, min, max, &v) != 0)
-		return usage_error("%s must be a whole number %" PRId64 "..%"
-		    PRId64 ", not '%s'", what, min, max, s);
+	if (ctl_parse_int(s, 1, max, &v) != 0)
+		return usage_error("%s must be a whole number of at least 1, "
+		    "not '%s'", flag, s);
 	*out = v;
 	return 0;
 }
@@ -119,8 +119,8 @@ expect_of(const struct ctl_run *x, int64_t *v)
 	*v = 0;
 	if (kv_f(x)->expect_version == NULL)
 		return 0;
-	return num("--expect-version", kv_f(x)->expect_version, 1, INT64_MAX,
-	    v);
+	return positive("--expect-version", kv_f(x)->expect_version,
+	    INT64_MAX, v);
 }
 
 /* ---- output ---- */
@@ -405,7 +405,7 @@ kv_list(const struct ctl_run *x, int argc, char **argv)
 	int rc;
 
 	if (f->limit != NULL &&
-	    (rc = num("--limit", f->limit, 1, INT32_MAX, &limit)) != 0)
+	    (rc = positive("--limit", f->limit, INT32_MAX, &limit)) != 0)
 		return rc;
 	req.table = argv[0];
 	req.prefix = argc > 1 ? argv[1] : "";
