@@ -7,6 +7,7 @@ exit codes (0 ok, 1 the call failed with its status named, 2 usage)."""
 
 import json
 import os
+import pty
 import queue
 import signal
 import subprocess
@@ -131,6 +132,36 @@ class CtlKVTest(unittest.TestCase):
         # A value that starts with '-' comes after '--'.
         self.ctl('kv', 'put', self.t, 'dash', '--', '-x')
         self.assertEqual(self.ctl('kv', 'get', self.t, 'dash')[0], b'-x')
+
+    def test_get_on_a_terminal(self):
+        # A value cannot drive the terminal: control bytes show as '?',
+        # and a newline ends it so that the prompt starts on its own line.
+        self.kv.put(self.t, 'esc', b'\x1b[2Jred\tand\nmore\x07')
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.run(
+                [harness.PLATFORMCTL_BIN, 'kv', '--kv', self.srv.address,
+                 'get', self.t, 'esc'], stdin=subprocess.DEVNULL,
+                stdout=slave, stderr=subprocess.PIPE,
+                timeout=harness.TIMEOUT, env=harness.child_env())
+            os.close(slave)
+            slave = None
+            out = b''
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:         # EIO: the writer has gone
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        finally:
+            if slave is not None:
+                os.close(slave)
+            os.close(master)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        # The terminal turns "\n" into "\r\n".
+        self.assertEqual(out, b'?[2Jred\tand\r\nmore?\r\n')
 
     def test_ttl(self):
         out, _ = self.ctl('-o', 'json', 'kv', 'put', self.t, 'tmp', 'v',
