@@ -81,6 +81,20 @@ ctl_unary(const struct ctl_globals *g, const char *service,
 }
 
 int
+ctl_call_service(const struct ctl_run *r, const char *service,
+    const char *addr, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
+    int idempotent)
+{
+	char err[ERRLEN];
+	int rc;
+
+	rc = ctl_unary(r->g, service, addr, method, req, desc, resp,
+	    idempotent, ctl_auth_metadata(r->g), err, sizeof(err));
+	return rc != 0 ? ctl_fail(ctl_method_name(method), rc, err) : CTL_OK;
+}
+
+int
 ctl_service_address(const struct ctl_globals *g, const char *service,
     const char *given, char **addr)
 {

@@ -36,6 +36,15 @@ typedef int ctl_call_fn(const struct ctl_run *r, const char *method,
     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
     ProtobufCMessage **resp, int idempotent);
 
+/* What every group's ctl_call_fn does: ctl_unary to addr (else the
+ * service by discovery) with the stored login, the failure reported
+ * as ctl_fail does ("platformctl: Get: NOT_FOUND: ..."). CTL_OK, or
+ * CTL_FAIL after the message. */
+int ctl_call_service(const struct ctl_run *r, const char *service,
+    const char *addr, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
+    int idempotent);
+
 /* The address of a service for a stream (the client resolves names only
  * for unary calls): given when not NULL, else the first live node of
  * service in discovery. 0 with *addr malloc'd, or 1 after a message. */

@@ -31,7 +31,6 @@
 
 #define PROG			"platformctl"
 #define CONFIG_SERVICE		"config"
-#define ERRLEN			512
 #define PAGE_SIZE		1000	/* the server's maximum: fewest calls */
 #define STDIN_MAX		(64 << 20)
 
@@ -142,13 +141,6 @@ value_json(const pb_value *v)
 
 /* ---- calls ---- */
 
-/* "platformctl: Update: FAILED_PRECONDITION: ..." */
-static int
-cfg_fail(const char *method, int code, const char *err)
-{
-	return ctl_fail(ctl_method_name(method), code, err);
-}
-
 /* One unary call to config-srv under --timeout: at --config, else at a
  * node of the service "config" found through discovery. Only reads are
  * retried (on UNAVAILABLE): a write retried could be written twice. */
@@ -157,12 +149,8 @@ cfg_call(const struct ctl_run *x, const char *method,
     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
     ProtobufCMessage **resp, int idempotent)
 {
-	char err[ERRLEN];
-	int rc;
-
-	rc = ctl_unary(x->g, CONFIG_SERVICE, x->g->config, method, req, desc,
-	    resp, idempotent, ctl_auth_metadata(x->g), err, sizeof(err));
-	return rc != 0 ? cfg_fail(method, rc, err) : CTL_OK;
+	return ctl_call_service(x, CONFIG_SERVICE, x->g->config, method, req,
+	    desc, resp, idempotent);
 }
 
 /* ---- usage and numbers ---- */
@@ -312,36 +300,14 @@ cfg_get(const struct ctl_run *x, int argc, char **argv)
 static int
 read_value(const char *arg, char **out)
 {
-	size_t len = 0, cap = 4096, n;
-	char *buf;
+	size_t len;
 
 	if (arg != NULL && strcmp(arg, "-") != 0) {
 		*out = xstrdup(arg);
 		return CTL_OK;
 	}
-	if (isatty(STDIN_FILENO))
-		fprintf(stderr, PROG ": reading the JSON value from stdin "
-		    "(end with Ctrl-D)\n");
-	buf = xrealloc(NULL, cap);
-	while ((n = fread(buf + len, 1, cap - len - 1, stdin)) > 0) {
-		if ((len += n) + 1 == cap) {
-			if (cap >= STDIN_MAX) {
-				free(buf);
-				return usage_error("set: the value on stdin "
-				    "is over %d bytes", STDIN_MAX);
-			}
-			buf = xrealloc(buf, cap *= 2);
-		}
-	}
-	if (ferror(stdin)) {
-		free(buf);
-		fprintf(stderr, PROG ": cannot read stdin: %s\n",
-		    strerror(errno));
-		return CTL_FAIL;
-	}
-	buf[len] = '\0';
-	*out = buf;
-	return CTL_OK;
+	return ctl_read_stdin(&ctl_config_group, "the JSON value", STDIN_MAX,
+	    out, &len);
 }
 
 /* A value that is not JSON is a usage error, caught before the call;
@@ -553,12 +519,8 @@ cfg_list(const struct ctl_run *x, int argc, char **argv)
 static const char *
 op_name(int op)
 {
-	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(
-	    &platform__config__v1__change__op__descriptor, op);
-
-	/* "OP_ADDED" -> "ADDED" */
-	return ev != NULL && strncmp(ev->name, "OP_", 3) == 0 ? ev->name + 3 :
-	    "UNKNOWN";
+	return ctl_enum_name(&platform__config__v1__change__op__descriptor, op,
+	    "OP_");
 }
 
 static int

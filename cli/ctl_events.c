@@ -24,7 +24,6 @@
 #include "platform/client.h"
 #include "platform/event/v1/event.pb-c.h"
 #include "platform/xalloc.h"
-#include "subject.h"
 
 #define PROG		"platformctl"
 #define EVENT_SERVICE	"event"
@@ -75,13 +74,8 @@ ev_call(const struct ctl_run *x, const char *method,
     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
     ProtobufCMessage **resp, int idempotent)
 {
-	char err[512];
-	int rc;
-
-	rc = ctl_unary(x->g, EVENT_SERVICE, ev_f(x)->events, method, req,
-	    desc, resp, idempotent, ctl_auth_metadata(x->g), err,
-	    sizeof(err));
-	return rc != 0 ? ctl_fail(ctl_method_name(method), rc, err) : CTL_OK;
+	return ctl_call_service(x, EVENT_SERVICE, ev_f(x)->events, method,
+	    req, desc, resp, idempotent);
 }
 
 /* Metadata pairs from --meta K=V into entries (pointing into argv). */
@@ -115,29 +109,6 @@ meta_free(pb_meta *entries, size_t n)
 
 /* ---- printing ---- */
 
-/* The data as text when it is UTF-8 without NULs, else "b64:..."
- * (malloc'd); *text says which. */
-static char *
-data_text(const ProtobufCBinaryData *d, int *text)
-{
-	json_t *j = json_stringn((const char *)d->data, d->len);
-	char *b, *s;
-
-	*text = j != NULL && memchr(d->data, 0, d->len) == NULL;
-	json_decref(j);
-	if (*text) {
-		s = xcalloc(1, d->len + 1);
-		if (d->len > 0)
-			memcpy(s, d->data, d->len);
-		return s;
-	}
-	b = ev_base64(d->data, d->len);
-	s = xcalloc(1, strlen(b) + 5);
-	sprintf(s, "b64:%s", b);
-	free(b);
-	return s;
-}
-
 static void
 fmt_time(char *buf, size_t len, int64_t ms)
 {
@@ -162,7 +133,7 @@ event_json(const pb_event *e, int delivery_count)
 	for (size_t i = 0; i < e->n_metadata; i++)
 		json_object_set_new(meta, e->metadata[i]->key,
 		    ctl_jstr(e->metadata[i]->value));
-	data = data_text(&e->data, &text);
+	data = ctl_bytes_text(&e->data, &text);
 	j = json_pack("{s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:I}",
 	    "id", ctl_jstr(e->id), "topic", ctl_jstr(e->topic),
 	    "offset", (json_int_t)e->offset,
@@ -196,7 +167,7 @@ event_row(const pb_event *e, char **cell)
 	cell[3] = xstrdup(t);
 	cell[4] = xstrdup(e->type);
 	cell[5] = xstrdup(e->source[0] != '\0' ? e->source : "-");
-	cell[6] = data_text(&e->data, &text);
+	cell[6] = ctl_bytes_text(&e->data, &text);
 }
 
 static void
@@ -219,19 +190,6 @@ event_line(const struct ctl_run *x, const pb_event *e, int delivery_count)
 
 /* ---- publish ---- */
 
-static char *
-read_stdin(size_t *len)
-{
-	char *buf = xcalloc(1, STDIN_MAX + 1);
-
-	*len = fread(buf, 1, STDIN_MAX + 1, stdin);
-	if (*len > STDIN_MAX) {
-		free(buf);
-		return NULL;
-	}
-	return buf;
-}
-
 static int
 ev_publish(const struct ctl_run *x, int argc, char **argv)
 {
@@ -246,9 +204,9 @@ ev_publish(const struct ctl_run *x, int argc, char **argv)
 	int rc;
 
 	if (argc < 2 || strcmp(argv[1], "-") == 0) {
-		if ((data = read_stdin(&len)) == NULL)
-			return usage_error("stdin: more than %d bytes",
-			    STDIN_MAX);
+		if ((rc = ctl_read_stdin(&ctl_events_group, "the data",
+		    STDIN_MAX, &data, &len)) != CTL_OK)
+			return rc;
 	} else {
 		data = xstrdup(argv[1]);
 		len = strlen(data);

@@ -1,12 +1,15 @@
 /*
  * ctl_out: platformctl's output helpers. See ctl_out.h.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl_out.h"
 #include "platform/xalloc.h"
+#include "subject.h"
 
 volatile sig_atomic_t ctl_stop;
 
@@ -94,6 +97,87 @@ ctl_table_free(struct ctl_table *t)
 	free(t->cell);
 }
 
+char *
+ctl_bytes_text(const ProtobufCBinaryData *d, int *text)
+{
+	json_t *j = json_stringn((const char *)d->data, d->len);
+	char *b, *s;
+
+	*text = j != NULL && memchr(d->data, 0, d->len) == NULL;
+	json_decref(j);
+	if (*text) {
+		s = xcalloc(1, d->len + 1);
+		if (d->len > 0)
+			memcpy(s, d->data, d->len);
+		return s;
+	}
+	b = ev_base64(d->data, d->len);
+	s = xcalloc(1, strlen(b) + 5);
+	sprintf(s, "b64:%s", b);
+	free(b);
+	return s;
+}
+
+void
+ctl_put_bytes(FILE *f, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	if (!isatty(fileno(f))) {
+		fwrite(b, 1, n, f);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		putc((b[i] < 0x20 && b[i] != '\n' && b[i] != '\t') ||
+		    b[i] == 0x7f ? '?' : b[i], f);
+	if (n == 0 || b[n - 1] != '\n')
+		putc('\n', f);
+}
+
+void
+ctl_fmt_expires(char *buf, size_t len, int64_t at_ms, int64_t now)
+{
+	if (at_ms == 0)
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%llds", at_ms <= now ? 0LL :
+		    (long long)((at_ms - now + 999) / 1000));
+}
+
+/* Grows the buffer as it goes: a value is usually small, its limit
+ * large. */
+int
+ctl_read_stdin(const struct ctl_group *g, const char *what, size_t max,
+    char **buf, size_t *len)
+{
+	size_t cap = 4096, n;
+	char *b = xrealloc(NULL, cap);
+
+	*len = 0;
+	if (isatty(STDIN_FILENO))
+		fprintf(stderr, "platformctl: reading %s from stdin (end with "
+		    "Ctrl-D)\n", what);
+	while ((n = fread(b + *len, 1, cap - *len - 1, stdin)) > 0) {
+		if ((*len += n) <= max && *len + 1 < cap)
+			continue;
+		if (*len > max) {
+			free(b);
+			return ctl_usage(g, "%s on stdin is over %zu bytes",
+			    what, max);
+		}
+		b = xrealloc(b, cap *= 2);
+	}
+	if (ferror(stdin)) {
+		free(b);
+		fprintf(stderr, "platformctl: cannot read stdin: %s\n",
+		    strerror(errno));
+		return CTL_FAIL;
+	}
+	b[*len] = '\0';
+	*buf = b;
+	return CTL_OK;
+}
+
 json_t *
 ctl_jstr(const char *s)
 {
@@ -124,6 +208,18 @@ ctl_json_print(json_t *j, size_t flags)
 	}
 	putchar('\n');
 	return 0;
+}
+
+const char *
+ctl_enum_name(const ProtobufCEnumDescriptor *d, int v, const char *prefix)
+{
+	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d,
+	    v);
+	size_t n = strlen(prefix);
+
+	if (ev == NULL)
+		return "UNKNOWN";
+	return strncmp(ev->name, prefix, n) == 0 ? ev->name + n : ev->name;
 }
 
 const char *

@@ -1,9 +1,11 @@
 /*
- * ctl_out: what every platformctl command prints with.
+ * ctl_out: what every platformctl command prints with (and reads its
+ * stdin with).
  *
  * Text from the wire goes to a terminal only through ctl_safe_dup (control
  * bytes become '?', so a value cannot drive the tty); tables align on
- * display width; JSON output and the Ctrl-C flag for streaming commands.
+ * display width; bytes that may not be text shown as text or base64;
+ * JSON output and the Ctrl-C flag for streaming commands.
  */
 #ifndef CTL_OUT_H
 #define CTL_OUT_H
@@ -11,10 +13,12 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
 
+#include "ctl_cmd.h"
 #include "platform/client.h"
 
 #define CTL_TABLE_MAXCOLS 8
@@ -41,6 +45,26 @@ void ctl_table_row(struct ctl_table *t, const char *const *row);
 void ctl_table_print(const struct ctl_table *t, FILE *f);
 void ctl_table_free(struct ctl_table *t);
 
+/* The bytes as text when they are UTF-8 without NULs, else "b64:" and
+ * their base64 (malloc'd, NUL-terminated); *text says which. */
+char *ctl_bytes_text(const ProtobufCBinaryData *d, int *text);
+
+/* Writes n bytes as they are, unless f is a terminal: then control
+ * bytes but newline and tab become '?' and a newline ends them. For a
+ * value printed whole (kv get), which may be binary and piped. */
+void ctl_put_bytes(FILE *f, const void *p, size_t n);
+
+/* An expiry as the seconds left, rounded up, "30s" ("0s": due now);
+ * "-" for at_ms 0 (none). now is the wall clock in ms. */
+void ctl_fmt_expires(char *buf, size_t len, int64_t at_ms, int64_t now);
+
+/* All of stdin, NUL-terminated past *len bytes (it may hold NULs),
+ * after a prompt naming what when stdin is a terminal. CTL_OK with *buf
+ * malloc'd; else, after a message, CTL_USAGE (over max bytes, as group
+ * g's usage error) or CTL_FAIL (a read error). */
+int ctl_read_stdin(const struct ctl_group *g, const char *what, size_t max,
+    char **buf, size_t *len);
+
 /* json_string refuses bad UTF-8; such bytes become '?' rather than the
  * field vanishing. */
 json_t *ctl_jstr(const char *s);
@@ -48,6 +72,11 @@ json_t *ctl_jstr(const char *s);
 /* Prints j on stdout and frees it: indented, or with flags (compact
  * lines for streams). 0, or 1 after a message when it cannot. */
 int ctl_json_print(json_t *j, size_t flags);
+
+/* The proto name of enum value v without prefix ("EVENT_TYPE_PUT" ->
+ * "PUT"), "UNKNOWN" for a value the descriptor does not know. */
+const char *ctl_enum_name(const ProtobufCEnumDescriptor *d, int v,
+    const char *prefix);
 
 /* "/pkg.Service/Method" -> "Method", for messages. */
 const char *ctl_method_name(const char *method);

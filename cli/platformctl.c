@@ -7,8 +7,9 @@
  * 1 a call failed (stderr names the gRPC status), 2 bad usage.
  *
  * Every command is a row of a group's table in the one command table
- * (ctl_cmd.h): the discovery commands are here, config, events and auth
- * in ctl_config.c, ctl_events.c and ctl_auth.c; main registers them all.
+ * (ctl_cmd.h): the discovery commands are here, config, events, kv and
+ * auth in ctl_config.c, ctl_events.c, ctl_kv.c and ctl_auth.c; main
+ * registers them all.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +25,7 @@
 #include "ctl_cmd.h"
 #include "ctl_config.h"
 #include "ctl_events.h"
+#include "ctl_kv.h"
 #include "ctl_out.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "platform/client.h"
@@ -83,19 +85,6 @@ mem_open(char **buf, size_t *len)
 	return f;
 }
 
-
-/* The proto name of an enum value ("SERVING"), without prefix. */
-static const char *
-enum_name(const ProtobufCEnumDescriptor *d, int v, const char *prefix)
-{
-	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d,
-	    v);
-	size_t n = strlen(prefix);
-
-	if (ev == NULL)
-		return "UNKNOWN";
-	return strncmp(ev->name, prefix, n) == 0 ? ev->name + n : ev->name;
-}
 
 /* ---- tables ---- */
 
@@ -214,12 +203,8 @@ disco_call(const struct ctl_run *r, const char *method,
     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
     ProtobufCMessage **resp, int idempotent)
 {
-	char err[ERRLEN];
-	int rc;
-
-	rc = ctl_unary(r->g, NULL, r->g->discovery, method, req, desc, resp,
-	    idempotent, ctl_auth_metadata(r->g), err, sizeof(err));
-	return rc != 0 ? ctl_fail(ctl_method_name(method), rc, err) : CTL_OK;
+	return ctl_call_service(r, NULL, r->g->discovery, method, req, desc,
+	    resp, idempotent);
 }
 
 /* GetService on discovery; NULL after reporting the failure. */
@@ -315,17 +300,6 @@ cmd_services(const struct ctl_run *r, int argc, char **argv)
 
 /* ---- service NAME ---- */
 
-/* Seconds until the TTL lapses, rounded up: "0s" means due now. */
-static void
-expires_string(char *buf, size_t len, int64_t at_ms, int64_t now)
-{
-	if (at_ms == 0)
-		snprintf(buf, len, "-");
-	else
-		snprintf(buf, len, "%llds", at_ms <= now ? 0LL :
-		    (long long)((at_ms - now + 999) / 1000));
-}
-
 static void
 service_rows(struct ctl_table *t, const pb_service *s, int64_t now)
 {
@@ -338,7 +312,7 @@ service_rows(struct ctl_table *t, const pb_service *s, int64_t now)
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		const pb_node *n = s->nodes[i];
 
-		expires_string(exp, sizeof(exp), n->expires_unix_ms, now);
+		ctl_fmt_expires(exp, sizeof(exp), n->expires_unix_ms, now);
 		md = md_string(MD(n));
 		ctl_table_row(t, (const char *[]){ s->name, s->version, n->id,
 		    n->address, exp, md });
@@ -390,7 +364,7 @@ cmd_service(const struct ctl_run *run, int argc, char **argv)
 static const char *
 event_name(const pb_event *ev)
 {
-	return enum_name(&platform__discovery__v1__event_type__descriptor,
+	return ctl_enum_name(&platform__discovery__v1__event_type__descriptor,
 	    (int)ev->type, "EVENT_TYPE_");
 }
 
@@ -494,7 +468,7 @@ health_check(const struct ctl_globals *g, const char *addr, struct check *ck)
 		return;
 	}
 	r = (Grpc__Health__V1__HealthCheckResponse *)m;
-	ck->status = enum_name(HC_STATUS_DESC, (int)r->status, "");
+	ck->status = ctl_enum_name(HC_STATUS_DESC, (int)r->status, "");
 	ck->serving = r->status == HC_SERVING;
 	protobuf_c_message_free_unpacked(m, NULL);
 }
@@ -626,6 +600,7 @@ main(int argc, char **argv)
 	ctl_cli_add(&cli, &discovery_group);
 	ctl_cli_add(&cli, &ctl_config_group);
 	ctl_cli_add(&cli, &ctl_events_group);
+	ctl_cli_add(&cli, &ctl_kv_group);
 	ctl_cli_add(&cli, &ctl_auth_group);
 	rc = ctl_cli_run(&cli, argc, argv);
 	ctl_auth_cleanup();
