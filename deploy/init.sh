@@ -32,6 +32,12 @@
 #                         event kv)
 # PLATFORM_CERT_DOMAINS   extra DNS suffixes for the certificates
 #                         (scripts/certs), e.g. "platform.svc"
+# PLATFORM_INIT_SEED      a folder laid out as DIR (read-only, say the
+#                         Kubernetes Secrets of an earlier run): its files
+#                         are copied into DIR first where DIR has none
+# PLATFORM_INIT_K8S       a folder to write DIR as Kubernetes Secrets to,
+#                         one manifest per folder F, Secret platform-F in
+#                         the namespace PLATFORM_INIT_NAMESPACE (the Job)
 # Binaries: build/ of this checkout when there is one, else $PATH.
 set -euo pipefail
 
@@ -43,7 +49,7 @@ say() { printf 'init: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 case "${1-}" in
--h | --help) sed -n '2,34s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+-h | --help) sed -n '2,40s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
 "") say "usage: init.sh DIR (see --help)"; exit 2 ;;
 esac
 (($# == 1)) || { say "usage: init.sh DIR (see --help)"; exit 2; }
@@ -68,7 +74,39 @@ if ((EUID == 0)) && [[ -n $owner && $owner != root ]]; then
 fi
 
 umask 077
-mkdir -p "$DIR/ca" "$DIR/platformctl" "${SERVERS[@]/#/$DIR/}"
+FOLDERS=(ca platformctl "${SERVERS[@]}")
+mkdir -p "${FOLDERS[@]/#/$DIR/}"
+
+# What an earlier run made, kept elsewhere (read-only Secrets, links).
+if [[ -n ${PLATFORM_INIT_SEED-} ]]; then
+	for f in "${FOLDERS[@]}"; do
+		for file in "$PLATFORM_INIT_SEED/$f"/*; do
+			[[ -f $file && ! -e $DIR/$f/${file##*/} ]] || continue
+			install -m 0600 "$file" "$DIR/$f/${file##*/}"
+		done
+	done
+fi
+
+# DIR as Kubernetes Secrets (for `kubectl apply --server-side -f`).
+k8s_secrets() {
+	local out=$1 ns=${PLATFORM_INIT_NAMESPACE:-platform} f file
+	mkdir -p "$out"
+	for f in "${FOLDERS[@]}"; do
+		{
+			printf 'apiVersion: v1\nkind: Secret\nmetadata:\n'
+			printf '  name: platform-%s\n  namespace: %s\n' "$f" "$ns"
+			printf '  labels:\n    app.kubernetes.io/part-of: platform\n'
+			printf '    app.kubernetes.io/managed-by: platform-init\n'
+			printf 'type: Opaque\ndata:\n'
+			for file in "$DIR/$f"/*; do
+				[[ -f $file && ${file##*/} =~ ^[A-Za-z0-9._-]+$ ]] ||
+					continue
+				printf '  %s: %s\n' "${file##*/}" "$(base64 -w 0 "$file")"
+			done
+		} >"$out/platform-$f.yaml"
+	done
+	say "Kubernetes Secrets written to $out"
+}
 
 # The tools: this checkout's scripts/ and build/, or the image's $PATH.
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -76,18 +114,12 @@ CERTS=$HERE/../scripts/certs
 [[ -x $CERTS ]] || CERTS=$(command -v platform-certs) ||
 	die "neither scripts/certs nor platform-certs found"
 BUILD=${PLATFORM_INIT_BUILD:-$HERE/../build}
-AUTH_SRV=$BUILD/services/auth/auth-srv
-CTL=$BUILD/cli/platformctl
-[[ -x $AUTH_SRV ]] || AUTH_SRV=$(command -v auth-srv) ||
-	die "auth-srv not found (neither in $BUILD nor on \$PATH)"
-[[ -x $CTL ]] || CTL=$(command -v platformctl) ||
-	die "platformctl not found (neither in $BUILD nor on \$PATH)"
 
 # Settings meant for a server of the fleet must not reach the temporary
 # auth-srv or platformctl: they are told everything they need here.
 for v in $(compgen -e); do
 	[[ $v == PLATFORM_* && $v != PLATFORM_DATABASE &&
-	    $v != PLATFORM_CERT_DOMAINS && $v != PLATFORM_CERTS_DIR ]] &&
+	    $v != PLATFORM_CERT_DOMAINS && $v != PLATFORM_INIT_* ]] &&
 	    unset "$v"
 done
 
@@ -100,6 +132,14 @@ for name in "${SERVERS[@]}" platformctl; do
 	install -m 0600 "$DIR/ca/$name-key.pem" "$DIR/$name/tls.key"
 done
 
+# What the run ends with, however it ends well.
+done_ok() {
+	[[ -f $DIR/platformctl/admin.json ]] ||
+		install -m 0600 "$ADMIN" "$DIR/platformctl/admin.json"
+	[[ -z ${PLATFORM_INIT_K8S-} ]] || k8s_secrets "$PLATFORM_INIT_K8S"
+	say "certificates and credentials are in place in $DIR"
+}
+
 # ---- service identities
 
 ADMIN=$DIR/auth/credentials.json
@@ -109,13 +149,18 @@ for name in "${SERVERS[@]}"; do
 		missing+=("$name")
 done
 if [[ -f $ADMIN && ${#missing[@]} == 0 ]]; then
-	[[ -f $DIR/platformctl/admin.json ]] ||
-		install -m 0600 "$ADMIN" "$DIR/platformctl/admin.json"
-	say "certificates and credentials are in place in $DIR"
+	done_ok
 	exit 0
 fi
 [[ -n ${PLATFORM_DATABASE-} ]] ||
 	die "PLATFORM_DATABASE is not set: it is needed to make the accounts"
+
+AUTH_SRV=$BUILD/services/auth/auth-srv
+CTL=$BUILD/cli/platformctl
+[[ -x $AUTH_SRV ]] || AUTH_SRV=$(command -v auth-srv) ||
+	die "auth-srv not found (neither in $BUILD nor on \$PATH)"
+[[ -x $CTL ]] || CTL=$(command -v platformctl) ||
+	die "platformctl not found (neither in $BUILD nor on \$PATH)"
 
 work=$(mktemp -d)
 auth_pid=""
@@ -179,7 +224,5 @@ for name in "${missing[@]}"; do
 	mv "$DIR/$name/.credentials.json.tmp" "$DIR/$name/credentials.json"
 	say "made the service account $name-srv ($DIR/$name/credentials.json)"
 done
-[[ -f $DIR/platformctl/admin.json ]] ||
-	install -m 0600 "$ADMIN" "$DIR/platformctl/admin.json"
 ctl logout >/dev/null 2>&1 || true
-say "certificates and credentials are in place in $DIR"
+done_ok

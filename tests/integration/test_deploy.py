@@ -13,6 +13,14 @@ PLATFORM_SOURCE_DIR. Checks that
   - deploy/Dockerfile copies every one of them into the image, with
     platformctl and the init script,
   - scripts/run starts every one of them (its SERVERS list names it),
+  - deploy/k8s/ (every YAML there and in templates/) is well-formed:
+    every document names its apiVersion, kind and metadata.name; every
+    server has a Deployment or StatefulSet (kv-srv a StatefulSet with a
+    headless Service) whose readiness and liveness probes ask
+    grpc.health.v1 on the container's port; selectors match pod labels;
+    Services target ports that exist; every flag and variable is in the
+    binary's --help; the guard and TLS are on; no Secret holds a
+    real-looking key; a default-deny NetworkPolicy,
   - deploy/init.sh, run for real against the test PostgreSQL with the
     built binaries, makes certificates and credentials a real auth-srv
     takes over mutual TLS, and a second run changes nothing.
@@ -43,6 +51,8 @@ COMPOSE_FILE = os.path.join(SOURCE_DIR, 'deploy', 'docker-compose.yml')
 COMPOSE_DEV_FILE = os.path.join(SOURCE_DIR, 'deploy',
                                 'docker-compose.dev.yml')
 INIT_SCRIPT = os.path.join(SOURCE_DIR, 'deploy', 'init.sh')
+K8S_DIR = os.path.join(SOURCE_DIR, 'deploy', 'k8s')
+K8S_NAMESPACE = 'platform'
 # Where each server's own files are, in the compose file and in k8s.
 SECRETS_DIR = '/etc/platform'
 TLS_ENV = ('PLATFORM_TLS_CA', 'PLATFORM_TLS_CERT', 'PLATFORM_TLS_KEY')
@@ -386,6 +396,233 @@ class DeployTest(unittest.TestCase):
                 self.assertIn(binary[:-len('-srv')], names,
                               '%s: not in the SERVERS list of scripts/run'
                               % binary)
+
+
+def k8s_documents():
+    """[(file, document)] of every YAML in K8S_DIR and K8S_DIR/templates."""
+    yaml = yaml_module()
+    out = []
+    files = sorted(glob.glob(os.path.join(K8S_DIR, '*.yaml')) +
+                   glob.glob(os.path.join(K8S_DIR, 'templates', '*.yaml')))
+    for path in files:
+        with open(path) as f:
+            for doc in yaml.safe_load_all(f):
+                if doc is not None:
+                    out.append((os.path.relpath(path, K8S_DIR), doc))
+    return out
+
+
+def k8s_workloads(docs):
+    """[(file, document)] of the Deployments and StatefulSets."""
+    return [(f, d) for f, d in docs
+            if d.get('kind') in ('Deployment', 'StatefulSet')]
+
+
+def pod_spec(workload):
+    return workload['spec']['template']['spec']
+
+
+def k8s_env(container):
+    """{name: value} of a container's env (valueFrom as '<from>')."""
+    return {e['name']: str(e.get('value', '<from>'))
+            for e in container.get('env') or []}
+
+
+def k8s_servers(docs):
+    """{binary: (workload, container)} of the containers running a
+    *-srv binary."""
+    out = {}
+    for _, w in k8s_workloads(docs):
+        for c in pod_spec(w)['containers']:
+            argv = c.get('command') or c.get('args') or []
+            if argv and argv[0].endswith('-srv'):
+                out[argv[0]] = (w, c)
+    return out
+
+
+def labels_match(selector, labels):
+    return bool(selector) and all((labels or {}).get(k) == v
+                                  for k, v in selector.items())
+
+
+class KubernetesTest(unittest.TestCase):
+    """deploy/k8s/, statically: there is no cluster here."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.docs = k8s_documents()
+        cls.binaries = server_binaries()
+
+    def test_documents_are_named(self):
+        self.assertTrue(self.docs, 'no YAML in ' + K8S_DIR)
+        for f, d in self.docs:
+            with self.subTest(file=f, kind=d.get('kind')):
+                self.assertTrue(d.get('apiVersion'))
+                self.assertTrue(d.get('kind'))
+                self.assertTrue((d.get('metadata') or {}).get('name'))
+                if d['kind'] != 'Namespace':
+                    self.assertEqual(d['metadata'].get('namespace'),
+                                     K8S_NAMESPACE)
+        kinds = {d['kind'] for _, d in self.docs}
+        for kind in ('Namespace', 'Service', 'Secret', 'NetworkPolicy',
+                     'Job', 'StatefulSet', 'Deployment'):
+            self.assertIn(kind, kinds)
+
+    def test_every_server_runs(self):
+        servers = k8s_servers(self.docs)
+        for binary in self.binaries:
+            with self.subTest(binary=binary):
+                self.assertIn(binary, servers, '%s: no Deployment or '
+                              'StatefulSet in %s runs it' % (binary, K8S_DIR))
+
+    def test_kv_is_a_statefulset_with_a_headless_service(self):
+        servers = k8s_servers(self.docs)
+        if 'kv-srv' not in self.binaries:
+            self.skipTest('kv-srv is not built')
+        w, _ = servers['kv-srv']
+        self.assertEqual(w['kind'], 'StatefulSet')
+        name = w['spec'].get('serviceName')
+        svcs = [d for _, d in self.docs if d['kind'] == 'Service' and
+                d['metadata']['name'] == name]
+        self.assertEqual(len(svcs), 1, 'no Service %r' % name)
+        self.assertEqual(svcs[0]['spec'].get('clusterIP'), 'None')
+
+    def test_probes_ask_grpc_health_on_the_port(self):
+        """Both probes check grpc.health.v1 on the container's port: the
+        kubelet's grpc probe where the server is plaintext, else (mTLS:
+        the kubelet's probe has no client certificate) platformctl health
+        on it, with the server's own TLS settings."""
+        for binary, (w, c) in k8s_servers(self.docs).items():
+            ports = [p['containerPort'] for p in c.get('ports') or []]
+            tls = all(k8s_env(c).get(k) for k in TLS_ENV)
+            for probe in ('readinessProbe', 'livenessProbe'):
+                with self.subTest(binary=binary, probe=probe):
+                    self.assertEqual(len(ports), 1)
+                    p = c.get(probe) or {}
+                    if 'grpc' in p:
+                        self.assertFalse(tls, 'the grpc probe cannot do TLS')
+                        self.assertEqual(p['grpc'].get('port'), ports[0])
+                    else:
+                        self.assertEqual(
+                            (p.get('exec') or {}).get('command'),
+                            ['platformctl', 'health',
+                             '127.0.0.1:%d' % ports[0]])
+
+    def test_selectors_match_pods(self):
+        workloads = k8s_workloads(self.docs)
+        for f, w in workloads:
+            with self.subTest(file=f, workload=w['metadata']['name']):
+                self.assertTrue(labels_match(
+                    w['spec']['selector'].get('matchLabels'),
+                    w['spec']['template']['metadata'].get('labels')))
+        for f, svc in ((f, d) for f, d in self.docs
+                       if d['kind'] == 'Service'):
+            with self.subTest(file=f, service=svc['metadata']['name']):
+                sel = svc['spec'].get('selector')
+                pods = [w for _, w in workloads if labels_match(
+                    sel, w['spec']['template']['metadata'].get('labels'))]
+                self.assertTrue(pods, 'selects no pod')
+                for port in svc['spec']['ports']:
+                    target = port.get('targetPort', port['port'])
+                    have = [(p.get('name'), p['containerPort'])
+                            for w in pods for c in pod_spec(w)['containers']
+                            for p in c.get('ports') or []]
+                    self.assertTrue(any(target in p for p in have),
+                                    'targetPort %r is no container port'
+                                    % target)
+        for f, np in ((f, d) for f, d in self.docs
+                      if d['kind'] == 'NetworkPolicy'):
+            sel = np['spec']['podSelector'].get('matchLabels')
+            if sel:
+                with self.subTest(file=f, policy=np['metadata']['name']):
+                    self.assertTrue(any(labels_match(
+                        sel, w['spec']['template']['metadata'].get('labels'))
+                        for _, w in workloads + [
+                            (f2, d) for f2, d in self.docs
+                            if d['kind'] == 'Job']), 'selects no pod')
+
+    def test_server_settings(self):
+        """Flags and variables the binary knows; TLS, the identity and
+        (but auth-srv) the guard's auth-srv; files from the Secret
+        platform-NAME that the init Job writes."""
+        job = [d for _, d in self.docs if d['kind'] == 'Job']
+        self.assertEqual(len(job), 1)
+        init = pod_spec(job[0])['initContainers'][0]
+        listed = k8s_env(init).get('PLATFORM_INIT_SERVERS', '').split()
+        role = [d for _, d in self.docs if d['kind'] == 'Role' and
+                d['metadata']['name'] == 'platform-init']
+        self.assertEqual(len(role), 1)
+        writable = {n for r in role[0]['rules']
+                    for n in r.get('resourceNames') or []}
+        for binary, (w, c) in k8s_servers(self.docs).items():
+            name = binary[:-len('-srv')]
+            with self.subTest(binary=binary):
+                if not os.path.exists(binary_path(binary)):
+                    self.skipTest('%s is not built' % binary)
+                flags, envs = help_words(binary)
+                for a in c['command'][1:]:
+                    if a.startswith('--'):
+                        self.assertIn(a.split('=', 1)[0], flags)
+                env = k8s_env(c)
+                for k in env:
+                    if k.startswith('PLATFORM_'):
+                        self.assertIn(k, envs, '%s --help has no %s'
+                                      % (binary, k))
+                self.assertNotIn('--insecure-no-auth', c['command'])
+                self.assertIn(env.get('PLATFORM_INSECURE_NO_AUTH', ''),
+                              ('', '0'))
+                for k in TLS_ENV + ('PLATFORM_CREDENTIALS',):
+                    self.assertTrue(env.get(k, '').startswith(
+                        SECRETS_DIR + '/'), k)
+                if name != 'auth':
+                    self.assertTrue(env.get('PLATFORM_AUTH', '')
+                                    .startswith('auth.'))
+                secrets = [v['secret']['secretName']
+                           for v in pod_spec(w).get('volumes') or []
+                           if 'secret' in v]
+                self.assertEqual(secrets, ['platform-' + name])
+                self.assertIn('platform-' + name, writable)
+                self.assertIn(name, listed)
+
+    def test_no_real_secret(self):
+        """Secrets here are templates: stringData placeholders only, no
+        data, nothing that looks like a key, a certificate or a random
+        secret."""
+        secrets = [(f, d) for f, d in self.docs if d['kind'] == 'Secret']
+        self.assertTrue(secrets)
+        for f, d in secrets:
+            with self.subTest(file=f, secret=d['metadata']['name']):
+                self.assertNotIn('data', d)
+                for k, v in (d.get('stringData') or {}).items():
+                    self.assertIn('REPLACE_', str(v), k)
+                    # No run of 20+ base64/hex characters: a real key.
+                    self.assertIsNone(re.search(
+                        r'[A-Za-z0-9+/=_-]{20,}',
+                        str(v).replace('REPLACE_WITH_', '')), k)
+        for path in glob.glob(os.path.join(K8S_DIR, '**', '*.yaml'),
+                              recursive=True):
+            with open(path) as f:
+                text = f.read()
+            with self.subTest(file=path):
+                self.assertNotIn('PRIVATE KEY', text)
+                self.assertNotIn('BEGIN CERTIFICATE', text)
+
+    def test_network_policy(self):
+        """Deny by default; PostgreSQL only from the fleet."""
+        pols = [d for _, d in self.docs if d['kind'] == 'NetworkPolicy']
+        self.assertTrue(any(p['spec']['podSelector'] == {} and
+                            sorted(p['spec']['policyTypes']) ==
+                            ['Egress', 'Ingress'] and
+                            not p['spec'].get('ingress') and
+                            not p['spec'].get('egress') for p in pols),
+                        'no default-deny NetworkPolicy')
+        pg = [p for p in pols if (p['spec']['podSelector'].get(
+            'matchLabels') or {}).get('app.kubernetes.io/name') ==
+            'postgres']
+        self.assertEqual(len(pg), 1)
+        for rule in pg[0]['spec']['ingress']:
+            for peer in rule['from']:
+                self.assertEqual(list(peer), ['podSelector'])
 
 
 class InitScriptTest(unittest.TestCase):
