@@ -66,10 +66,11 @@ DIR=$(cd "$1" && pwd)
 # container they are volumes that start out owned by root.
 owner=${PLATFORM_INIT_USER-}
 if ((EUID == 0)) && [[ -n $owner && $owner != root ]]; then
-	install -d -m 0700 -o "$owner" -g "$owner" "$DIR" "$DIR/ca" \
+	group=$(id -gn "$owner") || die "PLATFORM_INIT_USER: no user $owner"
+	install -d -m 0700 -o "$owner" -g "$group" "$DIR" "$DIR/ca" \
 	    "$DIR/platformctl" "${SERVERS[@]/#/$DIR/}"
-	chown -R "$owner:$owner" "$DIR"
-	exec setpriv --reuid="$owner" --regid="$owner" --init-groups \
+	chown -R "$owner:$group" "$DIR"
+	exec setpriv --reuid="$owner" --regid="$group" --init-groups \
 	    -- "${BASH_SOURCE[0]}" "$DIR"
 fi
 

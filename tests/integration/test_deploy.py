@@ -740,5 +740,45 @@ class InitScriptTest(unittest.TestCase):
         auth.stop_clean()
 
 
+class InitAsRootTest(unittest.TestCase):
+    """deploy/init.sh as compose's init runs it: as root with
+    PLATFORM_INIT_USER, it hands the folders to that user (here nobody)
+    and makes everything as that user."""
+
+    @unittest.skipUnless(os.geteuid() == 0, 'not root')
+    def test_hands_over(self):
+        import pwd
+        import auth_harness
+        if not os.environ.get('PLATFORM_TEST_DATABASE'):
+            self.skipTest('PLATFORM_TEST_DATABASE is not set')
+        try:
+            nobody = pwd.getpwnam('nobody')
+        except KeyError:
+            self.skipTest('no user nobody')
+        schema, database = auth_harness.new_schema()
+        self.addCleanup(auth_harness.drop_schema, schema)
+        work = tempfile.mkdtemp(prefix='platform-init-root-')
+        self.addCleanup(shutil.rmtree, work, True)
+        os.chmod(work, 0o755)       # nobody goes through to its folder
+        out = os.path.join(work, 'out')
+        p = subprocess.run(
+            [INIT_SCRIPT, out], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, universal_newlines=True, timeout=120,
+            env=harness.child_env({
+                'PLATFORM_DATABASE': database,
+                'PLATFORM_INIT_BUILD': BUILD_DIR,
+                'PLATFORM_INIT_USER': 'nobody',
+                'PLATFORM_INIT_AUTH_PORT': str(harness.free_port())}))
+        self.assertEqual(p.returncode, 0, 'init.sh failed:\n' + p.stdout)
+        for root, dirs, files in os.walk(out):
+            for n in dirs + files + ['.']:
+                st = os.stat(os.path.join(root, n))
+                self.assertEqual((st.st_uid, st.st_gid),
+                                 (nobody.pw_uid, nobody.pw_gid),
+                                 os.path.join(root, n))
+        self.assertTrue(os.path.exists(
+            os.path.join(out, 'kv', 'credentials.json')))
+
+
 if __name__ == '__main__':
     harness.run_tests()
