@@ -49,7 +49,7 @@ say() { printf 'init: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 case "${1-}" in
--h | --help) sed -n '2,40s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+-h | --help) sed -n '2,41s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
 "") say "usage: init.sh DIR (see --help)"; exit 2 ;;
 esac
 (($# == 1)) || { say "usage: init.sh DIR (see --help)"; exit 2; }
