@@ -309,11 +309,15 @@ peers_start(plat_server *srv, const char *list,
 		return -1;
 	plat_cond_init(&P.cv);
 	P.p = xcalloc(l.n, sizeof(*P.p));
+	/* Every replica may be given the same list: its own address in it
+	 * is skipped. */
 	for (size_t i = 0; i < l.n; i++) {
-		P.p[i].addr = xstrdup(l.addr[i]);
-		P.p[i].tail = &P.p[i].head;
+		if (strcmp(l.addr[i], plat_server_advertised(srv)) == 0)
+			continue;
+		P.p[P.n].addr = xstrdup(l.addr[i]);
+		P.p[P.n].tail = &P.p[P.n].head;
+		P.n++;
 	}
-	P.n = l.n;
 	plat_addrs_free(&l);
 	/* A replica that starts takes what a peer holds first. */
 	for (size_t i = 0; i < P.n; i++)

@@ -487,6 +487,25 @@ class KubernetesTest(unittest.TestCase):
         self.assertEqual(len(svcs), 1, 'no Service %r' % name)
         self.assertEqual(svcs[0]['spec'].get('clusterIP'), 'None')
 
+    def test_discovery_replicas_peer_and_are_all_used(self):
+        servers = k8s_servers(self.docs)
+        w, c = servers['discovery-srv']
+        self.assertEqual(w['kind'], 'StatefulSet')
+        n, name = w['spec']['replicas'], w['metadata']['name']
+        self.assertGreaterEqual(n, 2, 'one discovery-srv is a single '
+                                'point of failure')
+        svc = w['spec']['serviceName']
+        replicas = ['%s-%d.%s.$(POD_NAMESPACE).svc:7070' % (name, i, svc)
+                    for i in range(n)]
+        self.assertEqual(k8s_env(c)['PLATFORM_PEERS'].split(','), replicas)
+        self.assertEqual(k8s_env(c)['PLATFORM_ADVERTISE'],
+                         '$(POD_NAME).%s.$(POD_NAMESPACE).svc:7070' % svc)
+        for binary, (_, other) in servers.items():
+            with self.subTest(binary=binary):
+                self.assertEqual(
+                    k8s_env(other)['PLATFORM_DISCOVERY'].split(','),
+                    replicas, '%s must be given every replica' % binary)
+
     def test_probes_ask_grpc_health_on_the_port(self):
         """Both probes check grpc.health.v1 on the container's port: the
         kubelet's grpc probe where the server is plaintext, else (mTLS:

@@ -868,11 +868,13 @@ class ReplicaTest(harness.ServiceCase):
         import kv_harness as kh
         pa, pb = harness.free_port(), harness.free_port()
         aa, ab = '127.0.0.1:%d' % pa, '127.0.0.1:%d' % pb
+        # One list for both, as a deployment gives it: each skips itself.
+        peers = ['--peers', '%s,%s' % (aa, ab)]
         a = Server(port=pa, discovery='self', name='disc-a',
-                   extra_args=['--peers', ab])
+                   extra_args=peers)
         self.addCleanup(a.kill)
         b = Server(port=pb, discovery='self', name='disc-b',
-                   extra_args=['--peers', aa])
+                   extra_args=peers)
         self.addCleanup(b.kill)
         ca, cb = a.discovery_client(), b.discovery_client()
         name = uniq('rep')
@@ -904,7 +906,7 @@ class ReplicaTest(harness.ServiceCase):
         cb.deregister(name, 'v1')
         # a again: it takes what b holds before it serves.
         a2 = Server(port=pa, discovery='self', name='disc-a2',
-                    extra_args=['--peers', ab])
+                    extra_args=peers)
         self.addCleanup(a2.kill)
         ca2 = a2.discovery_client()
         self.assertGreater(kv_expiry(ca2), 0)
