@@ -137,6 +137,7 @@ struct plat_server {
 	size_t nmethods;
 	char address[256];
 	char advertised[300];      /* what discovery is told */
+	char started[24];          /* Unix ms of this run's start */
 	atomic_int stopping;
 	struct health_state *health;
 	struct metrics *metrics;
@@ -1686,6 +1687,12 @@ plat_server_advertised(const plat_server *srv)
 	return srv->advertised;
 }
 
+const char *
+plat_server_started(const plat_server *srv)
+{
+	return srv->started;
+}
+
 /* Tears down a server that was created but never started. */
 static void
 server_discard_unstarted(plat_server *srv)
@@ -1912,6 +1919,8 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	if ((srv = calloc(1, sizeof(*srv))) == NULL)
 		abort();
 	srv->svc = svc;
+	snprintf(srv->started, sizeof(srv->started), "%lld",
+	    (long long)plat_wall_ms());
 	pthread_mutex_init(&srv->live_mu, NULL);
 	pthread_mutex_init(&srv->shutdown_mu, NULL);
 	plat_cond_init(&srv->shutdown_cv);
@@ -2007,7 +2016,8 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	if (srv->settings.discovery != NULL &&
 	    srv->settings.discovery[0] != '\0') {
 		const char *md[] = { "grpc_service", svc->grpc_service,
-		    "auth", server_auth_mode(srv), NULL };
+		    "auth", server_auth_mode(srv), PLAT_MD_STARTED,
+		    srv->started, NULL };
 		struct plat_registration r;
 
 		eps = server_endpoints(srv);

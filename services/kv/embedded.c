@@ -77,7 +77,7 @@ struct emb {
 	plat_server *srv;
 	struct kv_store *store;
 	int replicas;
-	char *self_id, *self_addr;
+	char *self_id, *self_addr, *self_started;
 
 	pthread_rwlock_t ring_lock;
 	struct ring *ring;
@@ -983,6 +983,16 @@ emb_watch(struct kv_backend *b, plat_ctx *ctx,
 
 /* ---- membership and rebalancing ---- */
 
+/* When a node's run started, as its registration says. */
+static const char *
+node_started(const Platform__Discovery__V1__Node *nd)
+{
+	for (size_t i = 0; i < nd->n_metadata; i++)
+		if (strcmp(nd->metadata[i]->key, PLAT_MD_STARTED) == 0)
+			return nd->metadata[i]->value;
+	return "";
+}
+
 /* The kv nodes discovery knows, with this node: malloc'd members. */
 static size_t
 read_members(struct ring_member **out)
@@ -1000,6 +1010,7 @@ read_members(struct ring_member **out)
 	m = xcalloc(cap, sizeof(*m));
 	m[0].id = xstrdup(E->self_id);
 	m[0].address = xstrdup(E->self_addr);
+	m[0].incarnation = xstrdup(E->self_started);
 	req.name = "kv";
 	if (c != NULL && set->discovery != NULL && set->discovery[0] != '\0' &&
 	    plat_client_call_discovery(c,
@@ -1018,6 +1029,7 @@ read_members(struct ring_member **out)
 					    sizeof(*m));
 				m[n].id = xstrdup(nd->id);
 				m[n].address = xstrdup(nd->address);
+				m[n].incarnation = xstrdup(node_started(nd));
 				n++;
 			}
 	} else if (r == NULL) {
@@ -1028,6 +1040,7 @@ read_members(struct ring_member **out)
 	if (n == 0) {
 		free(m[0].id);
 		free(m[0].address);
+		free(m[0].incarnation);
 		free(m);
 		m = NULL;
 	}
@@ -1041,6 +1054,7 @@ members_free(struct ring_member *m, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(m[i].id);
 		free(m[i].address);
+		free(m[i].incarnation);
 	}
 	free(m);
 }
@@ -1113,6 +1127,10 @@ rebalance(const struct ring *old, const struct ring *new)
 		kv_entry_pb *pe;
 		size_t nb = 0, *which;
 
+		/* A member restarted under its id lost what it held: it
+		 * gets everything it owns, as a new member does. */
+		bool fresh = !ring_kept(new, t, old);
+
 		if (strcmp(target->id, E->self_id) == 0)
 			continue;
 		re = xcalloc(REPLICATE_BATCH, sizeof(*re));
@@ -1127,7 +1145,8 @@ rebalance(const struct ring *old, const struct ring *new)
 				nn = owner_set(new, &l.h[i], ni);
 				on = owner_set(old, &l.h[i], oi);
 				if (has_owner(new, ni, nn, target->id) &&
-				    !has_owner(old, oi, on, target->id)) {
+				    (fresh ||
+				    !has_owner(old, oi, on, target->id))) {
 					struct held *h = &l.h[i];
 
 					platform__kv__v1__entry__init(&pe[nb]);
@@ -1339,6 +1358,7 @@ emb_free(struct kv_backend *b)
 	kv_store_free(E->store);
 	free(E->self_id);
 	free(E->self_addr);
+	free(E->self_started);
 	free(E);
 	E = NULL;
 }
@@ -1371,8 +1391,10 @@ kv_embedded_new(plat_server *srv, const struct kv_settings *set)
 	E->store = kv_store_new(set->max_memory, NULL);
 	E->self_id = xstrdup(plat_server_settings(srv)->node_id);
 	E->self_addr = xstrdup(plat_server_advertised(srv));
+	E->self_started = xstrdup(plat_server_started(srv));
 	self.id = E->self_id;
 	self.address = E->self_addr;
+	self.incarnation = E->self_started;
 	E->ring = ring_new(&self, 1);
 	pthread_rwlock_init(&E->ring_lock, NULL);
 	pthread_mutex_init(&E->mu, NULL);

@@ -66,6 +66,7 @@ ring_new(const struct ring_member *members, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		r->m[i].id = xstrdup(members[i].id);
 		r->m[i].address = xstrdup(members[i].address);
+		r->m[i].incarnation = xstrdup(members[i].incarnation);
 	}
 	r->n = n;
 	qsort(r->m, n, sizeof(*r->m), cmp_members);
@@ -92,6 +93,7 @@ ring_free(struct ring *r)
 	for (size_t i = 0; i < r->n; i++) {
 		free(r->m[i].id);
 		free(r->m[i].address);
+		free(r->m[i].incarnation);
 	}
 	free(r->m);
 	free(r->points);
@@ -127,10 +129,21 @@ ring_same(const struct ring *r, const struct ring_member *members, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		ssize_t j = ring_find(r, members[i].id);
 
-		if (j < 0 || strcmp(r->m[j].address, members[i].address) != 0)
+		if (j < 0 || strcmp(r->m[j].address, members[i].address) != 0 ||
+		    strcmp(r->m[j].incarnation, members[i].incarnation != NULL ?
+		    members[i].incarnation : "") != 0)
 			return 0;
 	}
 	return 1;
+}
+
+int
+ring_kept(const struct ring *r, size_t i, const struct ring *other)
+{
+	ssize_t j = ring_find(other, r->m[i].id);
+
+	return j >= 0 && strcmp(other->m[j].incarnation,
+	    r->m[i].incarnation) == 0;
 }
 
 size_t

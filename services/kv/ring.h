@@ -17,8 +17,12 @@
 #define RING_MAX_REPLICAS 5
 
 struct ring_member {
-	char *id;
+	char *id;                       /* places it on the ring */
 	char *address;
+	/* Which run of the node (its start time; NULL counts as ""): a
+	 * node restarted under the same id is empty, a member to fill
+	 * again. */
+	char *incarnation;
 };
 
 struct ring;
@@ -31,7 +35,8 @@ size_t ring_size(const struct ring *r);
 const struct ring_member *ring_member(const struct ring *r, size_t i);
 /* The index of the member with this id, or -1. */
 ssize_t ring_find(const struct ring *r, const char *id);
-/* 1 when r has exactly these members (by id and address). */
+/* 1 when r has exactly these members (by id, address and
+ * incarnation). */
 int ring_same(const struct ring *r, const struct ring_member *members,
     size_t n);
 
@@ -40,5 +45,9 @@ int ring_same(const struct ring *r, const struct ring_member *members,
  * ring is smaller). */
 size_t ring_owners(const struct ring *r, const char *table, const char *key,
     int replicas, size_t *out);
+
+/* 1 when member i of r is in other as the same run of the node (id and
+ * incarnation): it holds what it held there. */
+int ring_kept(const struct ring *r, size_t i, const struct ring *other);
 
 #endif

@@ -38,10 +38,11 @@ def metric(srv, name):
     return harness.metric(srv.mport, name)
 
 
-def metered(name, discovery=None, extra=()):
+def metered(name, discovery=None, extra=(), port=None):
     mport = harness.free_port()
     srv = kh.kv_server(name=name, discovery=discovery, extra_args=[
-        '--metrics-listen', '127.0.0.1:%d' % mport] + list(extra))
+        '--metrics-listen', '127.0.0.1:%d' % mport] + list(extra),
+        port=port)
     srv.mport = mport
     return srv
 
@@ -469,6 +470,38 @@ class RingChangeTest(harness.ServiceCase):
         # Writes keep their order across the changes.
         e = kh.client_of(joined).put(t, 'k000', b'new')
         self.assertGreater(e.version, want['k000'])
+        ring.stop()
+
+    def test_restart_under_the_same_id(self):
+        """kill -9 and a restart at once, on the same port: the node is
+        back (empty) before discovery could expire it, and the others
+        fill it again from their copies (its registration says it is a
+        new run)."""
+        ring = Ring(3)
+        self.addCleanup(ring.kill)
+        t = kh.uniq('rst').replace('-', '_')
+        c = kh.client_of(ring.nodes[0])
+        want = {'k%03d' % i: c.put(t, 'k%03d' % i, b'%d' % i).version
+                for i in range(100)}
+        victim = ring.nodes[1]
+        victim.proc.send_signal(signal.SIGKILL)
+        victim.proc.wait(10)
+        back = metered(victim.name, ring.disc.address, extra=[
+            '--register-ttl', '3', '--replicas', str(ring.replicas)],
+            port=victim.port)
+        ring.nodes[1] = back
+        self.addCleanup(back.kill)
+        wait_for(lambda: metric(back, 'kv_keys') > 0,
+                 what='the restarted node to be filled again')
+
+        def all_readable():
+            for s in ring.live():
+                cl = kh.client_of(s)
+                for k, v in want.items():
+                    if cl.get(t, k).version != v:
+                        return False
+            return True
+        wait_for(all_readable, what='every key readable through every node')
         ring.stop()
 
 

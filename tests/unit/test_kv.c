@@ -318,11 +318,39 @@ test_ring_owners(void **state)
 	ring_free(r4);
 }
 
+/* A member back under its id after a restart is the same place on the
+ * ring, but a changed member: it lost what it held. */
+static void
+test_ring_incarnations(void **state)
+{
+	struct ring_member before[2] = {
+		{ "kv-a", "h:1", "100" }, { "kv-b", "h:2", "100" },
+	};
+	struct ring_member after[2] = {
+		{ "kv-a", "h:1", "100" }, { "kv-b", "h:2", "250" },
+	};
+	struct ring *r1 = ring_new(before, 2), *r2 = ring_new(after, 2);
+	size_t o1[2], o2[2];
+
+	(void)state;
+	assert_false(ring_same(r1, after, 2));
+	assert_true(ring_same(r2, after, 2));
+	assert_true(ring_kept(r2, (size_t)ring_find(r2, "kv-a"), r1));
+	assert_false(ring_kept(r2, (size_t)ring_find(r2, "kv-b"), r1));
+	ring_owners(r1, "t", "k", 2, o1);
+	ring_owners(r2, "t", "k", 2, o2);
+	assert_string_equal(ring_member(r1, o1[0])->id,
+	    ring_member(r2, o2[0])->id);
+	ring_free(r1);
+	ring_free(r2);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_versions_grow_across_delete),
+		cmocka_unit_test(test_ring_incarnations),
 		cmocka_unit_test(test_ttl_lazy_and_swept),
 		cmocka_unit_test(test_lru_eviction),
 		cmocka_unit_test(test_increment),

@@ -244,6 +244,11 @@ const char *plat_server_address(const plat_server *srv);
 /* The address it registers with discovery, and its node id: both known
  * from init on. */
 const char *plat_server_advertised(const plat_server *srv);
+/* When this run of the server started (Unix ms, in decimal), registered
+ * as the node's metadata PLAT_MD_STARTED: a node restarted under the
+ * same id has a new one. */
+#define PLAT_MD_STARTED "started"
+const char *plat_server_started(const plat_server *srv);
 /* The client this server calls others with (discovery, events), sending
  * its own access token; NULL when it has neither --discovery nor an
  * identity. */
