@@ -2,12 +2,11 @@
  * events: the platform's own events, published to event-srv without ever
  * blocking a request. See platform/events.h.
  *
- * The buffer is a FIFO of malloc'd events under one mutex. The sender
- * takes up to EV_BATCH_MAX from the head, publishes them with one
- * PublishBatch and only then removes them, so an event-srv outage loses
- * nothing that fits in the buffer. Idempotency keys are
- * "<source>/<boot>/<seq>", boot random per process: unique per event, and
- * the same on every retry of it.
+ * The buffer and its sender are an outbox (platform/outbox.h): each batch
+ * is one PublishBatch, removed only once event-srv took it, so an
+ * event-srv outage loses nothing that fits in the buffer. Idempotency
+ * keys are "<source>/<boot>/<seq>", boot random per process: unique per
+ * event, and the same on every retry of it.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -21,6 +20,7 @@
 #include "platform/events.h"
 #include "platform/log.h"
 #include "platform/metrics.h"
+#include "platform/outbox.h"
 #include "platform/xalloc.h"
 
 #define EV_MAX_EVENTS_DEFAULT 10000
@@ -37,8 +37,7 @@ typedef Platform__Event__V1__PublishRequest pb_publish;
 typedef Platform__Event__V1__PublishRequest__MetadataEntry pb_md;
 
 struct ev {
-	struct ev *next;
-	size_t bytes;
+	struct outbox_item item;        /* first */
 	pb_publish msg;
 	pb_md md[EV_METADATA_MAX];
 	pb_md *mdp[EV_METADATA_MAX];
@@ -48,24 +47,8 @@ struct ev {
 struct plat_events {
 	char *source;
 	uint64_t boot;                   /* tells this process's keys apart */
-	size_t max_events, max_bytes;
-
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct ev *head, *tail;
-	size_t n, bytes;
-	uint64_t seq;
-	uint64_t published, dropped;
-	uint64_t send_failures;          /* batches event-srv did not take */
-	uint64_t dropped_in_outage;      /* since the last log line */
-	bool failing;
-	bool idle;                       /* the sender waits for events */
-	int stopping;
-	int64_t flush_deadline;          /* plat_now_ms; while stopping */
-
+	struct outbox *out;
 	plat_client *client;
-	pthread_t thread;
-	bool running;
 };
 
 static void
@@ -132,19 +115,53 @@ random_u64(void)
 	return v;
 }
 
+static int send_batch(void *arg, struct outbox_item *first, size_t n,
+    int deadline_ms, char *err, size_t errlen);
+
+static void
+free_item(void *arg, struct outbox_item *it)
+{
+	(void)arg;
+	ev_free((struct ev *)it);
+}
+
+/* The idempotency key, as the outbox takes the event. */
+static void
+accepted(void *arg, struct outbox_item *it, uint64_t seq)
+{
+	plat_events *ev = arg;
+	struct ev *e = (struct ev *)it;
+
+	snprintf(e->key, sizeof(e->key), "%.60s/%016llx/%llu", ev->source,
+	    (unsigned long long)ev->boot, (unsigned long long)seq);
+}
+
+static const struct outbox_ops events_ops = {
+	.what = "platform events",
+	.to = "event-srv",
+	.send = send_batch,
+	.free_item = free_item,
+	.accepted = accepted,
+};
+
 plat_events *
 plat_events_new(const struct plat_events_opts *opts, struct metrics *metrics)
 {
 	plat_events *ev = xcalloc(1, sizeof(*ev));
+	struct outbox_limits lim = {
+		.max_items = opts->max_events != 0 ? opts->max_events :
+		    EV_MAX_EVENTS_DEFAULT,
+		.max_bytes = opts->max_bytes != 0 ? opts->max_bytes :
+		    EV_MAX_BYTES_DEFAULT,
+		.batch_max = EV_BATCH_MAX,
+		.call_ms = EV_CALL_MS,
+		.backoff_min_ms = EV_BACKOFF_MIN_MS,
+		.backoff_max_ms = EV_BACKOFF_MAX_MS,
+	};
 
 	ev->source = xstrdup(opts->source != NULL ? opts->source : "");
 	ev->boot = random_u64();
-	ev->max_events = opts->max_events != 0 ? opts->max_events :
-	    EV_MAX_EVENTS_DEFAULT;
-	ev->max_bytes = opts->max_bytes != 0 ? opts->max_bytes :
-	    EV_MAX_BYTES_DEFAULT;
-	pthread_mutex_init(&ev->mu, NULL);
-	plat_cond_init(&ev->cv);
+	ev->out = outbox_new(&events_ops, ev, &lim);
 	if (metrics != NULL) {
 		metrics_counter_fn(metrics, "platform_events_published_total",
 		    "Platform events event-srv stored.", gauge_published, ev);
@@ -160,16 +177,6 @@ plat_events_new(const struct plat_events_opts *opts, struct metrics *metrics)
 		    "Platform events waiting to be sent.", gauge_buffered, ev);
 	}
 	return ev;
-}
-
-/* Counts a dropped event; mu held. */
-static void
-drop_locked(plat_events *ev)
-{
-	ev->dropped++;
-	if (ev->dropped_in_outage++ == 0)
-		log_warn("platform events: buffer full, dropping events until "
-		    "event-srv takes them");
 }
 
 void
@@ -202,31 +209,8 @@ plat_event_emit(plat_events *ev, const char *topic, const char *type,
 	e->msg.metadata = nmd > 0 ? e->mdp : NULL;
 	e->msg.n_metadata = nmd;
 	e->msg.idempotency_key = e->key;
-	e->bytes = sizeof(*e) + dlen + strlen(topic) + strlen(type);
-
-	pthread_mutex_lock(&ev->mu);
-	if (ev->stopping || ev->n >= ev->max_events ||
-	    ev->bytes + e->bytes > ev->max_bytes) {
-		drop_locked(ev);
-		pthread_mutex_unlock(&ev->mu);
-		ev_free(e);
-		return;
-	}
-	snprintf(e->key, sizeof(e->key), "%.60s/%016llx/%llu", ev->source,
-	    (unsigned long long)ev->boot,
-	    (unsigned long long)++ev->seq);
-	if (ev->tail != NULL)
-		ev->tail->next = e;
-	else
-		ev->head = e;
-	ev->tail = e;
-	ev->n++;
-	ev->bytes += e->bytes;
-	/* Only an idle sender needs waking: a busy one takes this event with
-	 * the next batch, one backing off tries again when its wait ends. */
-	if (ev->idle)
-		pthread_cond_signal(&ev->cv);
-	pthread_mutex_unlock(&ev->mu);
+	e->item.bytes = sizeof(*e) + dlen + strlen(topic) + strlen(type);
+	(void)outbox_push(ev->out, &e->item);
 }
 
 void
@@ -247,12 +231,12 @@ plat_event_emit_json(plat_events *ev, const char *topic, const char *type,
 	free(text);
 }
 
-/* Publishes the first n buffered events (they stay buffered meanwhile:
- * only the sender removes events). */
+/* Publishes n buffered events in one PublishBatch. */
 static int
-send_batch(plat_events *ev, struct ev *first, size_t n, int deadline_ms,
+send_batch(void *arg, struct outbox_item *first, size_t n, int deadline_ms,
     char *err, size_t errlen)
 {
+	plat_events *ev = arg;
 	Platform__Event__V1__PublishBatchRequest req =
 	    PLATFORM__EVENT__V1__PUBLISH_BATCH_REQUEST__INIT;
 	ProtobufCMessage *resp = NULL;
@@ -261,11 +245,11 @@ send_batch(plat_events *ev, struct ev *first, size_t n, int deadline_ms,
 		.deadline_ms = deadline_ms,
 		.idempotent = 1,        /* idempotency keys make it so */
 	};
-	struct ev *e = first;
+	struct outbox_item *it = first;
 	int code;
 
-	for (size_t i = 0; i < n; i++, e = e->next)
-		msgs[i] = &e->msg;
+	for (size_t i = 0; i < n; i++, it = it->next)
+		msgs[i] = &((struct ev *)it)->msg;
 	req.events = msgs;
 	req.n_events = n;
 	code = plat_client_call(ev->client, "event", M_PUBLISH_BATCH,
@@ -277,149 +261,28 @@ send_batch(plat_events *ev, struct ev *first, size_t n, int deadline_ms,
 	return code;
 }
 
-/* Removes the first n events after they were published. */
-static void
-remove_sent(plat_events *ev, size_t n)
-{
-	struct ev *gone = NULL, *e;
-
-	pthread_mutex_lock(&ev->mu);
-	for (size_t i = 0; i < n && ev->head != NULL; i++) {
-		e = ev->head;
-		ev->head = e->next;
-		ev->n--;
-		ev->bytes -= e->bytes;
-		e->next = gone;
-		gone = e;
-	}
-	if (ev->head == NULL)
-		ev->tail = NULL;
-	ev->published += n;
-	if (ev->failing) {
-		char dropped[24];
-
-		snprintf(dropped, sizeof(dropped), "%llu",
-		    (unsigned long long)ev->dropped_in_outage);
-		log_info("platform events: event-srv takes events again",
-		    "dropped", dropped);
-		ev->failing = false;
-		ev->dropped_in_outage = 0;
-	}
-	pthread_mutex_unlock(&ev->mu);
-	while ((e = gone) != NULL) {
-		gone = e->next;
-		ev_free(e);
-	}
-}
-
-static void *
-sender_main(void *arg)
-{
-	plat_events *ev = arg;
-	int backoff = EV_BACKOFF_MIN_MS;
-	char err[256];
-
-	pthread_mutex_lock(&ev->mu);
-	for (;;) {
-		struct ev *first;
-		size_t n;
-		int left, code;
-
-		ev->idle = true;
-		while (ev->head == NULL && !ev->stopping)
-			pthread_cond_wait(&ev->cv, &ev->mu);
-		ev->idle = false;
-		left = EV_CALL_MS;
-		if (ev->stopping) {
-			int64_t l = ev->flush_deadline - plat_now_ms();
-
-			if (ev->head == NULL || l <= 0)
-				break;
-			left = l < left ? (int)l : left;
-		}
-		first = ev->head;
-		n = ev->n < EV_BATCH_MAX ? ev->n : EV_BATCH_MAX;
-		pthread_mutex_unlock(&ev->mu);
-
-		code = send_batch(ev, first, n, left, err, sizeof(err));
-		if (code == 0) {
-			remove_sent(ev, n);
-			backoff = EV_BACKOFF_MIN_MS;
-			pthread_mutex_lock(&ev->mu);
-			continue;
-		}
-		pthread_mutex_lock(&ev->mu);
-		if (!ev->failing) {
-			log_warn("platform events: cannot publish to event-srv; "
-			    "holding events", "code", plat_status_name(code),
-			    "error", err);
-			ev->failing = true;
-		}
-		/* Counted after the log line: whoever sees the count sees it
-		 * logged. */
-		ev->send_failures++;
-		if (ev->stopping)
-			break;
-		/* Wait out the backoff unless stop comes first. */
-		(void)plat_cond_wait_ms(&ev->cv, &ev->mu, backoff,
-		    &ev->stopping);
-		backoff = backoff * 2 > EV_BACKOFF_MAX_MS ? EV_BACKOFF_MAX_MS :
-		    backoff * 2;
-	}
-	pthread_mutex_unlock(&ev->mu);
-	return NULL;
-}
-
 void
 plat_events_connect(plat_events *ev, plat_client *client)
 {
-	if (ev == NULL || client == NULL || ev->running)
+	if (ev == NULL || client == NULL || ev->client != NULL)
 		return;
 	ev->client = client;
-	if (pthread_create(&ev->thread, NULL, sender_main, ev) != 0) {
-		log_error("platform events: cannot start the sender thread");
-		return;
-	}
-	ev->running = true;
+	(void)outbox_start(ev->out);
 }
 
 void
 plat_events_stop(plat_events *ev, int flush_ms)
 {
-	if (ev == NULL)
-		return;
-	pthread_mutex_lock(&ev->mu);
-	ev->stopping = 1;
-	ev->flush_deadline = plat_now_ms() + flush_ms;
-	pthread_cond_broadcast(&ev->cv);
-	pthread_mutex_unlock(&ev->mu);
-	if (ev->running) {
-		pthread_join(ev->thread, NULL);
-		ev->running = false;
-	}
+	if (ev != NULL)
+		outbox_stop(ev->out, flush_ms);
 }
 
 void
 plat_events_free(plat_events *ev)
 {
-	struct ev *e;
-	char n[24];
-
 	if (ev == NULL)
 		return;
-	plat_events_stop(ev, 0);
-	if (ev->n > 0 && ev->client != NULL) {
-		snprintf(n, sizeof(n), "%zu", ev->n);
-		log_warn("platform events: dropped at exit, never sent",
-		    "events", n);
-	}
-	ev->dropped += ev->n;
-	while ((e = ev->head) != NULL) {
-		ev->head = e->next;
-		ev_free(e);
-	}
-	pthread_cond_destroy(&ev->cv);
-	pthread_mutex_destroy(&ev->mu);
+	outbox_free(ev->out);
 	free(ev->source);
 	free(ev);
 }
@@ -427,10 +290,11 @@ plat_events_free(plat_events *ev)
 void
 plat_events_stats(plat_events *ev, struct plat_events_stats *out)
 {
-	pthread_mutex_lock(&ev->mu);
-	out->published = ev->published;
-	out->dropped = ev->dropped;
-	out->send_failures = ev->send_failures;
-	out->buffered = ev->n;
-	pthread_mutex_unlock(&ev->mu);
+	struct outbox_stats st;
+
+	outbox_stats(ev->out, &st);
+	out->published = st.sent;
+	out->dropped = st.dropped;
+	out->send_failures = st.send_failures;
+	out->buffered = st.buffered;
 }

@@ -140,7 +140,7 @@ class EventSrvAwayTest(unittest.TestCase):
                          [1, 2, 3, 4, 5])
         # Nothing stored twice, even if a batch was resent.
         self.assertEqual(len({e.idempotency_key for e in evs}), 5)
-        self.assertIn('platform events: cannot publish to event-srv',
+        self.assertIn('platform events: cannot send to event-srv',
                       config.stderr())
         wait_for(lambda: published(mport) >= 5, timeout=TIMEOUT,
                  what='platform_events_published_total >= 5')
