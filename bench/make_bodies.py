@@ -7,7 +7,7 @@ Each file is one gRPC message frame (1 byte compressed flag = 0, 4 bytes
 big-endian length, the protobuf message), which is what h2load -d sends as
 the request body.
 
-Discovery and config messages come from proto/ through protoc
+Discovery, config and kv messages come from proto/ through protoc
 --python_out (loaded by file path); etcd's messages are hand-encoded
 (etcd's protos are not in the tree): RangeRequest{key = 1} and
 PutRequest{key = 1, value = 2}.
@@ -24,6 +24,13 @@ Files written:
   config_update.bin  config Update of CONFIG_DOC at CONFIG_WRITE_PATH with
                    expected_version 0 (unconditional): every request writes
                    a new version
+  kv_seed.bin      kv Put of KV_VALUE at KV_TABLE / KV_GET_KEY: the entry
+                   kv_get.bin reads (sent once, beforehand)
+  kv_get.bin       kv Get{table: KV_TABLE, key: KV_GET_KEY}
+  kv_put.bin       kv Put of KV_VALUE at KV_TABLE / KV_PUT_KEY,
+                   unconditional: every request a new version of one key
+  kv_value.bin     KV_VALUE alone, unframed (redis-cli -x SET preloads the
+                   key redis-benchmark's GET reads with the same bytes)
 """
 import importlib.util
 import os
@@ -42,6 +49,13 @@ CONFIG_WRITE_PATH = "bench/write"
 # A small document, as a service's settings are: about 100 bytes.
 CONFIG_DOC = ('{"owner": "payments-eu", "enabled": true, "limits": '
               '{"daily": {"max": 1000, "currency": "EUR"}, "burst": 20}}')
+KV_TABLE = "bench"
+KV_GET_KEY = "bench/get"
+KV_PUT_KEY = "bench/put"
+# 100 bytes, as redis-benchmark -d 100 writes; the probe looks for its
+# first words in Get's and Put's answers.
+KV_VALUE = (b"kv-bench-value:" + b"0123456789abcdef" * 6)[:100]
+assert len(KV_VALUE) == 100
 
 
 def frame(msg_bytes):
@@ -75,6 +89,7 @@ def main():
         d = proto_module(proto_dir, tmp,
                          "platform/discovery/v1/discovery.proto")
         c = proto_module(proto_dir, tmp, "platform/config/v1/config.proto")
+        k = proto_module(proto_dir, tmp, "platform/kv/v1/kv.proto")
 
     reg = d.RegisterRequest(ttl_seconds=3600)
     reg.service.name = SERVICE
@@ -92,6 +107,9 @@ def main():
     update = c.UpdateRequest(namespace=CONFIG_NS, path=CONFIG_WRITE_PATH,
                              json=CONFIG_DOC, expected_version=0,
                              author="bench", comment="bench: Update load")
+    kv_seed = k.PutRequest(table=KV_TABLE, key=KV_GET_KEY, value=KV_VALUE)
+    kv_get = k.GetRequest(table=KV_TABLE, key=KV_GET_KEY)
+    kv_put = k.PutRequest(table=KV_TABLE, key=KV_PUT_KEY, value=KV_VALUE)
 
     files = {
         "register.bin": reg.SerializeToString(),
@@ -102,10 +120,15 @@ def main():
         "config_seed.bin": seed.SerializeToString(),
         "config_read.bin": read.SerializeToString(),
         "config_update.bin": update.SerializeToString(),
+        "kv_seed.bin": kv_seed.SerializeToString(),
+        "kv_get.bin": kv_get.SerializeToString(),
+        "kv_put.bin": kv_put.SerializeToString(),
     }
     for name, msg in files.items():
         with open(os.path.join(out, name), "wb") as f:
             f.write(frame(msg))
+    with open(os.path.join(out, "kv_value.bin"), "wb") as f:
+        f.write(KV_VALUE)
     return 0
 
 
