@@ -33,6 +33,7 @@
 #include <grpc/support/time.h>
 
 #include "platform/client.h"
+#include "platform/trace.h"
 #include "platform/jwt_verify.h"
 #include "platform/errbuf.h"
 #include "platform/clock.h"
@@ -433,22 +434,27 @@ client_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
  * kv is key, value, ..., NULL; a trailing key without value is ignored.
  * With an outbound identity and no "authorization" in kv, the client's
  * token is added (*with_token says so). The token is only ever in the
- * gRPC slice, wiped here from the stack copy.
+ * gRPC slice, wiped here from the stack copy. With a span (and no
+ * traceparent in kv), its context goes too.
  */
 static grpc_metadata *
 client_md_new(plat_client *c, const char *const *kv, size_t *n,
-    int *with_token)
+    int *with_token, const struct plat_span *span)
 {
 	grpc_metadata *md;
 	size_t i, count = 0;
-	int own = 0;
+	int own = 0, traced;
 	char tok[sizeof(BEARER) + JWT_TOKEN_MAX];
+	char tp[PLAT_TRACEPARENT_LEN + 1];
 
 	*n = 0;
 	*with_token = 0;
+	traced = span != NULL;
 	while (kv != NULL && kv[2 * count] != NULL && kv[2 * count + 1] != NULL) {
 		if (strcmp(kv[2 * count], AUTHORIZATION) == 0)
 			own = 1;
+		if (strcmp(kv[2 * count], "traceparent") == 0)
+			traced = 0;
 		count++;
 	}
 	if (c->token != NULL && !own) {
@@ -456,12 +462,23 @@ client_md_new(plat_client *c, const char *const *kv, size_t *n,
 		*with_token = c->token(c->token_arg, tok + sizeof(BEARER) - 1,
 		    sizeof(tok) - (sizeof(BEARER) - 1)) == 0;
 	}
-	if (count + (size_t)*with_token == 0)
+	if (count + (size_t)*with_token + (size_t)traced == 0)
 		return NULL;
-	md = xcalloc(count + 1, sizeof(*md));
+	md = xcalloc(count + 3, sizeof(*md));
 	for (i = 0; i < count; i++) {
 		md[i].key = grpc_slice_from_copied_string(kv[2 * i]);
 		md[i].value = grpc_slice_from_copied_string(kv[2 * i + 1]);
+	}
+	if (traced) {
+		plat_traceparent_format(&span->ctx, tp);
+		md[i].key = grpc_slice_from_static_string("traceparent");
+		md[i++].value = grpc_slice_from_copied_string(tp);
+		if (span->tracestate[0] != '\0') {
+			md[i].key = grpc_slice_from_static_string("tracestate");
+			md[i++].value = grpc_slice_from_copied_string(
+			    span->tracestate);
+		}
+		count = i;
 	}
 	if (*with_token) {
 		md[i].key = grpc_slice_from_static_string(AUTHORIZATION);
@@ -578,10 +595,19 @@ client_unary_once(plat_client *c, const char *addr, const char *method,
 	grpc_op ops[6], *op = ops;
 	size_t nmd;
 	int rc, with_token;
+	struct plat_span span, *parent;
 
+	/* A call made inside a traced one is a child span of it. */
+	if ((parent = plat_span_current()) != NULL) {
+		plat_span_start(&span, PLAT_SPAN_CLIENT, method + 1,
+		    &parent->ctx, NULL, parent->tracestate);
+		plat_span_attr(&span, "rpc.system", "grpc");
+		plat_span_attr(&span, "net.peer.name", addr);
+	}
 	cq = grpc_completion_queue_create_for_pluck(NULL);
 	call = client_new_call(c, addr, method, cq, deadline_ms);
-	md = client_md_new(c, metadata, &nmd, &with_token);
+	md = client_md_new(c, metadata, &nmd, &with_token,
+	    parent != NULL ? &span : NULL);
 	send_bb = client_pack(req);
 	grpc_metadata_array_init(&init_md);
 	grpc_metadata_array_init(&trail_md);
@@ -645,6 +671,8 @@ out:
 	client_md_free(md, nmd);
 	grpc_call_unref(call);
 	client_cq_destroy(cq);
+	if (parent != NULL)
+		plat_span_end(&span, rc, rc != GRPC_STATUS_OK ? errmsg : "");
 	return rc;
 }
 
@@ -903,7 +931,8 @@ plat_client_stream_open(plat_client *c, const char *address,
 	s->cq = grpc_completion_queue_create_for_pluck(NULL);
 	s->call = client_new_call(c, address, method, s->cq, deadline_ms);
 	s->client = c;
-	s->md = client_md_new(c, metadata, &s->nmd, &s->with_token);
+	s->md = client_md_new(c, metadata, &s->nmd, &s->with_token,
+	    plat_span_current());
 	s->send_bb = client_pack(req);
 
 	memset(ops, 0, sizeof(ops));

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "platform/log.h"
+#include "platform/trace.h"
 
 #define LOG_LINE_MAX	8192
 #define LOG_FIELDS_MAX	64	/* keys plus values taken by log_write */
@@ -357,8 +358,9 @@ log_format_line(char *buf, size_t len, enum log_format format,
 void
 log_write(enum log_level level, const char *msg, ...)
 {
-	const char *kv[LOG_FIELDS_MAX];
+	const char *kv[LOG_FIELDS_MAX + 4];
 	char line[LOG_LINE_MAX];
+	char trace_id[2 * PLAT_TRACE_ID_LEN + 1], span_id[2 * PLAT_SPAN_ID_LEN + 1];
 	size_t nkv = 0, n, off;
 	const char *k;
 	va_list ap;
@@ -378,6 +380,13 @@ log_write(enum log_level level, const char *msg, ...)
 		}
 	}
 	va_end(ap);
+	/* A line written inside a traced call says which. */
+	if (plat_trace_log_ids(trace_id, span_id)) {
+		kv[nkv++] = "trace_id";
+		kv[nkv++] = trace_id;
+		kv[nkv++] = "span_id";
+		kv[nkv++] = span_id;
+	}
 
 	/* One byte short of the buffer: room for the newline. */
 	n = log_format_line(line, sizeof(line) - 1, log_fmt, level,

@@ -41,6 +41,7 @@
 #include "platform/identity.h"
 #include "platform/registrar.h"
 #include "platform/server.h"
+#include "platform/trace.h"
 #include "platform/settings.h"
 #include "server_internal.h"
 
@@ -121,6 +122,9 @@ struct plat_stream {
 	void (*close_cb)(plat_stream *, void *);
 	void *close_arg;
 	struct plat_stream *live_prev, *live_next;
+
+	struct plat_span span;           /* when traced */
+	bool traced;
 
 	struct plat_ctx ctx;
 };
@@ -464,6 +468,12 @@ plat_ctx_deadline_left_ms(const plat_ctx *ctx)
 	return ms;
 }
 
+struct plat_span *
+plat_ctx_span(plat_ctx *ctx)
+{
+	return ctx->call->traced ? &ctx->call->span : NULL;
+}
+
 const char *
 plat_ctx_metadata(const plat_ctx *ctx, const char *key)
 {
@@ -548,7 +558,8 @@ call_new(plat_server *srv, struct mounted_method *mm)
 	return c;
 }
 
-static void
+/* Logs and measures the call as it ends; its final status. */
+static int
 call_log(struct plat_stream *c)
 {
 	char code[16], ms[32];
@@ -571,7 +582,7 @@ call_log(struct plat_stream *c)
 	else
 		lvl = LOG_LEVEL_INFO;
 	if (!log_enabled(lvl))
-		return;
+		return fc;
 	snprintf(code, sizeof(code), "%d", fc);
 	snprintf(ms, sizeof(ms), "%.3f",
 	    (double)(plat_now_us() - c->started_us) / 1000.0);
@@ -579,6 +590,7 @@ call_log(struct plat_stream *c)
 	    "status", plat_status_name(fc), "message",
 	    c->ctx.code == fc ? c->ctx.message : "", "duration_ms", ms,
 	    (char *)NULL);
+	return fc;
 }
 
 static void
@@ -586,8 +598,20 @@ call_free(struct plat_stream *c)
 {
 	struct qmsg *q, *next;
 
-	if (c->call != NULL)
-		call_log(c);
+	if (c->call != NULL) {
+		struct plat_span *prev = NULL;
+		int fc;
+
+		/* The call's log line carries its trace. */
+		if (c->traced)
+			prev = plat_span_enter(&c->span);
+		fc = call_log(c);
+		if (c->traced) {
+			plat_span_leave(prev);
+			plat_span_end(&c->span, fc, c->ctx.code == fc ?
+			    c->ctx.message : "");
+		}
+	}
 	if (c->started_us != 0)
 		atomic_fetch_sub(&c->srv->active, 1);
 	for (q = c->qhead; q != NULL; q = next) {
@@ -1108,6 +1132,7 @@ on_stream_recv(struct cq_tag *t, int ok)
 	struct plat_stream *c = (struct plat_stream *)((char *)t -
 	    offsetof(struct plat_stream, t_recv));
 	const struct plat_bidi_handlers *h = c->mm->m->bidi;
+	struct plat_span *prev = NULL;
 	grpc_byte_buffer *bb;
 	ProtobufCMessage *msg = NULL;
 	int code;
@@ -1117,6 +1142,8 @@ on_stream_recv(struct cq_tag *t, int ok)
 	c->recv_buf = NULL;
 	c->handler_running = 1;
 	pthread_mutex_unlock(&c->mu);
+	if (c->traced)
+		prev = plat_span_enter(&c->span);
 	if (!ok) {
 		code = PLAT_STREAM_OPEN;        /* the call is gone */
 	} else if (bb == NULL) {
@@ -1133,6 +1160,8 @@ on_stream_recv(struct cq_tag *t, int ok)
 		if (code == PLAT_STREAM_OPEN)
 			stream_start_recv(c);
 	}
+	if (c->traced)
+		plat_span_leave(prev);
 	stream_after_handler(c, code);
 	call_unref(c);
 }
@@ -1223,12 +1252,38 @@ call_guard(struct plat_stream *c)
 
 /* ---- accepting calls ---- */
 
+/* The call's server span, a child of the caller's traceparent. Health
+ * checks and reflection are not traced: probes would drown the rest. */
+static void
+call_trace(struct plat_stream *c)
+{
+	const struct mounted_method *mm = c->mm;
+	char *peer;
+
+	if (strncmp(mm->grpc_service, "grpc.", 5) == 0)
+		return;
+	plat_span_start(&c->span, PLAT_SPAN_SERVER, mm->m->path + 1, NULL,
+	    plat_ctx_metadata(&c->ctx, "traceparent"),
+	    plat_ctx_metadata(&c->ctx, "tracestate"));
+	c->traced = true;
+	if (!c->span.recording)
+		return;
+	plat_span_attr(&c->span, "rpc.system", "grpc");
+	plat_span_attr(&c->span, "rpc.service", mm->grpc_service);
+	plat_span_attr(&c->span, "rpc.method", mm->grpc_method);
+	if ((peer = grpc_call_get_peer(c->call)) != NULL) {
+		plat_span_attr(&c->span, "net.peer.name", peer);
+		gpr_free(peer);
+	}
+}
+
 static void
 on_request(struct cq_tag *t, int ok)
 {
 	struct plat_stream *c = (struct plat_stream *)((char *)t -
 	    offsetof(struct plat_stream, t_request));
 	struct mounted_method *mm = c->mm;
+	struct plat_span *prev = NULL;
 
 	if (!ok) {
 		/* The server is shutting down. */
@@ -1237,6 +1292,8 @@ on_request(struct cq_tag *t, int ok)
 	}
 	c->started_us = plat_now_us();
 	atomic_fetch_add(&c->srv->active, 1);
+	if (mm != NULL)
+		call_trace(c);
 	/* Re-arm first so another call is accepted while this one runs. */
 	if (mm != NULL)
 		server_arm(mm);
@@ -1260,6 +1317,8 @@ on_request(struct cq_tag *t, int ok)
 			return;
 		}
 	}
+	if (c->traced)
+		prev = plat_span_enter(&c->span);
 	switch (mm->m->kind) {
 	case PLAT_METHOD_UNARY:
 		dispatch_unary(c);
@@ -1272,6 +1331,8 @@ on_request(struct cq_tag *t, int ok)
 		dispatch_bidi(c);
 		break;
 	}
+	if (c->traced)
+		plat_span_leave(prev);
 	call_unref(c);
 }
 
@@ -1742,6 +1803,7 @@ static void
 server_free(plat_server *srv)
 {
 	plat_events_free(srv->events);  /* before the metrics reading it */
+	plat_trace_free();
 	health_free(srv->health);
 	metrics_free(srv->metrics);
 	for (size_t i = 0; srv->methods != NULL && i < srv->nmethods; i++)
@@ -1857,6 +1919,7 @@ server_secure(plat_server *srv, struct plat_credentials *creds)
 	}
 	plat_credentials_free(creds);
 	if ((s->discovery != NULL || srv->identity != NULL ||
+	    s->trace_endpoint != NULL ||
 	    (!s->insecure_no_auth && !srv->svc->self_auth)) &&
 	    (srv->client = plat_client_new(&co)) == NULL)
 		return -1;
@@ -1962,6 +2025,10 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	    "(unimplemented)");
 	srv->events = plat_events_new(&(struct plat_events_opts){
 	    .source = prog }, srv->metrics);
+	plat_trace_setup(prog, srv->settings.node_id,
+	    srv->settings.trace_endpoint != NULL ?
+	    srv->settings.trace_endpoint : "", srv->settings.trace_sample,
+	    srv->metrics);
 	if (srv->settings.metrics_listen != NULL &&
 	    srv->settings.metrics_listen[0] != '\0' &&
 	    metrics_serve(srv->metrics, srv->settings.metrics_listen) != 0) {
@@ -2007,6 +2074,7 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	}
 	plat_health_set(srv, "", PLAT_HEALTH_SERVING);
 	plat_health_set(srv, svc->grpc_service, PLAT_HEALTH_SERVING);
+	plat_trace_connect(srv->client);
 	log_info("server started", "service", svc->name, "version",
 	    svc->version, "listen", srv->address, "node",
 	    srv->settings.node_id, "tls",
@@ -2053,6 +2121,8 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	if (svc->stopping != NULL)
 		svc->stopping(srv);
 	server_shutdown(srv);
+	/* The drained calls' spans, then the client they go through. */
+	plat_trace_stop(EVENTS_FLUSH_MS);
 	/* After the drain: a call still answering may call other servers. */
 	server_close_outbound(srv);
 	exit_code = 0;

@@ -28,6 +28,7 @@ enum settings_kind {
 	SETTINGS_K_LOGFMT,
 	SETTINGS_K_LOGLVL,
 	SETTINGS_K_BOOL,	/* "--flag" alone, or =1/0, true/false, ... */
+	SETTINGS_K_RATE,	/* 0..1, a double; dflt in percent */
 };
 
 #define SETTINGS_F_EMPTY_UNSET	0x1	/* an empty value means not given */
@@ -132,6 +133,17 @@ static const struct settings_def settings_defs[] = {
 	  "DEVELOPMENT ONLY: no guard, every caller is trusted",
 	  SETTINGS_K_BOOL, 0, SETTINGS_OFF(insecure_no_auth),
 	  0, 1, 0, "0" },
+	{ "--trace-endpoint", "PLATFORM_TRACE_ENDPOINT", "ADDR",
+	  "where spans go by OTLP/gRPC: host:port (trace-srv, an "
+	  "OpenTelemetry Collector), or \"discovery\" for trace-srv found "
+	  "there; unset: trace context is passed on, no span is recorded",
+	  SETTINGS_K_STR, SETTINGS_F_EMPTY_UNSET, SETTINGS_OFF(trace_endpoint),
+	  0, 0, 0, "none" },
+	{ "--trace-sample", "PLATFORM_TRACE_SAMPLE", "R",
+	  "share of new traces recorded, 0..1 (a caller's sampled flag is "
+	  "kept)",
+	  SETTINGS_K_RATE, 0, SETTINGS_OFF(trace_sample),
+	  0, 0, 100, "1" },
 	{ "--help", NULL, NULL, "print this help and exit (also -h)",
 	  SETTINGS_K_HELP, 0, 0, 0, 0, 0, NULL },
 };
@@ -365,6 +377,20 @@ settings_apply(struct plat_settings *s, const struct settings_def *d,
 		}
 		*(int *)(void *)((char *)s + d->off) = (int)n;
 		return 0;
+	case SETTINGS_K_RATE: {
+		double r;
+
+		errno = 0;
+		r = strtod(v, &end);
+		if (end == v || *end != '\0' || errno != 0 || !(r >= 0.0) ||
+		    r > 1.0) {
+			errbuf_set(err, errlen, "%s: must be a share 0..1, "
+			    "got \"%s\"", name, show);
+			return -1;
+		}
+		*(double *)(void *)((char *)s + d->off) = r;
+		return 0;
+	}
 	case SETTINGS_K_LOGFMT:
 		if (log_format_parse(v, &s->log_format) != 0) {
 			errbuf_set(err, errlen, "%s: must be auto, json or "
@@ -409,6 +435,9 @@ settings_defaults(struct plat_settings *s)
 	for (d = settings_defs; d < settings_defs + SETTINGS_NDEFS; d++) {
 		if (d->kind == SETTINGS_K_INT || d->kind == SETTINGS_K_BOOL)
 			*(int *)(void *)((char *)s + d->off) = d->dflt;
+		else if (d->kind == SETTINGS_K_RATE)
+			*(double *)(void *)((char *)s + d->off) =
+			    d->dflt / 100.0;
 		else if (d->kind == SETTINGS_K_LOGFMT)
 			s->log_format = (enum log_format)d->dflt;
 		else if (d->kind == SETTINGS_K_LOGLVL)
@@ -592,6 +621,18 @@ settings_parse(struct plat_settings *s, const struct settings_spec *spec,
 		    settings_defs[other].env);
 		goto fail;
 	}
+	if (s->trace_endpoint != NULL &&
+	    strcmp(s->trace_endpoint, "discovery") != 0) {
+		const char *problem = settings_address_problem(
+		    s->trace_endpoint, 0);
+
+		if (problem != NULL) {
+			settings_show(show, sizeof(show), s->trace_endpoint);
+			errbuf_set(err, errlen, "--trace-endpoint: \"%s\" %s "
+			    "(host:port, or discovery)", show, problem);
+			goto fail;
+		}
+	}
 	settings_derive(s, spec);
 
 	/* Service options last, so a failure above leaves them untouched. */
@@ -680,5 +721,6 @@ settings_free(struct plat_settings *s)
 	free(s->auth_issuer);
 	free(s->auth_audience);
 	free(s->credentials);
+	free(s->trace_endpoint);
 	memset(s, 0, sizeof(*s));
 }

@@ -36,6 +36,7 @@
 #include "platform/log.h"
 #include "platform/metrics.h"
 #include "platform/paging.h"
+#include "platform/trace.h"
 #include "platform/xalloc.h"
 #include "merge.h"
 #include "ring.h"
@@ -327,6 +328,7 @@ pool_main(void *arg)
 	in_pool = true;
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
+		struct plat_span *span, *prev;
 		struct job *j;
 		int rc;
 
@@ -338,7 +340,12 @@ pool_main(void *arg)
 			p->tail = &p->jobs;
 		p->njobs--;
 		pthread_mutex_unlock(&p->mu);
+		/* The calls it makes to other nodes belong to its trace. */
+		span = plat_ctx_span(j->ctx);
+		prev = span != NULL ? plat_span_enter(span) : NULL;
 		rc = j->run(j->b, j->ctx, j->req, j->resp);
+		if (span != NULL)
+			plat_span_leave(prev);
 		plat_reply(j->ctx, rc, rc == PLAT_OK ? j->resp : NULL);
 		free(j);
 		pthread_mutex_lock(&p->mu);

@@ -187,6 +187,11 @@ ProtobufCMessage *plat_new_message(plat_ctx *ctx,
 
 /* Milliseconds until the call's deadline; INT64_MAX when it has none. */
 int64_t plat_ctx_deadline_left_ms(const plat_ctx *ctx);
+/* The call's server span (platform/trace.h), NULL when it is not
+ * traced: for attributes, and for a thread that works on the call to
+ * plat_span_enter so the calls it makes are the span's children. */
+struct plat_span *plat_ctx_span(plat_ctx *ctx);
+
 /* First value of a request metadata key (lower case), or NULL. */
 const char *plat_ctx_metadata(const plat_ctx *ctx, const char *key);
 const char *plat_ctx_peer(const plat_ctx *ctx);

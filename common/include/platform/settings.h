@@ -63,6 +63,8 @@ struct plat_settings {
 	char *auth_audience;    /* default "platform" */
 	char *credentials;      /* NULL: PLATFORM_CLIENT_ID/_SECRET, or none */
 	int insecure_no_auth;   /* 1: the guard is off */
+	char *trace_endpoint;   /* NULL: spans are not recorded */
+	double trace_sample;    /* new traces recorded, 0..1 */
 };
 
 #define SETTINGS_AUTH_ISSUER "platform-auth"
