@@ -16,7 +16,11 @@
  *
  * When the ring changes, each node sends the entries it holds to the
  * members that became their owners, and forgets those it no longer
- * owns once every new owner has them.
+ * owns once every new owner has them. A node that restarts with the same
+ * id and address (kill -9, then back within its registration's TTL) is
+ * no change of the ring to the others, yet it comes back empty: on its
+ * first ring with peers it tells each of them (an empty Replicate marked
+ * STARTED_MD), and each sends it the entries it owns as if it had joined.
  *
  * List and Watch span the ring: List merges every member's page; Watch
  * merges every member's stream of changes, passing a key's change on
@@ -41,6 +45,8 @@
 #include "store.h"
 
 #define FORWARDED_MD "x-kv-forwarded"
+#define STARTED_MD "x-kv-started"   /* value: the sender's node id */
+#define RESEND_MAX 64
 #define KV_PATH "/platform.kv.v1.KV/"
 #define RING_POLL_MS 500
 #define SWEEP_MS 100
@@ -85,6 +91,11 @@ struct emb {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int stop;
+	/* Under mu: ids of members that said they started, to be sent the
+	 * entries they own by the ring thread. */
+	char *resend[RESEND_MAX];
+	size_t nresend;
+	bool announced;                 /* ring thread: told the peers */
 
 	/* Peer threads of Watch streams still running. */
 	pthread_mutex_t peers_mu;
@@ -312,6 +323,56 @@ replicate_write(plat_ctx *ctx, const kv_entry_pb *e, bool deleted)
 	for (size_t i = 0; i < o.n; i++)
 		if (o.addr[i] != NULL)
 			(void)send_replicas(o.addr[i], &rp, 1);
+}
+
+/* A member said it started (empty): the ring thread sends it what it
+ * owns. */
+static void
+resend_later(const char *id)
+{
+	pthread_mutex_lock(&E->mu);
+	for (size_t i = 0; i < E->nresend; i++)
+		if (strcmp(E->resend[i], id) == 0)
+			goto out;
+	if (E->nresend < RESEND_MAX) {
+		E->resend[E->nresend++] = xstrdup(id);
+		pthread_cond_broadcast(&E->cv);
+	}
+out:
+	pthread_mutex_unlock(&E->mu);
+}
+
+/* Tells every peer of r that this node started with nothing: an empty
+ * Replicate marked STARTED_MD. */
+static void
+announce_start(const struct ring *r)
+{
+	Platform__Kv__V1__ReplicateRequest req =
+	    PLATFORM__KV__V1__REPLICATE_REQUEST__INIT;
+	plat_client *c = plat_server_client(E->srv);
+	const char *md[] = { FORWARDED_MD, "1", STARTED_MD, E->self_id,
+	    NULL };
+	struct plat_call_opts o = {
+		.deadline_ms = PEER_CALL_MS,
+		.idempotent = 1,
+		.metadata = md,
+	};
+	char err[256];
+
+	for (size_t i = 0; c != NULL && i < ring_size(r); i++) {
+		const struct ring_member *m = ring_member(r, i);
+		ProtobufCMessage *resp = NULL;
+
+		if (strcmp(m->id, E->self_id) == 0)
+			continue;
+		if (plat_client_call_addr(c, m->address, KV_PATH "Replicate",
+		    &req.base, &platform__kv__v1__replicate_response__descriptor,
+		    &resp, &o, err, sizeof(err)) != PLAT_OK)
+			log_warn("kv: cannot tell a peer this node started",
+			    "peer", m->address, "error", err);
+		if (resp != NULL)
+			protobuf_c_message_free_unpacked(resp, NULL);
+	}
 }
 
 /* ---- the pool ---- */
@@ -572,8 +633,11 @@ emb_replicate(struct kv_backend *b, plat_ctx *ctx,
     const Platform__Kv__V1__ReplicateRequest *req,
     Platform__Kv__V1__ReplicateResponse *resp)
 {
+	const char *started = plat_ctx_metadata(ctx, STARTED_MD);
+
 	(void)b;
-	(void)ctx;
+	if (started != NULL)
+		resend_later(started);
 	for (size_t i = 0; i < req->n_entries; i++) {
 		const kv_entry_pb *e = req->entries[i]->entry;
 		struct kv_view v = {
@@ -1276,6 +1340,47 @@ follow_ring(void)
 	/* Only this thread replaces the ring: new stays valid here. */
 	rebalance(old, new);
 	ring_free(old);
+	if (!E->announced && n > 1) {
+		E->announced = true;
+		announce_start(new);
+	}
+}
+
+/* Members that said they started get the entries they own, as if they
+ * had joined a ring without them. */
+static void
+resend_started(void)
+{
+	char *ids[RESEND_MAX];
+	size_t n;
+
+	pthread_mutex_lock(&E->mu);
+	n = E->nresend;
+	memcpy(ids, E->resend, n * sizeof(*ids));
+	E->nresend = 0;
+	pthread_mutex_unlock(&E->mu);
+	for (size_t i = 0; i < n; i++) {
+		/* Only this thread replaces the ring: no lock to read it. */
+		const struct ring *cur = E->ring;
+		ssize_t at = ring_find(cur, ids[i]);
+
+		if (at >= 0 && strcmp(ids[i], E->self_id) != 0) {
+			size_t nm = ring_size(cur), k = 0;
+			struct ring_member *m = xcalloc(nm, sizeof(*m));
+			struct ring *without;
+
+			for (size_t j = 0; j < nm; j++)
+				if ((ssize_t)j != at)
+					m[k++] = *ring_member(cur, j);
+			without = ring_new(m, k);
+			free(m);
+			log_info("kv: a member started again, sending it its "
+			    "entries", "node", ids[i]);
+			rebalance(without, cur);
+			ring_free(without);
+		}
+		free(ids[i]);
+	}
 }
 
 static void *
@@ -1292,6 +1397,7 @@ emb_main(void *arg)
 			follow_ring();
 			next_ring = plat_now_ms() + RING_POLL_MS;
 		}
+		resend_started();
 		pthread_mutex_lock(&E->mu);
 	}
 	pthread_mutex_unlock(&E->mu);
@@ -1408,6 +1514,8 @@ emb_free(struct kv_backend *b)
 	pthread_mutex_unlock(&E->peers_mu);
 	ring_free(E->ring);
 	kv_store_free(E->store);
+	for (size_t i = 0; i < E->nresend; i++)
+		free(E->resend[i]);
 	free(E->self_id);
 	free(E->self_addr);
 	free(E);
