@@ -50,7 +50,7 @@ WRITERS = 2             # client threads per kind of write
 WRITE_TIMEOUT = 5.0     # deadline of one attempt, seconds
 WRITE_BOUND = 60.0      # one write not acknowledged by then fails the test
 BACKOFF = 0.05          # between attempts of a client, seconds
-PROGRESS = 5            # acks of every kind that show the load flows
+PROGRESS = 20           # acks of every kind that show the load flows
 PHASE = 60.0            # bound of one wait between faults, seconds
 CONFIG_PATHS = 3        # paths per config writer
 
@@ -344,7 +344,7 @@ class FaultTest(unittest.TestCase):
             self.check_load()
             raise AssertionError('%s; acks %s, retries %s'
                                  % (e, dict(self.load.acks),
-                                    dict(self.load.retries)))
+                                    dict(self.load.retries))) from None
 
     def phase(self, what):
         """A line on stderr per phase, for whoever reads a failure."""
@@ -395,6 +395,10 @@ class FaultTest(unittest.TestCase):
         self.kill9_and_restart(victim)
         self.ring.wait_members(timeout=PHASE)
         self.progress('writes after %s restarted' % victim.name)
+        # It came back empty: what it owns must reach it from the others
+        # (every kv write before the kill, readable through every node).
+        self.wait_kv('the kv writes before the kill readable after %s '
+                     'restarted' % victim.name)
 
         # PostgreSQL away: the durable writes fail (the outage is seen),
         # then flow again with no server restarted.
@@ -496,8 +500,11 @@ class FaultTest(unittest.TestCase):
                          'the subscriber did not see every acknowledged '
                          'event exactly once, in order')
 
-    def check_kv(self):
-        keys = sorted(self.kv_acks)
+    def kv_wrong(self, acks):
+        """The acknowledged kv writes (key: (value, version)) that some
+        node does not answer as acknowledged: 'node key: got, acked'."""
+        keys = sorted(acks)
+        wrong = []
         for s in self.ring.nodes:
             c = self.client(kh.KVClient, s.address)
             got = {}
@@ -506,13 +513,36 @@ class FaultTest(unittest.TestCase):
                            keys=keys[at:at + 500])
                 got.update((e.key, (e.value, e.version))
                            for e in r.entries)
-            wrong = ['%s: %s, acknowledged %s' % (k, got.get(k, 'missing'),
-                                                   self.kv_acks[k])
-                     for k in keys if got.get(k) != self.kv_acks[k]]
-            if wrong:
-                self.fail('%d of %d acknowledged kv keys wrong through %s, '
-                          'such as\n%s' % (len(wrong), len(keys), s.name,
-                                            '\n'.join(wrong[:10])))
+            wrong += ['%s %s: %s, acknowledged %s'
+                      % (s.name, k, got.get(k, 'missing'), acks[k])
+                      for k in keys if got.get(k) != acks[k]]
+        return wrong
+
+    def wait_kv(self, what):
+        """Waits until every kv write acknowledged so far reads back the
+        same through every node."""
+        with self.load.lock:
+            acks = dict(self.kv_acks)
+        last = []
+
+        def right():
+            last[:] = self.kv_wrong(acks)
+            return not last
+        try:
+            wait_for(right, timeout=PHASE, what=what)
+        except AssertionError as e:
+            raise AssertionError('%s: %d wrong answers (node, key) for %d '
+                                 'acknowledged kv writes, such as\n%s'
+                                 % (e, len(last), len(acks),
+                                    '\n'.join(last[:10]))) from None
+
+    def check_kv(self):
+        wrong = self.kv_wrong(self.kv_acks)
+        if wrong:
+            self.fail('%d wrong answers (node, key) for %d acknowledged '
+                      'kv writes, such as\n%s'
+                      % (len(wrong), len(self.kv_acks),
+                         '\n'.join(wrong[:10])))
 
     def check_servers(self):
         for s in self.servers:
@@ -522,6 +552,9 @@ class FaultTest(unittest.TestCase):
                              '%s was restarted' % s.name)
             self.assertEqual(s.health_check('').status, 1,
                              '%s not SERVING' % s.name)
+        # The clients' idle connections would only slow the drains down.
+        for c in self.channels:
+            c.close()
         for s in [self.config, self.event] + self.ring.nodes + [self.disc]:
             s.stop_clean()
             self.phase('%s stopped' % s.name)
