@@ -211,6 +211,9 @@ class FaultTest(unittest.TestCase):
         self.load = Load()
         self.addCleanup(self.stop_load)
         self.channels = []
+        # What reads the kv writes back: a client per node.
+        self.kv_readers = [self.client(kh.KVClient, s.address)
+                           for s in self.ring.nodes]
         self.ns = ch.uniq_ns('faults')
         self.topic = 'faults.' + eh.uniq('t')
         self.table = kh.uniq('faults').replace('-', '_')
@@ -509,8 +512,7 @@ class FaultTest(unittest.TestCase):
         node does not answer as acknowledged: 'node key: got, acked'."""
         keys = sorted(acks)
         wrong = []
-        for s in self.ring.nodes:
-            c = self.client(kh.KVClient, s.address)
+        for s, c in zip(self.ring.nodes, self.kv_readers):
             got = {}
             for at in range(0, len(keys), 500):
                 r = c.call('GetMany', table=self.table,
