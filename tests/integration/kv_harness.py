@@ -2,7 +2,8 @@
 
 The message classes of platform.kv.v1, a client for every KV method, and
 kv-srv started with the harness Server class: one node, or a ring of
-nodes registered with a discovery-srv.
+nodes registered with a discovery-srv (Ring, used by test_kv.py and
+test_faults.py).
 """
 
 import os
@@ -12,7 +13,7 @@ import subprocess
 import tempfile
 
 import harness
-from harness import RPC_TIMEOUT, Server, WatchReader
+from harness import RPC_TIMEOUT, Server, WatchReader, wait_for
 
 KV_BIN = os.path.join(harness.BUILD_DIR, 'services', 'kv', 'kv-srv')
 KV_PREFIX = '/platform.kv.v1.KV/'
@@ -199,3 +200,54 @@ class RedisCluster:
             self.cli(x, 'CLUSTER', 'SETSLOT', slot, 'NODE', dst_id)
         harness.wait_for(lambda: self.owner(key) is dst,
                          what='the slot of %r to move' % key)
+def metric(srv, name):
+    """A sample of a node started by metered()."""
+    return harness.metric(srv.mport, name)
+
+
+def metered(name, discovery=None, extra=(), port=None):
+    """kv_server with --metrics-listen on a free port (srv.mport)."""
+    mport = harness.free_port()
+    srv = kv_server(name=name, discovery=discovery, extra_args=[
+        '--metrics-listen', '127.0.0.1:%d' % mport] + list(extra),
+        port=port)
+    srv.mport = mport
+    return srv
+
+
+class Ring:
+    """A discovery-srv and kv-srv nodes registered with it."""
+
+    def __init__(self, n, replicas=2):
+        self.disc = Server(discovery='self', name='discovery-kv')
+        self.replicas = replicas
+        self.nodes = []
+        for _ in range(n):
+            self.add()
+        self.wait_members()
+
+    def add(self):
+        srv = metered('kv-%d' % len(self.nodes), self.disc.address, extra=[
+            '--register-ttl', '3', '--replicas', str(self.replicas)])
+        self.nodes.append(srv)
+        return srv
+
+    def live(self):
+        return [s for s in self.nodes if s.running()]
+
+    def wait_members(self, timeout=harness.TIMEOUT):
+        n = len(self.live())
+        for s in self.live():
+            wait_for(lambda: metric(s, 'kv_ring_members') == n,
+                     timeout=timeout,
+                     what='%s to see a ring of %d' % (s.name, n))
+
+    def stop(self):
+        for s in self.live():
+            s.stop_clean()
+        self.disc.stop_clean()
+
+    def kill(self):
+        for s in self.nodes:
+            s.kill()
+        self.disc.kill()

@@ -24,7 +24,8 @@ import grpc  # noqa: E402
 
 import harness  # noqa: E402
 import kv_harness as kh  # noqa: E402
-from harness import Server, rpc_error, wait_for  # noqa: E402
+from harness import rpc_error, wait_for  # noqa: E402
+from kv_harness import Ring, metered, metric  # noqa: E402
 
 C = grpc.StatusCode
 P = kh.pb()
@@ -32,19 +33,6 @@ PUT = P.EVENT_TYPE_PUT
 DELETE = P.EVENT_TYPE_DELETE
 EXPIRED = P.EVENT_TYPE_EXPIRED
 SYNCED = P.EVENT_TYPE_SYNCED
-
-
-def metric(srv, name):
-    return harness.metric(srv.mport, name)
-
-
-def metered(name, discovery=None, extra=(), port=None):
-    mport = harness.free_port()
-    srv = kh.kv_server(name=name, discovery=discovery, extra_args=[
-        '--metrics-listen', '127.0.0.1:%d' % mport] + list(extra),
-        port=port)
-    srv.mport = mport
-    return srv
 
 
 class Functional:
@@ -371,43 +359,6 @@ class SingleNodeTest(OneServer, harness.ServiceCase):
                 self.assertEqual(r.code, 2, r.stderr)
                 self.assertIn(flag, r.stderr)
                 self.assertEqual(len(r.stderr.strip().splitlines()), 1)
-
-
-class Ring:
-    """A discovery-srv and kv-srv nodes registered with it."""
-
-    def __init__(self, n, replicas=2):
-        self.disc = Server(discovery='self', name='discovery-kv')
-        self.replicas = replicas
-        self.nodes = []
-        for _ in range(n):
-            self.add()
-        self.wait_members()
-
-    def add(self):
-        srv = metered('kv-%d' % len(self.nodes), self.disc.address, extra=[
-            '--register-ttl', '3', '--replicas', str(self.replicas)])
-        self.nodes.append(srv)
-        return srv
-
-    def live(self):
-        return [s for s in self.nodes if s.running()]
-
-    def wait_members(self):
-        n = len(self.live())
-        for s in self.live():
-            wait_for(lambda: metric(s, 'kv_ring_members') == n,
-                     what='%s to see a ring of %d' % (s.name, n))
-
-    def stop(self):
-        for s in self.live():
-            s.stop_clean()
-        self.disc.stop_clean()
-
-    def kill(self):
-        for s in self.nodes:
-            s.kill()
-        self.disc.kill()
 
 
 class RingTest(Functional, harness.ServiceCase):
