@@ -206,7 +206,7 @@ round_group(struct round_group *g)
 	char err[256], *owners_json = NULL;
 	enum plat_code code;
 	size_t k = 0;
-	bool more = false;
+	bool more = false, behind = false;
 
 	code = store_group_inflight(G.store, g->name, G.prefix,
 	    GROUPS_QUERY_MS, count_inflight, g, err, sizeof(err));
@@ -231,7 +231,7 @@ round_group(struct round_group *g)
 	if ((owners_json = json_dumps(owners, JSON_COMPACT)) == NULL)
 		abort();
 	code = store_group_claim(G.store, g->name, owners_json, g->regexes,
-	    limit, GROUPS_QUERY_MS, &rows, &deliveries, &who, err,
+	    limit, GROUPS_QUERY_MS, &rows, &deliveries, &who, &behind, err,
 	    sizeof(err));
 	if (code == PLAT_NOT_FOUND) {
 		finish_group(g, PLAT_NOT_FOUND, err);
@@ -254,7 +254,7 @@ round_group(struct round_group *g)
 			s->gone = true;
 		}
 	}
-	more = rows.n == (size_t)limit;
+	more = rows.n == (size_t)limit || behind;
 out:
 	ev_rows_free(&rows);
 	free(deliveries);

@@ -726,6 +726,7 @@ struct claim_tx {
 	struct ev_rows rows;
 	int *deliveries;
 	int *who;
+	bool behind;
 };
 
 /* What a claim statement hands out: sequence, delivery count, owner. */
@@ -820,8 +821,11 @@ claim_new(struct pg_conn *c, struct claim_tx *x, int64_t claimed,
 	code = pg_exec(c, "event_claim_new",
 	    "WITH h AS (SELECT LEAST(seq, $3::bigint + $4::bigint) AS upto"
 	    "  FROM event_sequence WHERE id = 1),"
-	    " c AS (SELECT e.seq FROM events e, h WHERE e.seq > $3::bigint"
-	    "  AND e.seq <= h.upto AND e.topic ~ ANY(" REGEXES("$5") ")"
+	    " c AS (SELECT e.seq FROM events e WHERE e.seq > $3::bigint"
+	    /* A scalar bound (an InitPlan) bounds the index scan too; a
+	     * join with h would only filter, scanning to the end. */
+	    "  AND e.seq <= (SELECT upto FROM h)"
+	    "  AND e.topic ~ ANY(" REGEXES("$5") ")"
 	    "  ORDER BY e.seq LIMIT $6),"
 	    " i AS (INSERT INTO event_group_pending (grp, seq, owner,"
 	    "  deliveries, deadline)"
@@ -925,6 +929,17 @@ claim_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 		    errlen);
 	if (code == PLAT_OK && cl.n > 0)
 		code = claim_rows(c, x, &cl, deadline, err, errlen);
+	/* A group far behind the head (new, from the earliest event, in a
+	 * long stream of other topics) scans on at once, not a window per
+	 * tick. */
+	if (code == PLAT_OK && (code = pg_exec(c, "event_claim_behind",
+	    "SELECT g.claimed < s.seq FROM event_groups g, event_sequence s"
+	    " WHERE g.name = $1 AND s.id = 1", 1, values, NULL, NULL,
+	    pg_left(deadline), &res, err, errlen)) == PLAT_OK) {
+		x->behind = PQntuples(res) == 1 &&
+		    strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		PQclear(res);
+	}
 out:
 	for (size_t i = 0; i < cl.n; i++)
 		free(cl.owners[i]);
@@ -937,11 +952,11 @@ out:
 enum plat_code
 store_group_claim(struct store *s, const char *group, const char *owners_json,
     const char *regexes_json, int limit, int64_t timeout_ms,
-    struct ev_rows *out, int **deliveries, int **who, char *err,
-    size_t errlen)
+    struct ev_rows *out, int **deliveries, int **who, bool *behind,
+    char *err, size_t errlen)
 {
 	struct claim_tx x = { group, owners_json, regexes_json, limit,
-	    { NULL, 0 }, NULL, NULL };
+	    { NULL, 0 }, NULL, NULL, false };
 	enum plat_code code;
 
 	*deliveries = *who = NULL;
@@ -959,6 +974,7 @@ store_group_claim(struct store *s, const char *group, const char *owners_json,
 	*out = x.rows;
 	*deliveries = x.deliveries;
 	*who = x.who;
+	*behind = x.behind;
 	return PLAT_OK;
 }
 

@@ -166,13 +166,15 @@ enum plat_code store_group_open(struct store *s, const char *name,
  * deadline (redeliveries), then events after the group's claimed position
  * that match regexes_json. Each becomes pending with a deadline of now
  * plus the group's ack wait. Per row, (*deliveries)[i] is its delivery
- * count and (*who)[i] the index of its owner (both malloc'd).
- * PLAT_NOT_FOUND when the group is gone.
+ * count and (*who)[i] the index of its owner (both malloc'd). *behind:
+ * the claimed position is still short of the stream's head (a claim
+ * scans a bounded window: claim again at once). PLAT_NOT_FOUND when the
+ * group is gone.
  */
 enum plat_code store_group_claim(struct store *s, const char *group,
     const char *owners_json, const char *regexes_json, int limit,
     int64_t timeout_ms, struct ev_rows *out, int **deliveries, int **who,
-    char *err, size_t errlen);
+    bool *behind, char *err, size_t errlen);
 /* Per owner starting with owner_prefix, its deliveries still within
  * their deadline: calls fn for each. */
 enum plat_code store_group_inflight(struct store *s, const char *group,
