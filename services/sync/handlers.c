@@ -41,7 +41,7 @@
 typedef Platform__Sync__V1__LeaderInfo LeaderInfo;
 
 static struct {
-	struct store *store;
+	struct pg_store *store;
 	struct plat_feed *feed;
 	struct plat_feed_loop *sweeper;
 	plat_events *events;
@@ -263,8 +263,14 @@ attempt_new(int kind, const char *name, int64_t lease, int mode, int limit,
 	a->mode = mode;
 	a->limit = limit;
 	a->wait = wait;
-	if (value != NULL)
-		a->value_hex = sync_hex(value->data, value->len);
+	if (value != NULL) {
+		/* Owned by a: the request goes with the handler's return
+		 * while a waits on. */
+		unsigned char *v = xcalloc(1, value->len + 1);
+
+		memcpy(v, value->data, value->len);
+		a->value = (struct sync_value){ true, v, value->len };
+	}
 	return a;
 }
 
@@ -275,7 +281,7 @@ attempt_free(struct sync_attempt *a)
 		return;
 	sync_notes_free(&a->notes);
 	free((char *)a->name);
-	free((char *)a->value_hex);
+	free((void *)a->value.data);
 	free(a);
 }
 
@@ -295,12 +301,8 @@ granted_response(plat_ctx *ctx, struct sync_attempt *a)
 		Platform__Sync__V1__CampaignResponse *r = plat_new(ctx,
 		    Platform__Sync__V1__CampaignResponse,
 		    &platform__sync__v1__campaign_response__descriptor);
-		size_t vlen;
-		unsigned char *v = sync_unhex(a->value_hex, &vlen);
-
-		r->leader = leader_new(ctx, a->name, a->lease, a->token, v,
-		    vlen);
-		free(v);
+		r->leader = leader_new(ctx, a->name, a->lease, a->token,
+		    a->value.data, a->value.len);
 		return &r->base;
 	}
 }
@@ -458,7 +460,8 @@ sync_proclaim(plat_ctx *ctx, const ProtobufCMessage *m,
 {
 	const Platform__Sync__V1__ProclaimRequest *req = (const void *)m;
 	struct sync_notes notes = { 0 };
-	char err[256], *hex;
+	struct sync_value v = { true, req->value.data, req->value.len };
+	char err[256];
 	enum plat_code code;
 	int rc;
 
@@ -469,11 +472,9 @@ sync_proclaim(plat_ctx *ctx, const ProtobufCMessage *m,
 	if (req->token <= 0)
 		return plat_error(ctx, PLAT_INVALID_ARGUMENT,
 		    "token: must be the term's token from Campaign");
-	hex = sync_hex(req->value.data, req->value.len);
 	code = store_proclaim(S.store, req->election, req->lease_id,
-	    req->token, hex, plat_ctx_deadline_left_ms(ctx), &notes, err,
+	    req->token, &v, plat_ctx_deadline_left_ms(ctx), &notes, err,
 	    sizeof(err));
-	free(hex);
 	if (code != PLAT_OK) {
 		sync_notes_free(&notes);
 		return store_error(ctx, code, err);
@@ -519,7 +520,7 @@ leader_now(plat_ctx *ctx, const char *election, LeaderInfo **out,
 		return store_error(ctx, code, err);
 	*out = found ? leader_new(ctx, election, lease, token, v, vlen) :
 	    NULL;
-	free(v);
+	PQfreemem(v);
 	return PLAT_OK;
 }
 
@@ -711,7 +712,7 @@ sync_init(plat_server *srv, const struct plat_settings *s)
 	pool = s->workers * 2 < POOL_MIN ? POOL_MIN : s->workers * 2;
 	if ((S.store = store_new(s->database, pool)) == NULL)
 		return -1;
-	code = store_migrate(S.store, err, sizeof(err));
+	code = pg_store_migrate(S.store, err, sizeof(err));
 	if (code == PLAT_UNAVAILABLE) {
 		log_warn("sync: database unavailable at start; answering "
 		    "UNAVAILABLE until it is reachable", "error", err);
@@ -724,7 +725,7 @@ sync_init(plat_server *srv, const struct plat_settings *s)
 	if (waiters_start(S.store, waiter_done) != 0)
 		goto fail;
 	S.feed = plat_feed_start(&sync_feed_ops, NULL, s->database, srv,
-	    store_db(S.store));
+	    S.store);
 	if (S.feed == NULL) {
 		log_error("sync: cannot start the change feed");
 		waiters_stop();
@@ -738,7 +739,7 @@ sync_init(plat_server *srv, const struct plat_settings *s)
 	    "Open Observe streams.", gauge_observers, NULL);
 	return 0;
 fail:
-	store_free(S.store);
+	pg_store_free(S.store);
 	S.store = NULL;
 	return -1;
 }
@@ -760,7 +761,7 @@ sync_fini(plat_server *srv)
 	(void)srv;
 	plat_feed_free(S.feed);
 	S.feed = NULL;
-	store_free(S.store);
+	pg_store_free(S.store);
 	S.store = NULL;
 }
 

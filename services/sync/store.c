@@ -16,10 +16,6 @@
 #include "platform/xalloc.h"
 #include "store.h"
 
-struct store {
-	struct pg_store *db;
-};
-
 #define LIVE(alias) \
 	"EXISTS (SELECT 1 FROM sync_leases l WHERE l.id = " alias \
 	".lease_id AND l.expires_at > now())"
@@ -76,49 +72,6 @@ static const struct pg_migration store_migrations[] = {
 
 /* ---- small things ---- */
 
-char *
-sync_hex(const unsigned char *p, size_t n)
-{
-	static const char digits[] = "0123456789abcdef";
-	char *s = xcalloc(1, n * 2 + 1);
-
-	for (size_t i = 0; i < n; i++) {
-		s[2 * i] = digits[p[i] >> 4];
-		s[2 * i + 1] = digits[p[i] & 15];
-	}
-	return s;
-}
-
-static int
-nibble(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return 0;
-}
-
-unsigned char *
-sync_unhex(const char *s, size_t *n)
-{
-	size_t len;
-	unsigned char *p;
-
-	*n = 0;
-	if (s == NULL)
-		return NULL;
-	len = strlen(s) / 2;
-	p = xcalloc(1, len + 1);
-	for (size_t i = 0; i < len; i++)
-		p[i] = (unsigned char)(nibble(s[2 * i]) << 4 |
-		    nibble(s[2 * i + 1]));
-	*n = len;
-	return p;
-}
-
 void
 sync_notes_free(struct sync_notes *n)
 {
@@ -155,7 +108,7 @@ sync_change_unref(struct sync_change *c)
 		return;
 	free(c->name);
 	free(c->event);
-	free(c->value);
+	PQfreemem(c->value);
 	free(c);
 }
 
@@ -181,71 +134,74 @@ ex(struct pg_conn *c, const char *name, const char *sql, int n,
 	    res, err, errlen);
 }
 
+/* The same with the last parameter binary (a bytea value, NULL for
+ * SQL NULL). */
+static enum plat_code
+ex_value(struct pg_conn *c, const char *name, const char *sql, int n,
+    const char *const *v, const struct sync_value *value, int64_t deadline,
+    PGresult **res, char *err, size_t errlen)
+{
+	const char *vals[8];
+	int lengths[8] = { 0 }, formats[8] = { 0 };
+
+	memcpy(vals, v, (size_t)(n - 1) * sizeof(*v));
+	vals[n - 1] = value == NULL || !value->set ? NULL :
+	    value->data != NULL ? (const char *)value->data : "";
+	lengths[n - 1] = value != NULL ? (int)value->len : 0;
+	formats[n - 1] = 1;
+	return pg_exec(c, name, sql, n, vals, lengths, formats,
+	    pg_left(deadline), res, err, errlen);
+}
+
+/* A bytea column of a text result into v (malloc'd). */
+static void
+value_at(const PGresult *res, int row, int col, unsigned char **v,
+    size_t *n)
+{
+	*v = NULL;
+	*n = 0;
+	if (PQgetisnull(res, row, col))
+		return;
+	*v = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, col),
+	    n);
+}
+
 /* A row of sync_changes (and its NOTIFY at commit). */
 static enum plat_code
 change(struct pg_conn *c, int kind, const char *name, const char *event,
-    int64_t lease, int64_t token, const char *value_hex, int64_t deadline,
-    char *err, size_t errlen)
+    int64_t lease, int64_t token, const struct sync_value *value,
+    int64_t deadline, char *err, size_t errlen)
 {
 	char k[8], l[24], t[24];
 
 	snprintf(k, sizeof(k), "%d", kind);
 	fmt_int(l, sizeof(l), lease);
 	fmt_int(t, sizeof(t), token);
-	return ex(c, "sync_change",
+	return ex_value(c, "sync_change",
 	    "WITH r AS (UPDATE sync_revision SET rev = rev + 1 WHERE id = 1"
 	    "  RETURNING rev),"
 	    " c AS (INSERT INTO sync_changes (revision, kind, name, event,"
 	    "  lease_id, token, value) SELECT r.rev, $1::smallint, $2, $3,"
-	    "  $4::bigint, $5::bigint, decode($6, 'hex') FROM r"
+	    "  $4::bigint, $5::bigint, $6::bytea FROM r"
 	    "  RETURNING revision)"
 	    " SELECT pg_notify('" STORE_CHANNEL "', revision::text) FROM c",
-	    6, (const char *[]){ k, name, event, l, t, value_hex }, deadline,
+	    6, (const char *[]){ k, name, event, l, t }, value, deadline,
 	    NULL, err, errlen);
 }
 
 /* ---- the store ---- */
 
-struct store *
+struct pg_store *
 store_new(const char *conninfo, int pool_size)
 {
-	struct pg_store *db;
-	struct store *s;
-
-	db = pg_store_new(conninfo, pool_size, "sync", store_migrations,
+	return pg_store_new(conninfo, pool_size, "sync", store_migrations,
 	    sizeof(store_migrations) / sizeof(store_migrations[0]));
-	if (db == NULL)
-		return NULL;
-	s = xcalloc(1, sizeof(*s));
-	s->db = db;
-	return s;
-}
-
-void
-store_free(struct store *s)
-{
-	if (s == NULL)
-		return;
-	pg_store_free(s->db);
-	free(s);
-}
-
-enum plat_code
-store_migrate(struct store *s, char *err, size_t errlen)
-{
-	return pg_store_migrate(s->db, err, errlen);
-}
-
-struct pg_store *
-store_db(struct store *s)
-{
-	return s->db;
 }
 
 /* ---- leases ---- */
 
 enum plat_code
-store_grant(struct store *s, int64_t ttl_ms, int64_t timeout_ms,
+store_grant(struct pg_store *db, int64_t ttl_ms, int64_t timeout_ms,
     int64_t *id, char *err, size_t errlen)
 {
 	char t[24];
@@ -253,7 +209,7 @@ store_grant(struct store *s, int64_t ttl_ms, int64_t timeout_ms,
 	enum plat_code code;
 
 	fmt_int(t, sizeof(t), ttl_ms);
-	code = pg_store_exec(s->db, "sync_grant",
+	code = pg_store_exec(db, "sync_grant",
 	    "INSERT INTO sync_leases (ttl_ms, expires_at)"
 	    " VALUES ($1::bigint, now() + $1::bigint * interval '1 ms')"
 	    " RETURNING id", 1, (const char *[]){ t }, timeout_ms, &res, err,
@@ -266,7 +222,7 @@ store_grant(struct store *s, int64_t ttl_ms, int64_t timeout_ms,
 }
 
 enum plat_code
-store_keepalive(struct store *s, int64_t id, int64_t timeout_ms,
+store_keepalive(struct pg_store *db, int64_t id, int64_t timeout_ms,
     int64_t *left, char *err, size_t errlen)
 {
 	char i[24];
@@ -276,7 +232,7 @@ store_keepalive(struct store *s, int64_t id, int64_t timeout_ms,
 	fmt_int(i, sizeof(i), id);
 	/* Only a live lease is renewed: a lapsed one may already be
 	 * another's lock. */
-	code = pg_store_exec(s->db, "sync_keepalive",
+	code = pg_store_exec(db, "sync_keepalive",
 	    "UPDATE sync_leases SET expires_at = now() + ttl_ms *"
 	    " interval '1 ms' WHERE id = $1::bigint AND expires_at > now()"
 	    " RETURNING ttl_ms", 1, (const char *[]){ i }, timeout_ms, &res,
@@ -289,7 +245,7 @@ store_keepalive(struct store *s, int64_t id, int64_t timeout_ms,
 }
 
 enum plat_code
-store_ttl(struct store *s, int64_t id, int64_t timeout_ms, int64_t *ttl,
+store_ttl(struct pg_store *db, int64_t id, int64_t timeout_ms, int64_t *ttl,
     int64_t *remaining, char *err, size_t errlen)
 {
 	char i[24];
@@ -297,7 +253,7 @@ store_ttl(struct store *s, int64_t id, int64_t timeout_ms, int64_t *ttl,
 	enum plat_code code;
 
 	fmt_int(i, sizeof(i), id);
-	code = pg_store_exec(s->db, "sync_ttl",
+	code = pg_store_exec(db, "sync_ttl",
 	    "SELECT ttl_ms, greatest(0, " MS_OF("expires_at - now()") ")"
 	    " FROM sync_leases WHERE id = $1::bigint AND expires_at > now()",
 	    1, (const char *[]){ i }, timeout_ms, &res, err, errlen);
@@ -372,12 +328,12 @@ revoke_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 }
 
 enum plat_code
-store_revoke(struct store *s, int64_t id, int64_t timeout_ms,
+store_revoke(struct pg_store *db, int64_t id, int64_t timeout_ms,
     struct sync_notes *notes, char *err, size_t errlen)
 {
 	struct revoke_tx x = { id, notes };
 
-	return pg_store_tx(s->db, timeout_ms, revoke_fn, &x, err, errlen);
+	return pg_store_tx(db, timeout_ms, revoke_fn, &x, err, errlen);
 }
 
 /* ---- locks and elections ---- */
@@ -541,11 +497,11 @@ acquire_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 	a->token = int_at(res, 0, 0);
 	PQclear(res);
 	fmt_int(tk, sizeof(tk), a->token);
-	code = ex(c, "sync_hold",
+	code = ex_value(c, "sync_hold",
 	    "INSERT INTO sync_holders (kind, name, lease_id, mode, lim, token,"
 	    " value, acquired_at) VALUES ($1::smallint, $2, $3::bigint,"
-	    " $4::smallint, $5::integer, $6::bigint, decode($7, 'hex'), now())",
-	    7, (const char *[]){ k, a->name, l, m, lim, tk, a->value_hex },
+	    " $4::smallint, $5::integer, $6::bigint, $7::bytea, now())",
+	    7, (const char *[]){ k, a->name, l, m, lim, tk }, &a->value,
 	    deadline, NULL, err, errlen);
 	if (code == PLAT_OK && a->wait)
 		code = ex(c, "sync_dequeue",
@@ -554,7 +510,7 @@ acquire_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 		    deadline, NULL, err, errlen);
 	if (code == PLAT_OK)
 		code = change(c, a->kind, a->name, "acquired", a->lease,
-		    a->token, a->value_hex, deadline, err, errlen);
+		    a->token, &a->value, deadline, err, errlen);
 	if (code == PLAT_OK) {
 		a->outcome = SYNC_GRANTED;
 		note_add(&a->notes, a->kind, a->name, "acquired", a->lease,
@@ -567,26 +523,26 @@ out:
 }
 
 enum plat_code
-store_acquire(struct store *s, struct sync_attempt *a, int64_t timeout_ms,
+store_acquire(struct pg_store *db, struct sync_attempt *a, int64_t timeout_ms,
     char *err, size_t errlen)
 {
 	enum plat_code code;
 
-	code = pg_store_tx(s->db, timeout_ms, acquire_fn, a, err, errlen);
+	code = pg_store_tx(db, timeout_ms, acquire_fn, a, err, errlen);
 	if (code != PLAT_OK)
 		sync_notes_free(&a->notes);     /* rolled back */
 	return code;
 }
 
 enum plat_code
-store_dequeue(struct store *s, int kind, const char *name, int64_t lease,
+store_dequeue(struct pg_store *db, int kind, const char *name, int64_t lease,
     int64_t timeout_ms, char *err, size_t errlen)
 {
 	char k[8], l[24];
 
 	snprintf(k, sizeof(k), "%d", kind);
 	fmt_int(l, sizeof(l), lease);
-	return pg_store_exec(s->db, "sync_dequeue",
+	return pg_store_exec(db, "sync_dequeue",
 	    "DELETE FROM sync_waiters WHERE kind = $1::smallint"
 	    " AND name = $2 AND lease_id = $3::bigint", 3,
 	    (const char *[]){ k, name, l }, timeout_ms, NULL, err, errlen);
@@ -633,18 +589,18 @@ release_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 }
 
 enum plat_code
-store_release(struct store *s, int kind, const char *name, int64_t lease,
+store_release(struct pg_store *db, int kind, const char *name, int64_t lease,
     int64_t timeout_ms, struct sync_notes *notes, char *err, size_t errlen)
 {
 	struct release_tx x = { kind, name, lease, notes };
 
-	return pg_store_tx(s->db, timeout_ms, release_fn, &x, err, errlen);
+	return pg_store_tx(db, timeout_ms, release_fn, &x, err, errlen);
 }
 
 struct proclaim_tx {
 	const char *name;
 	int64_t lease, token;
-	const char *value_hex;
+	const struct sync_value *value;
 	struct sync_notes *notes;
 };
 
@@ -662,12 +618,12 @@ proclaim_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 	sync_notes_free(x->notes);
 	fmt_int(l, sizeof(l), x->lease);
 	fmt_int(t, sizeof(t), x->token);
-	code = ex(c, "sync_proclaim",
-	    "UPDATE sync_holders h SET value = decode($4, 'hex')"
+	code = ex_value(c, "sync_proclaim",
+	    "UPDATE sync_holders h SET value = $4::bytea"
 	    " WHERE kind = 1 AND name = $1 AND lease_id = $2::bigint"
 	    " AND token = $3::bigint AND " LIVE("h") " RETURNING token", 4,
-	    (const char *[]){ x->name, l, t, x->value_hex }, deadline, &res,
-	    err, errlen);
+	    (const char *[]){ x->name, l, t }, x->value, deadline, &res, err,
+	    errlen);
 	if (code != PLAT_OK)
 		return code;
 	n = PQntuples(res);
@@ -681,21 +637,21 @@ proclaim_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 	note_add(x->notes, SYNC_KIND_ELECTION, x->name, "proclaimed",
 	    x->lease, x->token);
 	return change(c, SYNC_KIND_ELECTION, x->name, "proclaimed", x->lease,
-	    x->token, x->value_hex, deadline, err, errlen);
+	    x->token, x->value, deadline, err, errlen);
 }
 
 enum plat_code
-store_proclaim(struct store *s, const char *name, int64_t lease,
-    int64_t token, const char *value_hex, int64_t timeout_ms,
+store_proclaim(struct pg_store *db, const char *name, int64_t lease,
+    int64_t token, const struct sync_value *value, int64_t timeout_ms,
     struct sync_notes *notes, char *err, size_t errlen)
 {
-	struct proclaim_tx x = { name, lease, token, value_hex, notes };
+	struct proclaim_tx x = { name, lease, token, value, notes };
 
-	return pg_store_tx(s->db, timeout_ms, proclaim_fn, &x, err, errlen);
+	return pg_store_tx(db, timeout_ms, proclaim_fn, &x, err, errlen);
 }
 
 enum plat_code
-store_leader(struct store *s, const char *name, int64_t timeout_ms,
+store_leader(struct pg_store *db, const char *name, int64_t timeout_ms,
     bool *found, int64_t *lease, int64_t *token, unsigned char **value,
     size_t *vlen, int64_t *rev, char *err, size_t errlen)
 {
@@ -705,8 +661,8 @@ store_leader(struct store *s, const char *name, int64_t timeout_ms,
 	*found = false;
 	*value = NULL;
 	*vlen = 0;
-	code = pg_store_exec(s->db, "sync_leader",
-	    "SELECT r.rev, h.lease_id, h.token, encode(h.value, 'hex')"
+	code = pg_store_exec(db, "sync_leader",
+	    "SELECT r.rev, h.lease_id, h.token, h.value"
 	    " FROM sync_revision r LEFT JOIN sync_holders h ON h.kind = 1"
 	    " AND h.name = $1 AND " LIVE("h") " WHERE r.id = 1", 1,
 	    (const char *[]){ name }, timeout_ms, &res, err, errlen);
@@ -718,9 +674,7 @@ store_leader(struct store *s, const char *name, int64_t timeout_ms,
 			*found = true;
 			*lease = int_at(res, 0, 1);
 			*token = int_at(res, 0, 2);
-			if (!PQgetisnull(res, 0, 3))
-				*value = sync_unhex(PQgetvalue(res, 0, 3),
-				    vlen);
+			value_at(res, 0, 3, value, vlen);
 		}
 	}
 	PQclear(res);
@@ -776,13 +730,13 @@ sweep_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 }
 
 enum plat_code
-store_sweep(struct store *s, int64_t timeout_ms, struct sync_notes *notes,
+store_sweep(struct pg_store *db, int64_t timeout_ms, struct sync_notes *notes,
     char *err, size_t errlen)
 {
 	struct sweep_tx x = { notes };
 	enum plat_code code;
 
-	code = pg_store_tx(s->db, timeout_ms, sweep_fn, &x, err, errlen);
+	code = pg_store_tx(db, timeout_ms, sweep_fn, &x, err, errlen);
 	if (code != PLAT_OK)
 		sync_notes_free(notes);
 	return code;
@@ -791,13 +745,13 @@ store_sweep(struct store *s, int64_t timeout_ms, struct sync_notes *notes,
 /* ---- the change feed ---- */
 
 enum plat_code
-store_head(struct store *s, int64_t timeout_ms, int64_t *rev, char *err,
+store_head(struct pg_store *db, int64_t timeout_ms, int64_t *rev, char *err,
     size_t errlen)
 {
 	PGresult *res;
 	enum plat_code code;
 
-	code = pg_store_exec(s->db, "sync_head",
+	code = pg_store_exec(db, "sync_head",
 	    "SELECT rev FROM sync_revision WHERE id = 1", 0, NULL, timeout_ms,
 	    &res, err, errlen);
 	if (code != PLAT_OK)
@@ -808,7 +762,7 @@ store_head(struct store *s, int64_t timeout_ms, int64_t *rev, char *err,
 }
 
 enum plat_code
-store_changes(struct store *s, int64_t after, int64_t upto,
+store_changes(struct pg_store *db, int64_t after, int64_t upto,
     const char *name, int limit, int64_t timeout_ms,
     struct sync_change ***rows, size_t *n, char *err, size_t errlen)
 {
@@ -821,9 +775,9 @@ store_changes(struct store *s, int64_t after, int64_t upto,
 	fmt_int(a, sizeof(a), after);
 	fmt_int(u, sizeof(u), upto);
 	snprintf(lim, sizeof(lim), "%d", limit);
-	code = pg_store_exec(s->db, "sync_changes",
-	    "SELECT revision, kind, name, event, lease_id, token,"
-	    " encode(value, 'hex') FROM sync_changes"
+	code = pg_store_exec(db, "sync_changes",
+	    "SELECT revision, kind, name, event, lease_id, token, value"
+	    " FROM sync_changes"
 	    " WHERE revision > $1::bigint"
 	    " AND ($2::bigint <= 0 OR revision <= $2::bigint)"
 	    " AND ($3::text IS NULL OR (kind = 1 AND name = $3::text))"
@@ -845,8 +799,7 @@ store_changes(struct store *s, int64_t after, int64_t upto,
 		c->event = xstrdup(PQgetvalue(res, i, 3));
 		c->lease = int_at(res, i, 4);
 		c->token = int_at(res, i, 5);
-		if (!PQgetisnull(res, i, 6))
-			c->value = sync_unhex(PQgetvalue(res, i, 6), &c->vlen);
+		value_at(res, i, 6, &c->value, &c->vlen);
 		c->size = sizeof(*c) + strlen(c->name) + c->vlen;
 		(*rows)[r] = c;
 	}

@@ -36,7 +36,12 @@ enum sync_kind {
 	SYNC_KIND_ELECTION = 1,
 };
 
-struct store;
+/* A bytes value (an election's); set false: SQL NULL. */
+struct sync_value {
+	bool set;
+	const unsigned char *data;
+	size_t len;
+};
 
 /* A change of holder the caller reports (platform events). */
 struct sync_note {
@@ -63,28 +68,27 @@ struct sync_change {
 	char *event;
 	int64_t lease;
 	int64_t token;
-	unsigned char *value;
+	unsigned char *value;   /* PQfreemem */
 	size_t vlen;
 };
 void sync_change_ref(struct sync_change *c);
 void sync_change_unref(struct sync_change *c);
 
-struct store *store_new(const char *conninfo, int pool_size);
-void store_free(struct store *s);
-enum plat_code store_migrate(struct store *s, char *err, size_t errlen);
-struct pg_store *store_db(struct store *s);
+/* The store is a pg_store (pool and schema) with sync's migrations:
+ * pg_store_migrate and pg_store_free as for any. */
+struct pg_store *store_new(const char *conninfo, int pool_size);
 
 /* ---- leases ---- */
-enum plat_code store_grant(struct store *s, int64_t ttl_ms,
+enum plat_code store_grant(struct pg_store *db, int64_t ttl_ms,
     int64_t timeout_ms, int64_t *id, char *err, size_t errlen);
 /* *left: the TTL after renewal, 0 when the lease is gone. */
-enum plat_code store_keepalive(struct store *s, int64_t id,
+enum plat_code store_keepalive(struct pg_store *db, int64_t id,
     int64_t timeout_ms, int64_t *left, char *err, size_t errlen);
 /* NOT_FOUND when there is no such live lease. */
-enum plat_code store_ttl(struct store *s, int64_t id, int64_t timeout_ms,
+enum plat_code store_ttl(struct pg_store *db, int64_t id, int64_t timeout_ms,
     int64_t *ttl, int64_t *remaining, char *err, size_t errlen);
 /* Releases everything held under it; NOT_FOUND when it is gone. */
-enum plat_code store_revoke(struct store *s, int64_t id,
+enum plat_code store_revoke(struct pg_store *db, int64_t id,
     int64_t timeout_ms, struct sync_notes *notes, char *err, size_t errlen);
 
 /* ---- locks and elections ---- */
@@ -103,50 +107,45 @@ struct sync_attempt {
 	int mode;
 	int limit;
 	bool wait;              /* queue when not granted */
-	const char *value_hex;  /* election: the value, hex; NULL: none */
+	struct sync_value value;        /* election: its value */
 	/* out */
 	enum sync_outcome outcome;
 	int64_t token;
 	int other_limit;        /* SYNC_LIMIT_MISMATCH */
 	struct sync_notes notes;
 };
-enum plat_code store_acquire(struct store *s, struct sync_attempt *a,
+enum plat_code store_acquire(struct pg_store *db, struct sync_attempt *a,
     int64_t timeout_ms, char *err, size_t errlen);
 /* Leaves the queue (a waiter that gave up). */
-enum plat_code store_dequeue(struct store *s, int kind, const char *name,
+enum plat_code store_dequeue(struct pg_store *db, int kind, const char *name,
     int64_t lease, int64_t timeout_ms, char *err, size_t errlen);
 /* NOT_FOUND when lease holds nothing of that name. */
-enum plat_code store_release(struct store *s, int kind, const char *name,
+enum plat_code store_release(struct pg_store *db, int kind, const char *name,
     int64_t lease, int64_t timeout_ms, struct sync_notes *notes, char *err,
     size_t errlen);
 /* FAILED_PRECONDITION when lease is not the leader in term token. */
-enum plat_code store_proclaim(struct store *s, const char *name,
-    int64_t lease, int64_t token, const char *value_hex,
+enum plat_code store_proclaim(struct pg_store *db, const char *name,
+    int64_t lease, int64_t token, const struct sync_value *value,
     int64_t timeout_ms, struct sync_notes *notes, char *err, size_t errlen);
 
 /* The leader (a live one) and the revision it was read at, in one
- * snapshot. *found false: none. *value malloc'd. */
-enum plat_code store_leader(struct store *s, const char *name,
+ * snapshot. *found false: none. *value for PQfreemem. */
+enum plat_code store_leader(struct pg_store *db, const char *name,
     int64_t timeout_ms, bool *found, int64_t *lease, int64_t *token,
     unsigned char **value, size_t *vlen, int64_t *rev, char *err,
     size_t errlen);
 
 /* Drops lapsed leases and what they held. */
-enum plat_code store_sweep(struct store *s, int64_t timeout_ms,
+enum plat_code store_sweep(struct pg_store *db, int64_t timeout_ms,
     struct sync_notes *notes, char *err, size_t errlen);
 
 /* ---- the change feed ---- */
-enum plat_code store_head(struct store *s, int64_t timeout_ms,
+enum plat_code store_head(struct pg_store *db, int64_t timeout_ms,
     int64_t *rev, char *err, size_t errlen);
 /* Changes after `after` (<= upto when upto > 0), at most limit; of one
  * election when name is not NULL. */
-enum plat_code store_changes(struct store *s, int64_t after, int64_t upto,
+enum plat_code store_changes(struct pg_store *db, int64_t after, int64_t upto,
     const char *name, int limit, int64_t timeout_ms,
     struct sync_change ***rows, size_t *n, char *err, size_t errlen);
 
 #endif
-
-/* Hex text of n bytes (malloc'd) and back (malloc'd, *n set; NULL for
- * NULL). */
-char *sync_hex(const unsigned char *p, size_t n);
-unsigned char *sync_unhex(const char *s, size_t *n);

@@ -29,7 +29,7 @@ static struct {
 	bool stopped;
 	atomic_bool kicked;
 	unsigned ticks;
-	struct store *store;
+	struct pg_store *store;
 	waiter_done_fn done;
 	struct plat_feed_loop *loop;
 } W = { .mu = PTHREAD_MUTEX_INITIALIZER };
@@ -113,7 +113,7 @@ loop_fn(void *arg)
 }
 
 int
-waiters_start(struct store *s, waiter_done_fn done)
+waiters_start(struct pg_store *s, waiter_done_fn done)
 {
 	W.store = s;
 	W.done = done;

@@ -17,7 +17,7 @@
 typedef void (*waiter_done_fn)(plat_ctx *ctx, struct sync_attempt *a,
     enum plat_code code, const char *err);
 
-int waiters_start(struct store *s, waiter_done_fn done);
+int waiters_start(struct pg_store *s, waiter_done_fn done);
 /* ctx is deferred already; a (heap, owned) is queued in the store. */
 void waiters_add(plat_ctx *ctx, struct sync_attempt *a);
 void waiters_kick(void);
