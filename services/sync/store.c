@@ -19,6 +19,15 @@
 #define LIVE(alias) \
 	"EXISTS (SELECT 1 FROM sync_leases l WHERE l.id = " alias \
 	".lease_id AND l.expires_at > now())"
+/* A holder or waiter whose lease row is gone. Lease rows are deleted
+ * only by statements that write them (Revoke, and the DELETE of lapsed
+ * leases below), so a lapse and a concurrent KeepAlive are ordered by the
+ * row's lock: a renewal that committed first keeps the lease, and one
+ * that comes after finds no row. A judgement on a snapshot (expires_at <
+ * now() in a read) could drop the lock of a lease being renewed. */
+#define NO_LEASE(alias) \
+	"NOT EXISTS (SELECT 1 FROM sync_leases l WHERE l.id = " alias \
+	".lease_id)"
 #define MS_OF(x) "floor(extract(epoch FROM " x ") * 1000)::bigint"
 
 static const struct pg_migration store_migrations[] = {
@@ -384,10 +393,11 @@ acquire_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 	    2, kn, deadline, NULL, err, errlen);
 	if (code != PLAT_OK)
 		return code;
+	/* FOR SHARE: a KeepAlive of this lease in flight finishes first. */
 	code = ex(c, "sync_lease_live",
 	    "SELECT 1 FROM sync_leases WHERE id = $1::bigint"
-	    " AND expires_at > now()", 1, (const char *[]){ l }, deadline,
-	    &res, err, errlen);
+	    " AND expires_at > now() FOR SHARE", 1, (const char *[]){ l },
+	    deadline, &res, err, errlen);
 	if (code != PLAT_OK)
 		return code;
 	n = PQntuples(res);
@@ -398,10 +408,19 @@ acquire_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 		    " not found (expired or revoked)", a->lease);
 		return PLAT_NOT_FOUND;
 	}
-	/* Holders and waiters whose lease lapsed count for nothing. */
+	/* Holders and waiters whose lease lapsed count for nothing: their
+	 * leases go first, then they. */
+	code = ex(c, "sync_lapse",
+	    "DELETE FROM sync_leases WHERE expires_at <= now() AND id IN"
+	    " (SELECT lease_id FROM sync_holders WHERE kind = $1::smallint"
+	    "  AND name = $2 UNION ALL SELECT lease_id FROM sync_waiters"
+	    "  WHERE kind = $1::smallint AND name = $2)", 2, kn, deadline,
+	    NULL, err, errlen);
+	if (code != PLAT_OK)
+		return code;
 	code = ex(c, "sync_prune_holders",
 	    "DELETE FROM sync_holders h WHERE kind = $1::smallint"
-	    " AND name = $2 AND NOT " LIVE("h") " RETURNING lease_id, token",
+	    " AND name = $2 AND " NO_LEASE("h") " RETURNING lease_id, token",
 	    2, kn, deadline, &res, err, errlen);
 	if (code != PLAT_OK)
 		return code;
@@ -417,7 +436,7 @@ acquire_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 		return code;
 	code = ex(c, "sync_prune_waiters",
 	    "DELETE FROM sync_waiters w WHERE kind = $1::smallint"
-	    " AND name = $2 AND NOT " LIVE("w"), 2, kn, deadline, NULL, err,
+	    " AND name = $2 AND " NO_LEASE("w"), 2, kn, deadline, NULL, err,
 	    errlen);
 	if (code != PLAT_OK)
 		return code;
@@ -695,8 +714,13 @@ sweep_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 	enum plat_code code;
 
 	sync_notes_free(x->notes);
+	code = ex(c, "sync_sweep_leases",
+	    "DELETE FROM sync_leases WHERE expires_at <= now()", 0, NULL,
+	    deadline, NULL, err, errlen);
+	if (code != PLAT_OK)
+		return code;
 	code = ex(c, "sync_sweep_holders",
-	    "DELETE FROM sync_holders h WHERE NOT " LIVE("h")
+	    "DELETE FROM sync_holders h WHERE " NO_LEASE("h")
 	    " RETURNING kind, name, lease_id, token", 0, NULL, deadline, &res,
 	    err, errlen);
 	if (code != PLAT_OK)
@@ -713,12 +737,8 @@ sweep_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 	PQclear(res);
 	if (code == PLAT_OK)
 		code = ex(c, "sync_sweep_waiters",
-		    "DELETE FROM sync_waiters w WHERE NOT " LIVE("w"), 0, NULL,
+		    "DELETE FROM sync_waiters w WHERE " NO_LEASE("w"), 0, NULL,
 		    deadline, NULL, err, errlen);
-	if (code == PLAT_OK)
-		code = ex(c, "sync_sweep_leases",
-		    "DELETE FROM sync_leases WHERE expires_at <= now()", 0,
-		    NULL, deadline, NULL, err, errlen);
 	/* Changes are for waking waiters and for Observe: an hour is
 	 * plenty. */
 	if (code == PLAT_OK)

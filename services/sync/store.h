@@ -16,9 +16,13 @@
  *                 locked until commit), NOTIFY'd on STORE_CHANNEL: the
  *                 change feed that wakes waiters and serves Observe.
  *
- * A holder or waiter whose lease lapsed counts for nothing from that
- * moment (every statement checks expires_at > now()); the rows go when an
- * acquisition of the name or the sweeper finds them.
+ * A holder or waiter whose lease lapsed counts for nothing: an
+ * acquisition of the name deletes the lapsed lease rows of its holders
+ * and waiters, then the holders and waiters left with no lease row; the
+ * sweeper does the same for every lease. A lapsed lease is only ever
+ * judged by a statement that writes its row, so a lapse and a KeepAlive
+ * racing for one lease are ordered by the row's lock, never by two
+ * snapshots.
  */
 #ifndef SYNC_STORE_H
 #define SYNC_STORE_H
