@@ -656,6 +656,7 @@ static const struct plat_feed_ops sync_feed_ops = {
 	.channel = STORE_CHANNEL,
 	.health_service = "platform.sync.v1.Sync",
 	.page = FEED_PAGE,
+	.start_wait_ms = 5000,         /* an Observe just after the start */
 	.head = feed_head,
 	.read = feed_read,
 	.revision_at = offsetof(struct sync_change, revision),
