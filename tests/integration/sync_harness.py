@@ -98,11 +98,12 @@ def client_of(srv):
     return SyncClient(srv.get_channel())
 
 
-def sync_server(name=None, database=None, extra_args=(), env=None,
-                port=None, wait=True):
+def sync_server(name=None, database=None, discovery=None, extra_args=(),
+                env=None, port=None, wait=True):
     """sync-srv on a free port with the test database (in the
     environment, so the password is not in the process list)."""
     e = {'PLATFORM_DATABASE': database or DATABASE}
     e.update(env or {})
-    return Server(binary=SYNC_BIN, port=port, extra_args=list(extra_args),
-                  env=e, name=name or 'sync-srv', wait=wait)
+    return Server(binary=SYNC_BIN, port=port, discovery=discovery,
+                  extra_args=list(extra_args), env=e,
+                  name=name or 'sync-srv', wait=wait)

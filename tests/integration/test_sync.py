@@ -421,6 +421,52 @@ class ElectionTest(SyncCase):
             w.close()
 
 
+class PlatformEventsTest(harness.ServiceCase):
+    """lock acquired/released/expired and leader changed reach a real
+    event-srv (through a real discovery-srv)."""
+
+    @classmethod
+    def setUpClass(cls):
+        import event_harness as eh
+        cls.disc = harness.Server(name='discovery-srv')
+        cls.addClassCleanup(cls.disc.stop_clean)
+        cls.event = eh.event_server(discovery=cls.disc.address)
+        cls.addClassCleanup(cls.event.stop_clean)
+        cls.srv = sync_server(name='sync-events',
+                              discovery=cls.disc.address)
+        cls.addClassCleanup(cls.srv.stop_clean)
+        cls.c = client_of(cls.srv)
+        cls.ev = eh.client_of(cls.event)
+
+    def events(self, topic, name, n):
+        import json
+        evs = wait_for(lambda: (lambda e: e if len(e) >= n else None)(
+            self.ev.query_all(subject=topic, order=1,
+                              metadata={'name': name})),
+            timeout=30, what='%d %s events' % (n, topic))
+        return [json.loads(e.data.decode()) for e in evs]
+
+    def test_lock_and_leader_events(self):
+        name = uniq('pev')
+        a, b = self.c.grant(), self.c.grant(300)
+        t1 = self.c.lock(name, a)
+        self.c.unlock(name, a)
+        t2 = self.c.lock(name, b)
+        acq = self.events('platform.sync.lock.acquired', name, 2)
+        self.assertEqual([(e['lease_id'], e['token']) for e in acq],
+                         [(a, t1), (b, t2)])
+        rel = self.events('platform.sync.lock.released', name, 1)
+        self.assertEqual((rel[0]['name'], rel[0]['token']), (name, t1))
+        exp = self.events('platform.sync.lock.expired', name, 1)
+        self.assertEqual((exp[0]['lease_id'], exp[0]['token']), (b, t2))
+        r = self.c.call('Campaign', election=name, lease_id=a, value=b'x')
+        self.c.call('Resign', election=name, lease_id=a)
+        ch = self.events('platform.sync.leader.changed', name, 2)
+        self.assertEqual([(e['change'], e['token']) for e in ch],
+                         [('acquired', r.leader.token),
+                          ('released', r.leader.token)])
+
+
 class BadInputTest(SyncCase):
     def bad(self, method, field, **kw):
         self.assertCode(rpc_error(self.c.call, method, **kw),
