@@ -28,6 +28,10 @@
 #define NO_LEASE(alias) \
 	"NOT EXISTS (SELECT 1 FROM sync_leases l WHERE l.id = " alias \
 	".lease_id)"
+/* A waiting call's replica tries it again at least every second, each
+ * time marking its row seen; a row not seen for this long was left by a
+ * replica that died with the call waiting. */
+#define WAITER_STALE "interval '10 seconds'"
 #define MS_OF(x) "floor(extract(epoch FROM " x ") * 1000)::bigint"
 
 static const struct pg_migration store_migrations[] = {
@@ -65,6 +69,7 @@ static const struct pg_migration store_migrations[] = {
 	  " lease_id bigint NOT NULL,"
 	  " mode smallint NOT NULL,"
 	  " lim integer NOT NULL,"
+	  " seen_at timestamptz NOT NULL,"
 	  " UNIQUE (kind, name, lease_id));"
 	  "CREATE INDEX sync_waiters_lease ON sync_waiters (lease_id);"
 	  "CREATE TABLE sync_changes ("
@@ -434,10 +439,12 @@ acquire_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 	PQclear(res);
 	if (code != PLAT_OK)
 		return code;
+	/* A waiter whose replica stopped trying for it (killed while the
+	 * call waited) leaves the queue, so it blocks no one. */
 	code = ex(c, "sync_prune_waiters",
 	    "DELETE FROM sync_waiters w WHERE kind = $1::smallint"
-	    " AND name = $2 AND " NO_LEASE("w"), 2, kn, deadline, NULL, err,
-	    errlen);
+	    " AND name = $2 AND (" NO_LEASE("w") " OR seen_at < now() - "
+	    WAITER_STALE ")", 2, kn, deadline, NULL, err, errlen);
 	if (code != PLAT_OK)
 		return code;
 
@@ -464,11 +471,12 @@ acquire_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 	ticket = INT64_MAX;
 	if (a->wait) {
 		code = ex(c, "sync_enqueue",
-		    "INSERT INTO sync_waiters (kind, name, lease_id, mode, lim)"
-		    " VALUES ($1::smallint, $2, $3::bigint, $4::smallint,"
-		    " $5::integer) ON CONFLICT (kind, name, lease_id)"
-		    " DO UPDATE SET mode = EXCLUDED.mode, lim = EXCLUDED.lim"
-		    " RETURNING ticket",
+		    "INSERT INTO sync_waiters (kind, name, lease_id, mode, lim,"
+		    " seen_at) VALUES ($1::smallint, $2, $3::bigint,"
+		    " $4::smallint, $5::integer, now())"
+		    " ON CONFLICT (kind, name, lease_id)"
+		    " DO UPDATE SET mode = EXCLUDED.mode, lim = EXCLUDED.lim,"
+		    " seen_at = now() RETURNING ticket",
 		    5, (const char *[]){ k, a->name, l, m, lim }, deadline,
 		    &res, err, errlen);
 		if (code != PLAT_OK)
@@ -737,8 +745,9 @@ sweep_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 	PQclear(res);
 	if (code == PLAT_OK)
 		code = ex(c, "sync_sweep_waiters",
-		    "DELETE FROM sync_waiters w WHERE " NO_LEASE("w"), 0, NULL,
-		    deadline, NULL, err, errlen);
+		    "DELETE FROM sync_waiters w WHERE " NO_LEASE("w")
+		    " OR seen_at < now() - " WAITER_STALE, 0, NULL, deadline,
+		    NULL, err, errlen);
 	/* Changes are for waking waiters and for Observe: an hour is
 	 * plenty. */
 	if (code == PLAT_OK)

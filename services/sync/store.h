@@ -11,7 +11,9 @@
  *                 deleted, so tokens grow across restarts.
  * sync_holders    who holds what, under which lease, with which token.
  * sync_waiters    the FIFO queue of a name (ticket order), one row per
- *                 waiting lease, kept across retries of the same lease.
+ *                 waiting lease, kept across retries of the same lease
+ *                 (on any replica); marked seen at every try, and dropped
+ *                 when not seen for 10 s (its replica died).
  * sync_changes    every change of holder, in revision order (a counter row
  *                 locked until commit), NOTIFY'd on STORE_CHANNEL: the
  *                 change feed that wakes waiters and serves Observe.

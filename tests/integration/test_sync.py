@@ -348,6 +348,30 @@ class RestartTest(harness.ServiceCase):
         finally:
             srv.kill()
 
+    def test_waiter_of_a_dead_replica_blocks_no_one(self):
+        """A call waiting on a replica killed with -9 leaves a row in the
+        queue whose lease lives on; once no replica tries it any more it
+        leaves the queue and the next waiter gets the lock."""
+        name = uniq('deadq')
+        dying, other = metered('sync-dying'), sync_server(name='sync-other')
+        try:
+            cd, co = client_of(dying), client_of(other)
+            a, b, c = co.grant(60000), co.grant(60000), co.grant(60000)
+            t = co.lock(name, a)
+            lost = self.bg(cd.lock, name, b, timeout=60)
+            wait_for(lambda: waiters(dying) >= 1, what='b queued')
+            dying.kill()
+            lost['thread'].join(60)
+            got = self.bg(co.lock, name, c, timeout=60)
+            co.unlock(name, a)
+            got['thread'].join(60)
+            self.assertIn('result', got, got.get('error'))
+            self.assertGreater(got['result'], t)
+            other.stop_clean()
+        finally:
+            dying.kill()
+            other.kill()
+
     def bg(self, fn, *a, **kw):
         out = {}
 
