@@ -1,0 +1,837 @@
+/*
+ * store: sync-srv's tables and statements (see store.h).
+ *
+ * Every statement is prepared by name with its values bound; byte values
+ * travel as hex text (decode/encode in SQL). Names are COLLATE "C".
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grant.h"
+#include "platform/errbuf.h"
+#include "platform/log.h"
+#include "platform/pg.h"
+#include "platform/xalloc.h"
+#include "store.h"
+
+#define LIVE(alias) \
+	"EXISTS (SELECT 1 FROM sync_leases l WHERE l.id = " alias \
+	".lease_id AND l.expires_at > now())"
+/* A holder or waiter whose lease row is gone. Lease rows are deleted
+ * only by statements that write them (Revoke, and the DELETE of lapsed
+ * leases below), so a lapse and a concurrent KeepAlive are ordered by the
+ * row's lock: a renewal that committed first keeps the lease, and one
+ * that comes after finds no row. A judgement on a snapshot (expires_at <
+ * now() in a read) could drop the lock of a lease being renewed. */
+#define NO_LEASE(alias) \
+	"NOT EXISTS (SELECT 1 FROM sync_leases l WHERE l.id = " alias \
+	".lease_id)"
+/* A waiting call's replica tries it again at least every second, each
+ * time marking its row seen; a row not seen for this long was left by a
+ * replica that died with the call waiting. */
+#define WAITER_STALE "interval '10 seconds'"
+#define MS_OF(x) "floor(extract(epoch FROM " x ") * 1000)::bigint"
+
+static const struct pg_migration store_migrations[] = {
+	{ 1, "create sync tables",
+	  "CREATE TABLE sync_revision ("
+	  " id integer PRIMARY KEY CHECK (id = 1),"
+	  " rev bigint NOT NULL);"
+	  "INSERT INTO sync_revision (id, rev) VALUES (1, 0);"
+	  "CREATE TABLE sync_leases ("
+	  " id bigserial PRIMARY KEY,"
+	  " ttl_ms bigint NOT NULL,"
+	  " expires_at timestamptz NOT NULL,"
+	  " created_at timestamptz NOT NULL DEFAULT now());"
+	  "CREATE INDEX sync_leases_expires ON sync_leases (expires_at);"
+	  "CREATE TABLE sync_names ("
+	  " kind smallint NOT NULL,"
+	  " name text COLLATE \"C\" NOT NULL,"
+	  " epoch bigint NOT NULL,"
+	  " PRIMARY KEY (kind, name));"
+	  "CREATE TABLE sync_holders ("
+	  " kind smallint NOT NULL,"
+	  " name text COLLATE \"C\" NOT NULL,"
+	  " lease_id bigint NOT NULL,"
+	  " mode smallint NOT NULL,"
+	  " lim integer NOT NULL,"
+	  " token bigint NOT NULL,"
+	  " value bytea,"
+	  " acquired_at timestamptz NOT NULL,"
+	  " PRIMARY KEY (kind, name, lease_id));"
+	  "CREATE INDEX sync_holders_lease ON sync_holders (lease_id);"
+	  "CREATE TABLE sync_waiters ("
+	  " ticket bigserial PRIMARY KEY,"
+	  " kind smallint NOT NULL,"
+	  " name text COLLATE \"C\" NOT NULL,"
+	  " lease_id bigint NOT NULL,"
+	  " mode smallint NOT NULL,"
+	  " lim integer NOT NULL,"
+	  " seen_at timestamptz NOT NULL,"
+	  " UNIQUE (kind, name, lease_id));"
+	  "CREATE INDEX sync_waiters_lease ON sync_waiters (lease_id);"
+	  "CREATE TABLE sync_changes ("
+	  " revision bigint PRIMARY KEY,"
+	  " kind smallint NOT NULL,"
+	  " name text COLLATE \"C\" NOT NULL,"
+	  " event text NOT NULL,"
+	  " lease_id bigint NOT NULL,"
+	  " token bigint NOT NULL,"
+	  " value bytea,"
+	  " at timestamptz NOT NULL DEFAULT now());"
+	  "CREATE INDEX sync_changes_at ON sync_changes (at);" },
+};
+
+/* ---- small things ---- */
+
+void
+sync_notes_free(struct sync_notes *n)
+{
+	for (size_t i = 0; i < n->n; i++)
+		free(n->v[i].name);
+	free(n->v);
+	memset(n, 0, sizeof(*n));
+}
+
+static void
+note_add(struct sync_notes *n, int kind, const char *name,
+    const char *event, int64_t lease, int64_t token)
+{
+	if (n == NULL)
+		return;
+	if (n->n == n->cap) {
+		n->cap = n->cap ? n->cap * 2 : 4;
+		n->v = xrealloc(n->v, n->cap * sizeof(*n->v));
+	}
+	n->v[n->n++] = (struct sync_note){ kind, xstrdup(name), event, lease,
+	    token };
+}
+
+void
+sync_change_ref(struct sync_change *c)
+{
+	__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+}
+
+void
+sync_change_unref(struct sync_change *c)
+{
+	if (c == NULL || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	free(c->name);
+	free(c->event);
+	PQfreemem(c->value);
+	free(c);
+}
+
+static int64_t
+int_at(const PGresult *res, int row, int col)
+{
+	return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static void
+fmt_int(char *buf, size_t len, int64_t v)
+{
+	snprintf(buf, len, "%" PRId64, v);
+}
+
+/* One statement in a transaction, under the deadline. */
+static enum plat_code
+ex(struct pg_conn *c, const char *name, const char *sql, int n,
+    const char *const *v, int64_t deadline, PGresult **res, char *err,
+    size_t errlen)
+{
+	return pg_exec(c, name, sql, n, v, NULL, NULL, pg_left(deadline),
+	    res, err, errlen);
+}
+
+/* The same with the last parameter binary (a bytea value, NULL for
+ * SQL NULL). */
+static enum plat_code
+ex_value(struct pg_conn *c, const char *name, const char *sql, int n,
+    const char *const *v, const struct sync_value *value, int64_t deadline,
+    PGresult **res, char *err, size_t errlen)
+{
+	const char *vals[8];
+	int lengths[8] = { 0 }, formats[8] = { 0 };
+
+	memcpy(vals, v, (size_t)(n - 1) * sizeof(*v));
+	vals[n - 1] = value == NULL || !value->set ? NULL :
+	    value->data != NULL ? (const char *)value->data : "";
+	lengths[n - 1] = value != NULL ? (int)value->len : 0;
+	formats[n - 1] = 1;
+	return pg_exec(c, name, sql, n, vals, lengths, formats,
+	    pg_left(deadline), res, err, errlen);
+}
+
+/* A bytea column of a text result into v (malloc'd). */
+static void
+value_at(const PGresult *res, int row, int col, unsigned char **v,
+    size_t *n)
+{
+	*v = NULL;
+	*n = 0;
+	if (PQgetisnull(res, row, col))
+		return;
+	*v = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, col),
+	    n);
+}
+
+/* A row of sync_changes (and its NOTIFY at commit). */
+static enum plat_code
+change(struct pg_conn *c, int kind, const char *name, const char *event,
+    int64_t lease, int64_t token, const struct sync_value *value,
+    int64_t deadline, char *err, size_t errlen)
+{
+	char k[8], l[24], t[24];
+
+	snprintf(k, sizeof(k), "%d", kind);
+	fmt_int(l, sizeof(l), lease);
+	fmt_int(t, sizeof(t), token);
+	return ex_value(c, "sync_change",
+	    "WITH r AS (UPDATE sync_revision SET rev = rev + 1 WHERE id = 1"
+	    "  RETURNING rev),"
+	    " c AS (INSERT INTO sync_changes (revision, kind, name, event,"
+	    "  lease_id, token, value) SELECT r.rev, $1::smallint, $2, $3,"
+	    "  $4::bigint, $5::bigint, $6::bytea FROM r"
+	    "  RETURNING revision)"
+	    " SELECT pg_notify('" STORE_CHANNEL "', revision::text) FROM c",
+	    6, (const char *[]){ k, name, event, l, t }, value, deadline,
+	    NULL, err, errlen);
+}
+
+/* ---- the store ---- */
+
+struct pg_store *
+store_new(const char *conninfo, int pool_size)
+{
+	return pg_store_new(conninfo, pool_size, "sync", store_migrations,
+	    sizeof(store_migrations) / sizeof(store_migrations[0]));
+}
+
+/* ---- leases ---- */
+
+enum plat_code
+store_grant(struct pg_store *db, int64_t ttl_ms, int64_t timeout_ms,
+    int64_t *id, char *err, size_t errlen)
+{
+	char t[24];
+	PGresult *res;
+	enum plat_code code;
+
+	fmt_int(t, sizeof(t), ttl_ms);
+	code = pg_store_exec(db, "sync_grant",
+	    "INSERT INTO sync_leases (ttl_ms, expires_at)"
+	    " VALUES ($1::bigint, now() + $1::bigint * interval '1 ms')"
+	    " RETURNING id", 1, (const char *[]){ t }, timeout_ms, &res, err,
+	    errlen);
+	if (code != PLAT_OK)
+		return code;
+	*id = int_at(res, 0, 0);
+	PQclear(res);
+	return PLAT_OK;
+}
+
+enum plat_code
+store_keepalive(struct pg_store *db, int64_t id, int64_t timeout_ms,
+    int64_t *left, char *err, size_t errlen)
+{
+	char i[24];
+	PGresult *res;
+	enum plat_code code;
+
+	fmt_int(i, sizeof(i), id);
+	/* Only a live lease is renewed: a lapsed one may already be
+	 * another's lock. */
+	code = pg_store_exec(db, "sync_keepalive",
+	    "UPDATE sync_leases SET expires_at = now() + ttl_ms *"
+	    " interval '1 ms' WHERE id = $1::bigint AND expires_at > now()"
+	    " RETURNING ttl_ms", 1, (const char *[]){ i }, timeout_ms, &res,
+	    err, errlen);
+	if (code != PLAT_OK)
+		return code;
+	*left = PQntuples(res) == 1 ? int_at(res, 0, 0) : 0;
+	PQclear(res);
+	return PLAT_OK;
+}
+
+enum plat_code
+store_ttl(struct pg_store *db, int64_t id, int64_t timeout_ms, int64_t *ttl,
+    int64_t *remaining, char *err, size_t errlen)
+{
+	char i[24];
+	PGresult *res;
+	enum plat_code code;
+
+	fmt_int(i, sizeof(i), id);
+	code = pg_store_exec(db, "sync_ttl",
+	    "SELECT ttl_ms, greatest(0, " MS_OF("expires_at - now()") ")"
+	    " FROM sync_leases WHERE id = $1::bigint AND expires_at > now()",
+	    1, (const char *[]){ i }, timeout_ms, &res, err, errlen);
+	if (code != PLAT_OK)
+		return code;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		errbuf_set(err, errlen, "lease_id: lease %" PRId64
+		    " not found (expired or revoked)", id);
+		return PLAT_NOT_FOUND;
+	}
+	*ttl = int_at(res, 0, 0);
+	*remaining = int_at(res, 0, 1);
+	PQclear(res);
+	return PLAT_OK;
+}
+
+struct revoke_tx {
+	int64_t id;
+	struct sync_notes *notes;
+};
+
+static enum plat_code
+revoke_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
+    size_t errlen)
+{
+	struct revoke_tx *x = arg;
+	int64_t deadline = pg_deadline(timeout_ms);
+	char i[24];
+	const char *v[] = { i };
+	PGresult *res;
+	enum plat_code code;
+	int n;
+
+	sync_notes_free(x->notes);
+	fmt_int(i, sizeof(i), x->id);
+	code = ex(c, "sync_revoke_lease",
+	    "DELETE FROM sync_leases WHERE id = $1::bigint"
+	    " AND expires_at > now() RETURNING id", 1, v, deadline, &res,
+	    err, errlen);
+	if (code != PLAT_OK)
+		return code;
+	n = PQntuples(res);
+	PQclear(res);
+	if (n != 1) {
+		errbuf_set(err, errlen, "lease_id: lease %" PRId64
+		    " not found (expired or revoked)", x->id);
+		return PLAT_NOT_FOUND;
+	}
+	code = ex(c, "sync_revoke_waiters",
+	    "DELETE FROM sync_waiters WHERE lease_id = $1::bigint", 1, v,
+	    deadline, NULL, err, errlen);
+	if (code != PLAT_OK)
+		return code;
+	code = ex(c, "sync_revoke_holders",
+	    "DELETE FROM sync_holders WHERE lease_id = $1::bigint"
+	    " RETURNING kind, name, token", 1, v, deadline, &res, err,
+	    errlen);
+	if (code != PLAT_OK)
+		return code;
+	for (int r = 0; r < PQntuples(res) && code == PLAT_OK; r++) {
+		int kind = (int)int_at(res, r, 0);
+		const char *name = PQgetvalue(res, r, 1);
+		int64_t token = int_at(res, r, 2);
+
+		code = change(c, kind, name, "released", x->id, token, NULL,
+		    deadline, err, errlen);
+		note_add(x->notes, kind, name, "released", x->id, token);
+	}
+	PQclear(res);
+	return code;
+}
+
+enum plat_code
+store_revoke(struct pg_store *db, int64_t id, int64_t timeout_ms,
+    struct sync_notes *notes, char *err, size_t errlen)
+{
+	struct revoke_tx x = { id, notes };
+
+	return pg_store_tx(db, timeout_ms, revoke_fn, &x, err, errlen);
+}
+
+/* ---- locks and elections ---- */
+
+static enum plat_code
+claims_of(PGresult *res, int mode_col, struct sync_claim **out, size_t *n)
+{
+	*n = (size_t)PQntuples(res);
+	*out = xcalloc(*n + 1, sizeof(**out));
+	for (size_t r = 0; r < *n; r++) {
+		(*out)[r].mode = (int)int_at(res, (int)r, mode_col);
+		(*out)[r].limit = (int)int_at(res, (int)r, mode_col + 1);
+	}
+	return PLAT_OK;
+}
+
+static enum plat_code
+acquire_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
+    size_t errlen)
+{
+	struct sync_attempt *a = arg;
+	int64_t deadline = pg_deadline(timeout_ms), ticket;
+	char k[8], l[24], m[8], lim[16], tk[24];
+	const char *kn[] = { k, a->name };
+	const char *knl[] = { k, a->name, l };
+	struct sync_claim me = { a->mode, a->limit }, *held = NULL,
+	    *ahead = NULL;
+	size_t nheld = 0, nahead = 0;
+	PGresult *res = NULL;
+	enum plat_code code;
+	enum sync_verdict verdict;
+	int r, n;
+
+	sync_notes_free(&a->notes);
+	a->outcome = SYNC_QUEUED;
+	a->token = 0;
+	snprintf(k, sizeof(k), "%d", a->kind);
+	fmt_int(l, sizeof(l), a->lease);
+	snprintf(m, sizeof(m), "%d", a->mode);
+	snprintf(lim, sizeof(lim), "%d", a->limit);
+
+	/* The name's row, locked until commit: every acquisition of this
+	 * name, on any replica, waits here for the one before. */
+	code = ex(c, "sync_name_lock",
+	    "INSERT INTO sync_names (kind, name, epoch)"
+	    " VALUES ($1::smallint, $2, 0) ON CONFLICT (kind, name)"
+	    " DO UPDATE SET epoch = sync_names.epoch RETURNING epoch",
+	    2, kn, deadline, NULL, err, errlen);
+	if (code != PLAT_OK)
+		return code;
+	/* FOR SHARE: a KeepAlive of this lease in flight finishes first. */
+	code = ex(c, "sync_lease_live",
+	    "SELECT 1 FROM sync_leases WHERE id = $1::bigint"
+	    " AND expires_at > now() FOR SHARE", 1, (const char *[]){ l },
+	    deadline, &res, err, errlen);
+	if (code != PLAT_OK)
+		return code;
+	n = PQntuples(res);
+	PQclear(res);
+	if (n != 1) {
+		a->outcome = SYNC_NO_LEASE;
+		errbuf_set(err, errlen, "lease_id: lease %" PRId64
+		    " not found (expired or revoked)", a->lease);
+		return PLAT_NOT_FOUND;
+	}
+	/* Holders and waiters whose lease lapsed count for nothing: their
+	 * leases go first, then they. */
+	code = ex(c, "sync_lapse",
+	    "DELETE FROM sync_leases WHERE expires_at <= now() AND id IN"
+	    " (SELECT lease_id FROM sync_holders WHERE kind = $1::smallint"
+	    "  AND name = $2 UNION ALL SELECT lease_id FROM sync_waiters"
+	    "  WHERE kind = $1::smallint AND name = $2)", 2, kn, deadline,
+	    NULL, err, errlen);
+	if (code != PLAT_OK)
+		return code;
+	code = ex(c, "sync_prune_holders",
+	    "DELETE FROM sync_holders h WHERE kind = $1::smallint"
+	    " AND name = $2 AND " NO_LEASE("h") " RETURNING lease_id, token",
+	    2, kn, deadline, &res, err, errlen);
+	if (code != PLAT_OK)
+		return code;
+	for (r = 0; r < PQntuples(res) && code == PLAT_OK; r++) {
+		code = change(c, a->kind, a->name, "expired",
+		    int_at(res, r, 0), int_at(res, r, 1), NULL, deadline, err,
+		    errlen);
+		note_add(&a->notes, a->kind, a->name, "expired",
+		    int_at(res, r, 0), int_at(res, r, 1));
+	}
+	PQclear(res);
+	if (code != PLAT_OK)
+		return code;
+	/* A waiter whose replica stopped trying for it (killed while the
+	 * call waited) leaves the queue, so it blocks no one. */
+	code = ex(c, "sync_prune_waiters",
+	    "DELETE FROM sync_waiters w WHERE kind = $1::smallint"
+	    " AND name = $2 AND (" NO_LEASE("w") " OR seen_at < now() - "
+	    WAITER_STALE ")", 2, kn, deadline, NULL, err, errlen);
+	if (code != PLAT_OK)
+		return code;
+
+	code = ex(c, "sync_holders_of",
+	    "SELECT lease_id, token, mode, lim FROM sync_holders"
+	    " WHERE kind = $1::smallint AND name = $2", 2, kn, deadline, &res,
+	    err, errlen);
+	if (code != PLAT_OK)
+		return code;
+	for (r = 0; r < PQntuples(res); r++)
+		if (int_at(res, r, 0) == a->lease) {
+			/* Held already under this lease: the same token. */
+			a->outcome = SYNC_GRANTED;
+			a->token = int_at(res, r, 1);
+			PQclear(res);
+			return ex(c, "sync_dequeue",
+			    "DELETE FROM sync_waiters WHERE kind = $1::smallint"
+			    " AND name = $2 AND lease_id = $3::bigint", 3, knl,
+			    deadline, NULL, err, errlen);
+		}
+	claims_of(res, 2, &held, &nheld);
+	PQclear(res);
+
+	ticket = INT64_MAX;
+	if (a->wait) {
+		code = ex(c, "sync_enqueue",
+		    "INSERT INTO sync_waiters (kind, name, lease_id, mode, lim,"
+		    " seen_at) VALUES ($1::smallint, $2, $3::bigint,"
+		    " $4::smallint, $5::integer, now())"
+		    " ON CONFLICT (kind, name, lease_id)"
+		    " DO UPDATE SET mode = EXCLUDED.mode, lim = EXCLUDED.lim,"
+		    " seen_at = now() RETURNING ticket",
+		    5, (const char *[]){ k, a->name, l, m, lim }, deadline,
+		    &res, err, errlen);
+		if (code != PLAT_OK)
+			goto out;
+		ticket = int_at(res, 0, 0);
+		PQclear(res);
+	}
+	fmt_int(tk, sizeof(tk), ticket);
+	code = ex(c, "sync_ahead",
+	    "SELECT mode, lim FROM sync_waiters WHERE kind = $1::smallint"
+	    " AND name = $2 AND lease_id <> $3::bigint"
+	    " AND ticket < $4::bigint ORDER BY ticket",
+	    4, (const char *[]){ k, a->name, l, tk }, deadline, &res, err,
+	    errlen);
+	if (code != PLAT_OK)
+		goto out;
+	claims_of(res, 0, &ahead, &nahead);
+	PQclear(res);
+
+	verdict = sync_decide(&me, held, nheld, ahead, nahead);
+	if (verdict == SYNC_MISMATCH) {
+		for (size_t i = 0; i < nheld + nahead; i++) {
+			struct sync_claim *x = i < nheld ? &held[i] :
+			    &ahead[i - nheld];
+
+			if (x->mode == SYNC_SEMAPHORE)
+				a->other_limit = x->limit;
+		}
+		a->outcome = SYNC_LIMIT_MISMATCH;
+		errbuf_set(err, errlen, "limit: semaphore %s is in use with "
+		    "limit %d", a->name, a->other_limit);
+		code = PLAT_FAILED_PRECONDITION;
+		goto out;
+	}
+	if (verdict == SYNC_WAIT) {
+		a->outcome = SYNC_QUEUED;
+		goto out;
+	}
+	code = ex(c, "sync_bump",
+	    "UPDATE sync_names SET epoch = epoch + 1"
+	    " WHERE kind = $1::smallint AND name = $2 RETURNING epoch", 2, kn,
+	    deadline, &res, err, errlen);
+	if (code != PLAT_OK)
+		goto out;
+	a->token = int_at(res, 0, 0);
+	PQclear(res);
+	fmt_int(tk, sizeof(tk), a->token);
+	code = ex_value(c, "sync_hold",
+	    "INSERT INTO sync_holders (kind, name, lease_id, mode, lim, token,"
+	    " value, acquired_at) VALUES ($1::smallint, $2, $3::bigint,"
+	    " $4::smallint, $5::integer, $6::bigint, $7::bytea, now())",
+	    7, (const char *[]){ k, a->name, l, m, lim, tk }, &a->value,
+	    deadline, NULL, err, errlen);
+	if (code == PLAT_OK && a->wait)
+		code = ex(c, "sync_dequeue",
+		    "DELETE FROM sync_waiters WHERE kind = $1::smallint"
+		    " AND name = $2 AND lease_id = $3::bigint", 3, knl,
+		    deadline, NULL, err, errlen);
+	if (code == PLAT_OK)
+		code = change(c, a->kind, a->name, "acquired", a->lease,
+		    a->token, &a->value, deadline, err, errlen);
+	if (code == PLAT_OK) {
+		a->outcome = SYNC_GRANTED;
+		note_add(&a->notes, a->kind, a->name, "acquired", a->lease,
+		    a->token);
+	}
+out:
+	free(held);
+	free(ahead);
+	return code;
+}
+
+enum plat_code
+store_acquire(struct pg_store *db, struct sync_attempt *a, int64_t timeout_ms,
+    char *err, size_t errlen)
+{
+	enum plat_code code;
+
+	code = pg_store_tx(db, timeout_ms, acquire_fn, a, err, errlen);
+	if (code != PLAT_OK)
+		sync_notes_free(&a->notes);     /* rolled back */
+	return code;
+}
+
+enum plat_code
+store_dequeue(struct pg_store *db, int kind, const char *name, int64_t lease,
+    int64_t timeout_ms, char *err, size_t errlen)
+{
+	char k[8], l[24];
+
+	snprintf(k, sizeof(k), "%d", kind);
+	fmt_int(l, sizeof(l), lease);
+	return pg_store_exec(db, "sync_dequeue",
+	    "DELETE FROM sync_waiters WHERE kind = $1::smallint"
+	    " AND name = $2 AND lease_id = $3::bigint", 3,
+	    (const char *[]){ k, name, l }, timeout_ms, NULL, err, errlen);
+}
+
+struct release_tx {
+	int kind;
+	const char *name;
+	int64_t lease;
+	struct sync_notes *notes;
+};
+
+static enum plat_code
+release_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
+    size_t errlen)
+{
+	struct release_tx *x = arg;
+	int64_t deadline = pg_deadline(timeout_ms), token;
+	char k[8], l[24];
+	PGresult *res;
+	enum plat_code code;
+
+	sync_notes_free(x->notes);
+	snprintf(k, sizeof(k), "%d", x->kind);
+	fmt_int(l, sizeof(l), x->lease);
+	code = ex(c, "sync_release",
+	    "DELETE FROM sync_holders WHERE kind = $1::smallint AND name = $2"
+	    " AND lease_id = $3::bigint RETURNING token", 3,
+	    (const char *[]){ k, x->name, l }, deadline, &res, err, errlen);
+	if (code != PLAT_OK)
+		return code;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		errbuf_set(err, errlen, "%s: %s is not held by lease %" PRId64,
+		    x->kind == SYNC_KIND_LOCK ? "name" : "election", x->name,
+		    x->lease);
+		return PLAT_NOT_FOUND;
+	}
+	token = int_at(res, 0, 0);
+	PQclear(res);
+	note_add(x->notes, x->kind, x->name, "released", x->lease, token);
+	return change(c, x->kind, x->name, "released", x->lease, token, NULL,
+	    deadline, err, errlen);
+}
+
+enum plat_code
+store_release(struct pg_store *db, int kind, const char *name, int64_t lease,
+    int64_t timeout_ms, struct sync_notes *notes, char *err, size_t errlen)
+{
+	struct release_tx x = { kind, name, lease, notes };
+
+	return pg_store_tx(db, timeout_ms, release_fn, &x, err, errlen);
+}
+
+struct proclaim_tx {
+	const char *name;
+	int64_t lease, token;
+	const struct sync_value *value;
+	struct sync_notes *notes;
+};
+
+static enum plat_code
+proclaim_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
+    size_t errlen)
+{
+	struct proclaim_tx *x = arg;
+	int64_t deadline = pg_deadline(timeout_ms);
+	char l[24], t[24];
+	PGresult *res;
+	enum plat_code code;
+	int n;
+
+	sync_notes_free(x->notes);
+	fmt_int(l, sizeof(l), x->lease);
+	fmt_int(t, sizeof(t), x->token);
+	code = ex_value(c, "sync_proclaim",
+	    "UPDATE sync_holders h SET value = $4::bytea"
+	    " WHERE kind = 1 AND name = $1 AND lease_id = $2::bigint"
+	    " AND token = $3::bigint AND " LIVE("h") " RETURNING token", 4,
+	    (const char *[]){ x->name, l, t }, x->value, deadline, &res, err,
+	    errlen);
+	if (code != PLAT_OK)
+		return code;
+	n = PQntuples(res);
+	PQclear(res);
+	if (n != 1) {
+		errbuf_set(err, errlen, "token: lease %" PRId64 " is not the "
+		    "leader of %s in term %" PRId64, x->lease, x->name,
+		    x->token);
+		return PLAT_FAILED_PRECONDITION;
+	}
+	note_add(x->notes, SYNC_KIND_ELECTION, x->name, "proclaimed",
+	    x->lease, x->token);
+	return change(c, SYNC_KIND_ELECTION, x->name, "proclaimed", x->lease,
+	    x->token, x->value, deadline, err, errlen);
+}
+
+enum plat_code
+store_proclaim(struct pg_store *db, const char *name, int64_t lease,
+    int64_t token, const struct sync_value *value, int64_t timeout_ms,
+    struct sync_notes *notes, char *err, size_t errlen)
+{
+	struct proclaim_tx x = { name, lease, token, value, notes };
+
+	return pg_store_tx(db, timeout_ms, proclaim_fn, &x, err, errlen);
+}
+
+enum plat_code
+store_leader(struct pg_store *db, const char *name, int64_t timeout_ms,
+    bool *found, int64_t *lease, int64_t *token, unsigned char **value,
+    size_t *vlen, int64_t *rev, char *err, size_t errlen)
+{
+	PGresult *res;
+	enum plat_code code;
+
+	*found = false;
+	*value = NULL;
+	*vlen = 0;
+	code = pg_store_exec(db, "sync_leader",
+	    "SELECT r.rev, h.lease_id, h.token, h.value"
+	    " FROM sync_revision r LEFT JOIN sync_holders h ON h.kind = 1"
+	    " AND h.name = $1 AND " LIVE("h") " WHERE r.id = 1", 1,
+	    (const char *[]){ name }, timeout_ms, &res, err, errlen);
+	if (code != PLAT_OK)
+		return code;
+	if (PQntuples(res) >= 1) {
+		*rev = int_at(res, 0, 0);
+		if (!PQgetisnull(res, 0, 1)) {
+			*found = true;
+			*lease = int_at(res, 0, 1);
+			*token = int_at(res, 0, 2);
+			value_at(res, 0, 3, value, vlen);
+		}
+	}
+	PQclear(res);
+	return PLAT_OK;
+}
+
+struct sweep_tx {
+	struct sync_notes *notes;
+};
+
+static enum plat_code
+sweep_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
+    size_t errlen)
+{
+	struct sweep_tx *x = arg;
+	int64_t deadline = pg_deadline(timeout_ms);
+	PGresult *res;
+	enum plat_code code;
+
+	sync_notes_free(x->notes);
+	code = ex(c, "sync_sweep_leases",
+	    "DELETE FROM sync_leases WHERE expires_at <= now()", 0, NULL,
+	    deadline, NULL, err, errlen);
+	if (code != PLAT_OK)
+		return code;
+	code = ex(c, "sync_sweep_holders",
+	    "DELETE FROM sync_holders h WHERE " NO_LEASE("h")
+	    " RETURNING kind, name, lease_id, token", 0, NULL, deadline, &res,
+	    err, errlen);
+	if (code != PLAT_OK)
+		return code;
+	for (int r = 0; r < PQntuples(res) && code == PLAT_OK; r++) {
+		int kind = (int)int_at(res, r, 0);
+		const char *name = PQgetvalue(res, r, 1);
+
+		code = change(c, kind, name, "expired", int_at(res, r, 2),
+		    int_at(res, r, 3), NULL, deadline, err, errlen);
+		note_add(x->notes, kind, name, "expired", int_at(res, r, 2),
+		    int_at(res, r, 3));
+	}
+	PQclear(res);
+	if (code == PLAT_OK)
+		code = ex(c, "sync_sweep_waiters",
+		    "DELETE FROM sync_waiters w WHERE " NO_LEASE("w")
+		    " OR seen_at < now() - " WAITER_STALE, 0, NULL, deadline,
+		    NULL, err, errlen);
+	/* Changes are for waking waiters and for Observe: an hour is
+	 * plenty. */
+	if (code == PLAT_OK)
+		code = ex(c, "sync_sweep_changes",
+		    "DELETE FROM sync_changes WHERE at < now() - interval '1 hour'"
+		    " AND revision < (SELECT rev FROM sync_revision WHERE id = 1)",
+		    0, NULL, deadline, NULL, err, errlen);
+	return code;
+}
+
+enum plat_code
+store_sweep(struct pg_store *db, int64_t timeout_ms, struct sync_notes *notes,
+    char *err, size_t errlen)
+{
+	struct sweep_tx x = { notes };
+	enum plat_code code;
+
+	code = pg_store_tx(db, timeout_ms, sweep_fn, &x, err, errlen);
+	if (code != PLAT_OK)
+		sync_notes_free(notes);
+	return code;
+}
+
+/* ---- the change feed ---- */
+
+enum plat_code
+store_head(struct pg_store *db, int64_t timeout_ms, int64_t *rev, char *err,
+    size_t errlen)
+{
+	PGresult *res;
+	enum plat_code code;
+
+	code = pg_store_exec(db, "sync_head",
+	    "SELECT rev FROM sync_revision WHERE id = 1", 0, NULL, timeout_ms,
+	    &res, err, errlen);
+	if (code != PLAT_OK)
+		return code;
+	*rev = PQntuples(res) == 1 ? int_at(res, 0, 0) : 0;
+	PQclear(res);
+	return PLAT_OK;
+}
+
+enum plat_code
+store_changes(struct pg_store *db, int64_t after, int64_t upto,
+    const char *name, int limit, int64_t timeout_ms,
+    struct sync_change ***rows, size_t *n, char *err, size_t errlen)
+{
+	char a[24], u[24], lim[16];
+	PGresult *res;
+	enum plat_code code;
+
+	*rows = NULL;
+	*n = 0;
+	fmt_int(a, sizeof(a), after);
+	fmt_int(u, sizeof(u), upto);
+	snprintf(lim, sizeof(lim), "%d", limit);
+	code = pg_store_exec(db, "sync_changes",
+	    "SELECT revision, kind, name, event, lease_id, token, value"
+	    " FROM sync_changes"
+	    " WHERE revision > $1::bigint"
+	    " AND ($2::bigint <= 0 OR revision <= $2::bigint)"
+	    " AND ($3::text IS NULL OR (kind = 1 AND name = $3::text))"
+	    " ORDER BY revision LIMIT $4::integer", 4,
+	    (const char *[]){ a, u, name, lim }, timeout_ms, &res, err,
+	    errlen);
+	if (code != PLAT_OK)
+		return code;
+	*n = (size_t)PQntuples(res);
+	*rows = xcalloc(*n + 1, sizeof(**rows));
+	for (size_t r = 0; r < *n; r++) {
+		struct sync_change *c = xcalloc(1, sizeof(*c));
+		int i = (int)r;
+
+		c->refs = 1;
+		c->revision = int_at(res, i, 0);
+		c->kind = (int)int_at(res, i, 1);
+		c->name = xstrdup(PQgetvalue(res, i, 2));
+		c->event = xstrdup(PQgetvalue(res, i, 3));
+		c->lease = int_at(res, i, 4);
+		c->token = int_at(res, i, 5);
+		value_at(res, i, 6, &c->value, &c->vlen);
+		c->size = sizeof(*c) + strlen(c->name) + c->vlen;
+		(*rows)[r] = c;
+	}
+	PQclear(res);
+	return PLAT_OK;
+}
