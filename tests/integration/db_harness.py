@@ -112,12 +112,15 @@ def db_server(name=None, database=None, extra_args=(), env=None,
 
 # ---------------------------------------------------------------- filters
 
-def cond(path, op, value=None):
-    """A Filter holding one Condition; value is a Python value (JSON'd) or
-    None for EXISTS with no value."""
+NO_VALUE = object()
+
+
+def cond(path, op, value=NO_VALUE):
+    """A Filter holding one Condition; value is a Python value (JSON'd;
+    None is JSON null); none given leaves the field empty."""
     P = pb()
     c = P.Condition(path=path, op=getattr(P, 'OPERATOR_' + op))
-    if value is not None:
+    if value is not NO_VALUE:
         c.value = json.dumps(value)
     return P.Filter(condition=c)
 

@@ -252,6 +252,398 @@ class CrudTest(DBCase):
         self.assertLess(base.revision, final.revision)
 
 
+
+# A corpus with every JSON type at the paths the filters look at.
+CORPUS = {
+    'a': {'n': 1, 's': 'apple', 'b': True, 'tags': ['red', 'fruit'],
+          'o': {'k': 1, 'deep': {'x': 'y'}}},
+    'b': {'n': 2.5, 's': 'banana', 'b': False, 'tags': ['yellow', 'fruit'],
+          'o': {'k': 2}},
+    'c': {'n': 3, 's': 'cherry', 'tags': ['red'], 'o': {'k': 1}},
+    'd': {'n': '3', 's': 'date', 'b': None, 'o': {}},
+    'e': {'n': -7, 's': 'Elder', 'tags': [], 'o': {'k': [1, 2]}},
+    'f': {'s': 'fig', 'b': 1, 'tags': ['green', {'x': 1}]},
+    'g': {'n': 10, 's': '', 'o': {'deep': {'x': 'z'}}},
+    'h': {'n': 3.0, 's': 'apricot', 'tags': ['orange', 'fruit']},
+    'i': {'n': 1e3, 's': 'ünïcode', 'o': None},
+    'j': {'n': 0, 's': "it's", 'tags': ['a"b', 'c\\d']},
+    'k': {},
+    'l': {'n': [1, 2], 's': ['apple'], 'b': {'x': 1}},
+}
+
+
+def filter_table():
+    """(name, Filter): more than twenty, every operator, nested paths,
+    type mismatches, missing paths, all/any/not."""
+    return [
+        ('eq number', cond('n', 'EQ', 3)),
+        ('eq 3 matches 3.0', cond('n', 'EQ', 3.0)),
+        ('eq string not number', cond('n', 'EQ', '3')),
+        ('eq bool', cond('b', 'EQ', True)),
+        ('eq null', cond('b', 'EQ', None)),
+        ('eq nested', cond('o.k', 'EQ', 1)),
+        ('eq deep', cond('o.deep.x', 'EQ', 'y')),
+        ('eq object', cond('o', 'EQ', {'k': 2})),
+        ('eq array', cond('tags', 'EQ', ['red'])),
+        ('eq array index', cond('tags.0', 'EQ', 'red')),
+        ('ne', cond('s', 'NE', 'apple')),
+        ('ne missing counts', cond('b', 'NE', True)),
+        ('lt number', cond('n', 'LT', 3)),
+        ('le number', cond('n', 'LE', 3)),
+        ('gt number', cond('n', 'GT', 2.5)),
+        ('ge number', cond('n', 'GE', 10)),
+        ('lt string bytes', cond('s', 'LT', 'banana')),
+        ('ge string', cond('s', 'GE', 'd')),
+        ('gt string vs numbers', cond('n', 'GT', '2')),
+        ('in', cond('s', 'IN', ['fig', 'date', 'nope', 3])),
+        ('in mixed types', cond('n', 'IN', [3, '3', True])),
+        ('prefix', cond('s', 'PREFIX', 'ap')),
+        ('prefix empty', cond('s', 'PREFIX', '')),
+        ('prefix unicode', cond('s', 'PREFIX', 'ün')),
+        ('exists', cond('b', 'EXISTS')),
+        ('exists null counts', cond('o', 'EXISTS', True)),
+        ('not exists', cond('tags', 'EXISTS', False)),
+        ('exists nested', cond('o.deep', 'EXISTS')),
+        ('contains element', cond('tags', 'CONTAINS', 'fruit')),
+        ('contains elements', cond('tags', 'CONTAINS', ['fruit', 'red'])),
+        ('contains object', cond('o', 'CONTAINS', {'deep': {}})),
+        ('contains object in array', cond('tags', 'CONTAINS', [{'x': 1}])),
+        ('contains on scalar', cond('n', 'CONTAINS', 3)),
+        ('all', all_of(cond('tags', 'CONTAINS', 'fruit'),
+                       cond('n', 'LT', 3))),
+        ('any', any_of(cond('s', 'PREFIX', 'ch'), cond('b', 'EQ', False),
+                       cond('o.k', 'EQ', [1, 2]))),
+        ('not', not_of(cond('tags', 'CONTAINS', 'fruit'))),
+        ('not of missing', not_of(cond('n', 'GT', 0))),
+        ('not any', not_of(any_of(cond('n', 'EQ', 1), cond('s', 'EXISTS',
+                                                          False)))),
+        ('nested all any not', all_of(
+            any_of(cond('n', 'GE', 1), cond('s', 'PREFIX', 'f')),
+            not_of(all_of(cond('b', 'EXISTS'), cond('b', 'NE', True))))),
+        ('everything', P.Filter()),
+    ]
+
+
+class SearchTest(DBCase):
+
+    extra_args = ('--scan-warn-documents', '5')
+
+    def load(self, corpus=CORPUS, coll=None):
+        for id_, doc in corpus.items():
+            self.c.create(self.db, coll or self.coll, doc, id=id_)
+
+    def test_filter_table_against_python(self):
+        self.load()
+        table = filter_table()
+        self.assertGreaterEqual(len(table), 20)
+        for name, f in table:
+            with self.subTest(filter=name):
+                want = sorted(i for i, d in CORPUS.items()
+                              if evaluate(f, d))
+                docs, _ = self.c.search_all(self.db, self.coll, filter=f,
+                                            page_size=4)
+                got = [d.id for d in docs]
+                self.assertEqual(got, sorted(got), 'id order')
+                self.assertEqual(got, want)
+                n = self.c.call('Count', database=self.db,
+                                collection=self.coll, filter=f).count
+                self.assertEqual(n, len(want))
+        # The table does not only say yes or no.
+        sizes = {len([1 for d in CORPUS.values() if evaluate(f, d)])
+                 for _, f in table}
+        self.assertGreater(len(sizes), 5)
+
+    def test_order_projection_and_cursor(self):
+        docs = {'d%02d' % i: {'rank': i % 4, 'v': i, 'x': {'y': i}}
+                for i in range(23)}
+        docs['none'] = {'v': 99}        # no rank: sorts last
+        self.load(docs)
+        order = [P.Order(path='rank', descending=True), P.Order(path='v')]
+        got, pages = self.c.search_all(self.db, self.coll, order_by=order,
+                                       fields=['v', 'x.y'], page_size=5)
+        self.assertEqual(pages[:-1], [5] * (len(pages) - 1))
+
+        def key(kv):
+            i, d = kv
+            return ('rank' not in d, -d.get('rank', 0), d['v'], i)
+        want = [i for i, _ in sorted(docs.items(), key=key)]
+        self.assertEqual([d.id for d in got], want)
+        for d in got:
+            self.assertEqual(json.loads(d.json),
+                             {'v': docs[d.id]['v'],
+                              'x': {'y': docs[d.id]['x']['y']}}
+                             if 'x' in docs[d.id] else {'v': 99})
+        # A cursor holds while documents come and go between pages: no
+        # repeat, nothing skipped that was there all along.
+        r = self.c.call('Search', database=self.db, collection=self.coll,
+                        order_by=[P.Order(path='v')], page_size=10)
+        seen = [d.id for d in r.documents]
+        self.c.create(self.db, self.coll, {'v': -1, 'rank': 0}, id='early')
+        self.c.delete(self.db, self.coll, 'd15')
+        self.c.create(self.db, self.coll, {'v': 50}, id='late')
+        token = r.next_page_token
+        while token:
+            r = self.c.call('Search', database=self.db,
+                            collection=self.coll,
+                            order_by=[P.Order(path='v')], page_size=10,
+                            page_token=token)
+            seen += [d.id for d in r.documents]
+            token = r.next_page_token
+        self.assertEqual(len(seen), len(set(seen)))
+        self.assertNotIn('early', seen)
+        self.assertNotIn('d15', seen)
+        self.assertIn('late', seen)
+        for i in docs:
+            if i != 'd15':
+                self.assertIn(i, seen)
+        # A token from another search, or made up.
+        self.assertCode(self.err('Search', database=self.db,
+                                 collection=self.coll, page_token=token or
+                                 'zz'), C.INVALID_ARGUMENT, 'page_token')
+        r = self.c.call('Search', database=self.db, collection=self.coll,
+                        order_by=order, page_size=2)
+        self.assertCode(self.err('Search', database=self.db,
+                                 collection=self.coll, page_size=2,
+                                 page_token=r.next_page_token),
+                        C.INVALID_ARGUMENT, 'page_token')
+
+    def test_sql_metacharacters_round_trip(self):
+        evil = ["'; DROP TABLE db_documents; --", '$1 $$ \\ \\\\ "q"',
+                '%_%', "' OR '1'='1", '\u2028 ünï 😀', 'a.b', '*/ /*']
+        for i, v in enumerate(evil):
+            doc = {v: v, 'v': v, 'nested': {v: [v, {v: v}]}}
+            d = self.c.create(self.db, self.coll, doc, id=v)
+            self.assertEqual(d.id, v)
+            r = self.c.read(self.db, self.coll, v)
+            self.assertEqual(json.loads(r.json), doc)
+            # Found by its value, and only it.
+            docs, _ = self.c.search_all(self.db, self.coll,
+                                        filter=cond('v', 'EQ', v))
+            self.assertEqual([x.id for x in docs], [v])
+            docs, _ = self.c.search_all(self.db, self.coll,
+                                        filter=cond('v', 'PREFIX', v))
+            self.assertEqual([x.id for x in docs],
+                             sorted(e for e in evil[:i + 1]
+                                    if e.startswith(v)))
+            # A path of metacharacters (without dots: a.b is a path).
+            if '.' not in v:
+                docs, _ = self.c.search_all(
+                    self.db, self.coll, filter=all_of(
+                        cond(v, 'EXISTS'), cond('nested.' + v + '.0',
+                                                'EQ', v)))
+                self.assertEqual([x.id for x in docs], [v])
+                docs, _ = self.c.search_all(
+                    self.db, self.coll, order_by=[P.Order(path=v)],
+                    fields=[v])
+                self.assertIn(v, [x.id for x in docs])
+        # '%' and '_' are no wildcards.
+        docs, _ = self.c.search_all(self.db, self.coll,
+                                    filter=cond('v', 'PREFIX', '%'))
+        self.assertEqual([x.id for x in docs], ['%_%'])
+        # Nothing was injected: every document is there, the table too.
+        self.assertEqual(self.c.call('Count', database=self.db,
+                                     collection=self.coll).count, len(evil))
+        self.assertEqual(self.c.call('ListCollections', database=self.db)
+                         .collections[0].documents, len(evil))
+        # A merge patch of metacharacters.
+        v = evil[0]
+        m = self.c.update(self.db, self.coll, v, {v: None, 'k': v},
+                          mode=MERGE)
+        self.assertEqual(json.loads(m.json),
+                         {'v': v, 'nested': {v: [v, {v: v}]}, 'k': v})
+
+    def test_indexes_and_unindexed_scans(self):
+        self.load()
+        name = 'unindexed'
+        before = harness.metric(self.mport, 'db_unindexed_searches_total')
+        f = cond('o.k', 'EQ', 1)
+        want = sorted(i for i, d in CORPUS.items() if evaluate(f, d))
+        docs, _ = self.c.search_all(self.db, self.coll, filter=f)
+        self.assertEqual([d.id for d in docs], want)
+        after = harness.metric(self.mport, 'db_unindexed_searches_total')
+        self.assertEqual(after, before + 1)
+        self.assertTrue(any('no index serves' in line.get('msg', '') and
+                            line.get('collection') == self.coll
+                            for line in harness.log_lines(self.srv)))
+        r = self.c.call('CreateIndex', database=self.db,
+                        collection=self.coll, name='by_k', paths=['o.k'])
+        self.assertEqual(r.index.state, P.INDEX_STATE_BUILDING)
+        self.c.call('CreateIndex', database=self.db, collection=self.coll,
+                    name='all', kind=P.INDEX_KIND_GIN)
+        self.assertCode(self.err('CreateIndex', database=self.db,
+                                 collection=self.coll, name='all',
+                                 kind=P.INDEX_KIND_GIN),
+                        C.ALREADY_EXISTS, 'all')
+
+        def ready():
+            ix = self.c.call('ListIndexes', database=self.db,
+                             collection=self.coll).indexes
+            return (len(ix) == 2 and all(i.state == P.INDEX_STATE_READY
+                                         for i in ix)) and ix
+        ix = wait_for(ready, what='both indexes ready')
+        self.assertEqual(sorted((i.name, list(i.paths), i.kind)
+                                for i in ix),
+                         [('all', [], P.INDEX_KIND_GIN),
+                          ('by_k', ['o.k'], P.INDEX_KIND_EXPRESSION)])
+        # Served now: the same answers, nothing counted.
+        for _, f in filter_table():
+            docs, _ = self.c.search_all(self.db, self.coll,
+                                        filter=all_of(f, cond('o.k', 'EQ',
+                                                              1)))
+            self.assertEqual([d.id for d in docs],
+                             sorted(i for i, d in CORPUS.items()
+                                    if evaluate(f, d) and
+                                    evaluate(cond('o.k', 'EQ', 1), d)))
+        self.assertEqual(harness.metric(self.mport,
+                                        'db_unindexed_searches_total'),
+                         after)
+        self.c.call('DropIndex', database=self.db, collection=self.coll,
+                    name='by_k')
+        self.assertCode(self.err('DropIndex', database=self.db,
+                                 collection=self.coll, name='by_k'),
+                        C.NOT_FOUND, 'by_k')
+        self.assertEqual([i.name for i in self.c.call(
+            'ListIndexes', database=self.db, collection=self.coll).indexes],
+            ['all'])
+        self.c.call('DropCollection', database=self.db, name=self.coll)
+
+
+class BatchTest(DBCase):
+
+    def test_batch_is_atomic_across_collections(self):
+        c, db = self.c, self.db
+        c.call('CreateCollection', database=db, name='other')
+        a = c.create(db, self.coll, {'n': 1}, id='a')
+        W, CR, UR, DR = P.Write, P.CreateRequest, P.UpdateRequest, \
+            P.DeleteRequest
+        bad = [W(create=CR(collection='other', id='x', json='{"v":1}')),
+               W(update=UR(collection=self.coll, id='a', json='{"n":2}')),
+               W(delete=DR(collection=self.coll, id='a',
+                           expected_revision=a.revision))]
+        e = self.err('BatchWrite', database=db, writes=bad)
+        self.assertCode(e, C.FAILED_PRECONDITION, 'writes[2]')
+        self.assertCode(rpc_error(c.read, db, 'other', 'x'), C.NOT_FOUND)
+        self.assertEqual(c.read(db, self.coll, 'a').revision, a.revision)
+        e = self.err('BatchWrite', database=db, writes=[
+            W(create=CR(collection='other', id='x', json='{}')),
+            W(create=CR(collection='nope', id='x', json='{}'))])
+        self.assertCode(e, C.NOT_FOUND, 'writes[1]')
+        self.assertCode(rpc_error(c.read, db, 'other', 'x'), C.NOT_FOUND)
+        good = [W(create=CR(collection='other', id='x', json='{"v":1}')),
+                W(update=UR(collection=self.coll, id='a',
+                            json='{"m":1}', mode=MERGE,
+                            expected_revision=a.revision)),
+                W(update=UR(collection='other', id='x', json='{"w":2}',
+                            mode=MERGE)),
+                W(create=CR(collection=self.coll, id='b', json='{}')),
+                W(delete=DR(collection=self.coll, id='b'))]
+        r = c.call('BatchWrite', database=db, writes=good)
+        revs = [x.revision for x in r.results]
+        self.assertEqual(revs, list(range(revs[0], revs[0] + len(good))))
+        self.assertEqual(r.revision, revs[-1])
+        self.assertEqual(json.loads(c.read(db, 'other', 'x').json),
+                         {'v': 1, 'w': 2})
+        self.assertEqual(json.loads(c.read(db, self.coll, 'a').json),
+                         {'n': 1, 'm': 1})
+        self.assertEqual(json.loads(r.results[2].document.json),
+                         {'v': 1, 'w': 2})
+        self.assertCode(rpc_error(c.read, db, self.coll, 'b'), C.NOT_FOUND)
+        counts = {x.name: x.documents for x in c.call(
+            'ListCollections', database=db).collections}
+        self.assertEqual(counts, {'other': 1, self.coll: 1})
+
+
+class WatchTest(DBCase):
+
+    def test_watch_replay_live_and_resume_with_no_gap(self):
+        c, db, co = self.c, self.db, self.coll
+        c.call('CreateCollection', database=db, name='elsewhere')
+        first = c.create(db, co, {'i': 0}, id='x0')
+        for i in range(1, 5):
+            c.create(db, co, {'i': i}, id='x%d' % i)
+        c.create(db, 'elsewhere', {'i': 100}, id='y')
+        c.update(db, co, 'x1', {'i': 11})
+        c.delete(db, co, 'x2')
+        w = self.watch(after_revision=first.revision - 1)
+        got = self.until_caught_up(w)
+        self.assertEqual([(x.type, x.document.id) for x in got],
+                         [(P.CHANGE_TYPE_PUT, 'x%d' % i) for i in range(5)]
+                         + [(P.CHANGE_TYPE_PUT, 'x1'),
+                            (P.CHANGE_TYPE_DELETE, 'x2')])
+        self.assertEqual(json.loads(got[5].document.json), {'i': 11})
+        self.assertEqual(json.loads(got[6].document.json), {'i': 2})
+        revs = [x.revision for x in got]
+        self.assertEqual(revs, sorted(revs))
+        # Live changes while writers race the replay of another watcher.
+        stop = threading.Event()
+        written = []
+
+        def writer():
+            n = 0
+            while not stop.is_set() and n < 200:
+                d = c.create(db, co, {'i': 1000 + n}, id='w%d' % n)
+                written.append(d.revision)
+                n += 1
+        t = threading.Thread(target=writer)
+        t.start()
+        seen = []
+        for _ in range(20):
+            seen.append(w.next().change.revision)
+        w.close()
+        # Resume after the last revision seen: the rest with no gap.
+        w2 = self.watch(after_revision=seen[-1])
+        stop.set()
+        t.join()
+        end = written[-1]
+        while seen[-1] < end:
+            m = w2.next()
+            if m.caught_up:
+                continue
+            seen.append(m.change.revision)
+        self.assertEqual(len(seen), len(set(seen)), 'a duplicate')
+        self.assertEqual(seen, sorted(seen))
+        self.assertEqual([r for r in written if r > seen[0] - 1],
+                         [r for r in seen if r in set(written)])
+
+    def test_watch_with_filter_and_only_new(self):
+        c, db, co = self.c, self.db, self.coll
+        c.create(db, co, {'kind': 'a'}, id='old')
+        w = self.watch(filter=cond('kind', 'EQ', 'b'))
+        self.assertTrue(w.next().caught_up)
+        c.create(db, co, {'kind': 'a'}, id='1')
+        c.create(db, co, {'kind': 'b'}, id='2')
+        c.update(db, co, '1', {'kind': 'b'})
+        c.delete(db, co, '2')
+        got = [w.next().change for _ in range(3)]
+        self.assertEqual([(x.type, x.document.id) for x in got],
+                         [(P.CHANGE_TYPE_PUT, '2'), (P.CHANGE_TYPE_PUT, '1'),
+                          (P.CHANGE_TYPE_DELETE, '2')])
+        self.assertCode(rpc_error(lambda: self.c.watch(db, 'nope').next()),
+                        C.NOT_FOUND, 'nope')
+
+    def test_ttl_expiry(self):
+        c, db, co = self.c, self.db, self.coll
+        keep = c.create(db, co, {'k': 1}, id='keep', ttl_ms=3600000)
+        self.assertGreater(keep.expires_unix_ms, 0)
+        w = self.watch()
+        self.assertTrue(w.next().caught_up)
+        d = c.create(db, co, {'k': 2}, id='brief', ttl_ms=1)
+        self.assertEqual(w.next().change.document.id, 'brief')
+        m = w.next().change
+        self.assertEqual((m.type, m.document.id),
+                         (P.CHANGE_TYPE_EXPIRED, 'brief'))
+        self.assertGreater(m.revision, d.revision)
+        self.assertCode(rpc_error(c.read, db, co, 'brief'), C.NOT_FOUND)
+        self.assertEqual([x.id for x in c.search_all(db, co)[0]], ['keep'])
+        # ttl_ms -1 clears it, 0 keeps it.
+        u = c.update(db, co, 'keep', {'k': 3})
+        self.assertEqual(u.expires_unix_ms, keep.expires_unix_ms)
+        u = c.update(db, co, 'keep', {'k': 3}, ttl_ms=-1)
+        self.assertEqual(u.expires_unix_ms, 0)
+        # The id is free again.
+        c.create(db, co, {'k': 4}, id='brief')
+
+
 if __name__ == '__main__':
     if not dh.DATABASE:
         print('test_db: PLATFORM_TEST_DATABASE is unset; skipping '
