@@ -145,6 +145,28 @@ check_coll(plat_ctx *ctx, const char *pfx, const char *database,
 	return check_name(ctx, f, collection);
 }
 
+/* Whether a string in v holds U+0000, which JSONB cannot store. */
+static bool
+has_nul(const json_t *v)
+{
+	const char *key;
+	json_t *e;
+	size_t i;
+
+	if (json_is_string(v))
+		return strlen(json_string_value(v)) != json_string_length(v);
+	if (json_is_array(v)) {
+		json_array_foreach((json_t *)v, i, e)
+			if (has_nul(e))
+				return true;
+	} else if (json_is_object(v)) {
+		json_object_foreach((json_t *)v, key, e)
+			if (has_nul(e))
+				return true;
+	}
+	return false;
+}
+
 /* A JSON object (any JSON value when any), parsed into *out. */
 static int
 check_json(plat_ctx *ctx, const char *field, const char *text, bool any,
@@ -154,6 +176,12 @@ check_json(plat_ctx *ctx, const char *field, const char *text, bool any,
 
 	if (doc_parse(field, text, out, err, sizeof(err)) != 0)
 		return invalid(ctx, err);
+	if (has_nul(*out)) {
+		json_decref(*out);
+		*out = NULL;
+		return plat_error(ctx, PLAT_INVALID_ARGUMENT, "%s: a string "
+		    "holds \\u0000, which cannot be stored", field);
+	}
 	if (!any && !json_is_object(*out)) {
 		json_decref(*out);
 		*out = NULL;

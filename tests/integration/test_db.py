@@ -644,6 +644,169 @@ class WatchTest(DBCase):
         c.create(db, co, {'k': 4}, id='brief')
 
 
+
+class BadInputTest(DBCase):
+
+    def test_bad_input_names_the_field(self):
+        db, co = self.db, self.coll
+        W, CR, UR, DR = P.Write, P.CreateRequest, P.UpdateRequest, \
+            P.DeleteRequest
+        F, Cond = P.Filter, P.Condition
+        loc = dict(database=db, collection=co)
+        deep = cond('a', 'EQ', 1)
+        for _ in range(9):
+            deep = not_of(deep)
+        cases = [
+            ('CreateDatabase', dict(name=''), 'name'),
+            ('CreateDatabase', dict(name='a b'), 'name'),
+            ('CreateDatabase', dict(name='x' * 64), 'name'),
+            ('CreateDatabase', dict(name="a';--"), 'name'),
+            ('ListDatabases', dict(page_size=-1), 'page_size'),
+            ('ListDatabases', dict(page_token='nope'), 'page_token'),
+            ('DropDatabase', dict(name='a/b'), 'name'),
+            ('CreateCollection', dict(database='', name='c'), 'database'),
+            ('CreateCollection', dict(database=db, name='c.d'), 'name'),
+            ('ListCollections', dict(database='é'), 'database'),
+            ('ListCollections', dict(database=db, page_size=-3),
+             'page_size'),
+            ('ListCollections', dict(database=db, page_token='zz'),
+             'page_token'),
+            ('DropCollection', dict(database=db, name=''), 'name'),
+            ('Create', dict(loc, collection='', json='{}'), 'collection'),
+            ('Create', dict(loc, database='-x-?', json='{}'), 'database'),
+            ('Create', dict(loc, id='a\nb', json='{}'), 'id'),
+            ('Create', dict(loc, id='i' * 257, json='{}'), 'id'),
+            ('Create', dict(loc, json=''), 'json'),
+            ('Create', dict(loc, json='[1]'), 'json'),
+            ('Create', dict(loc, json='{"a":1,"a":2}'), 'json'),
+            ('Create', dict(loc, json='{"a":'), 'json'),
+            ('Create', dict(loc, json='{"a":"\\u0000"}'), 'json'),
+            ('Create', dict(loc, json='{"a":"' + 'x' * 300000 + '"}'),
+             'json'),
+            ('Create', dict(loc, json='{}', ttl_ms=-1), 'ttl_ms'),
+            ('Create', dict(loc, json='{}', ttl_ms=31536000001), 'ttl_ms'),
+            ('Read', dict(loc, id=''), 'id'),
+            ('Read', dict(loc, id='x', fields=['a..b']), 'fields[0]'),
+            ('Read', dict(loc, id='x', fields=['a', '']), 'fields[1]'),
+            ('Update', dict(loc, id='', json='{}'), 'id'),
+            ('Update', dict(loc, id='x', json='3'), 'json'),
+            ('Update', dict(loc, id='x', json='nope', mode=MERGE), 'json'),
+            ('Update', dict(loc, id='x', json='{}', mode=7), 'mode'),
+            ('Update', dict(loc, id='x', json='{}', expected_revision=-1),
+             'expected_revision'),
+            ('Update', dict(loc, id='x', json='{}', ttl_ms=-2), 'ttl_ms'),
+            ('Delete', dict(loc, id=''), 'id'),
+            ('Delete', dict(loc, id='x', expected_revision=-5),
+             'expected_revision'),
+            ('BatchWrite', dict(database=db), 'writes'),
+            ('BatchWrite', dict(database=db, writes=[W()] * 1001),
+             'writes'),
+            ('BatchWrite', dict(database=db, writes=[W()]), 'writes[0]'),
+            ('BatchWrite', dict(database='?', writes=[W(delete=DR(
+                collection=co, id='x'))]), 'database'),
+            ('BatchWrite', dict(database=db, writes=[
+                W(delete=DR(collection=co, id='x')),
+                W(create=CR(collection=co, json='[]'))]),
+             'writes[1].create.json'),
+            ('BatchWrite', dict(database=db, writes=[
+                W(update=UR(collection=co, id='', json='{}'))]),
+             'writes[0].update.id'),
+            ('BatchWrite', dict(database=db, writes=[
+                W(delete=DR(collection='', id='x'))]),
+             'writes[0].delete.collection'),
+            ('Search', dict(loc, collection=''), 'collection'),
+            ('Search', dict(loc, filter=F(condition=Cond(path='a'))),
+             'filter.condition.op'),
+            ('Search', dict(loc, filter=F(condition=Cond(op=1, value='1'))),
+             'filter.condition.path'),
+            ('Search', dict(loc, filter=F(condition=Cond(
+                path='a', op=99, value='1'))), 'filter.condition.op'),
+            ('Search', dict(loc, filter=cond('a', 'EQ')),
+             'filter.condition.value'),
+            ('Search', dict(loc, filter=cond('a', 'LT', [1])),
+             'filter.condition.value'),
+            ('Search', dict(loc, filter=cond('a', 'IN', list(range(101)))),
+             'filter.condition.value'),
+            ('Search', dict(loc, filter=cond('a', 'PREFIX', 1)),
+             'filter.condition.value'),
+            ('Search', dict(loc, filter=cond('a', 'EXISTS', 'yes')),
+             'filter.condition.value'),
+            ('Search', dict(loc, filter=all_of(cond('a', 'EQ', 1),
+                                               cond('a.', 'EQ', 1))),
+             'filter.all[1].condition.path'),
+            ('Search', dict(loc, filter=any_of(not_of(F(condition=Cond(
+                path='a', op=1, value='{'))))),
+             'filter.any[0].not.condition.value'),
+            ('Search', dict(loc, filter=deep), 'filter'),
+            ('Search', dict(loc, filter=all_of(*[cond('a', 'EQ', 1)] * 101)),
+             'filter'),
+            ('Search', dict(loc, order_by=[P.Order(path='')]),
+             'order_by[0].path'),
+            ('Search', dict(loc, order_by=[P.Order(path='a')] * 5),
+             'order_by'),
+            ('Search', dict(loc, fields=['ok', '.']), 'fields[1]'),
+            ('Search', dict(loc, page_size=-1), 'page_size'),
+            ('Search', dict(loc, page_token='x'), 'page_token'),
+            ('Count', dict(loc, database=''), 'database'),
+            ('Count', dict(loc, filter=cond('a', 'GT', True)),
+             'filter.condition.value'),
+            ('CreateIndex', dict(loc, name=''), 'name'),
+            ('CreateIndex', dict(loc, name='i'), 'paths'),
+            ('CreateIndex', dict(loc, name='i', paths=['a'] * 5), 'paths'),
+            ('CreateIndex', dict(loc, name='i', paths=['a', 'b..c']),
+             'paths[1]'),
+            ('CreateIndex', dict(loc, name='i', kind=P.INDEX_KIND_GIN,
+                                 paths=['a']), 'paths'),
+            ('CreateIndex', dict(loc, name='i', kind=9, paths=['a']),
+             'kind'),
+            ('ListIndexes', dict(loc, collection='a b'), 'collection'),
+            ('DropIndex', dict(loc, name="x'"), 'name'),
+        ]
+        for method, fields, field in cases:
+            with self.subTest(method=method, field=field):
+                self.assertCode(self.err(method, **fields),
+                                C.INVALID_ARGUMENT, field)
+        for req, field in ((dict(database=''), 'database'),
+                           (dict(after_revision=-1), 'after_revision'),
+                           (dict(filter=cond('a', 'NE')),
+                            'filter.condition.value')):
+            with self.subTest(method='Watch', field=field):
+                kw = dict(loc, **req)
+                w = self.c.watch(kw.pop('database'), kw.pop('collection'),
+                                 **kw)
+                self.assertCode(w.end(), C.INVALID_ARGUMENT, field)
+        # Malformed protobuf and an id that is not UTF-8, on the wire.
+        self.assertCode(rpc_error(self.c.raw, 'Create', b'\xff\xff\xff'),
+                        C.INVALID_ARGUMENT)
+        raw = (harness.ld_field(1, db.encode()) +
+               harness.ld_field(2, co.encode()) +
+               harness.ld_field(3, b'\xff\xfe') +
+               harness.ld_field(4, b'{}'))
+        self.assertCode(rpc_error(self.c.raw, 'Create', raw),
+                        C.INVALID_ARGUMENT)
+        # None of it wrote anything.
+        self.assertEqual(self.c.call('Count', **loc).count, 0)
+        self.assertEqual([x.name for x in self.c.call(
+            'ListCollections', database=db).collections], [co])
+
+    def test_bad_settings(self):
+        for args, env, flag in (
+                (['--scan-warn-documents', 'lots'], None,
+                 '--scan-warn-documents'),
+                (['--scan-warn-documents', '-1'], None,
+                 '--scan-warn-documents'),
+                ([], {'PLATFORM_DATABASE': ''}, '--database'),
+                ([], {'PLATFORM_DATABASE': 'host=x port=notaport =='},
+                 '--database')):
+            with self.subTest(flag=flag, args=args):
+                e = {'PLATFORM_DATABASE': dh.DATABASE}
+                e.update(env or {})
+                r = harness.run_binary(args, binary=dh.DB_BIN, env=e)
+                self.assertEqual(r.code, 2, r.stderr)
+                self.assertIn(flag, r.stderr)
+                self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+
+
 if __name__ == '__main__':
     if not dh.DATABASE:
         print('test_db: PLATFORM_TEST_DATABASE is unset; skipping '
