@@ -807,6 +807,87 @@ class BadInputTest(DBCase):
                 self.assertEqual(len(r.stderr.strip().splitlines()), 1)
 
 
+
+class TenancyTest(harness.ServiceCase):
+    """db-srv with the guard on: the rules let callers call the methods,
+    their scopes decide which databases and collections they touch."""
+
+    @classmethod
+    def setUpClass(cls):
+        from test_guard import Fleet, ALLOW
+        f = cls.fleet = Fleet('dbtenancy')
+        cls.addClassCleanup(f.cleanup)
+        sid, secret = f.service_account('db')
+        cls.srv = f.add(dh.db_server(env=f.guarded_env(
+            f.credentials_file(sid, secret))))
+        cls.a = uniq_name('tena')
+        cls.b = uniq_name('tenb')
+        cls.tokens = {}
+        for who, scopes in (('owner', ['db:' + cls.a]),
+                            ('other', ['db:' + cls.b]),
+                            ('reader', ['db.read:%s/pub' % cls.a]),
+                            ('none', [])):
+            aid, sec = f.service_account('db' + who, scopes=scopes)
+            cls.tokens[who] = f.token(aid, sec)
+        f.rule(service=dh.DB_SERVICE, method='*', account='*', effect=ALLOW)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fleet.stop()
+
+    def as_(self, who, method, **kw):
+        c = dh.client_of(self.srv)
+        req = getattr(c.pb, method + 'Request')(**kw)
+        return c._m[method](req, timeout=harness.RPC_TIMEOUT, metadata=[
+            ('authorization', 'Bearer ' + self.tokens[who])])
+
+    def denied(self, who, method, **kw):
+        e = rpc_error(self.as_, who, method, **kw)
+        self.assertCode(e, C.PERMISSION_DENIED)
+        return e
+
+    def test_scopes_decide_databases_and_collections(self):
+        a, b = self.a, self.b
+        wait_for(lambda: self.as_('owner', 'CreateDatabase', name=a),
+                 what='the guard to have keys and rules')
+        for co in ('pub', 'priv'):
+            self.as_('owner', 'CreateCollection', database=a, name=co)
+            self.as_('owner', 'Create', database=a, collection=co, id='1',
+                     json='{"v":1}')
+        self.as_('other', 'CreateDatabase', name=b)
+        e = self.denied('owner', 'CreateDatabase', name=b + 'x')
+        self.assertIn(b + 'x', e.details())
+        self.denied('other', 'Read', database=a, collection='pub', id='1')
+        self.denied('none', 'ListCollections', database=a)
+        # The reader reads a/pub and nothing else, and writes nothing.
+        r = self.as_('reader', 'Read', database=a, collection='pub', id='1')
+        self.assertEqual(json.loads(r.document.json), {'v': 1})
+        self.as_('reader', 'Search', database=a, collection='pub')
+        self.denied('reader', 'Read', database=a, collection='priv', id='1')
+        self.denied('reader', 'Update', database=a, collection='pub',
+                    id='1', json='{}')
+        self.denied('reader', 'BatchWrite', database=a, writes=[P.Write(
+            delete=P.DeleteRequest(collection='pub', id='1'))])
+        # A batch is refused whole when one write is out of scope.
+        self.denied('owner', 'BatchWrite', writes=[
+            P.Write(delete=P.DeleteRequest(database=a, collection='pub',
+                                           id='1')),
+            P.Write(delete=P.DeleteRequest(database=b, collection='x',
+                                           id='1'))])
+        self.as_('owner', 'Read', database=a, collection='pub', id='1')
+        # Listing shows only the databases the caller may read.
+        names = [d.name for d in self.as_('owner', 'ListDatabases',
+                                          page_size=1000).databases]
+        self.assertIn(a, names)
+        self.assertNotIn(b, names)
+        # Watch is checked too.
+        c = dh.client_of(self.srv)
+        w = harness.WatchReader(c._m['Watch'](
+            P.WatchRequest(database=a, collection='priv'),
+            metadata=[('authorization', 'Bearer ' + self.tokens['reader'])]))
+        self.assertCode(w.end(), C.PERMISSION_DENIED)
+
+
 if __name__ == '__main__':
     if not dh.DATABASE:
         print('test_db: PLATFORM_TEST_DATABASE is unset; skipping '
