@@ -118,7 +118,7 @@ db_watch_free(void *watch)
 static Platform__Db__V1__WatchResponse db_caught_up =
     PLATFORM__DB__V1__WATCH_RESPONSE__INIT;
 
-static const struct plat_feed_ops db_feed_ops = {
+static struct plat_feed_ops db_feed_ops = {
 	.name = "db",
 	.channel = STORE_CHANNEL,
 	.health_service = "platform.db.v1.DB",
@@ -140,6 +140,9 @@ feed_start(struct store *store, const char *conninfo, plat_server *srv)
 {
 	F.store = store;
 	db_caught_up.caught_up = 1;
+	/* Without NOTIFY the feed polls (every second) and is kicked by
+	 * this replica's own commits. */
+	db_feed_ops.channel = store_notifies(store) ? STORE_CHANNEL : NULL;
 	F.feed = plat_feed_start(&db_feed_ops, NULL, conninfo, srv,
 	    store_db(store));
 	return F.feed != NULL ? 0 : -1;

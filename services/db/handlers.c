@@ -48,16 +48,22 @@ static struct {
 	struct store *store;
 	struct plat_feed_loop *sweeper, *indexer;
 	int64_t scan_warn;
+	bool notify;
 	uint64_t unindexed, expired;
 } S;
 
-static char *scan_warn_opt;
+static char *scan_warn_opt, *notify_opt;
 
 static const struct settings_option db_options[] = {
 	{ "--scan-warn-documents", "PLATFORM_SCAN_WARN_DOCUMENTS",
 	  "a search of a collection this large that no index serves is "
 	  "logged and counted, 0..1000000000 (default 1000)",
 	  &scan_warn_opt },
+	{ "--notify", "PLATFORM_NOTIFY",
+	  "on (default): commits wake watchers on every replica with "
+	  "NOTIFY; off for engines without LISTEN/NOTIFY (CockroachDB): "
+	  "watchers on other replicas then see changes by polling, within "
+	  "a second", &notify_opt },
 };
 
 static int
@@ -69,6 +75,16 @@ db_check_settings(const struct plat_settings *s, char *err, size_t errlen)
 	if (pg_check_database(s, err, errlen) != 0)
 		return -1;
 	S.scan_warn = SCAN_WARN_DEFAULT;
+	S.notify = true;
+	if (notify_opt != NULL) {
+		if (strcmp(notify_opt, "off") == 0)
+			S.notify = false;
+		else if (strcmp(notify_opt, "on") != 0) {
+			snprintf(err, errlen, "--notify: on or off, not '%s'",
+			    notify_opt);
+			return -1;
+		}
+	}
 	if (scan_warn_opt == NULL)
 		return 0;
 	v = strtoll(scan_warn_opt, &end, 10);
@@ -1485,7 +1501,7 @@ db_init(plat_server *srv, const struct plat_settings *s)
 	int pool;
 
 	pool = s->workers * 2 + 4 < POOL_MIN ? POOL_MIN : s->workers * 2 + 4;
-	if ((S.store = store_new(s->database, pool)) == NULL)
+	if ((S.store = store_new(s->database, pool, S.notify)) == NULL)
 		return -1;
 	code = store_migrate(S.store, err, sizeof(err));
 	if (code == PLAT_UNAVAILABLE) {

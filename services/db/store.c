@@ -20,6 +20,7 @@
 
 struct store {
 	struct pg_store *db;
+	bool notify;            /* NOTIFY with each commit */
 };
 
 static const struct pg_migration store_migrations[] = {
@@ -149,7 +150,7 @@ doc_from(struct db_doc *d, const PGresult *res, int i, int col)
 /* ---- the store ---- */
 
 struct store *
-store_new(const char *conninfo, int pool_size)
+store_new(const char *conninfo, int pool_size, bool notify)
 {
 	struct pg_store *db;
 	struct store *s;
@@ -160,6 +161,7 @@ store_new(const char *conninfo, int pool_size)
 		return NULL;
 	s = xcalloc(1, sizeof(*s));
 	s->db = db;
+	s->notify = notify;
 	return s;
 }
 
@@ -176,6 +178,12 @@ enum plat_code
 store_migrate(struct store *s, char *err, size_t errlen)
 {
 	return pg_store_migrate(s->db, err, errlen);
+}
+
+bool
+store_notifies(const struct store *s)
+{
+	return s->notify;
 }
 
 struct pg_store *
@@ -212,6 +220,7 @@ struct wtx {
 	size_t nrows;
 	size_t failed;
 	int64_t rev, now_ms;
+	bool notify;
 };
 
 static struct wkey *
@@ -562,10 +571,16 @@ wtx_write(struct pg_conn *c, struct wtx *t, int64_t deadline, char *err,
 	    " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[],"
 	    " $4::text[], $5::smallint[], $6::jsonb[], $7::bigint[],"
 	    " $8::bigint[])", 8, &v[A_CREV], NULL, NULL, NULL };
-	q[nq++] = (struct pg_query){ "db_w_rev",
-	    "WITH r AS (UPDATE db_revision SET rev = $1::bigint WHERE id = 1)"
-	    " SELECT pg_notify('" STORE_CHANNEL "', $1::text)",
-	    1, &v[A_N], NULL, NULL, NULL };
+	if (t->notify)
+		q[nq++] = (struct pg_query){ "db_w_rev",
+		    "WITH r AS (UPDATE db_revision SET rev = $1::bigint"
+		    " WHERE id = 1)"
+		    " SELECT pg_notify('" STORE_CHANNEL "', $1::text)",
+		    1, &v[A_N], NULL, NULL, NULL };
+	else
+		q[nq++] = (struct pg_query){ "db_w_rev_quiet",
+		    "UPDATE db_revision SET rev = $1::bigint WHERE id = 1",
+		    1, &v[A_N], NULL, NULL, NULL };
 	code = pg_pipeline_commit(c, q, nq, pg_left(deadline), err, errlen);
 	for (int i = 0; i < A_N; i++)
 		pg_array_free(&a[i]);
@@ -617,7 +632,7 @@ store_write(struct store *s, struct db_write *w, size_t n,
     int64_t timeout_ms, struct db_row ***rows, size_t *nrows,
     size_t *failed, char *err, size_t errlen)
 {
-	struct wtx t = { .w = w, .n = n };
+	struct wtx t = { .w = w, .n = n, .notify = s->notify };
 	enum plat_code code;
 
 	t.keys = xcalloc(n, sizeof(*t.keys));

@@ -77,7 +77,10 @@ struct db_write {
 
 struct store;
 
-struct store *store_new(const char *conninfo, int pool_size);
+/* notify: each commit NOTIFYs 'platform_db' (off for engines without
+ * LISTEN/NOTIFY: watchers then learn of changes by polling). */
+struct store *store_new(const char *conninfo, int pool_size, bool notify);
+bool store_notifies(const struct store *s);
 void store_free(struct store *s);
 enum plat_code store_migrate(struct store *s, char *err, size_t errlen);
 struct pg_store *store_db(struct store *s);

@@ -795,6 +795,7 @@ class BadInputTest(DBCase):
                  '--scan-warn-documents'),
                 (['--scan-warn-documents', '-1'], None,
                  '--scan-warn-documents'),
+                (['--notify', 'maybe'], None, '--notify'),
                 ([], {'PLATFORM_DATABASE': ''}, '--database'),
                 ([], {'PLATFORM_DATABASE': 'host=x port=notaport =='},
                  '--database')):
@@ -886,6 +887,116 @@ class TenancyTest(harness.ServiceCase):
             P.WatchRequest(database=a, collection='priv'),
             metadata=[('authorization', 'Bearer ' + self.tokens['reader'])]))
         self.assertCode(w.end(), C.PERMISSION_DENIED)
+
+
+
+class ReplicasTest(harness.ServiceCase):
+    """Several db-srv on one database: a change written through one
+    reaches watchers on the others, with LISTEN/NOTIFY and without it
+    (polling, as on engines that lack it); kill -9 in the middle of
+    batches loses no acknowledged write."""
+
+    STREAM_ITEM = 'change'
+
+    def setUp(self):
+        self.db = uniq_name('rep')
+
+    def pair(self, *args):
+        a = dh.db_server(name='db-a', extra_args=args)
+        self.addCleanup(a.kill)
+        b = dh.db_server(name='db-b', extra_args=args)
+        self.addCleanup(b.kill)
+        return a, b
+
+    def cross_replica_watch(self, *args):
+        a, b = self.pair(*args)
+        ca, cb = dh.client_of(a), dh.client_of(b)
+        ca.call('CreateDatabase', name=self.db)
+        ca.call('CreateCollection', database=self.db, name='c')
+        first = ca.create(self.db, 'c', {'i': 0}, id='0')
+        w = cb.watch(self.db, 'c', after_revision=first.revision - 1)
+        self.addCleanup(w.close)
+        self.assertEqual([x.document.id for x in self.until_caught_up(w)],
+                         ['0'])
+        for i in range(1, 6):
+            ca.create(self.db, 'c', {'i': i}, id=str(i))
+            m = w.next().change
+            self.assertEqual((m.document.id, json.loads(m.document.json)),
+                             (str(i), {'i': i}))
+        self.assertEqual(json.loads(cb.read(self.db, 'c', '5').json),
+                         {'i': 5})
+        w.close()
+        a.stop_clean()
+        b.stop_clean()
+
+    def test_watch_across_replicas_with_notify(self):
+        self.cross_replica_watch()
+
+    def test_watch_across_replicas_by_polling(self):
+        self.cross_replica_watch('--notify', 'off')
+
+    def test_kill_9_mid_batch_loses_no_acknowledged_write(self):
+        srv = dh.db_server(name='db-kill')
+        self.addCleanup(srv.kill)
+        c = dh.client_of(srv)
+        c.call('CreateDatabase', name=self.db)
+        for co in ('x', 'y'):
+            c.call('CreateCollection', database=self.db, name=co)
+        acked, lock, stop = [], threading.Lock(), threading.Event()
+
+        def writer(k):
+            cl = dh.new_client(srv.address)
+            n = 0
+            while not stop.is_set():
+                ids = ['%d-%d-%d' % (k, n, j) for j in range(5)]
+                writes = [P.Write(create=P.CreateRequest(
+                    collection='xy'[j % 2], id=i, json=json.dumps({'i': i})))
+                    for j, i in enumerate(ids)]
+                try:
+                    r = cl.call('BatchWrite', database=self.db,
+                                writes=writes)
+                except grpc.RpcError:
+                    break
+                with lock:
+                    acked.append((ids, r.revision))
+                n += 1
+            cl.channel.close()
+        ts = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+        for t in ts:
+            t.start()
+        wait_for(lambda: len(acked) >= 40, what='40 batches acknowledged')
+        srv.kill()
+        stop.set()
+        for t in ts:
+            t.join()
+        srv2 = dh.db_server(name='db-kill-2')
+        self.addCleanup(srv2.kill)
+        c2 = dh.client_of(srv2)
+        lost = []
+        for ids, _ in acked:
+            for j, i in enumerate(ids):
+                try:
+                    d = c2.read(self.db, 'xy'[j % 2], i)
+                    if json.loads(d.json) != {'i': i}:
+                        lost.append(i)
+                except grpc.RpcError:
+                    lost.append(i)
+        self.assertEqual(lost, [])
+        # A batch is all or nothing: no document without its batch-mates.
+        for co in ('x', 'y'):
+            for d in c2.search_all(self.db, co, page_size=1000)[0]:
+                k, n, j = d.id.split('-')
+                for jj in range(5):
+                    c2.read(self.db, 'xy'[jj % 2], '%s-%s-%d' % (k, n, jj))
+        # The acknowledged changes replay through Watch.
+        low = min(r for _, r in acked)
+        w = c2.watch(self.db, 'x', after_revision=low - 5)
+        self.addCleanup(w.close)
+        seen = {x.document.id for x in self.until_caught_up(w)}
+        want = {i for ids, _ in acked for j, i in enumerate(ids)
+                if j % 2 == 0}
+        self.assertEqual(want - seen, set())
+        srv2.stop_clean()
 
 
 if __name__ == '__main__':
