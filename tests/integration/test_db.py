@@ -485,6 +485,23 @@ class SearchTest(DBCase):
                                 for i in ix),
                          [('all', [], P.INDEX_KIND_GIN),
                           ('by_k', ['o.k'], P.INDEX_KIND_EXPRESSION)])
+        # The planner can use them for the SQL filters compile to (a
+        # custom plan, as for the unprepared statements searches are).
+        import auth_harness as ah
+        names = dict(ah.psql(
+            "SELECT name, sql_name FROM db_indexes WHERE database = '%s'"
+            " AND collection = '%s'" % (self.db, self.coll)))
+
+        def plan(where, value):
+            return str(ah.psql(
+                "SET enable_seqscan = off; SET enable_indexscan = off;"
+                " PREPARE q(text, text, text[],"
+                " jsonb) AS SELECT d.id FROM db_documents d"
+                " WHERE d.database = $1 AND d.collection = $2 AND " + where +
+                "; EXPLAIN EXECUTE q('%s', '%s', '{o,k}', '%s')"
+                % (self.db, self.coll, value)))
+        self.assertIn(names['by_k'], plan(
+            "(d.body #> $3::text[]) = $4::jsonb", '1'))
         # Served now: the same answers, nothing counted.
         for _, f in filter_table():
             docs, _ = self.c.search_all(self.db, self.coll,
