@@ -41,18 +41,22 @@
 #define SWEEP_BATCH 500
 #define INDEX_TICK_MS 5000
 #define SCAN_WARN_DEFAULT 1000
+#define RETENTION_DEFAULT INT64_C(604800000)
+#define COMPACT_BATCH 10000
+#define COMPACT_TICKS 10                /* sweeps between compactions */
 
 typedef Platform__Db__V1__Document pb_doc;
 
 static struct {
 	struct store *store;
 	struct plat_feed_loop *sweeper, *indexer;
-	int64_t scan_warn;
+	int64_t scan_warn, retention_ms;
+	int compact_due;
 	bool notify;
 	uint64_t unindexed, expired;
 } S;
 
-static char *scan_warn_opt, *notify_opt;
+static char *scan_warn_opt, *notify_opt, *retention_opt;
 
 static const struct settings_option db_options[] = {
 	{ "--scan-warn-documents", "PLATFORM_SCAN_WARN_DOCUMENTS",
@@ -64,6 +68,9 @@ static const struct settings_option db_options[] = {
 	  "NOTIFY; off for engines without LISTEN/NOTIFY (CockroachDB): "
 	  "watchers on other replicas then see changes by polling, within "
 	  "a second", &notify_opt },
+	{ "--changes-retention-ms", "PLATFORM_CHANGES_RETENTION_MS",
+	  "how long changes are kept for Watch to resume from, "
+	  "1000..31536000000 (default 604800000, a week)", &retention_opt },
 };
 
 static int
@@ -75,7 +82,18 @@ db_check_settings(const struct plat_settings *s, char *err, size_t errlen)
 	if (pg_check_database(s, err, errlen) != 0)
 		return -1;
 	S.scan_warn = SCAN_WARN_DEFAULT;
+	S.retention_ms = RETENTION_DEFAULT;
 	S.notify = true;
+	if (retention_opt != NULL) {
+		v = strtoll(retention_opt, &end, 10);
+		if (end == retention_opt || *end != '\0' || v < 1000 ||
+		    v > TTL_MAX_MS) {
+			snprintf(err, errlen, "--changes-retention-ms: must be "
+			    "1000..31536000000, not '%s'", retention_opt);
+			return -1;
+		}
+		S.retention_ms = v;
+	}
 	if (notify_opt != NULL) {
 		if (strcmp(notify_opt, "off") == 0)
 			S.notify = false;
@@ -1261,6 +1279,24 @@ db_watch(plat_ctx *ctx, const ProtobufCMessage *msg, plat_stream *st)
 		return store_fail(ctx, code, err);
 	}
 	db_coll_plan_free(&p);
+	if (req->after_revision > 0) {
+		int64_t compacted;
+
+		code = store_compacted(S.store, plat_ctx_deadline_left_ms(ctx),
+		    &compacted, err, sizeof(err));
+		if (code == PLAT_OK && req->after_revision < compacted)
+			code = plat_error(ctx, PLAT_OUT_OF_RANGE,
+			    "after_revision %" PRId64 ": the changes up to "
+			    "revision %" PRId64 " are no longer kept "
+			    "(--changes-retention-ms); read again and watch "
+			    "for new changes", req->after_revision, compacted);
+		else if (code != PLAT_OK)
+			code = store_fail(ctx, code, err);
+		if (code != PLAT_OK) {
+			dbf_free(f);
+			return code;
+		}
+	}
 	return feed_watch(ctx, st, req->database, req->collection, f,
 	    req->after_revision);
 }
@@ -1422,6 +1458,7 @@ sweep(void *arg)
 	struct db_write *w;
 	struct db_row **rows;
 	size_t n, nrows, failed;
+	int64_t dropped;
 	char err[512];
 
 	(void)arg;
@@ -1439,6 +1476,16 @@ sweep(void *arg)
 			plat_feed_loop_kick(S.sweeper);
 	}
 	store_writes_free(w, n);
+	/* Compaction looks at the oldest changes every COMPACT_TICKS
+	 * sweeps, or at once again while it finds a full batch. */
+	if (S.compact_due-- > 0)
+		return;
+	S.compact_due = COMPACT_TICKS;
+	if (store_compact(S.store, S.retention_ms, COMPACT_BATCH, &dropped,
+	    err, sizeof(err)) == PLAT_OK && dropped == COMPACT_BATCH) {
+		S.compact_due = 0;
+		plat_feed_loop_kick(S.sweeper);
+	}
 }
 
 static void

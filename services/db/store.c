@@ -1110,23 +1110,32 @@ store_collection_plan(struct store *s, const char *database,
 
 /* ---- the change feed ---- */
 
-enum plat_code
-store_head(struct store *s, int64_t timeout_ms, int64_t *rev, char *err,
-    size_t errlen)
+/* The one number a one-row statement selects (0 without a row). */
+static enum plat_code
+query_int64(struct store *s, const char *name, const char *sql,
+    int64_t timeout_ms, int64_t *out, char *err, size_t errlen)
 {
 	PGresult *res;
 	enum plat_code code;
 
-	*rev = 0;
-	code = pg_store_exec(s->db, "db_head",
-	    "SELECT rev FROM db_revision WHERE id = 1", 0, NULL, timeout_ms,
-	    &res, err, errlen);
+	*out = 0;
+	code = pg_store_exec(s->db, name, sql, 0, NULL, timeout_ms, &res, err,
+	    errlen);
 	if (code != PLAT_OK)
 		return code;
 	if (PQntuples(res) == 1)
-		*rev = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		*out = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
 	return PLAT_OK;
+}
+
+enum plat_code
+store_head(struct store *s, int64_t timeout_ms, int64_t *rev, char *err,
+    size_t errlen)
+{
+	return query_int64(s, "db_head",
+	    "SELECT rev FROM db_revision WHERE id = 1", timeout_ms, rev, err,
+	    errlen);
 }
 
 enum plat_code
@@ -1165,6 +1174,47 @@ store_changes(struct store *s, int64_t after, int64_t upto,
 		    10), strtoll(PQgetvalue(res, i, 7), NULL, 10));
 	PQclear(res);
 	return PLAT_OK;
+}
+
+enum plat_code
+store_compact(struct store *s, int64_t retention_ms, int limit, int64_t *n,
+    char *err, size_t errlen)
+{
+	char ret[24], lim[16];
+	const char *v[] = { ret, lim };
+	PGresult *res;
+	enum plat_code code;
+
+	*n = 0;
+	snprintf(ret, sizeof(ret), "%" PRId64, retention_ms);
+	snprintf(lim, sizeof(lim), "%d", limit);
+	/* created_at is not in revision order (it is the transaction's
+	 * start), so the cut is the highest old revision and everything
+	 * up to it goes: what is left is always a suffix. */
+	code = pg_store_exec(s->db, "db_compact",
+	    "WITH o AS (SELECT revision, created_at FROM db_changes"
+	    "  ORDER BY revision LIMIT $2::int),"
+	    " cut AS (SELECT max(revision) AS rev FROM o WHERE created_at <"
+	    "  now() - $1::bigint * interval '1 millisecond'),"
+	    " d AS (DELETE FROM db_changes WHERE revision <="
+	    "  (SELECT rev FROM cut) RETURNING 1),"
+	    " r AS (UPDATE db_revision SET compacted = (SELECT rev FROM cut)"
+	    "  WHERE id = 1 AND (SELECT rev FROM cut) > compacted)"
+	    " SELECT count(*) FROM d", 2, v, 60000, &res, err, errlen);
+	if (code != PLAT_OK)
+		return code;
+	*n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return PLAT_OK;
+}
+
+enum plat_code
+store_compacted(struct store *s, int64_t timeout_ms, int64_t *rev, char *err,
+    size_t errlen)
+{
+	return query_int64(s, "db_compacted",
+	    "SELECT compacted FROM db_revision WHERE id = 1", timeout_ms, rev,
+	    err, errlen);
 }
 
 /* ---- indexes ---- */

@@ -168,6 +168,14 @@ enum plat_code store_changes(struct store *s, int64_t after, int64_t upto,
     int64_t timeout_ms, struct db_row ***rows, size_t *n, char *err,
     size_t errlen);
 
+/* Drops the changes older than retention_ms (a prefix in revision
+ * order, at most limit), raising the compacted revision; *n dropped. */
+enum plat_code store_compact(struct store *s, int64_t retention_ms,
+    int limit, int64_t *n, char *err, size_t errlen);
+/* The highest revision whose change was compacted (0: none). */
+enum plat_code store_compacted(struct store *s, int64_t timeout_ms,
+    int64_t *rev, char *err, size_t errlen);
+
 /* ---- indexes ---- */
 
 struct db_index {
