@@ -13,6 +13,9 @@
 #include "platform/xalloc.h"
 
 #define FEED_PAGE 1000
+/* A Watch arriving while the feed makes its first read (just after the
+ * start) waits this long for it rather than failing. */
+#define FEED_START_WAIT_MS 5000
 
 struct watch {
 	char *database, *collection;
@@ -123,6 +126,7 @@ static struct plat_feed_ops db_feed_ops = {
 	.channel = STORE_CHANNEL,
 	.health_service = "platform.db.v1.DB",
 	.page = FEED_PAGE,
+	.start_wait_ms = FEED_START_WAIT_MS,
 	.head = db_head,
 	.read = db_read,
 	.revision_at = offsetof(struct db_row, revision),
@@ -162,11 +166,13 @@ feed_get(void)
 }
 
 void
-feed_committed(struct db_row *const *rows, size_t n)
+feed_committed(struct db_row **rows, size_t n)
 {
-	if (n == 0 || F.feed == NULL)
-		return;
-	plat_feed_committed(F.feed, (void *const *)rows, n);
+	if (n > 0 && F.feed != NULL)
+		plat_feed_committed(F.feed, (void *const *)rows, n);
+	for (size_t i = 0; i < n; i++)
+		db_row_unref(rows[i]);
+	free(rows);
 }
 
 int

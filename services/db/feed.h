@@ -19,8 +19,9 @@
 int feed_start(struct store *store, const char *conninfo, plat_server *srv);
 void feed_stop(void);
 struct plat_feed *feed_get(void);
-/* A committed transaction's changes, in revision order with no gap. */
-void feed_committed(struct db_row *const *rows, size_t n);
+/* A committed transaction's changes, in revision order with no gap, to
+ * the watchers; takes the rows' references and the array. */
+void feed_committed(struct db_row **rows, size_t n);
 /* Watch of one collection, changes matching filter (taken) after
  * after_revision (0: only new ones). */
 int feed_watch(plat_ctx *ctx, plat_stream *st, const char *database,

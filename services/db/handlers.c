@@ -28,6 +28,7 @@
 #include "platform/rules.h"
 #include "platform/server.h"
 #include "store.h"
+#include "writer.h"
 
 #define NAME_MAX_LEN 63
 #define ID_MAX 256
@@ -729,10 +730,10 @@ check_delete(plat_ctx *ctx, const char *pfx,
 	return PLAT_OK;
 }
 
-/* Runs the checked writes; on failure the status names the write in a
- * batch. */
+/* Runs a BatchWrite's checked writes in one transaction; on failure
+ * the status names the write. */
 static int
-run_writes(plat_ctx *ctx, struct db_write *w, size_t n, bool batch)
+run_writes(plat_ctx *ctx, struct db_write *w, size_t n)
 {
 	struct db_row **rows;
 	enum plat_code code;
@@ -745,17 +746,10 @@ run_writes(plat_ctx *ctx, struct db_write *w, size_t n, bool batch)
 			    true);
 	code = store_write(S.store, w, n, plat_ctx_deadline_left_ms(ctx),
 	    &rows, &nrows, &failed, err, sizeof(err));
-	if (code != PLAT_OK) {
-		if (batch)
-			return plat_error(ctx, code, "writes[%zu]: %s", failed,
-			    err);
-		return store_fail(ctx, code, err);
-	}
+	if (code != PLAT_OK)
+		return plat_error(ctx, code, "writes[%zu]: %s", failed, err);
 	/* The watchers hear of it before the caller. */
 	feed_committed(rows, nrows);
-	for (size_t i = 0; i < nrows; i++)
-		db_row_unref(rows[i]);
-	free(rows);
 	return PLAT_OK;
 }
 
@@ -766,64 +760,124 @@ writes_clear(struct db_write *w, size_t n)
 		db_doc_clear(&w[i].doc);
 }
 
+/* A Create, Update or Delete on its way through the group commit, in
+ * the call's arena. */
+enum single { SINGLE_CREATE, SINGLE_UPDATE, SINGLE_DELETE };
+
+struct single_call {
+	struct db_job job;
+	enum single kind;
+	json_t *patch;
+};
+
+/* On the batcher's answerer thread, after the commit. */
+static void
+single_done(struct db_job *j, enum plat_code code, const char *err)
+{
+	struct single_call *sc = (struct single_call *)j;
+	plat_ctx *ctx = j->ctx;
+	ProtobufCMessage *resp = NULL;
+
+	json_decref(sc->patch);
+	sc->patch = NULL;
+	if (code != PLAT_OK) {
+		db_doc_clear(&j->w.doc);
+		plat_reply(ctx, plat_error(ctx, code, "%s", err), NULL);
+		return;
+	}
+	switch (sc->kind) {
+	case SINGLE_CREATE: {
+		Platform__Db__V1__CreateResponse *out = plat_new(ctx,
+		    Platform__Db__V1__CreateResponse,
+		    &platform__db__v1__create_response__descriptor);
+
+		out->document = doc_msg(ctx, &j->w.doc);
+		resp = &out->base;
+		break;
+	}
+	case SINGLE_UPDATE: {
+		Platform__Db__V1__UpdateResponse *out = plat_new(ctx,
+		    Platform__Db__V1__UpdateResponse,
+		    &platform__db__v1__update_response__descriptor);
+
+		out->document = doc_msg(ctx, &j->w.doc);
+		resp = &out->base;
+		break;
+	}
+	case SINGLE_DELETE: {
+		Platform__Db__V1__DeleteResponse *out = plat_new(ctx,
+		    Platform__Db__V1__DeleteResponse,
+		    &platform__db__v1__delete_response__descriptor);
+
+		out->revision = j->w.revision;
+		resp = &out->base;
+		break;
+	}
+	}
+	db_doc_clear(&j->w.doc);
+	plat_reply(ctx, PLAT_OK, resp);
+}
+
+/* A checked single write: tenancy, then into the group commit. */
+static int
+single_submit(plat_ctx *ctx, struct single_call *sc)
+{
+	int rc;
+
+	if ((rc = db_access(ctx, sc->job.w.database, sc->job.w.collection,
+	    true)) != PLAT_OK) {
+		json_decref(sc->patch);
+		return rc;
+	}
+	sc->job.ctx = ctx;
+	sc->job.done = single_done;
+	rc = plat_defer(ctx);   /* before the writer can answer */
+	writer_submit(&sc->job);
+	return rc;
+}
+
 static int
 db_create(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
-	const Platform__Db__V1__CreateRequest *req = (const void *)msg;
-	Platform__Db__V1__CreateResponse *out;
-	struct db_write w = { 0 };
+	struct single_call *sc = plat_alloc(ctx, sizeof(*sc));
 	int rc;
 
-	if ((rc = check_create(ctx, "", req, "", &w)) != PLAT_OK ||
-	    (rc = run_writes(ctx, &w, 1, false)) != PLAT_OK)
+	(void)resp;
+	sc->kind = SINGLE_CREATE;
+	if ((rc = check_create(ctx, "", (const void *)msg, "",
+	    &sc->job.w)) != PLAT_OK)
 		return rc;
-	out = plat_new(ctx, Platform__Db__V1__CreateResponse,
-	    &platform__db__v1__create_response__descriptor);
-	out->document = doc_msg(ctx, &w.doc);
-	writes_clear(&w, 1);
-	*resp = &out->base;
-	return PLAT_OK;
+	return single_submit(ctx, sc);
 }
 
 static int
 db_update(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
-	const Platform__Db__V1__UpdateRequest *req = (const void *)msg;
-	Platform__Db__V1__UpdateResponse *out;
-	struct db_write w = { 0 };
-	json_t *patch = NULL;
+	struct single_call *sc = plat_alloc(ctx, sizeof(*sc));
 	int rc;
 
-	rc = check_update(ctx, "", req, "", &w, &patch);
-	if (rc == PLAT_OK)
-		rc = run_writes(ctx, &w, 1, false);
-	json_decref(patch);
-	if (rc != PLAT_OK)
+	(void)resp;
+	sc->kind = SINGLE_UPDATE;
+	if ((rc = check_update(ctx, "", (const void *)msg, "", &sc->job.w,
+	    &sc->patch)) != PLAT_OK) {
+		json_decref(sc->patch);
 		return rc;
-	out = plat_new(ctx, Platform__Db__V1__UpdateResponse,
-	    &platform__db__v1__update_response__descriptor);
-	out->document = doc_msg(ctx, &w.doc);
-	writes_clear(&w, 1);
-	*resp = &out->base;
-	return PLAT_OK;
+	}
+	return single_submit(ctx, sc);
 }
 
 static int
 db_delete(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
-	const Platform__Db__V1__DeleteRequest *req = (const void *)msg;
-	Platform__Db__V1__DeleteResponse *out;
-	struct db_write w = { 0 };
+	struct single_call *sc = plat_alloc(ctx, sizeof(*sc));
 	int rc;
 
-	if ((rc = check_delete(ctx, "", req, "", &w)) != PLAT_OK ||
-	    (rc = run_writes(ctx, &w, 1, false)) != PLAT_OK)
+	(void)resp;
+	sc->kind = SINGLE_DELETE;
+	if ((rc = check_delete(ctx, "", (const void *)msg, "",
+	    &sc->job.w)) != PLAT_OK)
 		return rc;
-	out = plat_new(ctx, Platform__Db__V1__DeleteResponse,
-	    &platform__db__v1__delete_response__descriptor);
-	out->revision = w.revision;
-	*resp = &out->base;
-	return PLAT_OK;
+	return single_submit(ctx, sc);
 }
 
 static int
@@ -871,7 +925,7 @@ db_batch_write(plat_ctx *ctx, const ProtobufCMessage *msg,
 		}
 	}
 	if (rc == PLAT_OK)
-		rc = run_writes(ctx, w, n, true);
+		rc = run_writes(ctx, w, n);
 	for (size_t i = 0; i < n; i++)
 		json_decref(patches[i]);
 	if (rc != PLAT_OK) {
@@ -1467,11 +1521,8 @@ sweep(void *arg)
 		return;
 	if (n > 0 && store_write(S.store, w, n, 30000, &rows, &nrows,
 	    &failed, err, sizeof(err)) == PLAT_OK) {
-		feed_committed(rows, nrows);
 		__atomic_add_fetch(&S.expired, nrows, __ATOMIC_RELAXED);
-		for (size_t i = 0; i < nrows; i++)
-			db_row_unref(rows[i]);
-		free(rows);
+		feed_committed(rows, nrows);
 		if (n == SWEEP_BATCH)
 			plat_feed_loop_kick(S.sweeper);
 	}
@@ -1527,6 +1578,13 @@ count_expired(void *arg)
 	return (double)__atomic_load_n(&S.expired, __ATOMIC_RELAXED);
 }
 
+static double
+count_batches(void *arg)
+{
+	(void)arg;
+	return (double)writer_batches();
+}
+
 static void
 db_fini(plat_server *srv)
 {
@@ -1534,6 +1592,7 @@ db_fini(plat_server *srv)
 	plat_feed_loop_stop(S.sweeper);
 	plat_feed_loop_stop(S.indexer);
 	S.sweeper = S.indexer = NULL;
+	writer_stop();
 	feed_stop();
 	store_free(S.store);
 	S.store = NULL;
@@ -1563,6 +1622,7 @@ db_init(plat_server *srv, const struct plat_settings *s)
 		return -1;
 	}
 	if (feed_start(S.store, s->database, srv) != 0 ||
+	    writer_start(S.store) != 0 ||
 	    (S.sweeper = plat_feed_loop_start(SWEEP_MS, sweep, NULL)) == NULL ||
 	    (S.indexer = plat_feed_loop_start(INDEX_TICK_MS, index_work,
 	    NULL)) == NULL) {
@@ -1577,6 +1637,8 @@ db_init(plat_server *srv, const struct plat_settings *s)
 	metrics_counter_fn(m, "db_unindexed_searches_total", "Searches and "
 	    "counts of a large collection that no index served.",
 	    count_unindexed, NULL);
+	metrics_counter_fn(m, "db_write_batches_total", "Transactions of "
+	    "group-committed single writes.", count_batches, NULL);
 	metrics_counter_fn(m, "db_expired_total", "Documents deleted by "
 	    "their time to live.", count_expired, NULL);
 	return 0;

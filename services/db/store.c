@@ -221,6 +221,7 @@ struct wtx {
 	size_t failed;
 	int64_t rev, now_ms;
 	bool notify;
+	bool each;              /* writes fail on their own */
 };
 
 static struct wkey *
@@ -256,6 +257,8 @@ wtx_reset(struct wtx *t)
 	for (size_t i = 0; i < t->n; i++) {
 		db_doc_clear(&t->w[i].doc);
 		t->w[i].revision = 0;
+		t->w[i].code = PLAT_OK;
+		t->w[i].err[0] = '\0';
 	}
 }
 
@@ -617,22 +620,28 @@ wtx_run(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 	if ((code = wtx_read(c, t, deadline, err, errlen)) != PLAT_OK)
 		return code;
 	first = t->rev;
-	for (size_t i = 0; i < t->n; i++)
-		if ((code = wtx_apply(t, i, err, errlen)) != PLAT_OK) {
+	for (size_t i = 0; i < t->n; i++) {
+		/* A failing check changes nothing, so with each the others
+		 * go on as if it had not been asked. */
+		if (t->each)
+			t->w[i].code = wtx_apply(t, i, t->w[i].err,
+			    sizeof(t->w[i].err));
+		else if ((code = wtx_apply(t, i, err, errlen)) != PLAT_OK) {
 			t->failed = i;
 			return code;
 		}
+	}
 	if (t->rev == first)
 		return PLAT_OK;         /* nothing to write (expiries) */
 	return wtx_write(c, t, deadline, err, errlen);
 }
 
-enum plat_code
-store_write(struct store *s, struct db_write *w, size_t n,
+static enum plat_code
+write_run(struct store *s, struct db_write *w, size_t n, bool each,
     int64_t timeout_ms, struct db_row ***rows, size_t *nrows,
     size_t *failed, char *err, size_t errlen)
 {
-	struct wtx t = { .w = w, .n = n, .notify = s->notify };
+	struct wtx t = { .w = w, .n = n, .notify = s->notify, .each = each };
 	enum plat_code code;
 
 	t.keys = xcalloc(n, sizeof(*t.keys));
@@ -701,6 +710,26 @@ store_writes_free(struct db_write *w, size_t n)
 		db_doc_clear(&w[i].doc);
 	}
 	free(w);
+}
+
+enum plat_code
+store_write(struct store *s, struct db_write *w, size_t n,
+    int64_t timeout_ms, struct db_row ***rows, size_t *nrows,
+    size_t *failed, char *err, size_t errlen)
+{
+	return write_run(s, w, n, false, timeout_ms, rows, nrows, failed, err,
+	    errlen);
+}
+
+enum plat_code
+store_write_each(struct store *s, struct db_write *w, size_t n,
+    int64_t timeout_ms, struct db_row ***rows, size_t *nrows, char *err,
+    size_t errlen)
+{
+	size_t failed;
+
+	return write_run(s, w, n, true, timeout_ms, rows, nrows, &failed, err,
+	    errlen);
 }
 
 /* ---- reads ---- */

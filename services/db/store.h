@@ -73,6 +73,8 @@ struct db_write {
 	/* out */
 	struct db_doc doc;              /* the document written */
 	int64_t revision;
+	enum plat_code code;            /* store_write_each's outcome */
+	char err[256];
 };
 
 struct store;
@@ -96,6 +98,16 @@ struct pg_store *store_db(struct store *s);
 enum plat_code store_write(struct store *s, struct db_write *w, size_t n,
     int64_t timeout_ms, struct db_row ***rows, size_t *nrows,
     size_t *failed, char *err, size_t errlen);
+
+/*
+ * Each write on its own, in one transaction (group commit of single
+ * writes): a write that fails its check gets its code and err, the
+ * others apply. PLAT_OK when the transaction committed (or nothing was
+ * left to write); otherwise nothing was written and err says why.
+ */
+enum plat_code store_write_each(struct store *s, struct db_write *w,
+    size_t n, int64_t timeout_ms, struct db_row ***rows, size_t *nrows,
+    char *err, size_t errlen);
 
 /* Expired documents (at most limit) as EXPIRE writes, swept by
  * store_write; *n 0 when there are none. */

@@ -252,6 +252,44 @@ class CrudTest(DBCase):
         self.assertLess(base.revision, final.revision)
 
 
+    def test_group_commit_answers_each_write_on_its_own(self):
+        """Concurrent single writes share transactions (group commit);
+        one failing its check fails alone."""
+        c, db, co = self.c, self.db, self.coll
+        for i in range(10):
+            c.create(db, co, {'i': i}, id='taken%d' % i)
+        before = harness.metric(self.mport, 'db_write_batches_total')
+        futs = []
+        for i in range(60):
+            if i % 6 == 0:
+                futs.append(('dup', c.future('Create', database=db,
+                                             collection=co,
+                                             id='taken%d' % (i // 6),
+                                             json='{}')))
+            elif i % 6 == 1:
+                futs.append(('stale', c.future(
+                    'Update', database=db, collection=co,
+                    id='taken%d' % (i // 6), json='{}',
+                    expected_revision=1)))
+            else:
+                futs.append(('ok', c.future('Create', database=db,
+                                            collection=co, id='new%d' % i,
+                                            json=json.dumps({'i': i}))))
+        revs = []
+        for kind, f in futs:
+            if kind == 'ok':
+                revs.append(f.result().document.revision)
+            else:
+                e = rpc_error(f.result)
+                self.assertCode(e, C.ALREADY_EXISTS if kind == 'dup'
+                                else C.FAILED_PRECONDITION)
+        self.assertEqual(len(set(revs)), 40)
+        self.assertEqual(c.call('Count', database=db, collection=co).count,
+                         50)
+        after = harness.metric(self.mport, 'db_write_batches_total')
+        self.assertGreater(after, before)
+        self.assertLessEqual(after - before, 60)
+
 
 # A corpus with every JSON type at the paths the filters look at.
 CORPUS = {
