@@ -53,6 +53,7 @@ static struct {
 	struct plat_feed_loop *sweeper, *indexer;
 	int64_t scan_warn, retention_ms;
 	int compact_due;
+	char node_id[128];
 	bool notify;
 	uint64_t unindexed, expired;
 } S;
@@ -1543,7 +1544,7 @@ static void
 index_work(void *arg)
 {
 	(void)arg;
-	store_index_work(S.store);
+	store_index_work(S.store, S.node_id);
 }
 
 /* ---- lifecycle ---- */
@@ -1606,6 +1607,9 @@ db_init(plat_server *srv, const struct plat_settings *s)
 	char err[512];
 	int pool;
 
+	snprintf(S.node_id, sizeof(S.node_id), "%s",
+	    s->node_id != NULL && s->node_id[0] != '\0' ? s->node_id :
+	    plat_server_advertised(srv));
 	pool = s->workers * 2 + 4 < POOL_MIN ? POOL_MIN : s->workers * 2 + 4;
 	if ((S.store = store_new(s->database, pool, S.notify)) == NULL)
 		return -1;

@@ -73,6 +73,10 @@ static const struct pg_migration store_migrations[] = {
 	  " error text NOT NULL DEFAULT '',"
 	  " sql_name text NOT NULL,"
 	  " PRIMARY KEY (database, collection, name));" },
+	{ 2, "index builders",
+	  "ALTER TABLE db_indexes ADD COLUMN builder text NOT NULL"
+	  " DEFAULT '';"
+	  "ALTER TABLE db_indexes ADD COLUMN claimed_at timestamptz;" },
 };
 
 #define DOC_COLS "d.id, d.body::text, d.revision, d.create_revision," \
@@ -1371,15 +1375,31 @@ store_index_drop(struct store *s, const char *database,
  * so nothing of the caller's is spliced into SQL text here. */
 static void
 index_build(struct store *s, const char *database, const char *collection,
-    const char *name)
+    const char *name, const char *builder)
 {
 	const char *v[] = { database, collection, name };
+	const char *c[] = { database, collection, name, builder };
 	const char *state;
 	char err[512];
 	struct db_sql q;
 	PGresult *res;
 	enum plat_code code;
 
+	/* One replica builds it: the one whose claim lands (again after an
+	 * hour, when its builder went away mid-build). */
+	code = pg_store_exec(s->db, "db_index_claim",
+	    "UPDATE db_indexes SET builder = $4, claimed_at = now()"
+	    " WHERE database = $1 AND collection = $2 AND name = $3"
+	    " AND state = 1 AND (builder = '' OR claimed_at <"
+	    " now() - interval '1 hour') RETURNING 1", 4, c, 10000, &res, err,
+	    sizeof(err));
+	if (code != PLAT_OK)
+		return;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		return;
+	}
+	PQclear(res);
 	code = pg_store_exec(s->db, "db_index_ddl",
 	    "SELECT format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I"
 	    " ON db_documents %s WHERE database = %L AND collection = %L',"
@@ -1410,6 +1430,15 @@ index_build(struct store *s, const char *database, const char *collection,
 		state = "3";
 		log_warn("db: index build failed", "database", database,
 		    "collection", collection, "index", name, "error", err);
+		/* A failed concurrent build leaves an invalid index. */
+		if (pg_store_exec(s->db, "db_index_sql_name",
+		    "SELECT sql_name FROM db_indexes WHERE database = $1"
+		    " AND collection = $2 AND name = $3", 3, v, 10000, &res,
+		    NULL, 0) == PLAT_OK) {
+			if (PQntuples(res) == 1)
+				ddl_drop_index(s, PQgetvalue(res, 0, 0));
+			PQclear(res);
+		}
 	}
 	{
 		const char *u[] = { database, collection, name, state, err };
@@ -1422,7 +1451,7 @@ index_build(struct store *s, const char *database, const char *collection,
 }
 
 void
-store_index_work(struct store *s)
+store_index_work(struct store *s, const char *builder)
 {
 	PGresult *res;
 	char err[256];
@@ -1434,6 +1463,6 @@ store_index_work(struct store *s)
 		return;
 	for (int i = 0; i < PQntuples(res); i++)
 		index_build(s, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
-		    PQgetvalue(res, i, 2));
+		    PQgetvalue(res, i, 2), builder);
 	PQclear(res);
 }

@@ -211,8 +211,9 @@ enum plat_code store_indexes(struct store *s, const char *database,
 enum plat_code store_index_drop(struct store *s, const char *database,
     const char *collection, const char *name, int64_t timeout_ms,
     char *err, size_t errlen);
-/* Builds every index still BUILDING (CREATE INDEX CONCURRENTLY), marking
- * each READY or FAILED; drops the ones marked dropped. */
-void store_index_work(struct store *s);
+/* Builds every index still BUILDING that this replica (builder, its
+ * node id) claims first (CREATE INDEX CONCURRENTLY), marking each READY
+ * or FAILED. */
+void store_index_work(struct store *s, const char *builder);
 
 #endif
