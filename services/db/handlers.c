@@ -1549,6 +1549,34 @@ index_work(void *arg)
 
 /* ---- lifecycle ---- */
 
+/* What the registry shows of the backend: host:port/dbname of the
+ * conninfo, never its password or other options. */
+static void
+register_backend(plat_server *srv, const char *conninfo)
+{
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+	const char *host = "", *port = "", *dbname = "";
+	char where[512];
+
+	for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++) {
+		if (o->val == NULL)
+			continue;
+		if (strcmp(o->keyword, "host") == 0)
+			host = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			port = o->val;
+		else if (strcmp(o->keyword, "dbname") == 0)
+			dbname = o->val;
+	}
+	snprintf(where, sizeof(where), "%s%s%s/%s", host, port[0] != '\0' ?
+	    ":" : "", port, dbname);
+	(void)plat_server_add_metadata(srv, "backend", where);
+	/* Every database is served from this one backend. */
+	(void)plat_server_add_metadata(srv, "databases", "*");
+	PQconninfoFree(opts);
+}
+
+
 static double
 gauge_watchers(void *arg)
 {
@@ -1634,6 +1662,7 @@ db_init(plat_server *srv, const struct plat_settings *s)
 		db_fini(srv);
 		return -1;
 	}
+	register_backend(srv, s->database);
 	metrics_gauge_fn(m, "db_watchers", "Open Watch streams.",
 	    gauge_watchers, NULL);
 	metrics_gauge_fn(m, "db_feed_revision", "The last revision the feed "

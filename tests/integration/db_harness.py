@@ -101,13 +101,14 @@ def new_client(address):
 
 
 def db_server(name=None, database=None, extra_args=(), env=None,
-              wait=True, port=None):
+              wait=True, port=None, discovery=None):
     """db-srv on a free port with the test database; the conninfo goes in
     PLATFORM_DATABASE, never on the command line."""
     e = {'PLATFORM_DATABASE': database or DATABASE}
     e.update(env or {})
     return Server(binary=DB_BIN, port=port, extra_args=list(extra_args),
-                  env=e, name=name or 'db-srv', wait=wait)
+                  env=e, name=name or 'db-srv', wait=wait,
+                  discovery=discovery)
 
 
 # ---------------------------------------------------------------- filters

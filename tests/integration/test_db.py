@@ -992,6 +992,33 @@ class ReplicasTest(harness.ServiceCase):
     def test_watch_across_replicas_by_polling(self):
         self.cross_replica_watch('--notify', 'off')
 
+    def test_registry_shows_the_backend(self):
+        """Each db-srv tells discovery which PostgreSQL it serves
+        (host:port/dbname, never the password) and which databases."""
+        from urllib.parse import urlsplit
+        disc = harness.Server(discovery='self', name='discovery-db')
+        self.addCleanup(disc.kill)
+        srv = dh.db_server(name='db-registered', discovery=disc.address)
+        self.addCleanup(srv.kill)
+        d = disc.discovery_client()
+
+        def metadata():
+            r = d.get('db')
+            return [dict(n.metadata) for s in r.services for n in s.nodes
+                    if 'backend' in n.metadata] or \
+                [dict(s.metadata) for s in r.services
+                 if 'backend' in s.metadata]
+        md = wait_for(metadata, what='db-srv registered')[0]
+        u = urlsplit(dh.DATABASE)
+        self.assertEqual(md['backend'], '%s:%d%s' % (u.hostname, u.port,
+                                                     u.path))
+        self.assertEqual(md['databases'], '*')
+        self.assertEqual(md['grpc_service'], dh.DB_SERVICE)
+        if u.password:
+            self.assertNotIn(u.password, str(md))
+        srv.stop_clean()
+        disc.stop_clean()
+
     def test_kill_9_mid_batch_loses_no_acknowledged_write(self):
         srv = dh.db_server(name='db-kill')
         self.addCleanup(srv.kill)
