@@ -681,6 +681,44 @@ pg_exec(struct pg_conn *c, const char *name, const char *sql, int nparams,
 	return code;
 }
 
+enum plat_code
+pg_exec_dynamic(struct pg_conn *c, const char *sql, int nparams,
+    const char *const *values, int64_t timeout_ms, PGresult **result,
+    char *err, size_t errlen)
+{
+	int64_t deadline = pg_deadline(timeout_ms);
+	PGresult *res = NULL;
+	enum plat_code code;
+	bool timed_out = false;
+
+	if (result != NULL)
+		*result = NULL;
+	if (sql == NULL || nparams < 0 || c->begin_pending) {
+		log_error("database dynamic statement misused");
+		errbuf_set(err, errlen, "%s", pg_code_message(PLAT_INTERNAL));
+		return PLAT_INTERNAL;
+	}
+	if (timeout_ms <= 0) {
+		errbuf_set(err, errlen, "%s",
+		    pg_code_message(PLAT_DEADLINE_EXCEEDED));
+		return PLAT_DEADLINE_EXCEEDED;
+	}
+	if (c->pg == NULL) {
+		errbuf_set(err, errlen, "%s", pg_code_message(PLAT_UNAVAILABLE));
+		return PLAT_UNAVAILABLE;
+	}
+	if (PQsendQueryParams(c->pg, sql, nparams, NULL, values, NULL, NULL,
+	    0))
+		res = conn_wait(c, deadline, true, &timed_out);
+	code = conn_check(c, res, timed_out, "dynamic statement", err,
+	    errlen);
+	if (code == PLAT_OK && result != NULL)
+		*result = res;
+	else
+		PQclear(res);
+	return code;
+}
+
 /* ---- pipelines ---- */
 
 /* What one entry of a pipeline sent, to read its answer. */

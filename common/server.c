@@ -43,6 +43,7 @@
 #include "platform/server.h"
 #include "platform/trace.h"
 #include "platform/settings.h"
+#include "platform/xalloc.h"
 #include "server_internal.h"
 
 #define SERVER_REQUESTS_PER_METHOD 16
@@ -142,6 +143,9 @@ struct plat_server {
 	char address[256];
 	char advertised[300];      /* what discovery is told */
 	char started[24];          /* Unix ms of this run's start */
+	/* The service's own registration metadata: key, value, ... */
+	char *extra_md[2 * PLAT_EXTRA_METADATA_MAX];
+	size_t nextra_md;
 	atomic_int stopping;
 	struct health_state *health;
 	struct metrics *metrics;
@@ -1442,6 +1446,17 @@ plat_server_set_user(plat_server *srv, void *user)
 	srv->user = user;
 }
 
+int
+plat_server_add_metadata(plat_server *srv, const char *key,
+    const char *value)
+{
+	if (srv->nextra_md == 2 * PLAT_EXTRA_METADATA_MAX)
+		return -1;
+	srv->extra_md[srv->nextra_md++] = xstrdup(key);
+	srv->extra_md[srv->nextra_md++] = xstrdup(value);
+	return 0;
+}
+
 void *
 plat_server_user(const plat_server *srv)
 {
@@ -1802,6 +1817,8 @@ server_endpoints(const plat_server *srv)
 static void
 server_free(plat_server *srv)
 {
+	for (size_t i = 0; i < srv->nextra_md; i++)
+		free(srv->extra_md[i]);
 	plat_events_free(srv->events);  /* before the metrics reading it */
 	plat_trace_free();
 	health_free(srv->health);
@@ -2083,10 +2100,14 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 
 	if (srv->settings.discovery != NULL &&
 	    srv->settings.discovery[0] != '\0') {
-		const char *md[] = { "grpc_service", svc->grpc_service,
-		    "auth", server_auth_mode(srv), PLAT_MD_STARTED,
-		    srv->started, NULL };
+		const char *md[7 + 2 * PLAT_EXTRA_METADATA_MAX] = {
+		    "grpc_service", svc->grpc_service,
+		    "auth", server_auth_mode(srv),
+		    PLAT_MD_STARTED, srv->started };
 		struct plat_registration r;
+
+		for (size_t i = 0; i < srv->nextra_md; i++)
+			md[6 + i] = srv->extra_md[i];
 
 		eps = server_endpoints(srv);
 		memset(&r, 0, sizeof(r));

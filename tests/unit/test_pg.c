@@ -354,6 +354,42 @@ test_prepared_once_per_connection(void **state)
 	pg_pool_free(p);
 }
 
+/* Dynamic statements: values bound, nothing prepared, DDL that cannot
+ * run in a transaction allowed. */
+static void
+test_exec_dynamic(void **state)
+{
+	struct pg_pool *p = pool_new(1);
+	const char *arg[] = { "x'); DROP TABLE t; --" };
+	struct pg_conn *c;
+	PGresult *res;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(pg_acquire(p, T_DEADLINE_MS, &c), PLAT_OK);
+	assert_int_equal(pg_exec_dynamic(c, "SELECT $1::text || '!'", 1, arg,
+	    T_DEADLINE_MS, &res, err, sizeof(err)), PLAT_OK);
+	assert_string_equal(PQgetvalue(res, 0, 0), "x'); DROP TABLE t; --!");
+	PQclear(res);
+	assert_int_equal(pg_exec_dynamic(c, "CREATE TABLE dyn_t (v int)", 0,
+	    NULL, T_DEADLINE_MS, NULL, err, sizeof(err)), PLAT_OK);
+	assert_int_equal(pg_exec_dynamic(c,
+	    "CREATE INDEX CONCURRENTLY dyn_i ON dyn_t (v)", 0, NULL,
+	    T_DEADLINE_MS, NULL, err, sizeof(err)), PLAT_OK);
+	assert_int_equal(pg_exec(c, "dyn_prepared",
+	    "SELECT count(*) FROM pg_prepared_statements", 0, NULL, NULL,
+	    NULL, T_DEADLINE_MS, &res, err, sizeof(err)), PLAT_OK);
+	assert_string_equal(PQgetvalue(res, 0, 0), "1");
+	PQclear(res);
+	assert_int_equal(pg_exec_dynamic(c, "SELEC 1", 0, NULL,
+	    T_DEADLINE_MS, &res, err, sizeof(err)), PLAT_INTERNAL);
+	assert_null(res);
+	assert_int_equal(pg_exec_dynamic(c, "SELECT 1", 0, NULL, 0, &res,
+	    err, sizeof(err)), PLAT_DEADLINE_EXCEEDED);
+	pg_release(p, c);
+	pg_pool_free(p);
+}
+
 /* ---- error mapping ---- */
 
 static void
@@ -1147,6 +1183,7 @@ main(void)
 		cmocka_unit_test(test_array_roundtrip),
 		cmocka_unit_test(test_binary_roundtrip),
 		cmocka_unit_test(test_prepared_once_per_connection),
+		cmocka_unit_test(test_exec_dynamic),
 		cmocka_unit_test(test_constraint_errors),
 		cmocka_unit_test(test_serialization_failure),
 		cmocka_unit_test(test_statement_timeout),

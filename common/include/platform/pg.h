@@ -110,6 +110,20 @@ enum plat_code pg_exec(struct pg_conn *conn, const char *name,
     PGresult **result, char *err, size_t errlen);
 
 /*
+ * A statement whose text is made per call (a search compiled from a
+ * caller's filter, DDL text the database itself formatted): sent with
+ * its values bound as pg_exec does, but never prepared (the unnamed
+ * statement, planned with the values at hand), so statements of many
+ * shapes leave nothing behind on the connection. Not as the first
+ * statement of a pg_tx (PLAT_INTERNAL: run a pg_exec first); outside a
+ * transaction it may be a statement that cannot run in one (CREATE
+ * INDEX CONCURRENTLY).
+ */
+enum plat_code pg_exec_dynamic(struct pg_conn *conn, const char *sql,
+    int nparams, const char *const *values, int64_t timeout_ms,
+    PGresult **result, char *err, size_t errlen);
+
+/*
  * Pipelines: several statements sent at once and their results read back
  * in order, in one round trip (libpq's pipeline mode), for statements
  * whose values do not depend on each other's results. Each is as pg_exec

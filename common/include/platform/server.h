@@ -261,6 +261,12 @@ struct plat_client *plat_server_client(const plat_server *srv);
 /* The server's platform events publisher (platform/events.h), for
  * plat_event_emit. */
 struct plat_events *plat_server_events(const plat_server *srv);
+/* A key and value the server adds to what it registers with discovery
+ * (beside grpc_service and auth), from init: what it serves, say. 0, or
+ * -1 past PLAT_EXTRA_METADATA_MAX pairs. Copied. */
+#define PLAT_EXTRA_METADATA_MAX 4
+int plat_server_add_metadata(plat_server *srv, const char *key,
+    const char *value);
 void plat_server_set_user(plat_server *srv, void *user);
 void *plat_server_user(const plat_server *srv);
 int plat_server_stopping(const plat_server *srv);
