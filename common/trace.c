@@ -186,10 +186,13 @@ plat_span_start(struct plat_span *s, enum plat_span_kind kind,
 {
 	struct plat_span_ctx from;
 
-	memset(s, 0, offsetof(struct plat_span, attrs));
+	/* Everything but the attributes and the name, which only a
+	 * recorded span fills: a call pays little for tracing it does not
+	 * record. */
+	memset(s, 0, offsetof(struct plat_span, name));
+	s->tracestate[0] = '\0';
 	s->nattrs = 0;
 	s->kind = kind;
-	snprintf(s->name, sizeof(s->name), "%s", name);
 	if (parent_header != NULL &&
 	    plat_traceparent_parse(parent_header, &from) == 0)
 		parent = &from;
@@ -213,8 +216,10 @@ plat_span_start(struct plat_span *s, enum plat_span_kind kind,
 	while (all_zero(s->ctx.span_id, PLAT_SPAN_ID_LEN));
 	s->recording = s->ctx.sampled && T.out != NULL;
 	s->open = true;
-	if (s->recording)
+	if (s->recording) {
+		snprintf(s->name, sizeof(s->name), "%s", name);
 		s->start_ns = wall_ns();
+	}
 }
 
 static struct plat_span_attr *

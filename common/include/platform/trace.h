@@ -69,10 +69,11 @@ struct plat_span {
 	bool recording;                 /* sampled, with an exporter */
 	bool open;
 	enum plat_span_kind kind;
-	char name[128];
-	char tracestate[PLAT_TRACESTATE_MAX];
 	int64_t start_ns, end_ns;       /* Unix time */
 	int status;                     /* a gRPC code */
+	/* From here on, filled only as needed (not cleared at the start). */
+	char name[128];                 /* recorded spans only */
+	char tracestate[PLAT_TRACESTATE_MAX];
 	char message[128];
 	struct plat_span_attr attrs[PLAT_SPAN_ATTRS];
 	size_t nattrs;
