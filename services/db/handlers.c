@@ -181,26 +181,34 @@ check_coll(plat_ctx *ctx, const char *pfx, const char *database,
 	return check_name(ctx, f, collection);
 }
 
-/* Whether a string in v holds U+0000, which JSONB cannot store. */
-static bool
-has_nul(const json_t *v)
+/* Why v cannot be stored and read back as it is, or NULL: a string
+ * holding U+0000 (JSONB refuses it), a number past +-9.2e18 (JSONB
+ * would give it back as an integer of hundreds of digits, which no
+ * 64-bit JSON reader takes). */
+static const char *
+unstorable(const json_t *v)
 {
-	const char *key;
+	const char *key, *why;
 	json_t *e;
 	size_t i;
 
 	if (json_is_string(v))
-		return strlen(json_string_value(v)) != json_string_length(v);
+		return strlen(json_string_value(v)) != json_string_length(v) ?
+		    "a string holds \\u0000, which cannot be stored" : NULL;
+	if (json_is_real(v))
+		return json_real_value(v) >= 9.2e18 ||
+		    json_real_value(v) <= -9.2e18 ? "a number is "
+		    "beyond +-9.2e18, which cannot be stored exactly" : NULL;
 	if (json_is_array(v)) {
 		json_array_foreach((json_t *)v, i, e)
-			if (has_nul(e))
-				return true;
+			if ((why = unstorable(e)) != NULL)
+				return why;
 	} else if (json_is_object(v)) {
 		json_object_foreach((json_t *)v, key, e)
-			if (has_nul(e))
-				return true;
+			if ((why = unstorable(e)) != NULL)
+				return why;
 	}
-	return false;
+	return NULL;
 }
 
 /* A JSON object (any JSON value when any), parsed into *out. */
@@ -208,15 +216,16 @@ static int
 check_json(plat_ctx *ctx, const char *field, const char *text, bool any,
     json_t **out)
 {
+	const char *why;
 	char err[512];
 
 	if (doc_parse(field, text, out, err, sizeof(err)) != 0)
 		return invalid(ctx, err);
-	if (has_nul(*out)) {
+	if ((why = unstorable(*out)) != NULL) {
 		json_decref(*out);
 		*out = NULL;
-		return plat_error(ctx, PLAT_INVALID_ARGUMENT, "%s: a string "
-		    "holds \\u0000, which cannot be stored", field);
+		return plat_error(ctx, PLAT_INVALID_ARGUMENT, "%s: %s", field,
+		    why);
 	}
 	if (!any && !json_is_object(*out)) {
 		json_decref(*out);
@@ -1214,7 +1223,6 @@ db_search(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 	q.order = s.order;
 	q.norder = s.norder;
 	q.gin = gin;
-	q.now_ms = plat_now_ms();
 	q.limit = s.page + 1;
 	q.after_keys = s.after_keys;
 	q.after_id = s.after_id;
@@ -1284,7 +1292,6 @@ db_count(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 	q.collection = req->collection;
 	q.filter = s.filter;
 	q.gin = gin;
-	q.now_ms = plat_now_ms();
 	q.count = true;
 	db_sql_init(&sql);
 	db_search_sql(&q, &sql);

@@ -196,6 +196,25 @@ class CrudTest(DBCase):
         self.assertCode(rpc_error(c.create, db, 'nocoll', {}),
                         C.NOT_FOUND, 'nocoll')
 
+    def test_numbers_round_trip_exactly(self):
+        """Why documents are JSON text: an int64 past 2^53 and reals come
+        back as they were written, also through a merge patch."""
+        c, db, co = self.c, self.db, self.coll
+        doc = {'big': 9007199254740993, 'min': -9223372036854775808,
+               'max': 9223372036854775807, 'f': 0.1, 'tiny': 1e-300,
+               'e': 1.5e18, 'neg': -0.0}
+        c.create(db, co, doc, id='n')
+        self.assertEqual(json.loads(c.read(db, co, 'n').json), doc)
+        m = c.update(db, co, 'n', {'x': 1}, mode=MERGE)
+        self.assertEqual(json.loads(m.json), dict(doc, x=1))
+        self.assertEqual(json.loads(c.read(db, co, 'n').json), dict(doc, x=1))
+        docs, _ = c.search_all(db, co, filter=cond('big', 'EQ',
+                                                   9007199254740993))
+        self.assertEqual([d.id for d in docs], ['n'])
+        docs, _ = c.search_all(db, co, filter=cond('big', 'EQ',
+                                                   9007199254740992))
+        self.assertEqual(docs, [])
+
     def test_concurrent_writers_exactly_one_wins(self):
         c, db, co = self.c, self.db, self.coll
         base = c.create(db, co, {'n': 0}, id='race')
@@ -736,6 +755,9 @@ class BadInputTest(DBCase):
             ('Create', dict(loc, json='{"a":1,"a":2}'), 'json'),
             ('Create', dict(loc, json='{"a":'), 'json'),
             ('Create', dict(loc, json='{"a":"\\u0000"}'), 'json'),
+            ('Create', dict(loc, json='{"a":[1e300]}'), 'json'),
+            ('Update', dict(loc, id='x', json='{"a":-1e19}', mode=MERGE),
+             'json'),
             ('Create', dict(loc, json='{"a":"' + 'x' * 300000 + '"}'),
              'json'),
             ('Create', dict(loc, json='{}', ttl_ms=-1), 'ttl_ms'),
