@@ -1148,7 +1148,7 @@ search_indexed(const struct db_coll_plan *p, const struct dbf *f,
  * large collection no index serves is logged and counted. */
 static int
 search_plan(plat_ctx *ctx, const char *database, const char *collection,
-    const struct search *s, bool *gin)
+    const struct search *s, bool *gin, int64_t *documents)
 {
 	struct db_coll_plan p;
 	enum plat_code code;
@@ -1158,6 +1158,7 @@ search_plan(plat_ctx *ctx, const char *database, const char *collection,
 	    plat_ctx_deadline_left_ms(ctx), &p, err, sizeof(err));
 	if (code != PLAT_OK)
 		return store_fail(ctx, code, err);
+	*documents = p.documents;
 	if (!search_indexed(&p, s->filter, s->order, s->norder, gin) &&
 	    p.documents >= S.scan_warn) {
 		char docs[24];
@@ -1207,13 +1208,14 @@ db_search(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 	enum plat_code code;
 	char err[512];
 	bool gin = false;
+	int64_t documents;
 	int rc, n;
 
 	if ((rc = check_search(ctx, req, &s)) != PLAT_OK ||
 	    (rc = db_access(ctx, req->database, req->collection, false)) !=
 	    PLAT_OK ||
 	    (rc = search_plan(ctx, req->database, req->collection, &s,
-	    &gin)) != PLAT_OK) {
+	    &gin, &documents)) != PLAT_OK) {
 		search_free(&s);
 		return rc;
 	}
@@ -1263,6 +1265,36 @@ db_search(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 	return PLAT_OK;
 }
 
+/* The planner's row estimate of a count statement: the rows of the
+ * node under the aggregate. */
+static int
+planned_count(plat_ctx *ctx, const struct db_sql *count, int64_t *out)
+{
+	struct db_sql sql;
+	PGresult *res;
+	enum plat_code code;
+	json_t *plan, *top, *kid, *rows;
+	char err[512];
+
+	db_sql_init(&sql);
+	db_sql_add(&sql, "EXPLAIN (FORMAT JSON) %s", count->text);
+	for (int i = 0; i < count->n; i++)
+		(void)db_sql_param(&sql, count->params[i]);
+	code = store_query(S.store, &sql, plat_ctx_deadline_left_ms(ctx), &res,
+	    err, sizeof(err));
+	db_sql_free(&sql);
+	if (code != PLAT_OK)
+		return store_fail(ctx, code, err);
+	plan = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+	PQclear(res);
+	top = json_object_get(json_array_get(plan, 0), "Plan");
+	kid = json_array_get(json_object_get(top, "Plans"), 0);
+	rows = json_object_get(kid != NULL ? kid : top, "Plan Rows");
+	*out = json_is_number(rows) ? (int64_t)json_number_value(rows) : 0;
+	json_decref(plan);
+	return PLAT_OK;
+}
+
 static int
 db_count(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
@@ -1274,20 +1306,27 @@ db_count(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 	PGresult *res;
 	enum plat_code code;
 	char err[512];
-	bool gin = false;
+	bool gin = false, planned;
+	int64_t documents;
 	int rc;
 
 	memset(&s, 0, sizeof(s));
 	if ((rc = check_coll(ctx, "", req->database, req->collection)) !=
 	    PLAT_OK || (rc = check_filter(ctx, req->filter, &s.filter)) !=
-	    PLAT_OK ||
-	    (rc = db_access(ctx, req->database, req->collection, false)) !=
-	    PLAT_OK ||
-	    (rc = search_plan(ctx, req->database, req->collection, &s,
-	    &gin)) != PLAT_OK) {
-		search_free(&s);
-		return rc;
+	    PLAT_OK)
+		goto done;
+	if (req->mode != PLATFORM__DB__V1__COUNT_MODE__COUNT_MODE_EXACT &&
+	    req->mode != PLATFORM__DB__V1__COUNT_MODE__COUNT_MODE_PLANNED &&
+	    req->mode != PLATFORM__DB__V1__COUNT_MODE__COUNT_MODE_ESTIMATED) {
+		rc = plat_error(ctx, PLAT_INVALID_ARGUMENT, "mode: unknown "
+		    "mode %d", (int)req->mode);
+		goto done;
 	}
+	if ((rc = db_access(ctx, req->database, req->collection, false)) !=
+	    PLAT_OK ||
+	    (rc = search_plan(ctx, req->database, req->collection, &s, &gin,
+	    &documents)) != PLAT_OK)
+		goto done;
 	q.database = req->database;
 	q.collection = req->collection;
 	q.filter = s.filter;
@@ -1295,18 +1334,32 @@ db_count(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 	q.count = true;
 	db_sql_init(&sql);
 	db_search_sql(&q, &sql);
-	code = store_query(S.store, &sql, plat_ctx_deadline_left_ms(ctx), &res,
-	    err, sizeof(err));
-	db_sql_free(&sql);
-	search_free(&s);
-	if (code != PLAT_OK)
-		return store_fail(ctx, code, err);
+	planned = req->mode == PLATFORM__DB__V1__COUNT_MODE__COUNT_MODE_PLANNED ||
+	    (req->mode == PLATFORM__DB__V1__COUNT_MODE__COUNT_MODE_ESTIMATED &&
+	    documents >= S.scan_warn);
 	out = plat_new(ctx, Platform__Db__V1__CountResponse,
 	    &platform__db__v1__count_response__descriptor);
-	out->count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	PQclear(res);
+	if (planned) {
+		rc = planned_count(ctx, &sql, &out->count);
+		out->estimated = true;
+		db_sql_free(&sql);
+		if (rc != PLAT_OK)
+			goto done;
+	} else {
+		code = store_query(S.store, &sql,
+		    plat_ctx_deadline_left_ms(ctx), &res, err, sizeof(err));
+		db_sql_free(&sql);
+		if (code != PLAT_OK) {
+			rc = store_fail(ctx, code, err);
+			goto done;
+		}
+		out->count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		PQclear(res);
+	}
 	*resp = &out->base;
-	return PLAT_OK;
+done:
+	search_free(&s);
+	return rc;
 }
 
 /* ---- Watch ---- */

@@ -215,6 +215,26 @@ class CrudTest(DBCase):
                                                    9007199254740992))
         self.assertEqual(docs, [])
 
+    def test_count_modes(self):
+        c, db, co = self.c, self.db, self.coll
+        for i in range(3):
+            c.create(db, co, {'i': i}, id=str(i))
+        f = cond('i', 'GE', 1)
+        r = c.call('Count', database=db, collection=co, filter=f)
+        self.assertEqual((r.count, r.estimated), (2, False))
+        # Smaller than --scan-warn-documents (1000): estimated is exact.
+        r = c.call('Count', database=db, collection=co, filter=f,
+                   mode=P.COUNT_MODE_ESTIMATED)
+        self.assertEqual((r.count, r.estimated), (2, False))
+        # The planner's guess: a number, said to be one.
+        r = c.call('Count', database=db, collection=co, filter=f,
+                   mode=P.COUNT_MODE_PLANNED)
+        self.assertTrue(r.estimated)
+        self.assertGreaterEqual(r.count, 0)
+        r = c.call('Count', database=db, collection=co,
+                   mode=P.COUNT_MODE_PLANNED)
+        self.assertTrue(r.estimated)
+
     def test_concurrent_writers_exactly_one_wins(self):
         c, db, co = self.c, self.db, self.coll
         base = c.create(db, co, {'n': 0}, id='race')
@@ -827,6 +847,7 @@ class BadInputTest(DBCase):
             ('Count', dict(loc, database=''), 'database'),
             ('Count', dict(loc, filter=cond('a', 'GT', True)),
              'filter.condition.value'),
+            ('Count', dict(loc, mode=9), 'mode'),
             ('CreateIndex', dict(loc, name=''), 'name'),
             ('CreateIndex', dict(loc, name='i'), 'paths'),
             ('CreateIndex', dict(loc, name='i', paths=['a'] * 5), 'paths'),
