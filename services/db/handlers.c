@@ -1148,7 +1148,7 @@ search_indexed(const struct db_coll_plan *p, const struct dbf *f,
  * large collection no index serves is logged and counted. */
 static int
 search_plan(plat_ctx *ctx, const char *database, const char *collection,
-    const struct search *s, bool *gin, int64_t *documents)
+    const struct search *s, bool scans, bool *gin, int64_t *documents)
 {
 	struct db_coll_plan p;
 	enum plat_code code;
@@ -1160,7 +1160,7 @@ search_plan(plat_ctx *ctx, const char *database, const char *collection,
 		return store_fail(ctx, code, err);
 	*documents = p.documents;
 	if (!search_indexed(&p, s->filter, s->order, s->norder, gin) &&
-	    p.documents >= S.scan_warn) {
+	    scans && p.documents >= S.scan_warn) {
 		char docs[24];
 
 		__atomic_add_fetch(&S.unindexed, 1, __ATOMIC_RELAXED);
@@ -1214,7 +1214,7 @@ db_search(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 	if ((rc = check_search(ctx, req, &s)) != PLAT_OK ||
 	    (rc = db_access(ctx, req->database, req->collection, false)) !=
 	    PLAT_OK ||
-	    (rc = search_plan(ctx, req->database, req->collection, &s,
+	    (rc = search_plan(ctx, req->database, req->collection, &s, true,
 	    &gin, &documents)) != PLAT_OK) {
 		search_free(&s);
 		return rc;
@@ -1322,10 +1322,13 @@ db_count(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 		    "mode %d", (int)req->mode);
 		goto done;
 	}
+	/* Only an exact count scans (an estimated one does below the
+	 * threshold, where nothing is counted anyway). */
 	if ((rc = db_access(ctx, req->database, req->collection, false)) !=
 	    PLAT_OK ||
-	    (rc = search_plan(ctx, req->database, req->collection, &s, &gin,
-	    &documents)) != PLAT_OK)
+	    (rc = search_plan(ctx, req->database, req->collection, &s,
+	    req->mode == PLATFORM__DB__V1__COUNT_MODE__COUNT_MODE_EXACT,
+	    &gin, &documents)) != PLAT_OK)
 		goto done;
 	q.database = req->database;
 	q.collection = req->collection;

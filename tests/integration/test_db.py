@@ -539,6 +539,21 @@ class SearchTest(DBCase):
         self.assertEqual([d.id for d in docs], want)
         after = harness.metric(self.mport, 'db_unindexed_searches_total')
         self.assertEqual(after, before + 1)
+        # A planned or estimated count scans nothing, an exact one does.
+        for mode in (P.COUNT_MODE_PLANNED, P.COUNT_MODE_ESTIMATED):
+            r = self.c.call('Count', database=self.db, collection=self.coll,
+                            filter=f, mode=mode)
+            self.assertTrue(r.estimated)
+        self.assertEqual(harness.metric(self.mport,
+                                        'db_unindexed_searches_total'),
+                         after)
+        self.assertEqual(self.c.call('Count', database=self.db,
+                                     collection=self.coll,
+                                     filter=f).count, len(want))
+        after += 1
+        self.assertEqual(harness.metric(self.mport,
+                                        'db_unindexed_searches_total'),
+                         after)
         self.assertTrue(any('no index serves' in line.get('msg', '') and
                             line.get('collection') == self.coll
                             for line in harness.log_lines(self.srv)))
