@@ -1182,6 +1182,111 @@ class RetentionTest(harness.ServiceCase):
         srv.stop_clean()
 
 
+
+class BackendsTest(harness.ServiceCase):
+    """--backends keeps a database in another PostgreSQL (here another
+    schema of the test server): its rows live there, every call works on
+    it, listings merge, a batch cannot span two, and the registry says
+    which db-srv serves which database where."""
+
+    STREAM_ITEM = 'change'
+
+    def test_database_on_its_own_backend(self):
+        import auth_harness as ah
+        schema, conninfo = ah.new_schema()
+        self.addCleanup(ah.drop_schema, schema)
+        mapped, other = uniq_name('mapped'), uniq_name('other')
+        disc = harness.Server(discovery='self', name='discovery-dbb')
+        self.addCleanup(disc.kill)
+        srv = dh.db_server(name='db-backends', discovery=disc.address,
+                           env={'PLATFORM_BACKENDS': '%s=%s'
+                                % (mapped, conninfo)})
+        self.addCleanup(srv.kill)
+        c = dh.client_of(srv)
+        for d in (mapped, other):
+            c.call('CreateDatabase', name=d)
+            c.call('CreateCollection', database=d, name='c')
+            c.create(d, 'c', {'db': d}, id='1')
+        self.assertEqual(ah.psql('SELECT database FROM %s.db_documents'
+                                 % schema), [[mapped]])
+        self.assertEqual(ah.psql("SELECT count(*) FROM public.db_documents"
+                                 " WHERE database = '%s'" % mapped), [['0']])
+        self.assertEqual(ah.psql("SELECT count(*) FROM public.db_documents"
+                                 " WHERE database = '%s'" % other), [['1']])
+        # Listings merge the backends, in name order, across pages.
+        names, token = [], ''
+        while True:
+            r = c.call('ListDatabases', page_size=1, page_token=token)
+            names += [x.name for x in r.databases]
+            token = r.next_page_token
+            if not token:
+                break
+        self.assertEqual(names, sorted(names))
+        self.assertIn(mapped, names)
+        self.assertIn(other, names)
+        # Every call on the mapped one.
+        w = c.watch(mapped, 'c', after_revision=0)
+        self.addCleanup(w.close)
+        self.assertTrue(w.next().caught_up)
+        u = c.update(mapped, 'c', '1', {'n': 2}, mode=MERGE)
+        m = w.next().change
+        self.assertEqual((m.document.id, m.revision), ('1', u.revision))
+        docs, _ = c.search_all(mapped, 'c', filter=cond('n', 'EQ', 2))
+        self.assertEqual([d.id for d in docs], ['1'])
+        self.assertEqual(c.call('Count', database=mapped,
+                                collection='c').count, 1)
+        c.call('CreateIndex', database=mapped, collection='c', name='n',
+               paths=['n'])
+        wait_for(lambda: c.call('ListIndexes', database=mapped,
+                                collection='c').indexes[0].state ==
+                 P.INDEX_STATE_READY, what='the index on the backend')
+        r = c.call('BatchWrite', database=mapped, writes=[
+            P.Write(create=P.CreateRequest(collection='c', id='2',
+                                           json='{}'))])
+        self.assertEqual(len(r.results), 1)
+        # A batch is one transaction: not across two PostgreSQLs.
+        e = rpc_error(c.call, 'BatchWrite', writes=[
+            P.Write(delete=P.DeleteRequest(database=mapped, collection='c',
+                                           id='2')),
+            P.Write(delete=P.DeleteRequest(database=other, collection='c',
+                                           id='1'))])
+        self.assertCode(e, C.INVALID_ARGUMENT, 'writes[1].database')
+        c.read(mapped, 'c', '2')
+        # The registry.
+        d = disc.discovery_client()
+
+        def metadata():
+            r = d.get('db')
+            return [dict(n.metadata) for s in r.services for n in s.nodes
+                    if 'backends' in n.metadata]
+        md = wait_for(metadata, what='db-srv registered')[0]
+        self.assertEqual(md['databases'], mapped + ',*')
+        self.assertTrue(md['backends'].startswith(mapped + '='))
+        pw = dh.urlsplit_password(dh.DATABASE)
+        if pw:
+            self.assertNotIn(pw, str(md))
+        c.call('DropDatabase', name=mapped)
+        self.assertEqual(ah.psql('SELECT count(*) FROM %s.db_documents'
+                                 % schema), [['0']])
+        w.close()
+        srv.stop_clean()
+        disc.stop_clean()
+
+    def test_bad_backends(self):
+        for value, what in (('noequals', 'NAME=CONNINFO'),
+                            ('a b=host=x', 'not a database name'),
+                            ('x=host=h port=notaport ==', 'does not parse'),
+                            ('x=host=h;x=host=i', 'twice')):
+            with self.subTest(value=value):
+                r = harness.run_binary([], binary=dh.DB_BIN, env={
+                    'PLATFORM_DATABASE': dh.DATABASE,
+                    'PLATFORM_BACKENDS': value})
+                self.assertEqual(r.code, 2, r.stderr)
+                self.assertIn('--backends', r.stderr)
+                self.assertIn(what, r.stderr)
+                self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+
+
 if __name__ == '__main__':
     if not dh.DATABASE:
         print('test_db: PLATFORM_TEST_DATABASE is unset; skipping '
