@@ -136,6 +136,7 @@ static const struct plat_feed_ops cfg_feed_ops = {
 	.channel = STORE_CHANNEL,
 	.health_service = "platform.config.v1.Config",
 	.page = FEED_BATCH,
+	.start_wait_ms = 5000,          /* a Watch during the start waits */
 	.head = cfg_head,
 	.read = cfg_read,
 	.revision_at = offsetof(struct cfg_row, revision),
