@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctl_out.h"
@@ -193,6 +194,28 @@ ctl_jstr(const char *s)
 	j = json_string(d);
 	free(d);
 	return j;
+}
+
+void
+ctl_fmt_time(char *buf, size_t len, int64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (ms <= 0 || gmtime_r(&t, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, len, "-");
+}
+
+json_t *
+ctl_json_doc(const char *text)
+{
+	json_t *j;
+
+	if (text == NULL || *text == '\0')
+		return json_null();
+	j = json_loads(text, JSON_DECODE_ANY, NULL);
+	return j != NULL ? j : ctl_jstr(text);
 }
 
 int
