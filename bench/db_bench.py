@@ -40,6 +40,8 @@ os.environ.setdefault('PLATFORM_BUILD_DIR', BUILD)
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'integration'))
 import harness  # noqa: E402
 import db_harness as dh  # noqa: E402
+sys.path.insert(0, HERE)
+import report as report_md  # noqa: E402
 
 SECONDS = float(os.environ.get('BENCH_SECONDS', '5'))
 WARMUP = float(os.environ.get('BENCH_WARMUP', '1'))
@@ -319,12 +321,9 @@ def main():
     table = report(res, errors, settings, version, load0, os.getloadavg())
     print(table)
     if write:
-        readme = os.path.join(HERE, 'README.md')
-        text = open(readme).read()
         b, e = '<!-- bench:db:begin -->', '<!-- bench:db:end -->'
-        text = text[:text.index(b) + len(b)] + '\n\n' + table + '\n' + \
-            text[text.index(e):]
-        open(readme, 'w').write(text)
+        report_md.write_readme(os.path.join(HERE, 'README.md'),
+                               '%s\n\n%s\n%s\n' % (b, table, e), b, e)
         log('wrote the table into bench/README.md')
 
 
