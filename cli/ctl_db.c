@@ -62,7 +62,7 @@ typedef Platform__Db__V1__WatchResponse	pb_watch_resp;
 /* The db commands' own flags, as given (NULL: not given). */
 struct db_flags {
 	const char *db, *expect_revision, *merge, *if_absent, *ttl;
-	const char *limit, *page_size, *after_revision, *filter;
+	const char *limit, *page_size, *after_revision, *filter, *mode;
 	struct ctl_list field;
 };
 
@@ -842,24 +842,42 @@ db_count(const struct ctl_run *x, int argc, char **argv)
 {
 	Platform__Db__V1__CountRequest req =
 	    PLATFORM__DB__V1__COUNT_REQUEST__INIT;
+	const Platform__Db__V1__CountResponse *r;
 	ProtobufCMessage *m = NULL;
 	struct query q;
 	int64_t n;
 	int rc;
 
+	const char *mode = db_f(x)->mode;
+	const ProtobufCEnumValue *ev = NULL;
+	char name[64];
+
+	if (mode != NULL) {
+		snprintf(name, sizeof(name), "COUNT_MODE_%s", mode);
+		for (char *p = name; *p != '\0'; p++)
+			if (*p >= 'a' && *p <= 'z')
+				*p = (char)(*p - 'a' + 'A');
+		if ((ev = protobuf_c_enum_descriptor_get_value_by_name(
+		    &platform__db__v1__count_mode__descriptor, name)) == NULL)
+			return usage_error("--mode must be exact, planned or "
+			    "estimated, not '%s'", mode);
+	}
 	if ((rc = query_parse(argc > 2 ? argv[2] : NULL, 0, &q)) != 0)
 		return rc;
 	req.database = argv[0];
 	req.collection = argv[1];
 	req.filter = q.filter;
+	req.mode = ev != NULL ? ev->value : 0;
 	if ((rc = db_call(x, M_COUNT, &req.base,
 	    &platform__db__v1__count_response__descriptor, &m, 1)) == CTL_OK) {
-		n = ((Platform__Db__V1__CountResponse *)m)->count;
+		r = (Platform__Db__V1__CountResponse *)m;
+		n = r->count;
 		if (x->g->json)
-			rc = ctl_json_print(json_pack("{s:I}", "count",
-			    (json_int_t)n), 0);
+			rc = ctl_json_print(json_pack("{s:I, s:b}", "count",
+			    (json_int_t)n, "estimated", (int)r->estimated), 0);
 		else
-			printf("%" PRId64 "\n", n);
+			printf("%" PRId64 "%s\n", n, r->estimated ?
+			    " (estimated)" : "");
 		protobuf_c_message_free_unpacked(m, NULL);
 	}
 	query_free(&q);
@@ -976,6 +994,8 @@ static const struct ctl_flag db_flags[] = {
 	    "the stored changes after revision N, then new ones"),
 	F(filter, "--filter", CTL_VALUE, "JSON", "watch",
 	    "only changes whose document matches the filter"),
+	F(mode, "--mode", CTL_VALUE, "MODE", "count",
+	    "exact (default), planned (the planner's estimate) or estimated"),
 };
 
 #undef F

@@ -22,17 +22,19 @@ struct watch {
 	struct dbf *filter;
 };
 
-static struct {
+struct db_feed {
 	struct store *store;
+	struct plat_feed_ops ops;       /* its own: the channel differs */
 	struct plat_feed *feed;
-} F;
+};
 
 static enum plat_code
 db_head(void *arg, int64_t timeout_ms, int64_t *rev, char *err,
     size_t errlen)
 {
-	(void)arg;
-	return store_head(F.store, timeout_ms, rev, err, errlen);
+	struct db_feed *f = arg;
+
+	return store_head(f->store, timeout_ms, rev, err, errlen);
 }
 
 static enum plat_code
@@ -40,12 +42,12 @@ db_read(void *arg, const void *watch, int64_t after, int64_t upto, int limit,
     int64_t timeout_ms, struct plat_feed_page *out, char *err, size_t errlen)
 {
 	const struct watch *w = watch;
+	struct db_feed *f = arg;
 	struct db_row **rows;
 	enum plat_code code;
 	size_t n;
 
-	(void)arg;
-	code = store_changes(F.store, after, upto,
+	code = store_changes(f->store, after, upto,
 	    w != NULL ? w->database : NULL, w != NULL ? w->collection : NULL,
 	    limit, timeout_ms, &rows, &n, err, errlen);
 	if (code != PLAT_OK)
@@ -121,7 +123,7 @@ db_watch_free(void *watch)
 static Platform__Db__V1__WatchResponse db_caught_up =
     PLATFORM__DB__V1__WATCH_RESPONSE__INIT;
 
-static struct plat_feed_ops db_feed_ops = {
+static const struct plat_feed_ops db_feed_ops = {
 	.name = "db",
 	.channel = STORE_CHANNEL,
 	.health_service = "platform.db.v1.DB",
@@ -139,51 +141,62 @@ static struct plat_feed_ops db_feed_ops = {
 	.watch_free = db_watch_free,
 };
 
-int
-feed_start(struct store *store, const char *conninfo, plat_server *srv)
+struct db_feed *
+feed_start(struct store *store, const char *conninfo, plat_server *srv,
+    const char *health_service)
 {
-	F.store = store;
+	struct db_feed *f = xcalloc(1, sizeof(*f));
+
+	f->store = store;
 	db_caught_up.caught_up = 1;
+	f->ops = db_feed_ops;
 	/* Without NOTIFY the feed polls (every second) and is kicked by
 	 * this replica's own commits. */
-	db_feed_ops.channel = store_notifies(store) ? STORE_CHANNEL : NULL;
-	F.feed = plat_feed_start(&db_feed_ops, NULL, conninfo, srv,
-	    store_db(store));
-	return F.feed != NULL ? 0 : -1;
+	f->ops.channel = store_notifies(store) ? STORE_CHANNEL : NULL;
+	f->ops.health_service = health_service;
+	f->feed = plat_feed_start(&f->ops, f, conninfo, srv, store_db(store));
+	if (f->feed == NULL) {
+		free(f);
+		return NULL;
+	}
+	return f;
 }
 
 void
-feed_stop(void)
+feed_stop(struct db_feed *f)
 {
-	plat_feed_free(F.feed);
-	F.feed = NULL;
+	if (f == NULL)
+		return;
+	plat_feed_free(f->feed);
+	free(f);
 }
 
 struct plat_feed *
-feed_get(void)
+feed_get(struct db_feed *f)
 {
-	return F.feed;
+	return f != NULL ? f->feed : NULL;
 }
 
 void
-feed_committed(struct db_row **rows, size_t n)
+feed_committed(struct db_feed *f, struct db_row **rows, size_t n)
 {
-	if (n > 0 && F.feed != NULL)
-		plat_feed_committed(F.feed, (void *const *)rows, n);
+	if (n > 0 && f != NULL)
+		plat_feed_committed(f->feed, (void *const *)rows, n);
 	for (size_t i = 0; i < n; i++)
 		db_row_unref(rows[i]);
 	free(rows);
 }
 
 int
-feed_watch(plat_ctx *ctx, plat_stream *st, const char *database,
-    const char *collection, struct dbf *filter, int64_t after_revision)
+feed_watch(struct db_feed *f, plat_ctx *ctx, plat_stream *st,
+    const char *database, const char *collection, struct dbf *filter,
+    int64_t after_revision)
 {
 	struct watch *w = xcalloc(1, sizeof(*w));
 
 	w->database = xstrdup(database);
 	w->collection = xstrdup(collection);
 	w->filter = filter;
-	return plat_feed_watch(F.feed, ctx, st, w,
+	return plat_feed_watch(f->feed, ctx, st, w,
 	    after_revision > 0 ? after_revision : -1);
 }

@@ -753,9 +753,7 @@ void
 db_search_sql(const struct db_search *s, struct db_sql *q)
 {
 	int keys[DB_ORDER_MAX];
-	char now[24];
 
-	snprintf(now, sizeof(now), "%lld", (long long)s->now_ms);
 	if (s->count)
 		db_sql_add(q, "SELECT count(*) FROM db_documents d");
 	else {
@@ -768,10 +766,12 @@ db_search_sql(const struct db_search *s, struct db_sql *q)
 		}
 		db_sql_add(q, " FROM db_documents d");
 	}
+	/* Expiry by the database's clock, as writes and reads have it. */
 	db_sql_add(q, " WHERE d.database = $%d AND d.collection = $%d"
-	    " AND (d.expires_ms IS NULL OR d.expires_ms > $%d::bigint) AND ",
-	    db_sql_param(q, s->database), db_sql_param(q, s->collection),
-	    db_sql_param(q, now));
+	    " AND (d.expires_ms IS NULL OR d.expires_ms >"
+	    " floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)"
+	    " AND ", db_sql_param(q, s->database),
+	    db_sql_param(q, s->collection));
 	dbf_sql(s->filter, q, s->gin);
 	if (s->count)
 		return;

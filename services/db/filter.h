@@ -107,7 +107,6 @@ struct db_search {
 	struct db_order *order;
 	size_t norder;
 	bool gin;
-	int64_t now_ms;
 	int limit;
 	/* The cursor: after the row with these order values (JSON text or
 	 * NULL for a missing one) and this id; NULL after_id: from the

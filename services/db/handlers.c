@@ -27,6 +27,7 @@
 #include "platform/pg.h"
 #include "platform/rules.h"
 #include "platform/server.h"
+#include "platform/xalloc.h"
 #include "store.h"
 #include "writer.h"
 
@@ -48,8 +49,22 @@
 
 typedef Platform__Db__V1__Document pb_doc;
 
-static struct {
+/* A PostgreSQL a database lives in: --database holds every database
+ * but those --backends maps elsewhere. Each has its own store (schema,
+ * revisions), change feed and group commit. */
+#define BACKENDS_MAX 16
+
+struct backend {
+	char *name;             /* the database it holds; NULL: the others */
+	char *conninfo;
 	struct store *store;
+	struct db_feed *feed;
+	struct db_writer *writer;
+};
+
+static struct {
+	struct backend b[BACKENDS_MAX];
+	size_t nb;
 	struct plat_feed_loop *sweeper, *indexer;
 	int64_t scan_warn, retention_ms;
 	int compact_due;
@@ -58,7 +73,7 @@ static struct {
 	uint64_t unindexed, expired;
 } S;
 
-static char *scan_warn_opt, *notify_opt, *retention_opt;
+static char *scan_warn_opt, *notify_opt, *retention_opt, *backends_opt;
 
 static const struct settings_option db_options[] = {
 	{ "--scan-warn-documents", "PLATFORM_SCAN_WARN_DOCUMENTS",
@@ -73,7 +88,82 @@ static const struct settings_option db_options[] = {
 	{ "--changes-retention-ms", "PLATFORM_CHANGES_RETENTION_MS",
 	  "how long changes are kept for Watch to resume from, "
 	  "1000..31536000000 (default 604800000, a week)", &retention_opt },
+	{ "--backends", "PLATFORM_BACKENDS",
+	  "databases kept in another PostgreSQL than --database: "
+	  "NAME=CONNINFO;NAME=CONNINFO...", &backends_opt },
 };
+
+/* The backend holding database. */
+static struct backend *
+B(const char *database)
+{
+	for (size_t i = 1; i < S.nb; i++)
+		if (strcmp(S.b[i].name, database) == 0)
+			return &S.b[i];
+	return &S.b[0];
+}
+
+/* --backends into S.b[1..]: 0, or -1 with err naming the setting (never
+ * quoting a conninfo, which may hold a password). */
+static int
+parse_backends(const char *text, char *err, size_t errlen)
+{
+	char *copy = xstrdup(text), *save = NULL, *item;
+	char why[256];
+
+	S.nb = 1;
+	for (item = strtok_r(copy, ";", &save); item != NULL;
+	    item = strtok_r(NULL, ";", &save)) {
+		char *eq = strchr(item, '=');
+		size_t n;
+
+		if (eq == NULL || eq == item) {
+			snprintf(err, errlen, "--backends: NAME=CONNINFO "
+			    "entries separated by ';' (entry %zu is not)",
+			    S.nb);
+			goto fail;
+		}
+		*eq = '\0';
+		n = strlen(item);
+		for (size_t i = 0; i < n; i++)
+			if (!((item[i] >= 'a' && item[i] <= 'z') ||
+			    (item[i] >= 'A' && item[i] <= 'Z') ||
+			    (item[i] >= '0' && item[i] <= '9') ||
+			    item[i] == '_' || item[i] == '-'))
+				n = 0;
+		if (n == 0 || n > NAME_MAX_LEN) {
+			snprintf(err, errlen, "--backends: \"%s\" is not a "
+			    "database name", item);
+			goto fail;
+		}
+		if (pg_conninfo_check(eq + 1, why, sizeof(why)) != 0) {
+			snprintf(err, errlen, "--backends: the conninfo of "
+			    "\"%s\" does not parse", item);
+			goto fail;
+		}
+		for (size_t i = 1; i < S.nb; i++)
+			if (strcmp(S.b[i].name, item) == 0) {
+				snprintf(err, errlen, "--backends: \"%s\" "
+				    "given twice", item);
+				goto fail;
+			}
+		if (S.nb == BACKENDS_MAX) {
+			snprintf(err, errlen, "--backends: at most %d",
+			    BACKENDS_MAX - 1);
+			goto fail;
+		}
+		S.b[S.nb].name = xstrdup(item);
+		S.b[S.nb].conninfo = xstrdup(eq + 1);
+		S.nb++;
+	}
+	explicit_bzero(copy, strlen(text));
+	free(copy);
+	return 0;
+fail:
+	explicit_bzero(copy, strlen(text));
+	free(copy);
+	return -1;
+}
 
 static int
 db_check_settings(const struct plat_settings *s, char *err, size_t errlen)
@@ -82,6 +172,10 @@ db_check_settings(const struct plat_settings *s, char *err, size_t errlen)
 	long long v;
 
 	if (pg_check_database(s, err, errlen) != 0)
+		return -1;
+	S.nb = 1;
+	if (backends_opt != NULL && parse_backends(backends_opt, err,
+	    errlen) != 0)
 		return -1;
 	S.scan_warn = SCAN_WARN_DEFAULT;
 	S.retention_ms = RETENTION_DEFAULT;
@@ -181,26 +275,34 @@ check_coll(plat_ctx *ctx, const char *pfx, const char *database,
 	return check_name(ctx, f, collection);
 }
 
-/* Whether a string in v holds U+0000, which JSONB cannot store. */
-static bool
-has_nul(const json_t *v)
+/* Why v cannot be stored and read back as it is, or NULL: a string
+ * holding U+0000 (JSONB refuses it), a number past +-9.2e18 (JSONB
+ * would give it back as an integer of hundreds of digits, which no
+ * 64-bit JSON reader takes). */
+static const char *
+unstorable(const json_t *v)
 {
-	const char *key;
+	const char *key, *why;
 	json_t *e;
 	size_t i;
 
 	if (json_is_string(v))
-		return strlen(json_string_value(v)) != json_string_length(v);
+		return strlen(json_string_value(v)) != json_string_length(v) ?
+		    "a string holds \\u0000, which cannot be stored" : NULL;
+	if (json_is_real(v))
+		return json_real_value(v) >= 9.2e18 ||
+		    json_real_value(v) <= -9.2e18 ? "a number is "
+		    "beyond +-9.2e18, which cannot be stored exactly" : NULL;
 	if (json_is_array(v)) {
 		json_array_foreach((json_t *)v, i, e)
-			if (has_nul(e))
-				return true;
+			if ((why = unstorable(e)) != NULL)
+				return why;
 	} else if (json_is_object(v)) {
 		json_object_foreach((json_t *)v, key, e)
-			if (has_nul(e))
-				return true;
+			if ((why = unstorable(e)) != NULL)
+				return why;
 	}
-	return false;
+	return NULL;
 }
 
 /* A JSON object (any JSON value when any), parsed into *out. */
@@ -208,15 +310,16 @@ static int
 check_json(plat_ctx *ctx, const char *field, const char *text, bool any,
     json_t **out)
 {
+	const char *why;
 	char err[512];
 
 	if (doc_parse(field, text, out, err, sizeof(err)) != 0)
 		return invalid(ctx, err);
-	if (has_nul(*out)) {
+	if ((why = unstorable(*out)) != NULL) {
 		json_decref(*out);
 		*out = NULL;
-		return plat_error(ctx, PLAT_INVALID_ARGUMENT, "%s: a string "
-		    "holds \\u0000, which cannot be stored", field);
+		return plat_error(ctx, PLAT_INVALID_ARGUMENT, "%s: %s", field,
+		    why);
 	}
 	if (!any && !json_is_object(*out)) {
 		json_decref(*out);
@@ -416,7 +519,7 @@ db_create_database(plat_ctx *ctx, const ProtobufCMessage *msg,
 	if ((rc = check_name(ctx, "name", req->name)) != PLAT_OK ||
 	    (rc = db_access(ctx, req->name, "", true)) != PLAT_OK)
 		return rc;
-	code = store_database_create(S.store, req->name,
+	code = store_database_create(B(req->name)->store, req->name,
 	    plat_ctx_deadline_left_ms(ctx), &info, err, sizeof(err));
 	if (code != PLAT_OK)
 		return store_fail(ctx, code, err);
@@ -449,6 +552,55 @@ page_after(plat_ctx *ctx, const char *token, char kind, char *after,
 }
 
 static int
+info_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct db_info *)a)->name,
+	    ((const struct db_info *)b)->name);
+}
+
+/* The databases after `after` of every backend, in name order, at most
+ * limit: each backend's first limit, merged. */
+static enum plat_code
+databases_all(const char *after, int limit, int64_t timeout_ms,
+    struct db_info **out, size_t *n, char *err, size_t errlen)
+{
+	struct db_info *all = NULL, *v;
+	size_t nall = 0, nv;
+	enum plat_code code;
+
+	for (size_t i = 0; i < S.nb; i++) {
+		code = store_databases(S.b[i].store, after, limit, timeout_ms,
+		    &v, &nv, err, errlen);
+		if (code != PLAT_OK) {
+			db_infos_free(all, nall);
+			return code;
+		}
+		all = xrealloc(all, (nall + nv + 1) * sizeof(*all));
+		for (size_t j = 0; j < nv; j++) {
+			/* Only what this backend is the one for. */
+			if (B(v[j].name) == &S.b[i])
+				all[nall++] = v[j];
+			else {
+				free(v[j].database);
+				free(v[j].name);
+			}
+		}
+		free(v);
+	}
+	if (all == NULL)
+		all = xcalloc(1, sizeof(*all));
+	qsort(all, nall, sizeof(*all), info_cmp);
+	while (nall > (size_t)limit) {
+		nall--;
+		free(all[nall].database);
+		free(all[nall].name);
+	}
+	*out = all;
+	*n = nall;
+	return PLAT_OK;
+}
+
+static int
 db_list_databases(plat_ctx *ctx, const ProtobufCMessage *msg,
     ProtobufCMessage **resp)
 {
@@ -465,8 +617,8 @@ db_list_databases(plat_ctx *ctx, const ProtobufCMessage *msg,
 	    (rc = page_after(ctx, req->page_token, 'd', after,
 	    sizeof(after))) != PLAT_OK)
 		return rc;
-	code = store_databases(S.store, after, page + 1,
-	    plat_ctx_deadline_left_ms(ctx), &v, &n, err, sizeof(err));
+	code = databases_all(after, page + 1, plat_ctx_deadline_left_ms(ctx),
+	    &v, &n, err, sizeof(err));
 	if (code != PLAT_OK)
 		return store_fail(ctx, code, err);
 	out = plat_new(ctx, Platform__Db__V1__ListDatabasesResponse,
@@ -505,7 +657,7 @@ db_drop_database(plat_ctx *ctx, const ProtobufCMessage *msg,
 	if ((rc = check_name(ctx, "name", req->name)) != PLAT_OK ||
 	    (rc = db_access(ctx, req->name, "", true)) != PLAT_OK)
 		return rc;
-	code = store_database_drop(S.store, req->name,
+	code = store_database_drop(B(req->name)->store, req->name,
 	    plat_ctx_deadline_left_ms(ctx), err, sizeof(err));
 	if (code != PLAT_OK)
 		return store_fail(ctx, code, err);
@@ -544,7 +696,7 @@ db_create_collection(plat_ctx *ctx, const ProtobufCMessage *msg,
 	    (rc = check_name(ctx, "name", req->name)) != PLAT_OK ||
 	    (rc = db_access(ctx, req->database, req->name, true)) != PLAT_OK)
 		return rc;
-	code = store_collection_create(S.store, req->database, req->name,
+	code = store_collection_create(B(req->database)->store, req->database, req->name,
 	    plat_ctx_deadline_left_ms(ctx), &info, err, sizeof(err));
 	if (code != PLAT_OK)
 		return store_fail(ctx, code, err);
@@ -577,7 +729,7 @@ db_list_collections(plat_ctx *ctx, const ProtobufCMessage *msg,
 	    sizeof(after))) != PLAT_OK ||
 	    (rc = db_access(ctx, req->database, "", false)) != PLAT_OK)
 		return rc;
-	code = store_collections(S.store, req->database, after, page + 1,
+	code = store_collections(B(req->database)->store, req->database, after, page + 1,
 	    plat_ctx_deadline_left_ms(ctx), &v, &n, err, sizeof(err));
 	if (code != PLAT_OK)
 		return store_fail(ctx, code, err);
@@ -609,7 +761,7 @@ db_drop_collection(plat_ctx *ctx, const ProtobufCMessage *msg,
 	    (rc = check_name(ctx, "name", req->name)) != PLAT_OK ||
 	    (rc = db_access(ctx, req->database, req->name, true)) != PLAT_OK)
 		return rc;
-	code = store_collection_drop(S.store, req->database, req->name,
+	code = store_collection_drop(B(req->database)->store, req->database, req->name,
 	    plat_ctx_deadline_left_ms(ctx), err, sizeof(err));
 	if (code != PLAT_OK)
 		return store_fail(ctx, code, err);
@@ -736,6 +888,7 @@ check_delete(plat_ctx *ctx, const char *pfx,
 static int
 run_writes(plat_ctx *ctx, struct db_write *w, size_t n)
 {
+	struct backend *b;
 	struct db_row **rows;
 	enum plat_code code;
 	size_t nrows, failed;
@@ -745,12 +898,20 @@ run_writes(plat_ctx *ctx, struct db_write *w, size_t n)
 		if (!db_allowed(ctx, w[i].database, w[i].collection, true))
 			return db_access(ctx, w[i].database, w[i].collection,
 			    true);
-	code = store_write(S.store, w, n, plat_ctx_deadline_left_ms(ctx),
+	/* One transaction: every write in one backend. */
+	b = B(w[0].database);
+	for (size_t i = 1; i < n; i++)
+		if (B(w[i].database) != b)
+			return plat_error(ctx, PLAT_INVALID_ARGUMENT, "writes[%zu]"
+			    ".database: \"%s\" is kept in another PostgreSQL "
+			    "(--backends) than \"%s\", and a batch is one "
+			    "transaction", i, w[i].database, w[0].database);
+	code = store_write(b->store, w, n, plat_ctx_deadline_left_ms(ctx),
 	    &rows, &nrows, &failed, err, sizeof(err));
 	if (code != PLAT_OK)
 		return plat_error(ctx, code, "writes[%zu]: %s", failed, err);
 	/* The watchers hear of it before the caller. */
-	feed_committed(rows, nrows);
+	feed_committed(b->feed, rows, nrows);
 	return PLAT_OK;
 }
 
@@ -833,7 +994,7 @@ single_submit(plat_ctx *ctx, struct single_call *sc)
 	sc->job.ctx = ctx;
 	sc->job.done = single_done;
 	rc = plat_defer(ctx);   /* before the writer can answer */
-	writer_submit(&sc->job);
+	writer_submit(B(sc->job.w.database)->writer, &sc->job);
 	return rc;
 }
 
@@ -972,7 +1133,7 @@ db_read(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 	    PLAT_OK || (rc = check_fields(ctx, req->fields, req->n_fields,
 	    &fl)) != PLAT_OK)
 		return rc;
-	code = store_read(S.store, req->database, req->collection, req->id,
+	code = store_read(B(req->database)->store, req->database, req->collection, req->id,
 	    plat_ctx_deadline_left_ms(ctx), &d, err, sizeof(err));
 	if (code != PLAT_OK) {
 		fields_free(&fl);
@@ -1139,18 +1300,19 @@ search_indexed(const struct db_coll_plan *p, const struct dbf *f,
  * large collection no index serves is logged and counted. */
 static int
 search_plan(plat_ctx *ctx, const char *database, const char *collection,
-    const struct search *s, bool *gin)
+    const struct search *s, bool scans, bool *gin, int64_t *documents)
 {
 	struct db_coll_plan p;
 	enum plat_code code;
 	char err[512];
 
-	code = store_collection_plan(S.store, database, collection,
+	code = store_collection_plan(B(database)->store, database, collection,
 	    plat_ctx_deadline_left_ms(ctx), &p, err, sizeof(err));
 	if (code != PLAT_OK)
 		return store_fail(ctx, code, err);
+	*documents = p.documents;
 	if (!search_indexed(&p, s->filter, s->order, s->norder, gin) &&
-	    p.documents >= S.scan_warn) {
+	    scans && p.documents >= S.scan_warn) {
 		char docs[24];
 
 		__atomic_add_fetch(&S.unindexed, 1, __ATOMIC_RELAXED);
@@ -1198,13 +1360,14 @@ db_search(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 	enum plat_code code;
 	char err[512];
 	bool gin = false;
+	int64_t documents;
 	int rc, n;
 
 	if ((rc = check_search(ctx, req, &s)) != PLAT_OK ||
 	    (rc = db_access(ctx, req->database, req->collection, false)) !=
 	    PLAT_OK ||
-	    (rc = search_plan(ctx, req->database, req->collection, &s,
-	    &gin)) != PLAT_OK) {
+	    (rc = search_plan(ctx, req->database, req->collection, &s, true,
+	    &gin, &documents)) != PLAT_OK) {
 		search_free(&s);
 		return rc;
 	}
@@ -1214,14 +1377,13 @@ db_search(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 	q.order = s.order;
 	q.norder = s.norder;
 	q.gin = gin;
-	q.now_ms = plat_now_ms();
 	q.limit = s.page + 1;
 	q.after_keys = s.after_keys;
 	q.after_id = s.after_id;
 	db_sql_init(&sql);
 	db_search_sql(&q, &sql);
-	code = store_query(S.store, &sql, plat_ctx_deadline_left_ms(ctx), &res,
-	    err, sizeof(err));
+	code = store_query(B(req->database)->store, &sql,
+	    plat_ctx_deadline_left_ms(ctx), &res, err, sizeof(err));
 	db_sql_free(&sql);
 	if (code != PLAT_OK) {
 		search_free(&s);
@@ -1255,6 +1417,37 @@ db_search(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 	return PLAT_OK;
 }
 
+/* The planner's row estimate of a count statement: the rows of the
+ * node under the aggregate. */
+static int
+planned_count(plat_ctx *ctx, struct store *store, const struct db_sql *count,
+    int64_t *out)
+{
+	struct db_sql sql;
+	PGresult *res;
+	enum plat_code code;
+	json_t *plan, *top, *kid, *rows;
+	char err[512];
+
+	db_sql_init(&sql);
+	db_sql_add(&sql, "EXPLAIN (FORMAT JSON) %s", count->text);
+	for (int i = 0; i < count->n; i++)
+		(void)db_sql_param(&sql, count->params[i]);
+	code = store_query(store, &sql, plat_ctx_deadline_left_ms(ctx), &res,
+	    err, sizeof(err));
+	db_sql_free(&sql);
+	if (code != PLAT_OK)
+		return store_fail(ctx, code, err);
+	plan = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+	PQclear(res);
+	top = json_object_get(json_array_get(plan, 0), "Plan");
+	kid = json_array_get(json_object_get(top, "Plans"), 0);
+	rows = json_object_get(kid != NULL ? kid : top, "Plan Rows");
+	*out = json_is_number(rows) ? (int64_t)json_number_value(rows) : 0;
+	json_decref(plan);
+	return PLAT_OK;
+}
+
 static int
 db_count(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 {
@@ -1266,40 +1459,64 @@ db_count(plat_ctx *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp)
 	PGresult *res;
 	enum plat_code code;
 	char err[512];
-	bool gin = false;
+	bool gin = false, planned;
+	int64_t documents;
 	int rc;
 
 	memset(&s, 0, sizeof(s));
 	if ((rc = check_coll(ctx, "", req->database, req->collection)) !=
 	    PLAT_OK || (rc = check_filter(ctx, req->filter, &s.filter)) !=
-	    PLAT_OK ||
-	    (rc = db_access(ctx, req->database, req->collection, false)) !=
+	    PLAT_OK)
+		goto done;
+	if (req->mode != PLATFORM__DB__V1__COUNT_MODE__COUNT_MODE_EXACT &&
+	    req->mode != PLATFORM__DB__V1__COUNT_MODE__COUNT_MODE_PLANNED &&
+	    req->mode != PLATFORM__DB__V1__COUNT_MODE__COUNT_MODE_ESTIMATED) {
+		rc = plat_error(ctx, PLAT_INVALID_ARGUMENT, "mode: unknown "
+		    "mode %d", (int)req->mode);
+		goto done;
+	}
+	/* Only an exact count scans (an estimated one does below the
+	 * threshold, where nothing is counted anyway). */
+	if ((rc = db_access(ctx, req->database, req->collection, false)) !=
 	    PLAT_OK ||
 	    (rc = search_plan(ctx, req->database, req->collection, &s,
-	    &gin)) != PLAT_OK) {
-		search_free(&s);
-		return rc;
-	}
+	    req->mode == PLATFORM__DB__V1__COUNT_MODE__COUNT_MODE_EXACT,
+	    &gin, &documents)) != PLAT_OK)
+		goto done;
 	q.database = req->database;
 	q.collection = req->collection;
 	q.filter = s.filter;
 	q.gin = gin;
-	q.now_ms = plat_now_ms();
 	q.count = true;
 	db_sql_init(&sql);
 	db_search_sql(&q, &sql);
-	code = store_query(S.store, &sql, plat_ctx_deadline_left_ms(ctx), &res,
-	    err, sizeof(err));
-	db_sql_free(&sql);
-	search_free(&s);
-	if (code != PLAT_OK)
-		return store_fail(ctx, code, err);
+	planned = req->mode == PLATFORM__DB__V1__COUNT_MODE__COUNT_MODE_PLANNED ||
+	    (req->mode == PLATFORM__DB__V1__COUNT_MODE__COUNT_MODE_ESTIMATED &&
+	    documents >= S.scan_warn);
 	out = plat_new(ctx, Platform__Db__V1__CountResponse,
 	    &platform__db__v1__count_response__descriptor);
-	out->count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	PQclear(res);
+	if (planned) {
+		rc = planned_count(ctx, B(req->database)->store, &sql,
+		    &out->count);
+		out->estimated = true;
+		db_sql_free(&sql);
+		if (rc != PLAT_OK)
+			goto done;
+	} else {
+		code = store_query(B(req->database)->store, &sql,
+		    plat_ctx_deadline_left_ms(ctx), &res, err, sizeof(err));
+		db_sql_free(&sql);
+		if (code != PLAT_OK) {
+			rc = store_fail(ctx, code, err);
+			goto done;
+		}
+		out->count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		PQclear(res);
+	}
 	*resp = &out->base;
-	return PLAT_OK;
+done:
+	search_free(&s);
+	return rc;
 }
 
 /* ---- Watch ---- */
@@ -1327,7 +1544,8 @@ db_watch(plat_ctx *ctx, const ProtobufCMessage *msg, plat_stream *st)
 		dbf_free(f);
 		return rc;
 	}
-	code = store_collection_plan(S.store, req->database, req->collection,
+	code = store_collection_plan(B(req->database)->store, req->database,
+	    req->collection,
 	    plat_ctx_deadline_left_ms(ctx), &p, err, sizeof(err));
 	if (code != PLAT_OK) {
 		dbf_free(f);
@@ -1337,7 +1555,8 @@ db_watch(plat_ctx *ctx, const ProtobufCMessage *msg, plat_stream *st)
 	if (req->after_revision > 0) {
 		int64_t compacted;
 
-		code = store_compacted(S.store, plat_ctx_deadline_left_ms(ctx),
+		code = store_compacted(B(req->database)->store,
+		    plat_ctx_deadline_left_ms(ctx),
 		    &compacted, err, sizeof(err));
 		if (code == PLAT_OK && req->after_revision < compacted)
 			code = plat_error(ctx, PLAT_OUT_OF_RANGE,
@@ -1352,7 +1571,8 @@ db_watch(plat_ctx *ctx, const ProtobufCMessage *msg, plat_stream *st)
 			return code;
 		}
 	}
-	return feed_watch(ctx, st, req->database, req->collection, f,
+	return feed_watch(B(req->database)->feed, ctx, st, req->database,
+	    req->collection, f,
 	    req->after_revision);
 }
 
@@ -1409,7 +1629,7 @@ db_create_index(plat_ctx *ctx, const ProtobufCMessage *msg,
 	aj = json_dumps(arrays, JSON_COMPACT);
 	json_decref(paths);
 	json_decref(arrays);
-	code = store_index_create(S.store, req->database, req->collection,
+	code = store_index_create(B(req->database)->store, req->database, req->collection,
 	    req->name, (int)req->kind, pj, aj, plat_ctx_deadline_left_ms(ctx),
 	    err, sizeof(err));
 	free(pj);
@@ -1450,7 +1670,7 @@ db_list_indexes(plat_ctx *ctx, const ProtobufCMessage *msg,
 	    (rc = db_access(ctx, req->database, req->collection, false)) !=
 	    PLAT_OK)
 		return rc;
-	code = store_indexes(S.store, req->database, req->collection,
+	code = store_indexes(B(req->database)->store, req->database, req->collection,
 	    plat_ctx_deadline_left_ms(ctx), &v, &n, err, sizeof(err));
 	if (code != PLAT_OK)
 		return store_fail(ctx, code, err);
@@ -1495,7 +1715,7 @@ db_drop_index(plat_ctx *ctx, const ProtobufCMessage *msg,
 	    (rc = db_access(ctx, req->database, req->collection, true)) !=
 	    PLAT_OK)
 		return rc;
-	code = store_index_drop(S.store, req->database, req->collection,
+	code = store_index_drop(B(req->database)->store, req->database, req->collection,
 	    req->name, plat_ctx_deadline_left_ms(ctx), err, sizeof(err));
 	if (code != PLAT_OK)
 		return store_fail(ctx, code, err);
@@ -1508,7 +1728,7 @@ db_drop_index(plat_ctx *ctx, const ProtobufCMessage *msg,
  * each expiry as a change (EXPIRED) in revision order. Reads hide an
  * expired document from its expiry on, swept or not. */
 static void
-sweep(void *arg)
+sweep_backend(struct backend *b, bool compact)
 {
 	struct db_write *w;
 	struct db_row **rows;
@@ -1516,47 +1736,56 @@ sweep(void *arg)
 	int64_t dropped;
 	char err[512];
 
-	(void)arg;
-	if (store_expired(S.store, SWEEP_BATCH, &w, &n, err, sizeof(err)) !=
+	if (store_expired(b->store, SWEEP_BATCH, &w, &n, err, sizeof(err)) !=
 	    PLAT_OK)
 		return;
-	if (n > 0 && store_write(S.store, w, n, 30000, &rows, &nrows,
+	if (n > 0 && store_write(b->store, w, n, 30000, &rows, &nrows,
 	    &failed, err, sizeof(err)) == PLAT_OK) {
 		__atomic_add_fetch(&S.expired, nrows, __ATOMIC_RELAXED);
-		feed_committed(rows, nrows);
+		feed_committed(b->feed, rows, nrows);
 		if (n == SWEEP_BATCH)
 			plat_feed_loop_kick(S.sweeper);
 	}
 	store_writes_free(w, n);
-	/* Compaction looks at the oldest changes every COMPACT_TICKS
-	 * sweeps, or at once again while it finds a full batch. */
-	if (S.compact_due-- > 0)
-		return;
-	S.compact_due = COMPACT_TICKS;
-	if (store_compact(S.store, S.retention_ms, COMPACT_BATCH, &dropped,
-	    err, sizeof(err)) == PLAT_OK && dropped == COMPACT_BATCH) {
+	if (compact && store_compact(b->store, S.retention_ms, COMPACT_BATCH,
+	    &dropped, err, sizeof(err)) == PLAT_OK &&
+	    dropped == COMPACT_BATCH) {
 		S.compact_due = 0;
 		plat_feed_loop_kick(S.sweeper);
 	}
 }
 
 static void
+sweep(void *arg)
+{
+	/* Compaction looks at the oldest changes every COMPACT_TICKS
+	 * sweeps, or at once again while it finds a full batch. */
+	bool compact = S.compact_due-- <= 0;
+
+	(void)arg;
+	if (compact)
+		S.compact_due = COMPACT_TICKS;
+	for (size_t i = 0; i < S.nb; i++)
+		sweep_backend(&S.b[i], compact);
+}
+
+static void
 index_work(void *arg)
 {
 	(void)arg;
-	store_index_work(S.store, S.node_id);
+	for (size_t i = 0; i < S.nb; i++)
+		store_index_work(S.b[i].store, S.node_id);
 }
 
 /* ---- lifecycle ---- */
 
-/* What the registry shows of the backend: host:port/dbname of the
+/* What the registry shows of a backend: host:port/dbname of its
  * conninfo, never its password or other options. */
 static void
-register_backend(plat_server *srv, const char *conninfo)
+backend_where(const char *conninfo, char *out, size_t len)
 {
 	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
 	const char *host = "", *port = "", *dbname = "";
-	char where[512];
 
 	for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++) {
 		if (o->val == NULL)
@@ -1568,26 +1797,53 @@ register_backend(plat_server *srv, const char *conninfo)
 		else if (strcmp(o->keyword, "dbname") == 0)
 			dbname = o->val;
 	}
-	snprintf(where, sizeof(where), "%s%s%s/%s", host, port[0] != '\0' ?
-	    ":" : "", port, dbname);
-	(void)plat_server_add_metadata(srv, "backend", where);
-	/* Every database is served from this one backend. */
-	(void)plat_server_add_metadata(srv, "databases", "*");
+	snprintf(out, len, "%s%s%s/%s", host, port[0] != '\0' ? ":" : "",
+	    port, dbname);
 	PQconninfoFree(opts);
 }
 
+/* backend: where --database is; databases: the ones --backends maps,
+ * then * (all the others); backends: NAME=where;... for those. */
+static void
+register_backends(plat_server *srv)
+{
+	char where[512], dbs[2048] = "", more[4096] = "";
+	size_t o = 0, m = 0;
+
+	backend_where(S.b[0].conninfo, where, sizeof(where));
+	(void)plat_server_add_metadata(srv, "backend", where);
+	for (size_t i = 1; i < S.nb && o < sizeof(dbs) && m < sizeof(more);
+	    i++) {
+		char w[512];
+
+		backend_where(S.b[i].conninfo, w, sizeof(w));
+		o += (size_t)snprintf(dbs + o, sizeof(dbs) - o, "%s,",
+		    S.b[i].name);
+		m += (size_t)snprintf(more + m, sizeof(more) - m, "%s%s=%s",
+		    m > 0 ? ";" : "", S.b[i].name, w);
+	}
+	if (o < sizeof(dbs) - 1)
+		snprintf(dbs + o, sizeof(dbs) - o, "*");
+	(void)plat_server_add_metadata(srv, "databases", dbs);
+	if (S.nb > 1)
+		(void)plat_server_add_metadata(srv, "backends", more);
+}
 
 static double
 gauge_watchers(void *arg)
 {
+	size_t n = 0;
+
 	(void)arg;
-	return (double)plat_feed_watchers(feed_get());
+	for (size_t i = 0; i < S.nb; i++)
+		n += plat_feed_watchers(feed_get(S.b[i].feed));
+	return (double)n;
 }
 
 static double
 gauge_revision(void *arg)
 {
-	int64_t pos = plat_feed_position(feed_get());
+	int64_t pos = plat_feed_position(feed_get(S.b[0].feed));
 
 	(void)arg;
 	return pos < 0 ? 0 : (double)pos;
@@ -1611,7 +1867,11 @@ static double
 count_batches(void *arg)
 {
 	(void)arg;
-	return (double)writer_batches();
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < S.nb; i++)
+		n += writer_batches(S.b[i].writer);
+	return (double)n;
 }
 
 static void
@@ -1621,52 +1881,76 @@ db_fini(plat_server *srv)
 	plat_feed_loop_stop(S.sweeper);
 	plat_feed_loop_stop(S.indexer);
 	S.sweeper = S.indexer = NULL;
-	writer_stop();
-	feed_stop();
-	store_free(S.store);
-	S.store = NULL;
+	for (size_t i = 0; i < S.nb; i++) {
+		struct backend *b = &S.b[i];
+
+		writer_stop(b->writer);
+		feed_stop(b->feed);
+		store_free(b->store);
+		b->writer = NULL;
+		b->feed = NULL;
+		b->store = NULL;
+	}
+}
+
+/* One backend's store, schema, feed and group commit. The first one's
+ * feed speaks for the service's health. */
+static int
+backend_start(plat_server *srv, struct backend *b, int pool)
+{
+	enum plat_code code;
+	char err[512];
+
+	if ((b->store = store_new(b->conninfo, pool, S.notify)) == NULL)
+		return -1;
+	code = store_migrate(b->store, err, sizeof(err));
+	if (code == PLAT_UNAVAILABLE) {
+		log_warn("db: database unavailable at start; answering "
+		    "UNAVAILABLE until it is reachable", "backend",
+		    b->name != NULL ? b->name : "*", "error", err);
+	} else if (code != PLAT_OK) {
+		log_error("db: cannot bring the database schema up to date",
+		    "backend", b->name != NULL ? b->name : "*", "error", err);
+		fprintf(stderr, "db-srv: %s\n", err);
+		return -1;
+	}
+	if ((b->feed = feed_start(b->store, b->conninfo, srv,
+	    b == &S.b[0] ? db_service.grpc_service : NULL)) == NULL ||
+	    (b->writer = writer_start(b->store, b->feed)) == NULL) {
+		log_error("db: cannot start its threads");
+		return -1;
+	}
+	return 0;
 }
 
 static int
 db_init(plat_server *srv, const struct plat_settings *s)
 {
 	struct metrics *m = plat_server_metrics(srv);
-	enum plat_code code;
-	char err[512];
 	int pool;
 
 	snprintf(S.node_id, sizeof(S.node_id), "%s",
 	    s->node_id != NULL && s->node_id[0] != '\0' ? s->node_id :
 	    plat_server_advertised(srv));
 	pool = s->workers * 2 + 4 < POOL_MIN ? POOL_MIN : s->workers * 2 + 4;
-	if ((S.store = store_new(s->database, pool, S.notify)) == NULL)
-		return -1;
-	code = store_migrate(S.store, err, sizeof(err));
-	if (code == PLAT_UNAVAILABLE) {
-		log_warn("db: database unavailable at start; answering "
-		    "UNAVAILABLE until it is reachable", "error", err);
-	} else if (code != PLAT_OK) {
-		log_error("db: cannot bring the database schema up to date",
-		    "error", err);
-		fprintf(stderr, "db-srv: %s\n", err);
-		store_free(S.store);
-		S.store = NULL;
-		return -1;
-	}
-	if (feed_start(S.store, s->database, srv) != 0 ||
-	    writer_start(S.store) != 0 ||
-	    (S.sweeper = plat_feed_loop_start(SWEEP_MS, sweep, NULL)) == NULL ||
+	S.b[0].conninfo = s->database;
+	for (size_t i = 0; i < S.nb; i++)
+		if (backend_start(srv, &S.b[i], pool) != 0) {
+			db_fini(srv);
+			return -1;
+		}
+	if ((S.sweeper = plat_feed_loop_start(SWEEP_MS, sweep, NULL)) == NULL ||
 	    (S.indexer = plat_feed_loop_start(INDEX_TICK_MS, index_work,
 	    NULL)) == NULL) {
 		log_error("db: cannot start its threads");
 		db_fini(srv);
 		return -1;
 	}
-	register_backend(srv, s->database);
+	register_backends(srv);
 	metrics_gauge_fn(m, "db_watchers", "Open Watch streams.",
 	    gauge_watchers, NULL);
 	metrics_gauge_fn(m, "db_feed_revision", "The last revision the feed "
-	    "fanned out.", gauge_revision, NULL);
+	    "of --database fanned out.", gauge_revision, NULL);
 	metrics_counter_fn(m, "db_unindexed_searches_total", "Searches and "
 	    "counts of a large collection that no index served.",
 	    count_unindexed, NULL);

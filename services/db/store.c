@@ -435,6 +435,14 @@ wtx_apply(struct wtx *t, size_t i, char *err, size_t errlen)
 	case DB_W_PATCH: {
 		json_t *cur = doc_load(k->body), *next;
 
+		if (cur == NULL) {
+			log_error("db: a stored document does not parse",
+			    "database", w->database, "collection",
+			    w->collection, "id", w->id);
+			errbuf_set(err, errlen, "%s",
+			    pg_code_message(PLAT_INTERNAL));
+			return PLAT_INTERNAL;
+		}
 		next = merge_patch(cur, w->patch);
 		if (!json_is_object(next)) {
 			json_decref(next);

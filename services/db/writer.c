@@ -13,10 +13,11 @@
 #define BATCH_MAX_BYTES (8u << 20)
 #define BATCH_TIMEOUT_MAX_MS 30000
 
-static struct {
+struct db_writer {
 	struct store *store;
+	struct db_feed *feed;
 	struct batcher *batcher;
-} W;
+};
 
 struct write_batch {
 	size_t n;
@@ -45,12 +46,12 @@ writer_apply(void *arg, void *batch, int64_t timeout_ms, char *err,
     size_t errlen)
 {
 	struct write_batch *b = batch;
+	struct db_writer *wr = arg;
 	struct db_row **rows;
 	enum plat_code code;
 	size_t nrows;
 
-	(void)arg;
-	code = store_write_each(W.store, b->w, b->n, timeout_ms, &rows,
+	code = store_write_each(wr->store, b->w, b->n, timeout_ms, &rows,
 	    &nrows, err, errlen);
 	if (code != PLAT_OK)
 		return code;
@@ -64,7 +65,7 @@ writer_apply(void *arg, void *batch, int64_t timeout_ms, char *err,
 		memcpy(j->call.err, b->w[i].err, sizeof(b->w[i].err));
 	}
 	/* The watchers learn of the batch before any caller is answered. */
-	feed_committed(rows, nrows);
+	feed_committed(wr->feed, rows, nrows);
 	return PLAT_OK;
 }
 
@@ -98,29 +99,37 @@ static const struct batcher_ops writer_ops = {
 	.release = writer_release,
 };
 
-int
-writer_start(struct store *s)
+struct db_writer *
+writer_start(struct store *s, struct db_feed *feed)
 {
 	static const struct batcher_limits limits = {
 		.max_items = BATCH_MAX_ITEMS,
 		.max_bytes = BATCH_MAX_BYTES,
 		.max_timeout_ms = BATCH_TIMEOUT_MAX_MS,
 	};
+	struct db_writer *wr = xcalloc(1, sizeof(*wr));
 
-	W.store = s;
-	W.batcher = batcher_new("db", &writer_ops, NULL, &limits);
-	return W.batcher != NULL ? 0 : -1;
+	wr->store = s;
+	wr->feed = feed;
+	wr->batcher = batcher_new("db", &writer_ops, wr, &limits);
+	if (wr->batcher == NULL) {
+		free(wr);
+		return NULL;
+	}
+	return wr;
 }
 
 void
-writer_stop(void)
+writer_stop(struct db_writer *wr)
 {
-	batcher_free(W.batcher);
-	W.batcher = NULL;
+	if (wr == NULL)
+		return;
+	batcher_free(wr->batcher);
+	free(wr);
 }
 
 void
-writer_submit(struct db_job *job)
+writer_submit(struct db_writer *wr, struct db_job *job)
 {
 	int64_t left = plat_ctx_deadline_left_ms(job->ctx);
 
@@ -128,11 +137,11 @@ writer_submit(struct db_job *job)
 	    plat_now_ms() + left;
 	job->call.items = 1;
 	job->call.bytes = job->w.json != NULL ? strlen(job->w.json) : 0;
-	batcher_submit(W.batcher, &job->call);
+	batcher_submit(wr->batcher, &job->call);
 }
 
 uint64_t
-writer_batches(void)
+writer_batches(struct db_writer *wr)
 {
-	return W.batcher != NULL ? batcher_batches(W.batcher) : 0;
+	return wr != NULL ? batcher_batches(wr->batcher) : 0;
 }

@@ -24,10 +24,14 @@ struct db_job {
 	    const char *err);
 };
 
-int writer_start(struct store *s);
-void writer_stop(void);
+/* One per backend, handing its commits to the backend's feed. */
+struct db_writer;
+struct db_feed;
+
+struct db_writer *writer_start(struct store *s, struct db_feed *feed);
+void writer_stop(struct db_writer *wr);     /* NULL is fine */
 /* After plat_defer(job->ctx). */
-void writer_submit(struct db_job *job);
-uint64_t writer_batches(void);
+void writer_submit(struct db_writer *wr, struct db_job *job);
+uint64_t writer_batches(struct db_writer *wr);
 
 #endif

@@ -91,6 +91,15 @@ class DBClient(harness.ServiceClient):
             database=db, collection=coll, **kw)))
 
 
+def urlsplit_password(url):
+    """The password in a conninfo URL, or None."""
+    from urllib.parse import urlsplit
+    try:
+        return urlsplit(url).password or None
+    except ValueError:
+        return None
+
+
 def client_of(srv):
     return DBClient(srv.get_channel())
 

@@ -270,7 +270,16 @@ class CtlDBTest(unittest.TestCase):
         out, _ = self.ctl('-o', 'json', 'db', 'count', self.db, self.coll,
                           '{"filter": {"path": "g", "op": "eq", '
                           '"value": 0}}')
-        self.assertEqual(json.loads(out), {'count': 767})
+        self.assertEqual(json.loads(out), {'count': 767,
+                                           'estimated': False})
+        # The planner's estimate: a number, said to be one.
+        out, _ = self.ctl('-o', 'json', 'db', 'count', self.db, self.coll,
+                          '--mode', 'planned')
+        self.assertTrue(json.loads(out)['estimated'])
+        self.assertIsInstance(json.loads(out)['count'], int)
+        out, _ = self.ctl('db', 'count', self.db, self.coll, '--mode',
+                          'PLANNED')
+        self.assertRegex(out, r'^\d+ \(estimated\)$')
 
     def test_find_metacharacters(self):
         nasty = "x'); DROP TABLE db_documents; --\"\\%_*"
@@ -353,6 +362,7 @@ class CtlDBTest(unittest.TestCase):
                 (['db', 'find', *q, '{"order": [3]}'], 'order[0]'),
                 (['db', 'find', *q, '--page-size', '1001'], '--page-size'),
                 (['db', 'count', *q, '{"order": []}'], 'takes "filter" only'),
+                (['db', 'count', *q, '--mode', 'guess'], '--mode must be'),
                 (['db', 'watch', *q, '--filter', '{"path": 1, "op": "eq"}'],
                  '--filter.path'),
                 (['db', 'watch', *q, '--after-revision', 'x'],

@@ -196,6 +196,45 @@ class CrudTest(DBCase):
         self.assertCode(rpc_error(c.create, db, 'nocoll', {}),
                         C.NOT_FOUND, 'nocoll')
 
+    def test_numbers_round_trip_exactly(self):
+        """Why documents are JSON text: an int64 past 2^53 and reals come
+        back as they were written, also through a merge patch."""
+        c, db, co = self.c, self.db, self.coll
+        doc = {'big': 9007199254740993, 'min': -9223372036854775808,
+               'max': 9223372036854775807, 'f': 0.1, 'tiny': 1e-300,
+               'e': 1.5e18, 'neg': -0.0}
+        c.create(db, co, doc, id='n')
+        self.assertEqual(json.loads(c.read(db, co, 'n').json), doc)
+        m = c.update(db, co, 'n', {'x': 1}, mode=MERGE)
+        self.assertEqual(json.loads(m.json), dict(doc, x=1))
+        self.assertEqual(json.loads(c.read(db, co, 'n').json), dict(doc, x=1))
+        docs, _ = c.search_all(db, co, filter=cond('big', 'EQ',
+                                                   9007199254740993))
+        self.assertEqual([d.id for d in docs], ['n'])
+        docs, _ = c.search_all(db, co, filter=cond('big', 'EQ',
+                                                   9007199254740992))
+        self.assertEqual(docs, [])
+
+    def test_count_modes(self):
+        c, db, co = self.c, self.db, self.coll
+        for i in range(3):
+            c.create(db, co, {'i': i}, id=str(i))
+        f = cond('i', 'GE', 1)
+        r = c.call('Count', database=db, collection=co, filter=f)
+        self.assertEqual((r.count, r.estimated), (2, False))
+        # Smaller than --scan-warn-documents (1000): estimated is exact.
+        r = c.call('Count', database=db, collection=co, filter=f,
+                   mode=P.COUNT_MODE_ESTIMATED)
+        self.assertEqual((r.count, r.estimated), (2, False))
+        # The planner's guess: a number, said to be one.
+        r = c.call('Count', database=db, collection=co, filter=f,
+                   mode=P.COUNT_MODE_PLANNED)
+        self.assertTrue(r.estimated)
+        self.assertGreaterEqual(r.count, 0)
+        r = c.call('Count', database=db, collection=co,
+                   mode=P.COUNT_MODE_PLANNED)
+        self.assertTrue(r.estimated)
+
     def test_concurrent_writers_exactly_one_wins(self):
         c, db, co = self.c, self.db, self.coll
         base = c.create(db, co, {'n': 0}, id='race')
@@ -500,6 +539,21 @@ class SearchTest(DBCase):
         self.assertEqual([d.id for d in docs], want)
         after = harness.metric(self.mport, 'db_unindexed_searches_total')
         self.assertEqual(after, before + 1)
+        # A planned or estimated count scans nothing, an exact one does.
+        for mode in (P.COUNT_MODE_PLANNED, P.COUNT_MODE_ESTIMATED):
+            r = self.c.call('Count', database=self.db, collection=self.coll,
+                            filter=f, mode=mode)
+            self.assertTrue(r.estimated)
+        self.assertEqual(harness.metric(self.mport,
+                                        'db_unindexed_searches_total'),
+                         after)
+        self.assertEqual(self.c.call('Count', database=self.db,
+                                     collection=self.coll,
+                                     filter=f).count, len(want))
+        after += 1
+        self.assertEqual(harness.metric(self.mport,
+                                        'db_unindexed_searches_total'),
+                         after)
         self.assertTrue(any('no index serves' in line.get('msg', '') and
                             line.get('collection') == self.coll
                             for line in harness.log_lines(self.srv)))
@@ -736,6 +790,9 @@ class BadInputTest(DBCase):
             ('Create', dict(loc, json='{"a":1,"a":2}'), 'json'),
             ('Create', dict(loc, json='{"a":'), 'json'),
             ('Create', dict(loc, json='{"a":"\\u0000"}'), 'json'),
+            ('Create', dict(loc, json='{"a":[1e300]}'), 'json'),
+            ('Update', dict(loc, id='x', json='{"a":-1e19}', mode=MERGE),
+             'json'),
             ('Create', dict(loc, json='{"a":"' + 'x' * 300000 + '"}'),
              'json'),
             ('Create', dict(loc, json='{}', ttl_ms=-1), 'ttl_ms'),
@@ -805,6 +862,7 @@ class BadInputTest(DBCase):
             ('Count', dict(loc, database=''), 'database'),
             ('Count', dict(loc, filter=cond('a', 'GT', True)),
              'filter.condition.value'),
+            ('Count', dict(loc, mode=9), 'mode'),
             ('CreateIndex', dict(loc, name=''), 'name'),
             ('CreateIndex', dict(loc, name='i'), 'paths'),
             ('CreateIndex', dict(loc, name='i', paths=['a'] * 5), 'paths'),
@@ -1122,6 +1180,111 @@ class RetentionTest(harness.ServiceCase):
                          {'i': 3})
         w.close()
         srv.stop_clean()
+
+
+
+class BackendsTest(harness.ServiceCase):
+    """--backends keeps a database in another PostgreSQL (here another
+    schema of the test server): its rows live there, every call works on
+    it, listings merge, a batch cannot span two, and the registry says
+    which db-srv serves which database where."""
+
+    STREAM_ITEM = 'change'
+
+    def test_database_on_its_own_backend(self):
+        import auth_harness as ah
+        schema, conninfo = ah.new_schema()
+        self.addCleanup(ah.drop_schema, schema)
+        mapped, other = uniq_name('mapped'), uniq_name('other')
+        disc = harness.Server(discovery='self', name='discovery-dbb')
+        self.addCleanup(disc.kill)
+        srv = dh.db_server(name='db-backends', discovery=disc.address,
+                           env={'PLATFORM_BACKENDS': '%s=%s'
+                                % (mapped, conninfo)})
+        self.addCleanup(srv.kill)
+        c = dh.client_of(srv)
+        for d in (mapped, other):
+            c.call('CreateDatabase', name=d)
+            c.call('CreateCollection', database=d, name='c')
+            c.create(d, 'c', {'db': d}, id='1')
+        self.assertEqual(ah.psql('SELECT database FROM %s.db_documents'
+                                 % schema), [[mapped]])
+        self.assertEqual(ah.psql("SELECT count(*) FROM public.db_documents"
+                                 " WHERE database = '%s'" % mapped), [['0']])
+        self.assertEqual(ah.psql("SELECT count(*) FROM public.db_documents"
+                                 " WHERE database = '%s'" % other), [['1']])
+        # Listings merge the backends, in name order, across pages.
+        names, token = [], ''
+        while True:
+            r = c.call('ListDatabases', page_size=1, page_token=token)
+            names += [x.name for x in r.databases]
+            token = r.next_page_token
+            if not token:
+                break
+        self.assertEqual(names, sorted(names))
+        self.assertIn(mapped, names)
+        self.assertIn(other, names)
+        # Every call on the mapped one.
+        w = c.watch(mapped, 'c', after_revision=0)
+        self.addCleanup(w.close)
+        self.assertTrue(w.next().caught_up)
+        u = c.update(mapped, 'c', '1', {'n': 2}, mode=MERGE)
+        m = w.next().change
+        self.assertEqual((m.document.id, m.revision), ('1', u.revision))
+        docs, _ = c.search_all(mapped, 'c', filter=cond('n', 'EQ', 2))
+        self.assertEqual([d.id for d in docs], ['1'])
+        self.assertEqual(c.call('Count', database=mapped,
+                                collection='c').count, 1)
+        c.call('CreateIndex', database=mapped, collection='c', name='n',
+               paths=['n'])
+        wait_for(lambda: c.call('ListIndexes', database=mapped,
+                                collection='c').indexes[0].state ==
+                 P.INDEX_STATE_READY, what='the index on the backend')
+        r = c.call('BatchWrite', database=mapped, writes=[
+            P.Write(create=P.CreateRequest(collection='c', id='2',
+                                           json='{}'))])
+        self.assertEqual(len(r.results), 1)
+        # A batch is one transaction: not across two PostgreSQLs.
+        e = rpc_error(c.call, 'BatchWrite', writes=[
+            P.Write(delete=P.DeleteRequest(database=mapped, collection='c',
+                                           id='2')),
+            P.Write(delete=P.DeleteRequest(database=other, collection='c',
+                                           id='1'))])
+        self.assertCode(e, C.INVALID_ARGUMENT, 'writes[1].database')
+        c.read(mapped, 'c', '2')
+        # The registry.
+        d = disc.discovery_client()
+
+        def metadata():
+            r = d.get('db')
+            return [dict(n.metadata) for s in r.services for n in s.nodes
+                    if 'backends' in n.metadata]
+        md = wait_for(metadata, what='db-srv registered')[0]
+        self.assertEqual(md['databases'], mapped + ',*')
+        self.assertTrue(md['backends'].startswith(mapped + '='))
+        pw = dh.urlsplit_password(dh.DATABASE)
+        if pw:
+            self.assertNotIn(pw, str(md))
+        c.call('DropDatabase', name=mapped)
+        self.assertEqual(ah.psql('SELECT count(*) FROM %s.db_documents'
+                                 % schema), [['0']])
+        w.close()
+        srv.stop_clean()
+        disc.stop_clean()
+
+    def test_bad_backends(self):
+        for value, what in (('noequals', 'NAME=CONNINFO'),
+                            ('a b=host=x', 'not a database name'),
+                            ('x=host=h port=notaport ==', 'does not parse'),
+                            ('x=host=h;x=host=i', 'twice')):
+            with self.subTest(value=value):
+                r = harness.run_binary([], binary=dh.DB_BIN, env={
+                    'PLATFORM_DATABASE': dh.DATABASE,
+                    'PLATFORM_BACKENDS': value})
+                self.assertEqual(r.code, 2, r.stderr)
+                self.assertIn('--backends', r.stderr)
+                self.assertIn(what, r.stderr)
+                self.assertEqual(len(r.stderr.strip().splitlines()), 1)
 
 
 if __name__ == '__main__':
