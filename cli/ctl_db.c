@@ -52,6 +52,9 @@
 #define M_SEARCH	M_PREFIX "Search"
 #define M_COUNT		M_PREFIX "Count"
 #define M_WATCH		M_PREFIX "Watch"
+#define M_CREATE_INDEX	M_PREFIX "CreateIndex"
+#define M_LIST_INDEXES	M_PREFIX "ListIndexes"
+#define M_DROP_INDEX	M_PREFIX "DropIndex"
 
 typedef Platform__Db__V1__Document	pb_doc;
 typedef Platform__Db__V1__Filter	pb_filter;
@@ -63,6 +66,7 @@ typedef Platform__Db__V1__WatchResponse	pb_watch_resp;
 struct db_flags {
 	const char *db, *expect_revision, *merge, *if_absent, *ttl;
 	const char *limit, *page_size, *after_revision, *filter, *mode;
+	const char *gin;
 	struct ctl_list field;
 };
 
@@ -371,17 +375,24 @@ order_of(size_t i, json_t *e, pb_order **out)
 }
 
 static int
-query_parse(const char *text, int with_rest, struct query *q)
+query_parse(const char *arg, int with_rest, struct query *q)
 {
 	const char *k;
 	json_t *j, *v, *e;
-	size_t i;
+	char *in = NULL;
+	size_t i, len;
 	int rc = CTL_OK;
 
 	memset(q, 0, sizeof(*q));
-	if (text == NULL)
+	if (arg == NULL)
 		return CTL_OK;
-	if ((j = json_arg("the query", text, 0)) == NULL)
+	/* "-": the query from stdin (a long one, from a file). */
+	if (strcmp(arg, "-") == 0 && (rc = ctl_read_stdin(&ctl_db_group,
+	    "the JSON query", STDIN_MAX, &in, &len)) != CTL_OK)
+		return rc;
+	j = json_arg("the query", in != NULL ? in : arg, 0);
+	free(in);
+	if (j == NULL)
 		return CTL_USAGE;
 	if (!json_is_object(j)) {
 		json_decref(j);
@@ -967,6 +978,122 @@ db_watch(const struct ctl_run *x, int argc, char **argv)
 	return rc;
 }
 
+/* ---- indexes ---- */
+
+static int
+db_indexes(const struct ctl_run *x, int argc, char **argv)
+{
+	Platform__Db__V1__ListIndexesRequest req =
+	    PLATFORM__DB__V1__LIST_INDEXES_REQUEST__INIT;
+	const Platform__Db__V1__ListIndexesResponse *r;
+	struct ctl_table t = { .ncols = 5 };
+	ProtobufCMessage *m = NULL;
+	json_t *arr, *paths;
+	char *p;
+	int rc;
+
+	req.database = argv[0];
+	req.collection = argv[1];
+	if ((rc = db_call(x, M_LIST_INDEXES, &req.base,
+	    &platform__db__v1__list_indexes_response__descriptor, &m, 1)) !=
+	    CTL_OK)
+		return rc;
+	r = (const Platform__Db__V1__ListIndexesResponse *)m;
+	arr = json_array();
+	ctl_table_row(&t, (const char *[]){ "NAME", "KIND", "STATE", "PATHS",
+	    "ERROR" });
+	for (size_t i = 0; i < r->n_indexes; i++) {
+		const Platform__Db__V1__Index *ix = r->indexes[i];
+		const char *kind = ctl_enum_name(
+		    &platform__db__v1__index_kind__descriptor, (int)ix->kind,
+		    "INDEX_KIND_"), *state = ctl_enum_name(
+		    &platform__db__v1__index_state__descriptor, (int)ix->state,
+		    "INDEX_STATE_");
+
+		paths = json_array();
+		for (size_t k = 0; k < ix->n_paths; k++)
+			json_array_append_new(paths, ctl_jstr(ix->paths[k]));
+		if ((p = json_dumps(paths, JSON_COMPACT)) == NULL)
+			abort();
+		ctl_table_row(&t, (const char *[]){ ix->name, kind, state,
+		    ix->n_paths ? p : "-", *ix->error ? ix->error : "-" });
+		free(p);
+		json_array_append_new(arr, json_pack("{s:o, s:s, s:s, s:o, s:o}",
+		    "name", ctl_jstr(ix->name), "kind", kind, "state", state,
+		    "paths", paths, "error", ctl_jstr(ix->error)));
+	}
+	if (x->g->json)
+		rc = ctl_json_print(arr, 0);
+	else {
+		json_decref(arr);
+		ctl_table_print(&t, stdout);
+	}
+	ctl_table_free(&t);
+	protobuf_c_message_free_unpacked(m, NULL);
+	return rc;
+}
+
+/* An expression index on PATH..., or with --gin one on the whole
+ * document; built in the background: `db indexes` says when it is
+ * READY. */
+static int
+db_create_index(const struct ctl_run *x, int argc, char **argv)
+{
+	Platform__Db__V1__CreateIndexRequest req =
+	    PLATFORM__DB__V1__CREATE_INDEX_REQUEST__INIT;
+	ProtobufCMessage *m = NULL;
+	int gin = db_f(x)->gin != NULL;
+	int rc;
+
+	if (gin == (argc > 3))
+		return usage_error("create-index: %s", gin ? "--gin indexes "
+		    "the whole document: no PATH" : "missing PATH (or --gin)");
+	req.database = argv[0];
+	req.collection = argv[1];
+	req.name = argv[2];
+	req.kind = gin ? PLATFORM__DB__V1__INDEX_KIND__INDEX_KIND_GIN :
+	    PLATFORM__DB__V1__INDEX_KIND__INDEX_KIND_EXPRESSION;
+	req.paths = argv + 3;
+	req.n_paths = (size_t)(argc - 3);
+	if ((rc = db_call(x, M_CREATE_INDEX, &req.base,
+	    &platform__db__v1__create_index_response__descriptor, &m, 0)) !=
+	    CTL_OK)
+		return rc;
+	if (x->g->json)
+		rc = ctl_json_print(json_pack("{s:o, s:s}", "name",
+		    ctl_jstr(argv[2]), "state", "BUILDING"), 0);
+	else
+		ctl_put_line(stdout, "%s %s %s: building", argv[0], argv[1],
+		    argv[2]);
+	protobuf_c_message_free_unpacked(m, NULL);
+	return rc;
+}
+
+static int
+db_drop_index(const struct ctl_run *x, int argc, char **argv)
+{
+	Platform__Db__V1__DropIndexRequest req =
+	    PLATFORM__DB__V1__DROP_INDEX_REQUEST__INIT;
+	ProtobufCMessage *m = NULL;
+	int rc;
+
+	req.database = argv[0];
+	req.collection = argv[1];
+	req.name = argv[2];
+	if ((rc = db_call(x, M_DROP_INDEX, &req.base,
+	    &platform__db__v1__drop_index_response__descriptor, &m, 0)) !=
+	    CTL_OK)
+		return rc;
+	if (x->g->json)
+		rc = ctl_json_print(json_pack("{s:o, s:b}", "name",
+		    ctl_jstr(argv[2]), "dropped", 1), 0);
+	else
+		ctl_put_line(stdout, "dropped %s %s %s", argv[0], argv[1],
+		    argv[2]);
+	protobuf_c_message_free_unpacked(m, NULL);
+	return rc;
+}
+
 /* ---- the command table ---- */
 
 #define F(name, flag, kind, arg, cmds, help) { flag, NULL, kind, arg, \
@@ -994,6 +1121,8 @@ static const struct ctl_flag db_flags[] = {
 	    "the stored changes after revision N, then new ones"),
 	F(filter, "--filter", CTL_VALUE, "JSON", "watch",
 	    "only changes whose document matches the filter"),
+	F(gin, "--gin", CTL_SWITCH, NULL, "create-index",
+	    "a GIN index of the whole document (eq, contains)"),
 	F(mode, "--mode", CTL_VALUE, "MODE", "count",
 	    "exact (default), planned (the planner's estimate) or estimated"),
 };
@@ -1024,6 +1153,13 @@ static const struct ctl_cmd db_cmds[] = {
 	    "print how many documents match" },
 	{ "db", "watch", "DATABASE COLLECTION", 2, 2, db_watch,
 	    "print each change of a collection until Ctrl-C" },
+	{ "db", "indexes", "DATABASE COLLECTION", 2, 2, db_indexes,
+	    "list a collection's indexes and their state" },
+	{ "db", "create-index", "DATABASE COLLECTION NAME [PATH...]", 3, 7,
+	    db_create_index, "index up to 4 paths (or --gin), built in "
+	    "the background" },
+	{ "db", "drop-index", "DATABASE COLLECTION NAME", 3, 3, db_drop_index,
+	    "drop an index" },
 	{ "db", "help", "", 0, 0, NULL, "show this help" },
 };
 
@@ -1058,7 +1194,8 @@ const struct ctl_group ctl_db_group = {
 	    "is {\"path\": \"address.city\", \"op\": \"eq\", \"value\":\n"
 	    "\"Paris\"}, {\"all\": [F, ...]}, {\"any\": [F, ...]} or "
 	    "{\"not\": F}; op is eq, ne, lt,\nle, gt, ge, in, prefix, "
-	    "exists or contains. count takes {\"filter\": F}.\n"
+	    "exists or contains. count takes {\"filter\": F}.\nQUERY '-' "
+	    "reads it from stdin.\n"
 	    "\nExit status: 0 ok, 1 a call failed (a missing document: "
 	    "NOT_FOUND; a revision\nthat moved on: FAILED_PRECONDITION), 2 "
 	    "bad usage.\n",

@@ -292,6 +292,53 @@ class CtlDBTest(unittest.TestCase):
         self.assertEqual(self.c.call('Count', database=self.db,
                                      collection=self.coll).count, 2)
 
+    def test_query_from_stdin(self):
+        self.fill(5)
+        q = json.dumps({'filter': {'path': 'i', 'op': 'ge', 'value': 3}})
+        out, _ = self.ctl('db', 'find', self.db, self.coll, '-',
+                          stdin=q.encode())
+        self.assertEqual([json.loads(ln)['i'] for ln in out.splitlines()],
+                         [3, 4])
+        out, _ = self.ctl('db', 'count', self.db, self.coll, '-',
+                          stdin=q.encode())
+        self.assertEqual(out, '2\n')
+
+    # ---- indexes
+
+    def indexes(self):
+        out, _ = self.ctl('-o', 'json', 'db', 'indexes', self.db, self.coll)
+        return {ix['name']: ix for ix in json.loads(out)}
+
+    def test_indexes(self):
+        self.fill(20)
+        out, _ = self.ctl('db', 'create-index', self.db, self.coll, 'by_g_i',
+                          'g', 'i')
+        self.assertEqual(out, '%s items by_g_i: building\n' % self.db)
+        self.ctl('db', 'create-index', self.db, self.coll, 'all', '--gin')
+        harness.wait_for(lambda: all(ix['state'] == 'READY' for ix in
+                                     self.indexes().values()) and
+                         len(self.indexes()) == 2, what='indexes ready')
+        ix = self.indexes()
+        self.assertEqual((ix['by_g_i']['kind'], ix['by_g_i']['paths']),
+                         ('EXPRESSION', ['g', 'i']))
+        self.assertEqual((ix['all']['kind'], ix['all']['paths']),
+                         ('GIN', []))
+        out, _ = self.ctl('db', 'indexes', self.db, self.coll)
+        rows = [ln.split() for ln in out.splitlines()]
+        self.assertEqual(rows[0], ['NAME', 'KIND', 'STATE', 'PATHS',
+                                   'ERROR'])
+        self.assertIn(['by_g_i', 'EXPRESSION', 'READY', '["g","i"]', '-'],
+                      rows)
+        _, err = self.ctl('db', 'create-index', self.db, self.coll, 'all',
+                          '--gin', code=1)
+        self.assertIn('ALREADY_EXISTS', err)
+        out, _ = self.ctl('db', 'drop-index', self.db, self.coll, 'all')
+        self.assertEqual(out, 'dropped %s items all\n' % self.db)
+        self.assertEqual(list(self.indexes()), ['by_g_i'])
+        _, err = self.ctl('db', 'drop-index', self.db, self.coll, 'all',
+                          code=1)
+        self.assertIn('NOT_FOUND', err)
+
     # ---- watch
 
     def test_watch(self):
@@ -363,6 +410,9 @@ class CtlDBTest(unittest.TestCase):
                 (['db', 'find', *q, '--page-size', '1001'], '--page-size'),
                 (['db', 'count', *q, '{"order": []}'], 'takes "filter" only'),
                 (['db', 'count', *q, '--mode', 'guess'], '--mode must be'),
+                (['db', 'create-index', *q, 'ix'], 'missing PATH'),
+                (['db', 'create-index', *q, 'ix', 'a', '--gin'], 'no PATH'),
+                (['db', 'find', *q, '--gin'], '--gin applies to'),
                 (['db', 'watch', *q, '--filter', '{"path": 1, "op": "eq"}'],
                  '--filter.path'),
                 (['db', 'watch', *q, '--after-revision', 'x'],
