@@ -103,10 +103,16 @@ ttl_of(const struct ctl_run *x, int64_t *ms)
 	const char *s = db_f(x)->ttl;
 
 	*ms = 0;
+	/* "none": no time to live any more (an update's -1). */
+	if (s != NULL && strcmp(s, "none") == 0) {
+		*ms = -1;
+		return 0;
+	}
 	if (s == NULL || ctl_parse_duration(s, TTL_MAX_MS, ms) == 0)
 		return 0;
 	return usage_error("--ttl must be a duration of 1ms..365d (500ms, "
-	    "30s, 5m, 2h, 1d; a bare number is seconds), not '%s'", s);
+	    "30s, 5m, 2h, 1d; a bare number is seconds) or none, not '%s'",
+	    s);
 }
 
 /* ---- calls ---- */
@@ -741,7 +747,7 @@ db_put(const struct ctl_run *x, int argc, char **argv)
 	req.collection = argv[1];
 	req.id = (char *)id;
 	req.json = json;
-	req.ttl_ms = ttl;
+	req.ttl_ms = ttl > 0 ? ttl : 0;
 	rc = ctl_unary(x->g, DB_SERVICE, f->db, M_CREATE, &req.base,
 	    &platform__db__v1__create_response__descriptor, &m, 0,
 	    ctl_auth_metadata(x->g), err, sizeof(err));
@@ -1110,7 +1116,8 @@ static const struct ctl_flag db_flags[] = {
 	F(if_absent, "--if-absent", CTL_SWITCH, NULL, "put",
 	    "only create: ALREADY_EXISTS when ID is taken"),
 	F(ttl, "--ttl", CTL_VALUE, "DURATION", "put",
-	    "expire after 500ms, 30s, 5m, 2h or 1d (up to 365d)"),
+	    "expire after 500ms, 30s, 5m, 2h or 1d (up to 365d); none "
+	    "clears it (else an update keeps it)"),
 	F(field, "--field", CTL_LIST, "PATH", "get find",
 	    "only this path of the document (repeatable)"),
 	F(limit, "--limit", CTL_VALUE, "N", "find",

@@ -167,6 +167,14 @@ class CtlDBTest(unittest.TestCase):
                           '--ttl', '1h')
         self.assertRegex(out, r'revision \d+, expires in \d+s$')
         self.assertGreater(self.record('t')['expires_unix_ms'], 0)
+        # A replace keeps the time to live; --ttl none clears it.
+        self.ctl('db', 'put', self.db, self.coll, 't', '{"x": 1}')
+        self.assertGreater(self.record('t')['expires_unix_ms'], 0)
+        self.ctl('db', 'put', self.db, self.coll, 't', '{"x": 2}', '--ttl',
+                 'none')
+        self.assertEqual(self.record('t')['expires_unix_ms'], 0)
+        self.ctl('db', 'put', self.db, self.coll, 'n', '{}', '--ttl', 'none')
+        self.assertEqual(self.record('n')['expires_unix_ms'], 0)
         self.ctl('db', 'put', self.db, self.coll, 'short', '{}', '--ttl',
                  '200ms')
         harness.wait_for(lambda: run_ctl([
