@@ -217,7 +217,6 @@ cond_of(const char *at, json_t *j, pb_cond **out)
 	const char *k;
 	json_t *v;
 	pb_cond *c;
-	char *s;
 
 	json_object_foreach(j, k, v)
 		if (strcmp(k, "path") != 0 && strcmp(k, "op") != 0 &&
@@ -234,12 +233,8 @@ cond_of(const char *at, json_t *j, pb_cond **out)
 	platform__db__v1__condition__init(c);
 	c->path = xstrdup(json_string_value(path));
 	c->op = op_of(json_string_value(op));
-	if (val != NULL) {
-		if ((s = json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY)) ==
-		    NULL)
-			abort();
-		c->value = s;
-	}
+	if (val != NULL)
+		c->value = ctl_json_text(val);
 	*out = c;
 	return CTL_OK;
 }

@@ -58,6 +58,12 @@ void ctl_put_bytes(FILE *f, const void *p, size_t n);
  * "-" for at_ms 0 (none). now is the wall clock in ms. */
 void ctl_fmt_expires(char *buf, size_t len, int64_t at_ms, int64_t now);
 
+/* j as compact JSON text with every real in the fewest digits that
+ * read back as the same double ("0.1"): json_dumps writes 17 digits
+ * (0.10000000000000001), which a store keeping decimals exactly (JSONB)
+ * takes as another number. The caller frees it. */
+char *ctl_json_text(const json_t *j);
+
 /* A wall-clock time in ms as "2024-05-01T12:00:00Z" (UTC); "-" for 0. */
 void ctl_fmt_time(char *buf, size_t len, int64_t ms);
 
