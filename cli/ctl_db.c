@@ -49,6 +49,7 @@
 #define M_READ		M_PREFIX "Read"
 #define M_UPDATE	M_PREFIX "Update"
 #define M_DELETE	M_PREFIX "Delete"
+#define M_BATCH		M_PREFIX "BatchWrite"
 #define M_SEARCH	M_PREFIX "Search"
 #define M_COUNT		M_PREFIX "Count"
 #define M_WATCH		M_PREFIX "Watch"
@@ -797,6 +798,210 @@ db_delete(const struct ctl_run *x, int argc, char **argv)
 	return rc;
 }
 
+/* ---- batch ---- */
+
+/* The keys each kind of write takes, beside "collection". */
+static const struct {
+	const char *op;
+	const char *keys;
+} batch_ops[] = {
+	{ "create", "collection id document ttl_ms" },
+	{ "update", "collection id document merge expected_revision ttl_ms" },
+	{ "delete", "collection id expected_revision" },
+};
+
+/* A string field of write i: NULL after a usage error. */
+static char *
+batch_str(size_t i, const char *op, json_t *o, const char *k, int need)
+{
+	json_t *v = json_object_get(o, k);
+
+	if (v == NULL && !need)
+		return xstrdup("");
+	if (!json_is_string(v)) {
+		usage_error("writes[%zu].%s.%s must be a string", i, op, k);
+		return NULL;
+	}
+	return xstrdup(json_string_value(v));
+}
+
+/* An integer field of write i (0 when absent): 0, or CTL_USAGE. */
+static int
+batch_int(size_t i, const char *op, json_t *o, const char *k, int64_t *out)
+{
+	json_t *v = json_object_get(o, k);
+
+	*out = 0;
+	if (v == NULL)
+		return 0;
+	if (!json_is_integer(v))
+		return usage_error("writes[%zu].%s.%s must be a whole number", i,
+		    op, k);
+	*out = json_integer_value(v);
+	return 0;
+}
+
+/*
+ * Write i, {"create"|"update"|"delete": {...}}, into w (malloc'd all
+ * through, for protobuf_c_message_free_unpacked, even after a failure).
+ * The document is a JSON value, sent as ctl_json_text writes it.
+ */
+static int
+batch_write(size_t i, json_t *e, Platform__Db__V1__Write *w)
+{
+	Platform__Db__V1__CreateRequest *c;
+	Platform__Db__V1__UpdateRequest *u;
+	Platform__Db__V1__DeleteRequest *d;
+	const char *op = NULL, *k;
+	json_t *o = NULL, *v, *doc;
+	size_t n = 0;
+	int rc;
+
+	if (json_is_object(e) && json_object_size(e) == 1)
+		for (n = 0; n < CTL_NELEM(batch_ops); n++)
+			if ((o = json_object_get(e, batch_ops[n].op)) != NULL) {
+				op = batch_ops[n].op;
+				break;
+			}
+	if (op == NULL || !json_is_object(o))
+		return usage_error("writes[%zu] must be {\"create\"|\"update\""
+		    "|\"delete\": {...}}", i);
+	json_object_foreach(o, k, v)
+		if (!ctl_word_in(k, batch_ops[n].keys))
+			return usage_error("writes[%zu].%s: unknown key \"%s\" "
+			    "(%s)", i, op, k, batch_ops[n].keys);
+	doc = json_object_get(o, "document");
+	if (n < 2 && doc == NULL)
+		return usage_error("writes[%zu].%s.document is missing", i, op);
+	if (n == 0) {
+		c = xcalloc(1, sizeof(*c));
+		platform__db__v1__create_request__init(c);
+		w->op_case = PLATFORM__DB__V1__WRITE__OP_CREATE;
+		w->create = c;
+		c->database = xstrdup("");
+		c->json = ctl_json_text(doc);
+		if ((c->collection = batch_str(i, op, o, "collection", 1)) ==
+		    NULL || (c->id = batch_str(i, op, o, "id", 0)) == NULL)
+			return CTL_USAGE;
+		return batch_int(i, op, o, "ttl_ms", &c->ttl_ms);
+	}
+	if (n == 1) {
+		u = xcalloc(1, sizeof(*u));
+		platform__db__v1__update_request__init(u);
+		w->op_case = PLATFORM__DB__V1__WRITE__OP_UPDATE;
+		w->update = u;
+		u->database = xstrdup("");
+		u->json = ctl_json_text(doc);
+		if ((v = json_object_get(o, "merge")) != NULL &&
+		    !json_is_boolean(v))
+			return usage_error("writes[%zu].update.merge must be true "
+			    "or false", i);
+		u->mode = json_is_true(v) ?
+		    PLATFORM__DB__V1__UPDATE_MODE__UPDATE_MODE_MERGE_PATCH :
+		    PLATFORM__DB__V1__UPDATE_MODE__UPDATE_MODE_REPLACE;
+		if ((u->collection = batch_str(i, op, o, "collection", 1)) ==
+		    NULL || (u->id = batch_str(i, op, o, "id", 1)) == NULL)
+			return CTL_USAGE;
+		if ((rc = batch_int(i, op, o, "expected_revision",
+		    &u->expected_revision)) != 0)
+			return rc;
+		return batch_int(i, op, o, "ttl_ms", &u->ttl_ms);
+	}
+	d = xcalloc(1, sizeof(*d));
+	platform__db__v1__delete_request__init(d);
+	w->op_case = PLATFORM__DB__V1__WRITE__OP_DELETE;
+	w->delete_ = d;
+	d->database = xstrdup("");
+	if ((d->collection = batch_str(i, op, o, "collection", 1)) == NULL ||
+	    (d->id = batch_str(i, op, o, "id", 1)) == NULL)
+		return CTL_USAGE;
+	return batch_int(i, op, o, "expected_revision", &d->expected_revision);
+}
+
+/* "create orders o-1: revision 17", one line a write, in order. */
+static int
+batch_out(const struct ctl_run *x, const Platform__Db__V1__BatchWriteRequest
+    *req, const Platform__Db__V1__BatchWriteResponse *r)
+{
+	json_t *arr = json_array();
+	const char *op, *coll, *id;
+
+	for (size_t i = 0; i < req->n_writes; i++) {
+		const Platform__Db__V1__Write *w = req->writes[i];
+		const Platform__Db__V1__WriteResult *res = i < r->n_results ?
+		    r->results[i] : NULL;
+
+		op = batch_ops[w->op_case - 1].op;
+		coll = w->op_case == PLATFORM__DB__V1__WRITE__OP_CREATE ?
+		    w->create->collection : w->op_case ==
+		    PLATFORM__DB__V1__WRITE__OP_UPDATE ? w->update->collection :
+		    w->delete_->collection;
+		id = res != NULL && res->document != NULL ? res->document->id :
+		    w->op_case == PLATFORM__DB__V1__WRITE__OP_DELETE ?
+		    w->delete_->id : "-";
+		json_array_append_new(arr, json_pack("{s:s, s:o, s:o, s:I}",
+		    "op", op, "collection", ctl_jstr(coll), "id", ctl_jstr(id),
+		    "revision", (json_int_t)(res != NULL ? res->revision : 0)));
+		if (!x->g->json)
+			ctl_put_line(stdout, "%s %s %s: revision %" PRId64, op,
+			    coll, id, res != NULL ? res->revision : 0);
+	}
+	if (!x->g->json) {
+		json_decref(arr);
+		return CTL_OK;
+	}
+	return ctl_json_print(json_pack("{s:I, s:o}", "revision",
+	    (json_int_t)r->revision, "results", arr), 0);
+}
+
+static int
+db_batch(const struct ctl_run *x, int argc, char **argv)
+{
+	Platform__Db__V1__BatchWriteRequest *req = xcalloc(1, sizeof(*req));
+	ProtobufCMessage *m = NULL;
+	char *text = NULL;
+	json_t *j = NULL, *e;
+	size_t len, i;
+	int rc = CTL_OK;
+
+	platform__db__v1__batch_write_request__init(req);
+	req->database = xstrdup(argv[0]);
+	if (strcmp(argv[1], "-") != 0)
+		text = xstrdup(argv[1]);
+	else if ((rc = ctl_read_stdin(&ctl_db_group, "the JSON writes",
+	    STDIN_MAX * 16, &text, &len)) != CTL_OK)
+		goto out;
+	if ((j = json_arg("the writes", text, 0)) == NULL) {
+		rc = CTL_USAGE;
+		goto out;
+	}
+	if (!json_is_array(j) || json_array_size(j) == 0) {
+		rc = usage_error("batch: the writes must be a JSON array of "
+		    "1..1000 writes");
+		goto out;
+	}
+	req->writes = xcalloc(json_array_size(j), sizeof(*req->writes));
+	json_array_foreach(j, i, e) {
+		req->writes[i] = xcalloc(1, sizeof(**req->writes));
+		platform__db__v1__write__init(req->writes[i]);
+		req->n_writes = i + 1;
+		if ((rc = batch_write(i, e, req->writes[i])) != CTL_OK)
+			goto out;
+	}
+	if ((rc = db_call(x, M_BATCH, &req->base,
+	    &platform__db__v1__batch_write_response__descriptor, &m, 0)) ==
+	    CTL_OK)
+		rc = batch_out(x, req,
+		    (const Platform__Db__V1__BatchWriteResponse *)m);
+out:
+	if (m != NULL)
+		protobuf_c_message_free_unpacked(m, NULL);
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+	json_decref(j);
+	free(text);
+	return rc;
+}
+
 /* ---- find, count ---- */
 
 /* Prints a page of find as it comes, then frees it. */
@@ -1102,31 +1307,30 @@ db_drop_index(const struct ctl_run *x, int argc, char **argv)
 
 static const struct ctl_flag db_flags[] = {
 	{ "--db", NULL, CTL_VALUE, "ADDR", "PLATFORM_DB", NULL,
-	    "db-srv host:port (default: \"db\" in discovery)",
+	    "db-srv host:port (default: discovery's)",
 	    offsetof(struct db_flags, db) },
 	F(expect_revision, "--expect-revision", CTL_VALUE, "N", "put delete",
-	    "only if the document is at revision N"),
+	    "only at the document's revision N"),
 	F(merge, "--merge", CTL_SWITCH, NULL, "put",
-	    "JSON is a merge patch (RFC 7386) to the document"),
+	    "JSON is a merge patch (RFC 7386)"),
 	F(if_absent, "--if-absent", CTL_SWITCH, NULL, "put",
-	    "only create: ALREADY_EXISTS when ID is taken"),
+	    "only create (ALREADY_EXISTS if taken)"),
 	F(ttl, "--ttl", CTL_VALUE, "DURATION", "put",
-	    "expire after 500ms, 30s, 5m, 2h or 1d (up to 365d); none "
-	    "clears it (else an update keeps it)"),
+	    "500ms, 30s, 5m, 2h, 1d..365d; none: no TTL"),
 	F(field, "--field", CTL_LIST, "PATH", "get find",
-	    "only this path of the document (repeatable)"),
+	    "only this path (repeatable)"),
 	F(limit, "--limit", CTL_VALUE, "N", "find",
-	    "at most N documents (default: the query's, else all)"),
+	    "at most N documents (default all)"),
 	F(page_size, "--page-size", CTL_VALUE, "N", "find",
-	    "documents per call, 1..1000 (default 1000)"),
+	    "documents per call (default 1000)"),
 	F(after_revision, "--after-revision", CTL_VALUE, "N", "watch",
-	    "the stored changes after revision N, then new ones"),
+	    "first the changes after revision N"),
 	F(filter, "--filter", CTL_VALUE, "JSON", "watch",
-	    "only changes whose document matches the filter"),
+	    "only changes matching the filter"),
 	F(gin, "--gin", CTL_SWITCH, NULL, "create-index",
-	    "a GIN index of the whole document (eq, contains)"),
+	    "a GIN index of the whole document"),
 	F(mode, "--mode", CTL_VALUE, "MODE", "count",
-	    "exact (default), planned (the planner's estimate) or estimated"),
+	    "exact (default), planned or estimated"),
 };
 
 #undef F
@@ -1138,28 +1342,29 @@ static const struct ctl_cmd db_cmds[] = {
 	{ "db", "databases", "", 0, 0, db_databases,
 	    "list the databases" },
 	{ "db", "collections", "DATABASE", 1, 1, db_collections,
-	    "list the collections of a database, with their documents" },
+	    "a database's collections, with documents" },
 	{ "db", "create", "DATABASE [COLLECTION]", 1, 2, db_create,
 	    "create a database, or a collection in it" },
 	{ "db", "drop", "DATABASE [COLLECTION]", 1, 2, db_drop,
-	    "drop a database or a collection, with every document" },
+	    "drop a database or a collection, all of it" },
 	{ "db", "get", "DATABASE COLLECTION ID", 3, 3, db_get,
 	    "print a document (-o json: the record)" },
 	{ "db", "put", "DATABASE COLLECTION [ID] JSON|-", 3, 4, db_put,
-	    "write a document; no ID: a new one; '-' reads stdin" },
+	    "write a document (no ID: a new one)" },
 	{ "db", "delete", "DATABASE COLLECTION ID", 3, 3, db_delete,
 	    "delete a document" },
+	{ "db", "batch", "DATABASE JSON|-", 2, 2, db_batch,
+	    "writes in one transaction: all or none" },
 	{ "db", "find", "DATABASE COLLECTION [QUERY]", 2, 3, db_find,
 	    "print the matching documents, one a line" },
 	{ "db", "count", "DATABASE COLLECTION [QUERY]", 2, 3, db_count,
 	    "print how many documents match" },
 	{ "db", "watch", "DATABASE COLLECTION", 2, 2, db_watch,
-	    "print each change of a collection until Ctrl-C" },
+	    "print each change until Ctrl-C" },
 	{ "db", "indexes", "DATABASE COLLECTION", 2, 2, db_indexes,
-	    "list a collection's indexes and their state" },
-	{ "db", "create-index", "DATABASE COLLECTION NAME [PATH...]", 3, 7,
-	    db_create_index, "index up to 4 paths (or --gin), built in "
-	    "the background" },
+	    "list the indexes and their state" },
+	{ "db", "create-index", "DATABASE COLLECTION NAME PATH...", 3, 7,
+	    db_create_index, "index paths, or --gin; in the background" },
 	{ "db", "drop-index", "DATABASE COLLECTION NAME", 3, 3, db_drop_index,
 	    "drop an index" },
 	{ "db", "help", "", 0, 0, NULL, "show this help" },
@@ -1187,10 +1392,15 @@ const struct ctl_group ctl_db_group = {
 	    "expires_unix_ms, document), one a line for\nfind and watch. "
 	    "--db ADDR may also come from PLATFORM_DB.\n"
 	    "\nwatch prints only new changes; --after-revision N (the last "
-	    "revision it printed)\nresumes with no gap and no duplicate.\n"
+	    "revision it\nprinted) resumes with no gap and no duplicate.\n"
 	    "\nput with an ID replaces a document that is there (unless "
 	    "--if-absent);\n--expect-revision N and --merge update one that "
 	    "is there only.\n"
+	    "\nbatch takes a JSON array of writes (up to 1000): {\"create\": "
+	    "{\"collection\",\n\"id\", \"document\", \"ttl_ms\"}}, "
+	    "{\"update\": {\"collection\", \"id\", \"document\",\n\"merge\", "
+	    "\"expected_revision\", \"ttl_ms\"}}, {\"delete\": {\"collection\", "
+	    "\"id\",\n\"expected_revision\"}}.\n"
 	    "\nA QUERY is JSON: {\"filter\": F, \"order\": [\"-age\", "
 	    "\"name\"], \"fields\": [\"name\"],\n\"limit\": N}; a filter F "
 	    "is {\"path\": \"address.city\", \"op\": \"eq\", \"value\":\n"

@@ -215,6 +215,53 @@ class CtlDBTest(unittest.TestCase):
         self.assertEqual((r['id'], r['deleted']), ('d', True))
         self.assertGreater(r['revision'], rev2)
 
+    # ---- batch
+
+    def test_batch(self):
+        self.c.call('CreateCollection', database=self.db, name='other')
+        self.c.create(self.db, self.coll, {'v': 1}, id='u')
+        self.c.create(self.db, self.coll, {'v': 1}, id='gone')
+        rev = self.c.read(self.db, self.coll, 'u').revision
+        writes = [
+            {'create': {'collection': self.coll, 'id': 'b1',
+                        'document': {'x': 0.1, 'n': 12345678901234567}}},
+            {'create': {'collection': 'other', 'document': {'y': 2},
+                        'ttl_ms': 3600000}},
+            {'update': {'collection': self.coll, 'id': 'u',
+                        'document': {'w': 2}, 'merge': True,
+                        'expected_revision': rev}},
+            {'delete': {'collection': self.coll, 'id': 'gone'}}]
+        out, _ = self.ctl('db', 'batch', self.db, json.dumps(writes))
+        lines = out.splitlines()
+        self.assertEqual(len(lines), 4, out)
+        self.assertRegex(lines[0], r'^create items b1: revision \d+$')
+        self.assertRegex(lines[1], r'^create other [0-9a-f]{32}: revision')
+        self.assertRegex(lines[2], r'^update items u: revision \d+$')
+        self.assertRegex(lines[3], r'^delete items gone: revision \d+$')
+        # The document exactly as given: 0.1 and the int64.
+        out, _ = self.ctl('db', 'get', self.db, self.coll, 'b1')
+        self.assertEqual(out, '{"n": 12345678901234567, "x": 0.1}\n')
+        self.assertEqual(self.record('u')['document'], {'v': 1, 'w': 2})
+        self.ctl('db', 'get', self.db, self.coll, 'gone', code=1)
+
+        # All or none: the stale revision of the second write fails it,
+        # and the first is not applied either.
+        writes = [{'create': {'collection': self.coll, 'id': 'never',
+                              'document': {}}},
+                  {'delete': {'collection': self.coll, 'id': 'u',
+                              'expected_revision': rev}}]
+        _, err = self.ctl('db', 'batch', self.db, '-',
+                          stdin=json.dumps(writes).encode(), code=1)
+        self.assertIn('BatchWrite: FAILED_PRECONDITION', err)
+        self.assertIn('writes[1]', err)
+        self.ctl('db', 'get', self.db, self.coll, 'never', code=1)
+        out, _ = self.ctl('-o', 'json', 'db', 'batch', self.db, json.dumps(
+            [{'delete': {'collection': self.coll, 'id': 'u'}}]))
+        r = json.loads(out)
+        self.assertEqual([(x['op'], x['id']) for x in r['results']],
+                         [('delete', 'u')])
+        self.assertEqual(r['revision'], r['results'][0]['revision'])
+
     # ---- find, count
 
     def fill(self, n):
@@ -448,6 +495,14 @@ class CtlDBTest(unittest.TestCase):
                 (['db', 'find', *q, '--page-size', '1001'], '--page-size'),
                 (['db', 'count', *q, '{"order": []}'], 'takes "filter" only'),
                 (['db', 'count', *q, '--mode', 'guess'], '--mode must be'),
+                (['db', 'batch', 'd', '[]'], 'array of 1..1000'),
+                (['db', 'batch', 'd', '[{"upsert": {}}]'], 'writes[0] must be'),
+                (['db', 'batch', 'd', '[{"create": {"collection": "c"}}]'],
+                 'writes[0].create.document is missing'),
+                (['db', 'batch', 'd', '[{"delete": {"collection": "c", '
+                  '"id": 5}}]'], 'writes[0].delete.id must be a string'),
+                (['db', 'batch', 'd', '[{"delete": {"collection": "c", '
+                  '"id": "i", "merge": true}}]'], 'unknown key "merge"'),
                 (['db', 'create-index', *q, 'ix'], 'missing PATH'),
                 (['db', 'create-index', *q, 'ix', 'a', '--gin'], 'no PATH'),
                 (['db', 'find', *q, '--gin'], '--gin applies to'),
