@@ -667,11 +667,13 @@ def render_partial(rows, meta):
     return "\n".join(out) + "\n"
 
 
-def write_readme(path, section):
+def write_readme(path, section, begin=BEGIN, end=END):
+    """Replaces the text from begin to end (section holds both markers),
+    or appends section; db_bench.py writes its own markers' section."""
     text = open(path).read() if os.path.exists(path) else ""
-    b, e = text.find(BEGIN), text.find(END)
+    b, e = text.find(begin), text.find(end)
     if b >= 0 and e > b:
-        text = text[:b] + section.rstrip("\n") + text[e + len(END):]
+        text = text[:b] + section.rstrip("\n") + text[e + len(end):]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     with open(path + ".tmp", "w") as f:

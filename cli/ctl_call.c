@@ -150,21 +150,76 @@ ctl_field(const ProtobufCMessage *m, const char *name, size_t *count)
 	return (char *)m + f->offset;
 }
 
-/* Keeps answer m and its items. */
-static void
-pages_add(struct ctl_pages *pg, ProtobufCMessage *m, const char *items)
+/* The repeated field items of answer m: *n of them. */
+static void **
+page_items(ProtobufCMessage *m, const char *items, size_t *n)
 {
 	void **v;
-	size_t k;
+
+	memcpy(&v, ctl_field(m, items, n), sizeof(v));
+	return v;
+}
+
+int
+ctl_pages_each(const struct ctl_run *r, ctl_call_fn *call,
+    const char *method, ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *desc, const char *items,
+    int32_t page, size_t max, ctl_page_fn *fn, void *arg)
+{
+	char **token = ctl_field(req, "page_token", NULL), *next;
+	char *orig = *token, *owned = NULL, *copy;
+	int32_t *size = ctl_field(req, "page_size", NULL);
+	ProtobufCMessage *m;
+	size_t got = 0, k;
+	void **v;
+	int rc;
+
+	for (;;) {
+		*size = max > 0 && max - got < (size_t)page ?
+		    (int32_t)(max - got) : page;
+		if ((rc = call(r, method, req, desc, &m, 1)) != CTL_OK)
+			break;
+		v = page_items(m, items, &k);
+		got += k;
+		memcpy(&next, ctl_field(m, "next_page_token", NULL),
+		    sizeof(next));
+		/* The token outlives the page, which fn may free. */
+		copy = xstrdup(next);
+		if ((rc = fn(arg, m, v, k)) != CTL_OK || *copy == '\0' ||
+		    (max > 0 && got >= max)) {
+			free(copy);
+			break;
+		}
+		if (strcmp(*token, copy) == 0) {
+			fprintf(stderr, "platformctl: %s: the server repeated "
+			    "page token \"%s\"\n", ctl_method_name(method),
+			    copy);
+			free(copy);
+			rc = CTL_FAIL;
+			break;
+		}
+		free(owned);
+		*token = owned = copy;
+	}
+	*token = orig;
+	free(owned);
+	return rc;
+}
+
+/* Keeps answer m and its items (arg: the ctl_pages). */
+static int
+pages_add(void *arg, ProtobufCMessage *m, void **v, size_t k)
+{
+	struct ctl_pages *pg = arg;
 
 	pg->p = xrealloc(pg->p, (pg->n + 1) * sizeof(*pg->p));
 	pg->p[pg->n++] = m;
-	memcpy(&v, ctl_field(m, items, &k), sizeof(v));
 	pg->items = xrealloc(pg->items, (pg->nitems + k + 1) *
 	    sizeof(*pg->items));
 	if (k > 0)
 		memcpy(pg->items + pg->nitems, v, k * sizeof(*v));
 	pg->nitems += k;
+	return CTL_OK;
 }
 
 int
@@ -173,29 +228,8 @@ ctl_pages_fetch(const struct ctl_run *r, ctl_call_fn *call,
     const ProtobufCMessageDescriptor *desc, const char *items,
     int32_t page, size_t max, struct ctl_pages *pg)
 {
-	char **token = ctl_field(req, "page_token", NULL), *next;
-	int32_t *size = ctl_field(req, "page_size", NULL);
-	ProtobufCMessage *m;
-	int rc;
-
-	for (;;) {
-		*size = max > 0 && max - pg->nitems < (size_t)page ?
-		    (int32_t)(max - pg->nitems) : page;
-		if ((rc = call(r, method, req, desc, &m, 1)) != CTL_OK)
-			return rc;
-		pages_add(pg, m, items);
-		memcpy(&next, ctl_field(m, "next_page_token", NULL),
-		    sizeof(next));
-		if (*next == '\0' || (max > 0 && pg->nitems >= max))
-			return CTL_OK;
-		if (strcmp(*token, next) == 0) {
-			fprintf(stderr, "platformctl: %s: the server repeated "
-			    "page token \"%s\"\n", ctl_method_name(method),
-			    next);
-			return CTL_FAIL;
-		}
-		*token = next;
-	}
+	return ctl_pages_each(r, call, method, req, desc, items, page, max,
+	    pages_add, pg);
 }
 
 void

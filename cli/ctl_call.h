@@ -78,6 +78,19 @@ int ctl_pages_fetch(const struct ctl_run *r, ctl_call_fn *call,
     int32_t page, size_t max, struct ctl_pages *pg);
 void ctl_pages_free(struct ctl_pages *pg);
 
+/* What ctl_pages_each hands each answer m to, with its k items v: fn
+ * owns m from then on (frees it, or keeps it). CTL_OK to go on. */
+typedef int ctl_page_fn(void *arg, ProtobufCMessage *m, void **v, size_t k);
+
+/* ctl_pages_fetch one page at a time, for output that need not wait
+ * for the last page (and memory that need not hold them all): each
+ * answer goes to fn as it comes. CTL_OK, or CTL_FAIL after a message
+ * (or what fn returned). */
+int ctl_pages_each(const struct ctl_run *r, ctl_call_fn *call,
+    const char *method, ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *desc, const char *items,
+    int32_t page, size_t max, ctl_page_fn *fn, void *arg);
+
 /* What a stream's reader returns to go on (CTL_OK), to stop with a
  * failure (CTL_FAIL) or to stop because it has what it wanted. */
 #define CTL_STREAM_DONE	3

@@ -19,6 +19,7 @@
 #define CTL_CMD_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
@@ -145,6 +146,11 @@ int ctl_usage(const struct ctl_group *g, const char *fmt, ...)
 /* A whole decimal number in [min, max]: 0, or -1. */
 int ctl_parse_int(const char *s, long long min, long long max,
     long long *out);
+
+/* A duration: a number and a unit, "500ms", "30s", "5m", "2h", "1d",
+ * or a bare number of seconds (redis-cli's EX), of 1ms..max_ms: 0 with
+ * *ms, or -1. */
+int ctl_parse_duration(const char *s, int64_t max_ms, int64_t *ms);
 
 /* 1 when the word w is in the space-separated list. */
 int ctl_word_in(const char *w, const char *list);

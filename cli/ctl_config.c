@@ -83,19 +83,6 @@ table_flush(struct ctl_table *t)
 	return CTL_OK;
 }
 
-/* A stored document as JSON: null when empty (a tombstone), the text as
- * a string when it does not parse (it always should). */
-static json_t *
-doc_json(const char *text)
-{
-	json_t *j;
-
-	if (text == NULL || *text == '\0')
-		return json_null();
-	j = json_loads(text, JSON_DECODE_ANY, NULL);
-	return j != NULL ? j : ctl_jstr(text);
-}
-
 /* A document on one line, for table cells and watch lines. */
 static char *
 doc_compact(const char *text)
@@ -112,18 +99,6 @@ doc_compact(const char *text)
 	return s != NULL ? s : xstrdup(text);
 }
 
-/* "2024-05-01T12:00:00Z", or "-" for 0. */
-static void
-fmt_time(char *buf, size_t len, int64_t ms)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	if (ms <= 0 || gmtime_r(&t, &tm) == NULL ||
-	    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(buf, len, "-");
-}
-
 static json_t *
 value_json(const pb_value *v)
 {
@@ -136,7 +111,7 @@ value_json(const pb_value *v)
 	    "author", ctl_jstr(v->author),
 	    "comment", ctl_jstr(v->comment),
 	    "created_unix_ms", (json_int_t)v->created_unix_ms,
-	    "value", doc_json(v->json));
+	    "value", ctl_json_doc(v->json));
 }
 
 /* ---- calls ---- */
@@ -228,7 +203,7 @@ get_header(const pb_read_resp *r, int merged)
 	const pb_value *v = r->value;
 	char when[32], *src = sources_string(r);
 
-	fmt_time(when, sizeof(when), v->created_unix_ms);
+	ctl_fmt_time(when, sizeof(when), v->created_unix_ms);
 	if (merged)
 		ctl_put_line(stderr, "# %s %s (merged): revision %lld%s",
 		    v->namespace_, v->path, (long long)v->revision, src);
@@ -288,7 +263,7 @@ cfg_get(const struct ctl_run *x, int argc, char **argv)
 	else {
 		get_header(r, req.merged);
 		fflush(stderr);
-		rc = ctl_json_print(doc_json(r->value->json), 0);
+		rc = ctl_json_print(ctl_json_doc(r->value->json), 0);
 	}
 	protobuf_c_message_free_unpacked(m, NULL);
 	return rc;
@@ -462,7 +437,7 @@ values_print(const struct ctl_run *x, const struct ctl_pages *pg,
 
 		snprintf(ver, sizeof(ver), "%lld", (long long)v->version);
 		snprintf(rev, sizeof(rev), "%lld", (long long)v->revision);
-		fmt_time(when, sizeof(when), v->created_unix_ms);
+		ctl_fmt_time(when, sizeof(when), v->created_unix_ms);
 		if (history)
 			ctl_table_row(&t, (const char *[]){ ver, rev, when,
 			    author, v->deleted ? "delete" : "write",
@@ -537,8 +512,8 @@ diff_out(const struct ctl_run *x, const pb_diff_resp *r, int64_t from,
 			json_array_append_new(arr, json_pack("{s:s, s:o, s:o, "
 			    "s:o}", "op", op_name((int)r->changes[i]->op),
 			    "pointer", ctl_jstr(r->changes[i]->pointer),
-			    "old", doc_json(r->changes[i]->old_json),
-			    "new", doc_json(r->changes[i]->new_json)));
+			    "old", ctl_json_doc(r->changes[i]->old_json),
+			    "new", ctl_json_doc(r->changes[i]->new_json)));
 		return ctl_json_print(arr, 0);
 	}
 	if (r->n_changes == 0) {

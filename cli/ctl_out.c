@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctl_out.h"
@@ -193,6 +194,101 @@ ctl_jstr(const char *s)
 	j = json_string(d);
 	free(d);
 	return j;
+}
+
+void
+ctl_fmt_time(char *buf, size_t len, int64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (ms <= 0 || gmtime_r(&t, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, len, "-");
+}
+
+/* A real in the fewest digits that read back as the same double. */
+static void
+real_text(FILE *f, double v)
+{
+	char buf[40];
+
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, sizeof(buf), "%.*g", prec, v);
+		if (strtod(buf, NULL) == v)
+			break;
+	}
+	/* "1" would read back as an integer: keep it a real. */
+	fprintf(f, "%s%s", buf, strpbrk(buf, ".eEn") != NULL ? "" : ".0");
+}
+
+static void
+json_text(FILE *f, const json_t *j)
+{
+	const char *k;
+	json_t *v, *key;
+	size_t i, n = 0;
+	char *s;
+
+	switch (json_typeof(j)) {
+	case JSON_OBJECT:
+		fputc('{', f);
+		json_object_foreach((json_t *)j, k, v) {
+			/* Keys came from text jansson took: valid UTF-8. */
+			key = json_string(k);
+			s = json_dumps(key, JSON_ENCODE_ANY);
+			json_decref(key);
+			fprintf(f, "%s%s:", n++ ? "," : "", s != NULL ? s :
+			    "\"\"");
+			free(s);
+			json_text(f, v);
+		}
+		fputc('}', f);
+		return;
+	case JSON_ARRAY:
+		fputc('[', f);
+		json_array_foreach((json_t *)j, i, v) {
+			if (i > 0)
+				fputc(',', f);
+			json_text(f, v);
+		}
+		fputc(']', f);
+		return;
+	case JSON_REAL:
+		real_text(f, json_real_value(j));
+		return;
+	default:
+		if ((s = json_dumps(j, JSON_ENCODE_ANY)) != NULL)
+			fputs(s, f);
+		free(s);
+		return;
+	}
+}
+
+char *
+ctl_json_text(const json_t *j)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (f == NULL)
+		abort();
+	json_text(f, j);
+	if (fclose(f) != 0)
+		abort();
+	return buf;
+}
+
+json_t *
+ctl_json_doc(const char *text)
+{
+	json_t *j;
+
+	if (text == NULL || *text == '\0')
+		return json_null();
+	j = json_loads(text, JSON_DECODE_ANY, NULL);
+	return j != NULL ? j : ctl_jstr(text);
 }
 
 int

@@ -58,6 +58,15 @@ void ctl_put_bytes(FILE *f, const void *p, size_t n);
  * "-" for at_ms 0 (none). now is the wall clock in ms. */
 void ctl_fmt_expires(char *buf, size_t len, int64_t at_ms, int64_t now);
 
+/* j as compact JSON text with every real in the fewest digits that
+ * read back as the same double ("0.1"): json_dumps writes 17 digits
+ * (0.10000000000000001), which a store keeping decimals exactly (JSONB)
+ * takes as another number. The caller frees it. */
+char *ctl_json_text(const json_t *j);
+
+/* A wall-clock time in ms as "2024-05-01T12:00:00Z" (UTC); "-" for 0. */
+void ctl_fmt_time(char *buf, size_t len, int64_t ms);
+
 /* All of stdin, NUL-terminated past *len bytes (it may hold NULs),
  * after a prompt naming what when stdin is a terminal. CTL_OK with *buf
  * malloc'd; else, after a message, CTL_USAGE (over max bytes, as group
@@ -68,6 +77,11 @@ int ctl_read_stdin(const struct ctl_group *g, const char *what, size_t max,
 /* json_string refuses bad UTF-8; such bytes become '?' rather than the
  * field vanishing. */
 json_t *ctl_jstr(const char *s);
+
+/* A stored document (JSON text) as a value: null when empty (a
+ * tombstone), the text as a string when it does not parse (it always
+ * should; jansson refuses an integer past 64 bits). */
+json_t *ctl_json_doc(const char *text);
 
 /* Prints j on stdout and frees it: indented, or with flags (compact
  * lines for streams). 0, or 1 after a message when it cannot. */

@@ -7,9 +7,9 @@
  * 1 a call failed (stderr names the gRPC status), 2 bad usage.
  *
  * Every command is a row of a group's table in the one command table
- * (ctl_cmd.h): the discovery commands are here, config, events, kv and
- * auth in ctl_config.c, ctl_events.c, ctl_kv.c and ctl_auth.c; main
- * registers them all.
+ * (ctl_cmd.h): the discovery commands are here, config, events, kv, db
+ * and auth in ctl_config.c, ctl_events.c, ctl_kv.c, ctl_db.c and
+ * ctl_auth.c; main registers them all.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +24,7 @@
 #include "ctl_call.h"
 #include "ctl_cmd.h"
 #include "ctl_config.h"
+#include "ctl_db.h"
 #include "ctl_events.h"
 #include "ctl_kv.h"
 #include "ctl_out.h"
@@ -601,6 +602,7 @@ main(int argc, char **argv)
 	ctl_cli_add(&cli, &ctl_config_group);
 	ctl_cli_add(&cli, &ctl_events_group);
 	ctl_cli_add(&cli, &ctl_kv_group);
+	ctl_cli_add(&cli, &ctl_db_group);
 	ctl_cli_add(&cli, &ctl_auth_group);
 	rc = ctl_cli_run(&cli, argc, argv);
 	ctl_auth_cleanup();

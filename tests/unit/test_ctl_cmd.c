@@ -456,6 +456,38 @@ test_help(void **state)
 	assert_int_equal(seen.calls, 0);
 }
 
+/* ctl_parse_duration: what kv's and db's --ttl take. */
+static void
+test_durations(void **state)
+{
+	static const struct {
+		const char *s;
+		int64_t ms;		/* -1: refused */
+	} cases[] = {
+		{ "500ms", 500 }, { "30s", 30000 }, { "30", 30000 },
+		{ "5m", 300000 }, { "2h", 7200000 }, { "1d", 86400000 },
+		{ "30d", 2592000000LL }, { "31d", -1 }, { "0", -1 },
+		{ "0s", -1 }, { "-5s", -1 }, { "+5s", -1 }, { " 5s", -1 },
+		{ "5x", -1 }, { "5 s", -1 }, { "", -1 }, { "s", -1 },
+		{ "99999999999999999999d", -1 }, { "106751991167d", -1 },
+	};
+	int64_t ms;
+
+	(void)state;
+	for (size_t i = 0; i < CTL_NELEM(cases); i++) {
+		ms = 7;
+		if (cases[i].ms < 0) {
+			assert_int_equal(ctl_parse_duration(cases[i].s,
+			    2592000000LL, &ms), -1);
+			assert_int_equal(ms, 7);
+		} else {
+			assert_int_equal(ctl_parse_duration(cases[i].s,
+			    2592000000LL, &ms), 0);
+			assert_int_equal(ms, cases[i].ms);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -472,6 +504,7 @@ main(void)
 		cmocka_unit_test_setup(test_global_settings, setup),
 		cmocka_unit_test_setup(test_list_limit, setup),
 		cmocka_unit_test_setup(test_help, setup),
+		cmocka_unit_test(test_durations),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
