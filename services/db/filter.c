@@ -337,12 +337,16 @@ parse_cond(const char *field, const cond_pb *c, struct dbf *n, char *err,
 		break;
 	}
 	/* Strings compared as text are bound as themselves; everything
-	 * else as JSON. */
+	 * else as JSON: the caller's own text (checked above), since a real
+	 * written out again by jansson (17 digits: 0.1 as
+	 * 0.10000000000000001) is another number to PostgreSQL's numeric. */
 	if (json_is_string(n->value) &&
 	    n->op != PLATFORM__DB__V1__OPERATOR__OPERATOR_EQ &&
 	    n->op != PLATFORM__DB__V1__OPERATOR__OPERATOR_NE &&
 	    n->op != PLATFORM__DB__V1__OPERATOR__OPERATOR_CONTAINS)
 		n->value_text = xstrdup(json_string_value(n->value));
+	else if (vlen > 0)
+		n->value_text = xstrndup(c->value, vlen);
 	else if ((n->value_text = json_dumps(n->value, JSON_COMPACT |
 	    JSON_ENCODE_ANY)) == NULL)
 		abort();

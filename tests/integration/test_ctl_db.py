@@ -352,14 +352,11 @@ class CtlDBTest(unittest.TestCase):
         self.assertEqual(self.find_ids('3'), ['d'])
         self.assertEqual(self.find_ids('3.0'), ['d'])
 
-    @unittest.expectedFailure
     def test_find_real_numbers(self):
         """platformctl sends 0.1 as "0.1" (ctl_json_text), not as
         jansson's 17 digits (0.10000000000000001), which JSONB takes for
-        another number. db-srv itself still re-dumps a condition's value
-        with jansson's 17 digits (services/db/filter.c, value_text), so
-        a real never matches yet: this turns into an unexpected pass
-        once db-srv keeps the value's text."""
+        another number, and db-srv binds a condition's value as the
+        caller wrote it (services/db/filter.c)."""
         self.real_docs()
         for v, want in (('0.1', ['a']), ('2.5e-7', ['b']),
                         ('0.30000000000000004', ['e']),
