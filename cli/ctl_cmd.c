@@ -125,6 +125,32 @@ ctl_parse_int(const char *s, long long min, long long max, long long *out)
 }
 
 int
+ctl_parse_duration(const char *s, long long max_ms, long long *ms)
+{
+	static const struct {
+		const char *unit;
+		long long ms;
+	} units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "", 1000 }, { "m", 60000 },
+		{ "h", 3600000 }, { "d", 86400000 },
+	};
+	char *end;
+	long long v;
+
+	errno = 0;
+	/* Digits first: strtoll alone would take " 5", "+5" and "-5". */
+	if (s[0] >= '0' && s[0] <= '9' && (v = strtoll(s, &end, 10)) > 0 &&
+	    errno == 0)
+		for (size_t i = 0; i < CTL_NELEM(units); i++)
+			if (strcmp(end, units[i].unit) == 0 &&
+			    v <= max_ms / units[i].ms) {
+				*ms = v * units[i].ms;
+				return 0;
+			}
+	return -1;
+}
+
+int
 ctl_word_in(const char *w, const char *list)
 {
 	size_t n = strlen(w);

@@ -146,6 +146,11 @@ int ctl_usage(const struct ctl_group *g, const char *fmt, ...)
 int ctl_parse_int(const char *s, long long min, long long max,
     long long *out);
 
+/* A duration of at least 1 ms and at most max_ms: a number and a unit,
+ * "500ms", "30s", "5m", "2h", "1d", or a bare number of seconds. 0 with
+ * *ms set, or -1. */
+int ctl_parse_duration(const char *s, long long max_ms, long long *ms);
+
 /* 1 when the word w is in the space-separated list. */
 int ctl_word_in(const char *w, const char *list);
 

@@ -11,7 +11,6 @@
  * (stderr names the gRPC status: a missing key is NOT_FOUND, a lost
  * compare-and-set FAILED_PRECONDITION), 2 bad usage.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -76,38 +75,21 @@ positive(const char *flag, const char *s, int64_t max, int64_t *out)
 	return 0;
 }
 
-/*
- * --ttl: a number and a unit, "500ms", "30s", "5m", "2h", "1d", or a
- * bare number of seconds (redis-cli's EX). 0 when not given; over 30
- * days is refused here, where the message can name the flag.
- */
+/* --ttl (see ctl_parse_duration): 0 when not given; over 30 days is
+ * refused here, where the message can name the flag. */
 static int
 ttl_of(const struct ctl_run *x, int64_t *ms)
 {
-	static const struct {
-		const char *unit;
-		int64_t ms;
-	} units[] = {
-		{ "ms", 1 }, { "s", 1000 }, { "", 1000 }, { "m", 60000 },
-		{ "h", 3600000 }, { "d", 86400000 },
-	};
 	const char *s = kv_f(x)->ttl;
-	char *end;
 	long long v;
 
 	*ms = 0;
 	if (s == NULL)
 		return 0;
-	errno = 0;
-	/* Digits first: strtoll alone would take " 5", "+5" and "-5". */
-	if (s[0] >= '0' && s[0] <= '9' && (v = strtoll(s, &end, 10)) > 0 &&
-	    errno == 0)
-		for (size_t i = 0; i < CTL_NELEM(units); i++)
-			if (strcmp(end, units[i].unit) == 0 &&
-			    v <= TTL_MAX_MS / units[i].ms) {
-				*ms = v * units[i].ms;
-				return 0;
-			}
+	if (ctl_parse_duration(s, TTL_MAX_MS, &v) == 0) {
+		*ms = v;
+		return 0;
+	}
 	return usage_error("--ttl must be a duration of 1ms..30d (500ms, 30s, "
 	    "5m, 2h, 1d; a bare number is seconds), not '%s'", s);
 }
