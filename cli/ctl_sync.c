@@ -198,7 +198,7 @@ struct keeper {
 	pthread_cond_t cv;
 	int stop;			/* under mu */
 	atomic_int lost;
-	char why[ERRLEN];		/* set before lost */
+	char why[ERRLEN + 128];	/* set before lost */
 };
 
 /* Margin before the TTL runs out on our clock: a fifth, at most 2 s. */
