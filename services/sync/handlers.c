@@ -230,8 +230,8 @@ keepalive_message(plat_ctx *ctx, plat_stream *st, const ProtobufCMessage *m)
 		return store_error(ctx, code, err);
 	resp.lease_id = req->lease_id;
 	resp.ttl_ms = left;
-	if (plat_stream_send(st, &resp.base) != 0)
-		return PLAT_STREAM_OPEN;        /* ended by the runtime */
+	/* A full queue ends the stream (the runtime's slow consumer). */
+	(void)plat_stream_send(st, &resp.base);
 	return PLAT_STREAM_OPEN;
 }
 
