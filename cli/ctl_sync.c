@@ -48,8 +48,8 @@ extern char **environ;
 #define PROG		"platformctl"
 #define SYNC_SERVICE	"sync"
 #define TTL_DEFAULT_MS	10000		/* --ttl */
-#define TTL_MIN_MS	1000		/* what sync-srv grants */
-#define TTL_MAX_MS	3600000
+#define TTL_MIN_MS	100		/* what sync-srv grants */
+#define TTL_MAX_MS	86400000
 #define KILL_GRACE_MS	2000		/* SIGTERM, then SIGKILL */
 #define CHILD_POLL_MS	20
 #define ERRLEN		512
@@ -107,19 +107,19 @@ sy_call_drop(const struct ctl_run *x, const char *method,
 	return rc;
 }
 
-/* A duration flag in [min, max] ms, dflt when not given. */
+/* A duration flag in [min, max] ms (range says so), dflt when not
+ * given. */
 static int
-duration_of(const char *flag, const char *s, long long min, long long max,
-    long long dflt, long long *ms)
+duration_of(const char *flag, const char *range, const char *s,
+    long long min, long long max, long long dflt, long long *ms)
 {
 	*ms = dflt;
 	if (s == NULL)
 		return 0;
 	if (ctl_parse_duration(s, max, ms) == 0 && *ms >= min)
 		return 0;
-	return usage_error("%s must be a duration of %llds..%llds (500ms, 30s, "
-	    "5m, 1h; a bare number is seconds), not '%s'", flag, min / 1000,
-	    max / 1000, s);
+	return usage_error("%s must be a duration of %s (500ms, 30s, 5m, 1h; a "
+	    "bare number is seconds), not '%s'", flag, range, s);
 }
 
 /* ---- leases ---- */
@@ -443,10 +443,10 @@ sy_lock(const struct ctl_run *x, int argc, char **argv)
 	int64_t token;
 	int rc;
 
-	if ((rc = duration_of("--ttl", f->ttl, TTL_MIN_MS, TTL_MAX_MS,
-	    TTL_DEFAULT_MS, &ttl)) != 0 ||
-	    (rc = duration_of("--wait", f->wait, 1, INT_MAX, INT_MAX,
-	    &wait)) != 0)
+	if ((rc = duration_of("--ttl", "100ms..24h", f->ttl, TTL_MIN_MS,
+	    TTL_MAX_MS, TTL_DEFAULT_MS, &ttl)) != 0 ||
+	    (rc = duration_of("--wait", "1ms..24d", f->wait, 1, INT_MAX,
+	    INT_MAX, &wait)) != 0)
 		return rc;
 	/* The keeper's streams need an address; every call goes there, so
 	 * that one replica sees the whole of it. */
@@ -614,7 +614,7 @@ static const struct ctl_flag sy_flags[] = {
 	    "sync-srv host:port (default: \"sync\" in discovery)",
 	    offsetof(struct sy_flags, sync) },
 	F(ttl, "--ttl", "lock", "DURATION",
-	    "the lease's TTL (default 10s; 1s..1h)"),
+	    "the lease's TTL (default 10s; 100ms..24h)"),
 	F(wait, "--wait", "lock", "DURATION",
 	    "wait at most this long for the lock (default: no limit)"),
 };

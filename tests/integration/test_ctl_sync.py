@@ -226,7 +226,7 @@ class CtlSyncTest(unittest.TestCase):
     def test_usage_errors(self):
         for args, says in [
                 (['sync', 'lock'], 'missing NAME'),
-                (['sync', 'lock', 'x', '--ttl', '500ms', '--', 'true'],
+                (['sync', 'lock', 'x', '--ttl', '50ms', '--', 'true'],
                  '--ttl must be a duration'),
                 (['sync', 'lock', 'x', '--wait', 'soon', '--', 'true'],
                  '--wait must be a duration'),
