@@ -21,7 +21,6 @@ usage: bench/sync_bench.py [--readme]
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'integration'))
 import harness  # noqa: E402
+sys.path.insert(0, HERE)
+from benchlib import pct, start, stop_all  # noqa: E402
 import sync_harness as sh  # noqa: E402
 
 SECONDS = float(os.environ.get('BENCH_SECONDS', '5'))
@@ -41,29 +42,6 @@ CLIENTS = int(os.environ.get('BENCH_CLIENTS', '8'))
 FAILOVERS = int(os.environ.get('BENCH_FAILOVERS', '5'))
 TTL_MS = int(os.environ.get('BENCH_TTL_MS', '2000'))
 CALL_S = 30.0
-PROCS = []
-
-
-def stop_all():
-    for p in PROCS:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
-def start(args, env=None):
-    p = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, env=env)
-    PROCS.append(p)
-    return p
-
-
-def pct(v, q):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(q * len(v)))] if v else float('nan')
 
 
 # ------------------------------------------------- protobuf, by hand
