@@ -11,7 +11,9 @@
  * lease is lost (sync-srv says it lapsed, or it could not be renewed
  * within its TTL less a margin) CMD is killed, stderr says so and the
  * exit status is 1: another holder may have the lock by then, with a
- * larger token. Without CMD the lock is held until SIGINT/SIGTERM.
+ * larger token. SIGINT/SIGTERM while it waits revoke the lease (so it
+ * leaves the queue) and exit 128+N. Without CMD the lock is held until
+ * SIGINT/SIGTERM.
  *
  * leader prints an election's leader and its value; observe prints the
  * leader, then every change, one line each until Ctrl-C; leases prints
@@ -422,26 +424,108 @@ hold(const struct ctl_run *x, const char *name, struct keeper *k,
 	return CTL_FAIL;
 }
 
+/* Ends lease: CTL_OK, or CTL_FAIL after a message. */
+static int
+lease_revoke(const struct ctl_run *x, int64_t lease)
+{
+	Platform__Sync__V1__RevokeRequest req =
+	    PLATFORM__SYNC__V1__REVOKE_REQUEST__INIT;
+
+	req.lease_id = lease;
+	return sy_call_drop(x, M_REVOKE, &req.base,
+	    &platform__sync__v1__revoke_response__descriptor);
+}
+
+/* A Lock call on a thread of its own, so that a signal while it waits
+ * ends the wait at once: the lease is revoked, which ends the call and
+ * takes it out of the queue (else it would wait there, and could even
+ * be granted the lock, until its lease lapsed). */
+struct lock_wait {
+	const struct ctl_run *x;
+	Platform__Sync__V1__LockRequest req;
+	ProtobufCMessage *m;
+	char err[ERRLEN];
+	int code;
+	atomic_int done;
+};
+
+static void *
+lock_wait_run(void *arg)
+{
+	struct lock_wait *w = arg;
+
+	w->code = ctl_unary(w->x->g, SYNC_SERVICE, sy_f(w->x)->sync, M_LOCK,
+	    &w->req.base, &platform__sync__v1__lock_response__descriptor,
+	    &w->m, 0, ctl_auth_metadata(w->x->g), w->err, sizeof(w->err));
+	atomic_store(&w->done, 1);
+	return NULL;
+}
+
+/*
+ * Takes lock name under k's lease, waiting up to xw's deadline: CTL_OK
+ * with *token, else the exit status after a message. *revoked is set
+ * when a signal (or the lease lost) ended the wait by revoking the
+ * lease: then there is nothing left to release.
+ */
+static int
+lock_wait(const struct ctl_run *xw, struct keeper *k, const char *name,
+    int64_t *token, int *revoked)
+{
+	struct lock_wait w = { .x = xw };
+	pthread_t t;
+	int rc;
+
+	*revoked = 0;
+	platform__sync__v1__lock_request__init(&w.req);
+	w.req.name = (char *)name;
+	w.req.lease_id = k->lease;
+	if (pthread_create(&t, NULL, lock_wait_run, &w) != 0) {
+		fprintf(stderr, PROG ": sync: cannot start a thread\n");
+		exit(CTL_FAIL);
+	}
+	while (!atomic_load(&w.done)) {
+		if (!*revoked && (ctl_stop || atomic_load(&k->lost))) {
+			(void)lease_revoke(k->x, k->lease);
+			*revoked = 1;
+		}
+		sleep_ms(CHILD_POLL_MS);
+	}
+	pthread_join(t, NULL);
+	if (w.m != NULL && w.code == 0)
+		*token = ((Platform__Sync__V1__LockResponse *)w.m)->token;
+	if (w.m != NULL)
+		protobuf_c_message_free_unpacked(w.m, NULL);
+	if (ctl_stop) {
+		fprintf(stderr, PROG ": sync lock %s: interrupted while "
+		    "waiting; lease %" PRId64 " revoked\n", name, k->lease);
+		*revoked = 1;
+		return 128 + ctl_stop;
+	}
+	if (atomic_load(&k->lost))
+		fprintf(stderr, PROG ": sync lock %s: %s\n", name, k->why);
+	if (w.code != 0)
+		return ctl_fail(ctl_method_name(M_LOCK), w.code, w.err);
+	if ((rc = atomic_load(&k->lost) ? CTL_FAIL : CTL_OK) != CTL_OK)
+		*revoked = 1;
+	return rc;
+}
+
 static int
 sy_lock(const struct ctl_run *x, int argc, char **argv)
 {
 	const struct sy_flags *f = sy_f(x);
 	Platform__Sync__V1__GrantRequest greq =
 	    PLATFORM__SYNC__V1__GRANT_REQUEST__INIT;
-	Platform__Sync__V1__LockRequest lreq =
-	    PLATFORM__SYNC__V1__LOCK_REQUEST__INIT;
 	Platform__Sync__V1__UnlockRequest ureq =
 	    PLATFORM__SYNC__V1__UNLOCK_REQUEST__INIT;
-	Platform__Sync__V1__RevokeRequest rreq =
-	    PLATFORM__SYNC__V1__REVOKE_REQUEST__INIT;
 	struct sy_flags fa = { 0 };
 	struct ctl_globals gw = *x->g;
 	struct ctl_run xa = *x, xw;
 	struct keeper k = { .x = &xa };
 	ProtobufCMessage *m = NULL;
 	long long ttl, wait;
-	int64_t token;
-	int rc;
+	int64_t token = 0;
+	int rc, revoked = 0;
 
 	if ((rc = duration_of("--ttl", "100ms..24h", f->ttl, TTL_MIN_MS,
 	    TTL_MAX_MS, TTL_DEFAULT_MS, &ttl)) != 0 ||
@@ -470,28 +554,19 @@ sy_lock(const struct ctl_run *x, int argc, char **argv)
 	protobuf_c_message_free_unpacked(m, NULL);
 	keeper_start(&k);
 
-	lreq.name = argv[0];
-	lreq.lease_id = k.lease;
-	if ((rc = sy_call(&xw, M_LOCK, &lreq.base,
-	    &platform__sync__v1__lock_response__descriptor, &m, 0)) ==
-	    CTL_OK) {
-		token = ((Platform__Sync__V1__LockResponse *)m)->token;
-		protobuf_c_message_free_unpacked(m, NULL);
-		ctl_catch_signals();
+	ctl_catch_signals();
+	if ((rc = lock_wait(&xw, &k, argv[0], &token, &revoked)) == CTL_OK)
 		rc = argc > 1 ? cmd_run(argv[0], &k, token, argv + 1) :
 		    hold(&xa, argv[0], &k, token);
-	}
 	keeper_stop(&k);
-	if (!atomic_load(&k.lost)) {
+	if (!revoked && !atomic_load(&k.lost)) {
 		ureq.name = argv[0];
 		ureq.lease_id = k.lease;
 		/* Revoke releases it too: each says on stderr if it failed,
 		 * and the lease lapses by itself at worst. */
 		(void)sy_call_drop(&xa, M_UNLOCK, &ureq.base,
 		    &platform__sync__v1__unlock_response__descriptor);
-		rreq.lease_id = k.lease;
-		(void)sy_call_drop(&xa, M_REVOKE, &rreq.base,
-		    &platform__sync__v1__revoke_response__descriptor);
+		(void)lease_revoke(&xa, k.lease);
 	}
 out:
 	free(k.addr);
@@ -659,8 +734,9 @@ const struct ctl_group ctl_sync_group = {
 	    "highest it has seen. When CMD ends the\nlock is released and "
 	    "the exit status is CMD's. When the lease is lost CMD is\nkilled "
 	    "(SIGTERM, then SIGKILL) and the status is 1. SIGTERM is passed "
-	    "on to\nCMD. Without CMD, lock prints the token and holds the "
-	    "lock until Ctrl-C.\n"
+	    "on to\nCMD. Ctrl-C while lock waits revokes the lease (exit 130). "
+	    "Without CMD, lock\nprints the token and holds the lock until "
+	    "Ctrl-C.\n"
 	    "\nExit status: 0 ok, 1 a call failed (leader: no leader), 2 bad "
 	    "usage.\n",
 	.width = 30,

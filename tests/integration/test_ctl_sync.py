@@ -4,8 +4,9 @@ PostgreSQL: lock -- CMD runs CMD with the fencing token, the lock name
 and the lease in its environment and passes its exit status on; lock
 commands at two replicas at once never overlap and their tokens only
 grow (a history of every CMD's start and end, checked whole); a lease
-revoked under a running CMD kills it (exit 1, stderr says why); leader
-and observe following a campaign, a proclamation and a resignation;
+revoked under a running CMD kills it (exit 1, stderr says why); Ctrl-C
+while waiting revokes the lease, so it leaves the queue; leader and
+observe following a campaign, a proclamation and a resignation;
 leases; sync-srv found through discovery; usage errors exit 2.
 
 Needs PLATFORM_TEST_DATABASE (scripts/test sets it from scripts/pg),
@@ -23,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import sync_harness as sh  # noqa: E402
 from test_ctl_kv import Watch, run_ctl  # noqa: E402
+from test_sync import metered, waiters  # noqa: E402
 
 SH = '/bin/sh'
 
@@ -31,7 +33,7 @@ class CtlSyncTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.srv = sh.sync_server(name='ctl-sync-a')
+        cls.srv = metered('ctl-sync-a')
         cls.addClassCleanup(cls.srv.stop_clean)
         cls.srv2 = sh.sync_server(name='ctl-sync-b')
         cls.addClassCleanup(cls.srv2.stop_clean)
@@ -162,6 +164,26 @@ class CtlSyncTest(unittest.TestCase):
         self.assertEqual(code, 0, err)
         self.assertGreater(self.c.lock(self.n, lease, try_lock=True),
                            token)
+        self.c.call('Revoke', lease_id=lease)
+
+    def test_interrupted_while_waiting(self):
+        """Ctrl-C while lock waits: the lease is revoked, so the waiter
+        leaves the queue at once (else it would be granted the lock when
+        it came free, and hold it until its lease lapsed)."""
+        lease = self.c.grant()
+        token = self.c.lock(self.n, lease)
+        w = Watch(self.args(['sync', 'lock', self.n, '--', 'true']))
+        self.addCleanup(w.kill)
+        harness.wait_for(lambda: waiters(self.srv) == 1,
+                         what='platformctl waiting')
+        code, err = w.interrupt()
+        self.assertEqual(code, 128 + 2, err)
+        self.assertIn('interrupted while waiting', err)
+        self.c.unlock(self.n, lease)
+        other = self.c.grant()
+        self.assertGreater(self.c.lock(self.n, other, try_lock=True),
+                           token)
+        self.c.call('Revoke', lease_id=other)
         self.c.call('Revoke', lease_id=lease)
 
     def test_wait_gives_up(self):
