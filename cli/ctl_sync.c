@@ -257,31 +257,44 @@ keeper_lose(struct keeper *k, const char *fmt, const char *detail)
 	atomic_store(&k->lost, 1);
 }
 
+/*
+ * Beats every third of the TTL; after a failed one, again every tenth
+ * (at least 50 ms), and the lease is lost once the TTL less the margin
+ * has passed since the last good one was sent, checked at every wake-up.
+ */
 static void *
 keeper_run(void *arg)
 {
 	struct keeper *k = arg;
-	char err[ERRLEN];
-	int64_t sent, left;
+	int64_t sent, left, due, next = k->ttl_ms / 3;
+	char err[ERRLEN] = "no answer yet";
 	int code;
 
 	pthread_mutex_lock(&k->mu);
-	while (!plat_cond_wait_ms(&k->cv, &k->mu, k->ttl_ms / 3, &k->stop) &&
-	    !atomic_load(&k->lost)) {
+	while (!plat_cond_wait_ms(&k->cv, &k->mu, next, &k->stop)) {
 		pthread_mutex_unlock(&k->mu);
-		sent = plat_now_ms();
-		left = keeper_beat(k, err, sizeof(err), &code);
-		if (left > 0)
-			k->renewed = sent;
-		else if (left == 0)
-			keeper_lose(k, "lease %" PRId64 " lapsed or was "
-			    "revoked%s", "");
-		else if (code == PLAT_NOT_FOUND)
-			keeper_lose(k, "lease %" PRId64 " is gone: %s", err);
-		else if (plat_now_ms() - k->renewed >= k->ttl_ms -
-		    keeper_margin(k->ttl_ms))
+		due = k->renewed + k->ttl_ms - keeper_margin(k->ttl_ms);
+		if (plat_now_ms() >= due) {
 			keeper_lose(k, "lease %" PRId64 " could not be renewed "
 			    "within its TTL: %s", err);
+			return NULL;
+		}
+		sent = plat_now_ms();
+		left = keeper_beat(k, err, sizeof(err), &code);
+		if (left > 0) {
+			k->renewed = sent;
+			next = k->ttl_ms / 3;
+		} else if (left == 0 || code == PLAT_NOT_FOUND) {
+			keeper_lose(k, "lease %" PRId64 " lapsed or was "
+			    "revoked (%s)", left == 0 ? "KeepAlive answered "
+			    "TTL 0" : err);
+			return NULL;
+		} else {
+			next = k->ttl_ms / 10 > 50 ? k->ttl_ms / 10 : 50;
+			if (next > due - plat_now_ms())
+				next = due - plat_now_ms() > 0 ?
+				    due - plat_now_ms() : 0;
+		}
 		pthread_mutex_lock(&k->mu);
 	}
 	pthread_mutex_unlock(&k->mu);

@@ -4,10 +4,11 @@ PostgreSQL: lock -- CMD runs CMD with the fencing token, the lock name
 and the lease in its environment and passes its exit status on; lock
 commands at two replicas at once never overlap and their tokens only
 grow (a history of every CMD's start and end, checked whole); a lease
-revoked under a running CMD kills it (exit 1, stderr says why); Ctrl-C
-while waiting revokes the lease, so it leaves the queue; leader and
-observe following a campaign, a proclamation and a resignation;
-leases; sync-srv found through discovery; usage errors exit 2.
+revoked under a running CMD, or sync-srv killed under it, kills CMD
+(exit 1, stderr says why); Ctrl-C while waiting revokes the lease, so
+it leaves the queue; leader and observe following a campaign, a
+proclamation and a resignation; leases; sync-srv found through
+discovery; usage errors exit 2.
 
 Needs PLATFORM_TEST_DATABASE (scripts/test sets it from scripts/pg),
 else it says so and exits 0. No test asserts a time."""
@@ -149,6 +150,31 @@ class CtlSyncTest(unittest.TestCase):
         self.assertEqual(harness.sanitizer_findings(err), [], err)
         self.assertEqual(rc, 1, err)
         self.assertIn('lease %d' % lease, err)
+        self.assertIn('killing', err)
+
+    def test_server_gone_loses_the_lease(self):
+        """sync-srv killed under a running CMD: no renewal gets through,
+        so at the TTL less its margin the lease counts as lost and CMD is
+        killed (the lock may be someone else's by then)."""
+        srv = sh.sync_server(name='ctl-sync-gone')
+        self.addCleanup(srv.kill)
+        f = os.path.join(self.dir.name, 'started')
+        box = {}
+
+        def run():
+            box['r'] = run_ctl(self.args([
+                'sync', 'lock', '--ttl', '2s', self.n, '--', SH, '-c',
+                'touch %s; exec sleep 60' % f], srv))
+        t = threading.Thread(target=run)
+        t.start()
+        harness.wait_for(lambda: os.path.exists(f), what='CMD started')
+        srv.kill()
+        t.join(harness.TIMEOUT)
+        self.assertFalse(t.is_alive())
+        rc, out, err = box['r']
+        self.assertEqual(harness.sanitizer_findings(err), [], err)
+        self.assertEqual(rc, 1, err)
+        self.assertIn('could not be renewed within its TTL', err)
         self.assertIn('killing', err)
 
     def test_lock_without_cmd_holds_until_interrupted(self):
