@@ -456,6 +456,40 @@ test_help(void **state)
 	assert_int_equal(seen.calls, 0);
 }
 
+static void
+test_parse_duration(void **state)
+{
+	static const struct {
+		const char *s;
+		long long ms;		/* -1: refused */
+	} cases[] = {
+		{ "500ms", 500 }, { "30s", 30000 }, { "30", 30000 },
+		{ "5m", 300000 }, { "2h", 7200000 }, { "1d", 86400000 },
+		{ "0s", -1 }, { "-5s", -1 }, { "+5s", -1 }, { " 5s", -1 },
+		{ "5 s", -1 }, { "5x", -1 }, { "", -1 }, { "s", -1 },
+		{ "2d", -1 },			/* over max_ms */
+		{ "99999999999999999999s", -1 },
+	};
+	long long ms;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ms = -7;
+		if (cases[i].ms < 0) {
+			assert_int_equal(ctl_parse_duration(cases[i].s,
+			    86400000, &ms), -1);
+			assert_int_equal(ms, -7);
+		} else {
+			assert_int_equal(ctl_parse_duration(cases[i].s,
+			    86400000, &ms), 0);
+			assert_int_equal(ms, cases[i].ms);
+		}
+	}
+	/* The bound holds for every unit: 86400001 ms is over a day. */
+	assert_int_equal(ctl_parse_duration("86400001ms", 86400000, &ms), -1);
+	assert_int_equal(ctl_parse_duration("1441m", 86400000, &ms), -1);
+}
+
 int
 main(void)
 {
@@ -472,6 +506,7 @@ main(void)
 		cmocka_unit_test_setup(test_global_settings, setup),
 		cmocka_unit_test_setup(test_list_limit, setup),
 		cmocka_unit_test_setup(test_help, setup),
+		cmocka_unit_test(test_parse_duration),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
