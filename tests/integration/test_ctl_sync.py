@@ -187,9 +187,22 @@ class CtlSyncTest(unittest.TestCase):
         with self.assertRaises(Exception):
             self.c.lock(self.n, lease, try_lock=True)
         code, err = w.interrupt()
+        self.assertEqual(harness.sanitizer_findings(err), [], err)
         self.assertEqual(code, 0, err)
         self.assertGreater(self.c.lock(self.n, lease, try_lock=True),
                            token)
+        self.c.unlock(self.n, lease)
+        # -o json: one object, the lease in it alive until Ctrl-C.
+        w = Watch(['-o', 'json'] + self.args(['sync', 'lock', self.n]))
+        self.addCleanup(w.kill)
+        j = json.loads(w.until(lambda ln: ln.startswith('{'), 'json'))
+        self.assertEqual(j['name'], self.n)
+        self.assertGreater(j['token'], token)
+        self.assertGreater(self.c.call('TimeToLive',
+                                       lease_id=j['lease_id']).ttl_ms, 0)
+        code, err = w.interrupt()
+        self.assertEqual((code, harness.sanitizer_findings(err)), (0, []),
+                         err)
         self.c.call('Revoke', lease_id=lease)
 
     def test_interrupted_while_waiting(self):
@@ -203,6 +216,7 @@ class CtlSyncTest(unittest.TestCase):
         harness.wait_for(lambda: waiters(self.srv) == 1,
                          what='platformctl waiting')
         code, err = w.interrupt()
+        self.assertEqual(harness.sanitizer_findings(err), [], err)
         self.assertEqual(code, 128 + 2, err)
         self.assertIn('interrupted while waiting', err)
         self.c.unlock(self.n, lease)
@@ -248,6 +262,7 @@ class CtlSyncTest(unittest.TestCase):
         self.c.call('Resign', election=e, lease_id=lease)
         w.until(lambda ln: ln == e + ' no leader', 'the resignation')
         code, err = w.interrupt()
+        self.assertEqual(harness.sanitizer_findings(err), [], err)
         self.assertEqual(code, 0, err)
         self.c.call('Revoke', lease_id=lease)
 
@@ -318,6 +333,7 @@ class CtlSyncDiscoveryTest(unittest.TestCase):
         self.addCleanup(w.kill)
         w.until(lambda ln: ln == n + ' no leader', 'the first answer')
         code, err = w.interrupt()
+        self.assertEqual(harness.sanitizer_findings(err), [], err)
         self.assertEqual(code, 0, err)
 
 
