@@ -17,7 +17,6 @@ usage: bench/event_bench.py  (env: EVENT_BIN, PLATFORM_DATABASE,
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +30,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'integration'))
 import harness  # noqa: E402
+sys.path.insert(0, HERE)
+from benchlib import pct, start, stop_all  # noqa: E402
 import event_harness as eh  # noqa: E402
 
 SECONDS = float(os.environ.get('BENCH_SECONDS', '5'))
@@ -38,29 +39,6 @@ INFLIGHT = int(os.environ.get('BENCH_INFLIGHT', '128'))
 RATE = int(os.environ.get('BENCH_RATE', '500'))
 BATCH = 100
 PAYLOAD = b'{"order":12345,"amount":"99.95","currency":"EUR","ok":true}'
-PROCS = []
-
-
-def stop_all():
-    for p in PROCS:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
-def start(args, env=None):
-    p = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, env=env)
-    PROCS.append(p)
-    return p
-
-
-def pct(v, q):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(q * len(v)))] if v else float('nan')
 
 
 # ---------------------------------------------------------------- NATS

@@ -11,7 +11,6 @@
  * (stderr names the gRPC status: a missing key is NOT_FOUND, a lost
  * compare-and-set FAILED_PRECONDITION), 2 bad usage.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>

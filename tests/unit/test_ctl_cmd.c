@@ -486,6 +486,9 @@ test_durations(void **state)
 			assert_int_equal(ms, cases[i].ms);
 		}
 	}
+	/* The bound holds for every unit: 86400001 ms is over a day. */
+	assert_int_equal(ctl_parse_duration("86400001ms", 86400000, &ms), -1);
+	assert_int_equal(ctl_parse_duration("1441m", 86400000, &ms), -1);
 }
 
 int
