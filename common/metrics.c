@@ -19,7 +19,7 @@
 #include "platform/metrics.h"
 
 #define METRICS_MAX_METHODS 64
-#define METRICS_MAX_GAUGES 16
+#define METRICS_MAX_GAUGES 64      /* a service's own, the runtime's, the exporters' */
 #define METRICS_CODES 17
 
 /* Upper bounds in microseconds: 0.5 ms .. 10 s. */
@@ -137,6 +137,9 @@ metrics_add_fn(struct metrics *m, const char *type, const char *name,
 		g->type = type;
 		g->fn = fn;
 		g->arg = arg;
+	} else {
+		log_warn("metrics: no room for another series; not served",
+		    "name", name);
 	}
 	pthread_mutex_unlock(&m->mu);
 }
