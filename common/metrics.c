@@ -18,43 +18,11 @@
 #include "platform/log.h"
 #include "platform/metrics.h"
 
-#define METRICS_MAX_METHODS 64
-#define METRICS_MAX_GAUGES 64      /* a service's own, the runtime's, the exporters' */
-#define METRICS_CODES 17
+#include "metrics_internal.h"
 
-/* Upper bounds in microseconds: 0.5 ms .. 10 s. */
-static const int64_t bucket_us[METRICS_BUCKETS] = {
+const int64_t metrics_bucket_us[METRICS_BUCKETS] = {
 	500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
 	1000000, 2500000, 5000000, 10000000,
-};
-
-struct metrics_method {
-	char path[160];
-	atomic_ullong codes[METRICS_CODES];
-	atomic_ullong buckets[METRICS_BUCKETS + 1];  /* last: +Inf */
-	atomic_ullong sum_us;
-	atomic_llong streams;
-};
-
-struct metrics_gauge {
-	char name[96];
-	char help[160];
-	const char *type;                 /* "gauge" or "counter" */
-	double (*fn)(void *);
-	void *arg;
-};
-
-struct metrics {
-	char service[64];
-	pthread_mutex_t mu;               /* guards adding series */
-	struct metrics_method methods[METRICS_MAX_METHODS];
-	size_t nmethods;
-	struct metrics_gauge gauges[METRICS_MAX_GAUGES];
-	size_t ngauges;
-	int listen_fd;
-	int stop_pipe[2];
-	pthread_t thread;
-	int serving;
 };
 
 struct metrics *
@@ -110,7 +78,7 @@ metrics_observe(struct metrics_method *mm, int code, int64_t micros)
 
 	if (code < 0 || code >= METRICS_CODES)
 		code = 2;       /* UNKNOWN */
-	while (b < METRICS_BUCKETS && micros > bucket_us[b])
+	while (b < METRICS_BUCKETS && micros > metrics_bucket_us[b])
 		b++;
 	atomic_fetch_add_explicit(&mm->codes[code], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&mm->buckets[b], 1, memory_order_relaxed);
@@ -208,7 +176,7 @@ metrics_write(struct metrics *m, FILE *out)
 				fprintf(out, "platform_rpc_duration_seconds_"
 				    "bucket{service=\"%s\",method=\"%s\","
 				    "le=\"%g\"} %llu\n", m->service, mm->path,
-				    (double)bucket_us[b] / 1e6, cum);
+				    (double)metrics_bucket_us[b] / 1e6, cum);
 			else
 				fprintf(out, "platform_rpc_duration_seconds_"
 				    "bucket{service=\"%s\",method=\"%s\","
@@ -354,6 +322,10 @@ fail:
 void
 metrics_stop(struct metrics *m)
 {
+	/* Before the series' owners go (the service's fini): the last push
+	 * reads them. */
+	statsd_stop(m->statsd);
+	m->statsd = NULL;
 	if (!m->serving)
 		return;
 	(void)!write(m->stop_pipe[1], "x", 1);

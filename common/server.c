@@ -2112,6 +2112,11 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	plat_health_set(srv, "", PLAT_HEALTH_SERVING);
 	plat_health_set(srv, svc->grpc_service, PLAT_HEALTH_SERVING);
 	plat_trace_connect(srv->client);
+	if (srv->settings.statsd != NULL && metrics_statsd(srv->metrics,
+	    srv->settings.statsd, srv->settings.statsd_interval_s,
+	    srv->settings.node_id) != 0)
+		log_warn("cannot push metrics to statsd", "statsd",
+		    srv->settings.statsd);
 	log_info("server started", "service", svc->name, "version",
 	    svc->version, "listen", srv->address, "node",
 	    srv->settings.node_id, "tls",

@@ -133,6 +133,15 @@ static const struct settings_def settings_defs[] = {
 	  "DEVELOPMENT ONLY: no guard, every caller is trusted",
 	  SETTINGS_K_BOOL, 0, SETTINGS_OFF(insecure_no_auth),
 	  0, 1, 0, "0" },
+	{ "--statsd", "PLATFORM_STATSD", "ADDR",
+	  "statsd / DogStatsD agent host:port (UDP): the metrics pushed "
+	  "there too, tagged",
+	  SETTINGS_K_ADDR, SETTINGS_F_EMPTY_UNSET, SETTINGS_OFF(statsd),
+	  0, 0, 0, "none" },
+	{ "--statsd-interval", "PLATFORM_STATSD_INTERVAL", "N",
+	  "seconds between pushes, 1..3600",
+	  SETTINGS_K_INT, 0, SETTINGS_OFF(statsd_interval_s),
+	  1, 3600, 10, NULL },
 	{ "--trace-endpoint", "PLATFORM_TRACE_ENDPOINT", "ADDR",
 	  "where spans go by OTLP/gRPC: host:port (trace-srv, an "
 	  "OpenTelemetry Collector), or \"discovery\" for trace-srv found "
@@ -722,5 +731,6 @@ settings_free(struct plat_settings *s)
 	free(s->auth_audience);
 	free(s->credentials);
 	free(s->trace_endpoint);
+	free(s->statsd);
 	memset(s, 0, sizeof(*s));
 }

@@ -1,7 +1,9 @@
 """Metrics: every call is counted per method and status, and served in
-the Prometheus text format on --metrics-listen."""
+the Prometheus text format on --metrics-listen, and pushed to a statsd
+agent (a UDP socket of the test) with --statsd."""
 
 import os
+import socket
 import sys
 import unittest
 import urllib.request
@@ -78,6 +80,61 @@ class MetricsTest(unittest.TestCase):
                                 '127.0.0.1:%d' % self.mport])
         self.assertNotEqual(r.code, 0)
         self.assertIn('metrics', r.stderr)
+
+
+class StatsdTest(unittest.TestCase):
+    """--statsd: DogStatsD lines on a UDP socket the test reads."""
+
+    def test_pushed_with_tags(self):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        sock.bind(('127.0.0.1', 0))
+        sock.settimeout(harness.RPC_TIMEOUT)
+        srv = harness.Server(discovery='self', name='discovery-statsd',
+                             extra_args=['--statsd', '127.0.0.1:%d' %
+                                         sock.getsockname()[1],
+                                         '--statsd-interval', '1'])
+        self.addCleanup(srv.kill)
+        client = srv.discovery_client()
+        for _ in range(5):
+            client.list()
+        lines = []
+
+        def counted():
+            """The ListServices calls this test made, over every push
+            (counts are deltas)."""
+            n = 0
+            for ln in lines:
+                name, rest = ln.split(':', 1)
+                value, kind, tags = rest.split('|', 2)
+                if (name == 'platform.rpc.requests' and kind == 'c' and
+                        'method:/platform.discovery.v1.Discovery/'
+                        'ListServices' in tags and 'code:OK' in tags):
+                    n += int(float(value))
+            return n
+        def nodes():
+            return [ln for ln in lines if ln.startswith('discovery_nodes:')]
+        while counted() < 5 or not nodes():
+            data, _ = sock.recvfrom(65536)
+            self.assertLessEqual(len(data), 1432)   # one frame each
+            lines.extend(data.decode().splitlines())
+        tags = [ln.split('|#', 1)[1] for ln in lines if '|#' in ln]
+        self.assertTrue(all('service:discovery,node:' in t for t in tags),
+                        tags[:3])
+        kinds = {ln.split(':', 1)[0] for ln in lines}
+        self.assertIn('platform.rpc.duration_ms.avg', kinds)
+        # A server's own gauges go too: discovery's count of nodes (it
+        # registered itself).
+        self.assertEqual(nodes()[-1].split('|')[1], 'g')
+        srv.stop_clean()
+
+    def test_bad_settings(self):
+        for args in (['--statsd', 'nowhere'],
+                     ['--statsd-interval', '0']):
+            with self.subTest(args=args):
+                r = harness.run_binary(args)
+                self.assertEqual(r.code, 2, r.stderr)
+                self.assertIn(args[0], r.stderr)
 
 
 if __name__ == '__main__':

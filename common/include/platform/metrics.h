@@ -32,6 +32,15 @@ void metrics_gauge_fn(struct metrics *m, const char *name, const char *help,
 void metrics_counter_fn(struct metrics *m, const char *name,
     const char *help, double (*fn)(void *), void *arg);
 
+/* Pushes every series to a statsd / DogStatsD agent at addr (UDP
+ * host:port) every interval_s seconds, tagged with the service and
+ * node: counts as deltas (|c), gauges as values (|g), each method's
+ * latency over the interval as its mean and p99 in ms (|g). 0, or -1
+ * when addr cannot be resolved. Stopped (after a last push) by
+ * metrics_stop. */
+int metrics_statsd(struct metrics *m, const char *addr, int interval_s,
+    const char *node);
+
 /* Writes every series in the Prometheus text format. */
 void metrics_write(struct metrics *m, FILE *out);
 

@@ -64,6 +64,8 @@ struct plat_settings {
 	char *credentials;      /* NULL: PLATFORM_CLIENT_ID/_SECRET, or none */
 	int insecure_no_auth;   /* 1: the guard is off */
 	char *trace_endpoint;   /* NULL: spans are not recorded */
+	char *statsd;           /* NULL: no push */
+	int statsd_interval_s;
 	double trace_sample;    /* new traces recorded, 0..1 */
 };
 
