@@ -55,7 +55,7 @@ void auth_fini(plat_server *srv);
 /* What every module reaches. */
 struct auth_state {
 	struct auth_settings set;
-	struct store *store;
+	struct pg_store *store;
 	struct keys *keys;
 };
 extern struct auth_state A;

@@ -17,6 +17,7 @@
 #include "lockout.h"
 #include "platform/clock.h"
 #include "platform/log.h"
+#include "platform/pg.h"
 #include "platform/xalloc.h"
 #include "secret.h"
 
@@ -393,8 +394,8 @@ maintain(void)
 	enum plat_code code;
 	int64_t now = plat_now_ms();
 
-	if (!store_ready(A.store)) {
-		code = store_migrate(A.store, err, sizeof(err));
+	if (!pg_store_ready(A.store)) {
+		code = pg_store_migrate(A.store, err, sizeof(err));
 		if (code != PLAT_OK)
 			return;
 		log_info("auth: database schema ready");
@@ -439,7 +440,7 @@ teardown(void)
 	lockout_stop();
 	auth_rules_fini();
 	keys_free(A.keys);
-	store_free(A.store);
+	pg_store_free(A.store);
 	A.keys = NULL;
 	A.store = NULL;
 }
@@ -479,14 +480,14 @@ auth_init(plat_server *srv, const struct plat_settings *s)
 	M.stop = 0;
 	plat_cond_init(&M.cv);
 	maintain();
-	if (store_ready(A.store) && !M.keys_loaded) {
+	if (pg_store_ready(A.store) && !M.keys_loaded) {
 		/* The database is there but the keys are not usable: a
 		 * wrong --kek-file. Stop rather than sign with new keys. */
 		fprintf(stderr, "auth-srv: cannot load the signing keys "
 		    "(see the log)\n");
 		goto fail;
 	}
-	if (!store_ready(A.store))
+	if (!pg_store_ready(A.store))
 		log_warn("auth: database unavailable at start; answering "
 		    "UNAVAILABLE until it is reachable");
 	lc = (struct lockout_config){

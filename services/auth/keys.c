@@ -33,7 +33,7 @@
 #define PERIOD_MAX_MS 30000
 
 struct keys {
-	struct store *store;
+	struct pg_store *store;
 	unsigned char kek[32];
 	const char *alg;
 	int64_t rotate_ms;
@@ -247,7 +247,7 @@ fail:
 /* ---- the keys ---- */
 
 struct keys *
-keys_new(struct store *st, const unsigned char kek[32], const char *alg,
+keys_new(struct pg_store *st, const unsigned char kek[32], const char *alg,
     int64_t rotate_s, int64_t ttl_s, int64_t slack_ms)
 {
 	struct keys *k = xcalloc(1, sizeof(*k));

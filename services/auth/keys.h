@@ -40,7 +40,7 @@ int keys_kek_load(const char *path, unsigned char kek[32], char *err,
 /* alg is "RS256" or "ES256", for new keys. rotate_s and ttl_s in
  * seconds; a retired key is kept ttl_s plus slack_ms. Copies kek.
  * Nothing is loaded yet. */
-struct keys *keys_new(struct store *st, const unsigned char kek[32],
+struct keys *keys_new(struct pg_store *st, const unsigned char kek[32],
     const char *alg, int64_t rotate_s, int64_t ttl_s, int64_t slack_ms);
 void keys_free(struct keys *k);
 

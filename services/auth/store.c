@@ -17,10 +17,6 @@
 #include "platform/xalloc.h"
 #include "store.h"
 
-struct store {
-	struct pg_store *db;
-};
-
 static const struct pg_migration store_migrations[] = {
 	{ 1, "create auth tables",
 	  "CREATE TABLE auth_accounts ("
@@ -152,83 +148,29 @@ key_rows_free(struct key_row *rows, size_t n)
 
 /* ---- the store ---- */
 
-struct store *
+struct pg_store *
 store_new(const char *conninfo, int pool_size)
 {
-	struct pg_store *db;
-	struct store *s;
-
-	db = pg_store_new(conninfo, pool_size, "auth", store_migrations,
+	return pg_store_new(conninfo, pool_size, "auth", store_migrations,
 	    sizeof(store_migrations) / sizeof(store_migrations[0]));
-	if (db == NULL)
-		return NULL;
-	s = xcalloc(1, sizeof(*s));
-	s->db = db;
-	return s;
-}
-
-void
-store_free(struct store *s)
-{
-	if (s == NULL)
-		return;
-	pg_store_free(s->db);
-	free(s);
-}
-
-enum plat_code
-store_migrate(struct store *s, char *err, size_t errlen)
-{
-	return pg_store_migrate(s->db, err, errlen);
-}
-
-bool
-store_ready(struct store *s)
-{
-	return pg_store_ready(s->db);
-}
-
-/* One statement on a pooled connection (pg_store_exec). */
-static enum plat_code
-query(struct store *s, const char *name, const char *sql, int nparams,
-    const char *const *values, int64_t timeout_ms, PGresult **res,
-    char *err, size_t errlen)
-{
-	return pg_store_exec(s->db, name, sql, nparams, values, timeout_ms,
-	    res, err, errlen);
 }
 
 /* A statement whose affected-row count says whether its target existed. */
 static enum plat_code
-query_found(struct store *s, const char *name, const char *sql,
+query_found(struct pg_store *s, const char *name, const char *sql,
     int nparams, const char *const *values, int64_t timeout_ms,
     bool *found, char *err, size_t errlen)
 {
 	PGresult *res;
 	enum plat_code code;
 
-	code = query(s, name, sql, nparams, values, timeout_ms, &res, err,
-	    errlen);
+	code = pg_store_exec(s, name, sql, nparams, values, timeout_ms, &res,
+	    err, errlen);
 	if (code != PLAT_OK)
 		return code;
 	*found = strtoll(PQcmdTuples(res), NULL, 10) > 0;
 	PQclear(res);
 	return PLAT_OK;
-}
-
-/* fn on a pooled connection, outside a transaction. */
-static enum plat_code
-on_conn(struct store *s, int64_t timeout_ms, pg_tx_fn fn, void *arg,
-    char *err, size_t errlen)
-{
-	return pg_store_conn(s->db, timeout_ms, fn, arg, err, errlen);
-}
-
-static enum plat_code
-tx(struct store *s, int64_t timeout_ms, pg_tx_fn fn, void *arg, char *err,
-    size_t errlen)
-{
-	return pg_store_tx(s->db, timeout_ms, fn, arg, err, errlen);
 }
 
 /* ---- accounts ---- */
@@ -259,21 +201,22 @@ account_insert(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 }
 
 enum plat_code
-store_account_create(struct store *s, const struct account *a,
+store_account_create(struct pg_store *s, const struct account *a,
     int64_t timeout_ms, char *err, size_t errlen)
 {
-	return on_conn(s, timeout_ms, account_insert, (void *)a, err, errlen);
+	return pg_store_conn(s, timeout_ms, account_insert, (void *)a, err,
+	    errlen);
 }
 
 enum plat_code
-store_account_get(struct store *s, const char *id, int64_t timeout_ms,
+store_account_get(struct pg_store *s, const char *id, int64_t timeout_ms,
     struct account **out, char *err, size_t errlen)
 {
 	PGresult *res;
 	enum plat_code code;
 
 	*out = NULL;
-	code = query(s, "auth_account_get",
+	code = pg_store_exec(s, "auth_account_get",
 	    "SELECT " ACCOUNT_COLS " FROM auth_accounts WHERE id = $1",
 	    1, (const char *[]){ id }, timeout_ms, &res, err, errlen);
 	if (code != PLAT_OK)
@@ -335,7 +278,7 @@ update_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 }
 
 enum plat_code
-store_account_update(struct store *s, const char *id,
+store_account_update(struct pg_store *s, const char *id,
     const struct account_update *u, int64_t timeout_ms,
     struct account **out, char *err, size_t errlen)
 {
@@ -343,7 +286,7 @@ store_account_update(struct store *s, const char *id,
 	enum plat_code code;
 
 	*out = NULL;
-	code = tx(s, timeout_ms, update_fn, &t, err, errlen);
+	code = pg_store_tx(s, timeout_ms, update_fn, &t, err, errlen);
 	if (code == PLAT_OK)
 		*out = t.out;
 	else
@@ -352,7 +295,7 @@ store_account_update(struct store *s, const char *id,
 }
 
 enum plat_code
-store_account_delete(struct store *s, const char *id, int64_t timeout_ms,
+store_account_delete(struct pg_store *s, const char *id, int64_t timeout_ms,
     char *err, size_t errlen)
 {
 	enum plat_code code;
@@ -369,7 +312,7 @@ store_account_delete(struct store *s, const char *id, int64_t timeout_ms,
 }
 
 enum plat_code
-store_account_list(struct store *s, const char *after, int limit,
+store_account_list(struct pg_store *s, const char *after, int limit,
     int64_t timeout_ms, struct account ***out, size_t *n, char *err,
     size_t errlen)
 {
@@ -380,7 +323,7 @@ store_account_list(struct store *s, const char *after, int limit,
 	*out = NULL;
 	*n = 0;
 	snprintf(lim, sizeof(lim), "%d", limit);
-	code = query(s, "auth_account_list",
+	code = pg_store_exec(s, "auth_account_list",
 	    "SELECT " ACCOUNT_COLS " FROM auth_accounts WHERE id > $1"
 	    " ORDER BY id LIMIT $2::integer",
 	    2, (const char *[]){ after, lim }, timeout_ms, &res, err, errlen);
@@ -413,10 +356,11 @@ refresh_insert(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 }
 
 enum plat_code
-store_refresh_insert(struct store *s, const struct refresh_grant *g,
+store_refresh_insert(struct pg_store *s, const struct refresh_grant *g,
     int64_t timeout_ms, char *err, size_t errlen)
 {
-	return on_conn(s, timeout_ms, refresh_insert, (void *)g, err, errlen);
+	return pg_store_conn(s, timeout_ms, refresh_insert, (void *)g, err,
+	    errlen);
 }
 
 /* The token's row with its account's columns after it. */
@@ -498,7 +442,7 @@ use_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 }
 
 enum plat_code
-store_refresh_use(struct store *s, const char *hash,
+store_refresh_use(struct pg_store *s, const char *hash,
     const struct refresh_grant *next, int64_t now_ms, int64_t timeout_ms,
     enum refresh_outcome *outcome, struct account **acct, char **scopes,
     char *err, size_t errlen)
@@ -506,7 +450,7 @@ store_refresh_use(struct store *s, const char *hash,
 	struct use_tx t = { .hash = hash, .next = next, .now_ms = now_ms };
 	enum plat_code code;
 
-	code = tx(s, timeout_ms, use_fn, &t, err, errlen);
+	code = pg_store_tx(s, timeout_ms, use_fn, &t, err, errlen);
 	if (code != PLAT_OK) {
 		account_free(t.acct);
 		free(t.scopes);
@@ -520,7 +464,7 @@ store_refresh_use(struct store *s, const char *hash,
 }
 
 enum plat_code
-store_refresh_inspect(struct store *s, const char *hash, int64_t now_ms,
+store_refresh_inspect(struct pg_store *s, const char *hash, int64_t now_ms,
     int64_t timeout_ms, struct account **acct, char **scopes,
     int64_t *created_ms, int64_t *expires_ms, char *err, size_t errlen)
 {
@@ -529,7 +473,7 @@ store_refresh_inspect(struct store *s, const char *hash, int64_t now_ms,
 
 	*acct = NULL;
 	*scopes = NULL;
-	code = query(s, "auth_refresh_inspect", REFRESH_SELECT, 1,
+	code = pg_store_exec(s, "auth_refresh_inspect", REFRESH_SELECT, 1,
 	    (const char *[]){ hash }, timeout_ms, &res, err, errlen);
 	if (code != PLAT_OK)
 		return code;
@@ -546,14 +490,14 @@ store_refresh_inspect(struct store *s, const char *hash, int64_t now_ms,
 }
 
 enum plat_code
-store_refresh_revoke(struct store *s, const char *hash, const char *owner,
+store_refresh_revoke(struct pg_store *s, const char *hash, const char *owner,
     int64_t timeout_ms, bool *found, bool *owned, char *err, size_t errlen)
 {
 	PGresult *res;
 	enum plat_code code;
 
 	*found = *owned = false;
-	code = query(s, "auth_refresh_owner",
+	code = pg_store_exec(s, "auth_refresh_owner",
 	    "SELECT account_id FROM auth_refresh_tokens WHERE hash = $1", 1,
 	    (const char *[]){ hash }, timeout_ms, &res, err, errlen);
 	if (code != PLAT_OK)
@@ -564,7 +508,7 @@ store_refresh_revoke(struct store *s, const char *hash, const char *owner,
 	PQclear(res);
 	if (!*owned)
 		return PLAT_OK;
-	return query(s, "auth_refresh_revoke",
+	return pg_store_exec(s, "auth_refresh_revoke",
 	    "UPDATE auth_refresh_tokens SET revoked = true WHERE family ="
 	    " (SELECT family FROM auth_refresh_tokens WHERE hash = $1)", 1,
 	    (const char *[]){ hash }, timeout_ms, NULL, err, errlen);
@@ -573,27 +517,27 @@ store_refresh_revoke(struct store *s, const char *hash, const char *owner,
 /* ---- access tokens ---- */
 
 enum plat_code
-store_revoke_jti(struct store *s, const char *jti, int64_t exp_ms,
+store_revoke_jti(struct pg_store *s, const char *jti, int64_t exp_ms,
     int64_t timeout_ms, char *err, size_t errlen)
 {
 	char ms[24];
 
 	snprintf(ms, sizeof(ms), "%" PRId64, exp_ms);
-	return query(s, "auth_revoke_jti",
+	return pg_store_exec(s, "auth_revoke_jti",
 	    "INSERT INTO auth_revoked (jti, expires_ms) VALUES ($1, $2)"
 	    " ON CONFLICT DO NOTHING", 2, (const char *[]){ jti, ms },
 	    timeout_ms, NULL, err, errlen);
 }
 
 enum plat_code
-store_jti_revoked(struct store *s, const char *jti, int64_t timeout_ms,
+store_jti_revoked(struct pg_store *s, const char *jti, int64_t timeout_ms,
     bool *revoked, char *err, size_t errlen)
 {
 	PGresult *res;
 	enum plat_code code;
 
 	*revoked = false;
-	code = query(s, "auth_jti_revoked",
+	code = pg_store_exec(s, "auth_jti_revoked",
 	    "SELECT 1 FROM auth_revoked WHERE jti = $1", 1,
 	    (const char *[]){ jti }, timeout_ms, &res, err, errlen);
 	if (code != PLAT_OK)
@@ -604,17 +548,17 @@ store_jti_revoked(struct store *s, const char *jti, int64_t timeout_ms,
 }
 
 enum plat_code
-store_purge(struct store *s, int64_t now_ms, char *err, size_t errlen)
+store_purge(struct pg_store *s, int64_t now_ms, char *err, size_t errlen)
 {
 	char ms[24];
 	enum plat_code code;
 
 	snprintf(ms, sizeof(ms), "%" PRId64, now_ms);
-	code = query(s, "auth_purge_revoked",
+	code = pg_store_exec(s, "auth_purge_revoked",
 	    "DELETE FROM auth_revoked WHERE expires_ms < $1::bigint", 1,
 	    (const char *[]){ ms }, INT64_MAX, NULL, err, errlen);
 	if (code == PLAT_OK)
-		code = query(s, "auth_purge_refresh",
+		code = pg_store_exec(s, "auth_purge_refresh",
 		    "DELETE FROM auth_refresh_tokens"
 		    " WHERE expires_ms < $1::bigint", 1,
 		    (const char *[]){ ms }, INT64_MAX, NULL, err, errlen);
@@ -662,10 +606,11 @@ rule_create_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 }
 
 enum plat_code
-store_rule_create(struct store *s, const struct rule *r, int64_t timeout_ms,
+store_rule_create(struct pg_store *s, const struct rule *r, int64_t timeout_ms,
     char *err, size_t errlen)
 {
-	return tx(s, timeout_ms, rule_create_fn, (void *)r, err, errlen);
+	return pg_store_tx(s, timeout_ms, rule_create_fn, (void *)r, err,
+	    errlen);
 }
 
 static enum plat_code
@@ -692,14 +637,15 @@ rule_delete_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 }
 
 enum plat_code
-store_rule_delete(struct store *s, const char *id, int64_t timeout_ms,
+store_rule_delete(struct pg_store *s, const char *id, int64_t timeout_ms,
     char *err, size_t errlen)
 {
-	return tx(s, timeout_ms, rule_delete_fn, (void *)id, err, errlen);
+	return pg_store_tx(s, timeout_ms, rule_delete_fn, (void *)id, err,
+	    errlen);
 }
 
 enum plat_code
-store_rules_all(struct store *s, int64_t timeout_ms, struct rule ***out,
+store_rules_all(struct pg_store *s, int64_t timeout_ms, struct rule ***out,
     size_t *n, char *err, size_t errlen)
 {
 	PGresult *res;
@@ -707,7 +653,7 @@ store_rules_all(struct store *s, int64_t timeout_ms, struct rule ***out,
 
 	*out = NULL;
 	*n = 0;
-	code = query(s, "auth_rules_all",
+	code = pg_store_exec(s, "auth_rules_all",
 	    "SELECT id, service, method, account, scope, account_type,"
 	    " effect, priority, description, created_ms FROM auth_rules",
 	    0, NULL, timeout_ms, &res, err, errlen);
@@ -825,7 +771,7 @@ keys_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 }
 
 enum plat_code
-store_keys_sync(struct store *s, int64_t now_ms, int64_t rotate_before_ms,
+store_keys_sync(struct pg_store *s, int64_t now_ms, int64_t rotate_before_ms,
     int64_t drop_before_ms, key_new_fn new_key, void *arg,
     struct key_row **rows, size_t *n, char *err, size_t errlen)
 {
@@ -838,7 +784,7 @@ store_keys_sync(struct store *s, int64_t now_ms, int64_t rotate_before_ms,
 	};
 	enum plat_code code;
 
-	code = tx(s, INT64_MAX, keys_fn, &t, err, errlen);
+	code = pg_store_tx(s, INT64_MAX, keys_fn, &t, err, errlen);
 	if (code != PLAT_OK) {
 		key_rows_free(t.rows, t.n);
 		t.rows = NULL;
@@ -899,7 +845,7 @@ bootstrap_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 }
 
 enum plat_code
-store_bootstrap(struct store *s, const struct account *admin,
+store_bootstrap(struct pg_store *s, const struct account *admin,
     struct rule *const *rules, size_t nrules, bool *done, char *err,
     size_t errlen)
 {
@@ -907,7 +853,7 @@ store_bootstrap(struct store *s, const struct account *admin,
 	    .nrules = nrules };
 	enum plat_code code;
 
-	code = tx(s, INT64_MAX, bootstrap_fn, &t, err, errlen);
+	code = pg_store_tx(s, INT64_MAX, bootstrap_fn, &t, err, errlen);
 	*done = code == PLAT_OK && t.done;
 	return code;
 }

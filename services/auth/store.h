@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "platform/pg.h"
 #include "platform/server.h"
 #include "platform/rules.h"
 
@@ -45,22 +46,21 @@ struct account {
 };
 void account_free(struct account *a);          /* NULL is fine */
 
-struct store;
+struct pg_store;
 
-struct store *store_new(const char *conninfo, int pool_size);
-void store_free(struct store *s);
-/* Applies the migrations (component "auth"); PLAT_UNAVAILABLE while the
- * database is down. */
-enum plat_code store_migrate(struct store *s, char *err, size_t errlen);
-bool store_ready(struct store *s);
+/* The store is a pg_store (pool and schema) with auth's migrations
+ * (component "auth"): pg_store_migrate, pg_store_ready and pg_store_free
+ * as for any; until the migrations applied every call below answers
+ * PLAT_UNAVAILABLE. NULL when conninfo does not parse. */
+struct pg_store *store_new(const char *conninfo, int pool_size);
 
 /* ---- accounts ---- */
 
 /* PLAT_ALREADY_EXISTS when the id is taken. */
-enum plat_code store_account_create(struct store *s, const struct account *a,
-    int64_t timeout_ms, char *err, size_t errlen);
+enum plat_code store_account_create(struct pg_store *s,
+    const struct account *a, int64_t timeout_ms, char *err, size_t errlen);
 /* *out NULL when there is no such account. */
-enum plat_code store_account_get(struct store *s, const char *id,
+enum plat_code store_account_get(struct pg_store *s, const char *id,
     int64_t timeout_ms, struct account **out, char *err, size_t errlen);
 
 /* Fields of an update; each only when its flag is set. */
@@ -73,14 +73,14 @@ struct account_update {
 };
 /* The updated account in *out; PLAT_NOT_FOUND when there is none. A
  * disabled account's refresh tokens are revoked with it. */
-enum plat_code store_account_update(struct store *s, const char *id,
+enum plat_code store_account_update(struct pg_store *s, const char *id,
     const struct account_update *u, int64_t timeout_ms,
     struct account **out, char *err, size_t errlen);
 /* PLAT_NOT_FOUND when there is none; its refresh tokens go with it. */
-enum plat_code store_account_delete(struct store *s, const char *id,
+enum plat_code store_account_delete(struct pg_store *s, const char *id,
     int64_t timeout_ms, char *err, size_t errlen);
 /* Accounts with id > after, in id order, at most limit. */
-enum plat_code store_account_list(struct store *s, const char *after,
+enum plat_code store_account_list(struct pg_store *s, const char *after,
     int limit, int64_t timeout_ms, struct account ***out, size_t *n,
     char *err, size_t errlen);
 
@@ -93,7 +93,7 @@ struct refresh_grant {
 	const char *scopes;
 	int64_t expires_ms;
 };
-enum plat_code store_refresh_insert(struct store *s,
+enum plat_code store_refresh_insert(struct pg_store *s,
     const struct refresh_grant *g, int64_t timeout_ms, char *err,
     size_t errlen);
 
@@ -106,43 +106,43 @@ enum refresh_outcome {
 /* Uses the token with hash `hash` once and stores its successor `next`
  * in one transaction: the same family, account and scopes (those of
  * next are ignored), its own hash and expiry. */
-enum plat_code store_refresh_use(struct store *s, const char *hash,
+enum plat_code store_refresh_use(struct pg_store *s, const char *hash,
     const struct refresh_grant *next, int64_t now_ms, int64_t timeout_ms,
     enum refresh_outcome *outcome, struct account **acct, char **scopes,
     char *err, size_t errlen);
 
 /* For Inspect: the live token's account and scopes, or *acct NULL when
  * the token is not active. *expires_ms and *created_ms too. */
-enum plat_code store_refresh_inspect(struct store *s, const char *hash,
+enum plat_code store_refresh_inspect(struct pg_store *s, const char *hash,
     int64_t now_ms, int64_t timeout_ms, struct account **acct,
     char **scopes, int64_t *created_ms, int64_t *expires_ms, char *err,
     size_t errlen);
 /* Revokes the family of the token with hash `hash`, when it belongs to
  * `owner` (NULL: anyone's). *found says whether such a token exists
  * (of anyone); *owned whether it was revoked. */
-enum plat_code store_refresh_revoke(struct store *s, const char *hash,
+enum plat_code store_refresh_revoke(struct pg_store *s, const char *hash,
     const char *owner, int64_t timeout_ms, bool *found, bool *owned,
     char *err, size_t errlen);
 
 /* ---- access tokens ---- */
 
-enum plat_code store_revoke_jti(struct store *s, const char *jti,
+enum plat_code store_revoke_jti(struct pg_store *s, const char *jti,
     int64_t exp_ms, int64_t timeout_ms, char *err, size_t errlen);
-enum plat_code store_jti_revoked(struct store *s, const char *jti,
+enum plat_code store_jti_revoked(struct pg_store *s, const char *jti,
     int64_t timeout_ms, bool *revoked, char *err, size_t errlen);
 /* Drops revocations and refresh tokens past their expiry. */
-enum plat_code store_purge(struct store *s, int64_t now_ms, char *err,
+enum plat_code store_purge(struct pg_store *s, int64_t now_ms, char *err,
     size_t errlen);
 
 /* ---- rules ---- */
 
 /* r->id and r->created_ms are set by the caller. */
-enum plat_code store_rule_create(struct store *s, const struct rule *r,
+enum plat_code store_rule_create(struct pg_store *s, const struct rule *r,
     int64_t timeout_ms, char *err, size_t errlen);
-enum plat_code store_rule_delete(struct store *s, const char *id,
+enum plat_code store_rule_delete(struct pg_store *s, const char *id,
     int64_t timeout_ms, char *err, size_t errlen);
 /* Every rule (malloc'd array of rule_free-able rules). */
-enum plat_code store_rules_all(struct store *s, int64_t timeout_ms,
+enum plat_code store_rules_all(struct pg_store *s, int64_t timeout_ms,
     struct rule ***out, size_t *n, char *err, size_t errlen);
 
 /* ---- signing keys ---- */
@@ -167,7 +167,7 @@ typedef int (*key_new_fn)(void *arg, struct key_row *out);
  * and the old one is retired now; keys retired at or before
  * drop_before_ms are deleted. The keys left, newest first, in *rows.
  */
-enum plat_code store_keys_sync(struct store *s, int64_t now_ms,
+enum plat_code store_keys_sync(struct pg_store *s, int64_t now_ms,
     int64_t rotate_before_ms, int64_t drop_before_ms, key_new_fn new_key,
     void *arg, struct key_row **rows, size_t *n, char *err, size_t errlen);
 
@@ -176,7 +176,7 @@ enum plat_code store_keys_sync(struct store *s, int64_t now_ms,
 /* On the very first start (no bootstrap row, no account), in one
  * transaction: the admin account and the rules, and the bootstrap row.
  * *done says whether this call did it. */
-enum plat_code store_bootstrap(struct store *s, const struct account *admin,
+enum plat_code store_bootstrap(struct pg_store *s, const struct account *admin,
     struct rule *const *rules, size_t nrules, bool *done, char *err,
     size_t errlen);
 

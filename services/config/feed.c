@@ -25,7 +25,7 @@ struct watch {
 };
 
 static struct {
-	struct store *store;
+	struct pg_store *store;
 	struct plat_feed *feed;
 } F;
 
@@ -154,12 +154,12 @@ static const struct plat_feed_ops cfg_feed_ops = {
 /* ---- feed.h ---- */
 
 int
-feed_start(struct store *store, const char *conninfo, plat_server *srv)
+feed_start(struct pg_store *store, const char *conninfo, plat_server *srv)
 {
 	F.store = store;
 	cfg_caught_up.caught_up = 1;
 	F.feed = plat_feed_start(&cfg_feed_ops, NULL, conninfo, srv,
-	    store_db(store));
+	    store);
 	return F.feed != NULL ? 0 : -1;
 }
 

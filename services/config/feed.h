@@ -25,7 +25,7 @@
 #include "store.h"
 
 /* 0, or -1 when the listener or the thread cannot start. */
-int feed_start(struct store *store, const char *conninfo, plat_server *srv);
+int feed_start(struct pg_store *store, const char *conninfo, plat_server *srv);
 /* Stops the listener and the thread; every watch stream must have ended
  * (the runtime drains them before fini). */
 void feed_stop(void);

@@ -40,7 +40,7 @@
 typedef Platform__Config__V1__Value Value;
 
 static struct {
-	struct store *store;
+	struct pg_store *store;
 	plat_events *events;
 } S;
 
@@ -848,7 +848,7 @@ config_init(plat_server *srv, const struct plat_settings *s)
 	pool = s->workers * 2 < POOL_MIN ? POOL_MIN : s->workers * 2;
 	if ((S.store = store_new(s->database, pool)) == NULL)
 		return -1;
-	code = store_migrate(S.store, err, sizeof(err));
+	code = pg_store_migrate(S.store, err, sizeof(err));
 	if (code == PLAT_UNAVAILABLE) {
 		log_warn("config: database unavailable at start; answering "
 		    "UNAVAILABLE until it is reachable", "error", err);
@@ -856,14 +856,14 @@ config_init(plat_server *srv, const struct plat_settings *s)
 		log_error("config: cannot bring the database schema up to "
 		    "date", "error", err);
 		fprintf(stderr, "config-srv: %s\n", err);
-		store_free(S.store);
+		pg_store_free(S.store);
 		S.store = NULL;
 		return -1;
 	}
 	cache_init(CACHE_MAX_ENTRIES, CACHE_MAX_BYTES);
 	if (writer_start(S.store, feed_committed) != 0) {
 		cache_free();
-		store_free(S.store);
+		pg_store_free(S.store);
 		S.store = NULL;
 		return -1;
 	}
@@ -871,7 +871,7 @@ config_init(plat_server *srv, const struct plat_settings *s)
 		log_error("config: cannot start the change feed");
 		writer_stop();
 		cache_free();
-		store_free(S.store);
+		pg_store_free(S.store);
 		S.store = NULL;
 		return -1;
 	}
@@ -895,7 +895,7 @@ config_fini(plat_server *srv)
 	writer_stop();          /* its answers touch the cache and the feed */
 	feed_stop();
 	cache_free();
-	store_free(S.store);
+	pg_store_free(S.store);
 	S.store = NULL;
 }
 

@@ -18,10 +18,6 @@
 #include "platform/xalloc.h"
 #include "store.h"
 
-struct store {
-	struct pg_store *db;
-};
-
 static const struct pg_migration store_migrations[] = {
 	{ 1, "create config tables",
 	  "CREATE TABLE config_versions ("
@@ -139,51 +135,16 @@ rows_from_result(const PGresult *res, struct cfg_rows *out)
 
 /* ---- the store ---- */
 
-struct store *
+struct pg_store *
 store_new(const char *conninfo, int pool_size)
 {
-	struct pg_store *db;
-	struct store *s;
-
-	db = pg_store_new(conninfo, pool_size, "config", store_migrations,
+	return pg_store_new(conninfo, pool_size, "config", store_migrations,
 	    sizeof(store_migrations) / sizeof(store_migrations[0]));
-	if (db == NULL)
-		return NULL;
-	s = xcalloc(1, sizeof(*s));
-	s->db = db;
-	return s;
-}
-
-void
-store_free(struct store *s)
-{
-	if (s == NULL)
-		return;
-	pg_store_free(s->db);
-	free(s);
-}
-
-enum plat_code
-store_migrate(struct store *s, char *err, size_t errlen)
-{
-	return pg_store_migrate(s->db, err, errlen);
-}
-
-bool
-store_ready(struct store *s)
-{
-	return pg_store_ready(s->db);
-}
-
-struct pg_store *
-store_db(struct store *s)
-{
-	return s->db;
 }
 
 /* A statement expected to give zero or one row. */
 static enum plat_code
-store_query_row(struct store *s, const char *name, const char *sql,
+store_query_row(struct pg_store *s, const char *name, const char *sql,
     int nparams, const char *const *values, int64_t timeout_ms,
     struct cfg_row **out, char *err, size_t errlen)
 {
@@ -191,7 +152,7 @@ store_query_row(struct store *s, const char *name, const char *sql,
 	enum plat_code code;
 
 	*out = NULL;
-	code = pg_store_exec(s->db, name, sql, nparams, values, timeout_ms,
+	code = pg_store_exec(s, name, sql, nparams, values, timeout_ms,
 	    &res, err, errlen);
 	if (code != PLAT_OK)
 		return code;
@@ -202,7 +163,7 @@ store_query_row(struct store *s, const char *name, const char *sql,
 }
 
 static enum plat_code
-store_query_rows(struct store *s, const char *name, const char *sql,
+store_query_rows(struct pg_store *s, const char *name, const char *sql,
     int nparams, const char *const *values, int64_t timeout_ms,
     struct cfg_rows *out, char *err, size_t errlen)
 {
@@ -211,7 +172,7 @@ store_query_rows(struct store *s, const char *name, const char *sql,
 
 	out->v = NULL;
 	out->n = 0;
-	code = pg_store_exec(s->db, name, sql, nparams, values, timeout_ms,
+	code = pg_store_exec(s, name, sql, nparams, values, timeout_ms,
 	    &res, err, errlen);
 	if (code != PLAT_OK)
 		return code;
@@ -616,7 +577,7 @@ batch_tx(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 }
 
 enum plat_code
-store_write_batch(struct store *s, struct store_batch_item *items, size_t n,
+store_write_batch(struct pg_store *s, struct store_batch_item *items, size_t n,
     int64_t timeout_ms, char *err, size_t errlen)
 {
 	struct batch b = { .items = items, .n = n };
@@ -625,7 +586,7 @@ store_write_batch(struct store *s, struct store_batch_item *items, size_t n,
 	for (b.nkeys = 16; b.nkeys < 2 * n; b.nkeys *= 2)
 		;
 	b.keys = xcalloc(b.nkeys, sizeof(*b.keys));
-	code = pg_store_tx(s->db, timeout_ms, batch_tx, &b, err, errlen);
+	code = pg_store_tx(s, timeout_ms, batch_tx, &b, err, errlen);
 	PQclear(b.sources);
 	free(b.keys);
 	if (code == PLAT_OK)
@@ -642,7 +603,7 @@ store_write_batch(struct store *s, struct store_batch_item *items, size_t n,
 /* ---- reads ---- */
 
 enum plat_code
-store_latest(struct store *s, const char *ns, const char *path,
+store_latest(struct pg_store *s, const char *ns, const char *path,
     int64_t timeout_ms, struct cfg_row **out, char *err, size_t errlen)
 {
 	const char *values[] = { ns, path };
@@ -655,7 +616,7 @@ store_latest(struct store *s, const char *ns, const char *path,
 }
 
 enum plat_code
-store_version(struct store *s, const char *ns, const char *path,
+store_version(struct pg_store *s, const char *ns, const char *path,
     int64_t version, int64_t timeout_ms, struct cfg_row **out, char *err,
     size_t errlen)
 {
@@ -670,7 +631,7 @@ store_version(struct store *s, const char *ns, const char *path,
 }
 
 enum plat_code
-store_history(struct store *s, const char *ns, const char *path,
+store_history(struct pg_store *s, const char *ns, const char *path,
     int64_t before_version, int limit, int64_t timeout_ms,
     struct cfg_rows *out, char *err, size_t errlen)
 {
@@ -688,7 +649,7 @@ store_history(struct store *s, const char *ns, const char *path,
 }
 
 enum plat_code
-store_list(struct store *s, const char *ns, const char *prefix,
+store_list(struct pg_store *s, const char *ns, const char *prefix,
     const char *after_path, bool include_deleted, int limit,
     int64_t timeout_ms, struct cfg_rows *out, char *err, size_t errlen)
 {
@@ -728,7 +689,7 @@ namespaces_literal(const char *const *namespaces, size_t nns)
 }
 
 enum plat_code
-store_changes(struct store *s, int64_t after, int64_t upto,
+store_changes(struct pg_store *s, int64_t after, int64_t upto,
     const char *const *namespaces, size_t nns, const char *prefix,
     int limit, int64_t timeout_ms, struct cfg_rows *out, char *err,
     size_t errlen)
@@ -755,14 +716,14 @@ store_changes(struct store *s, int64_t after, int64_t upto,
 }
 
 enum plat_code
-store_head(struct store *s, int64_t timeout_ms, int64_t *rev, char *err,
+store_head(struct pg_store *s, int64_t timeout_ms, int64_t *rev, char *err,
     size_t errlen)
 {
 	PGresult *res;
 	enum plat_code code;
 
 	*rev = 0;
-	code = pg_store_exec(s->db, "config_head",
+	code = pg_store_exec(s, "config_head",
 	    "SELECT rev FROM config_revision WHERE id = 1", 0, NULL,
 	    timeout_ms, &res, err, errlen);
 	if (code != PLAT_OK)

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "platform/pg.h"
 #include "platform/server.h"
 
 #define STORE_CHANNEL "platform_config"
@@ -54,21 +55,13 @@ struct cfg_rows {
 };
 void cfg_rows_free(struct cfg_rows *rows);
 
-struct store;
-
-/* NULL when conninfo does not parse. */
-struct store *store_new(const char *conninfo, int pool_size);
-void store_free(struct store *s);
-
-/* Applies the schema migrations (component "config"); sets the store
- * ready on success. PLAT_UNAVAILABLE while the database is down. */
-enum plat_code store_migrate(struct store *s, char *err, size_t errlen);
-/* Whether the schema is in place; until then every call below answers
- * PLAT_UNAVAILABLE. */
-bool store_ready(struct store *s);
 struct pg_store;
-/* Its database handle, for the change feed (platform/feed.h). */
-struct pg_store *store_db(struct store *s);
+
+/* The store is a pg_store (pool and schema) with config's migrations
+ * (component "config"): pg_store_migrate, pg_store_ready and pg_store_free
+ * as for any; until the migrations applied every call below answers
+ * PLAT_UNAVAILABLE. NULL when conninfo does not parse. */
+struct pg_store *store_new(const char *conninfo, int pool_size);
 
 enum store_op {
 	STORE_UPDATE,
@@ -105,39 +98,39 @@ struct store_batch_item {
  * otherwise nothing was written (or, for an unknown commit outcome,
  * maybe all) and every item carries the returned code.
  */
-enum plat_code store_write_batch(struct store *s,
+enum plat_code store_write_batch(struct pg_store *s,
     struct store_batch_item *items, size_t n, int64_t timeout_ms, char *err,
     size_t errlen);
 
 /* The latest version of a path, a tombstone included; *out NULL when the
  * path never existed. */
-enum plat_code store_latest(struct store *s, const char *ns,
+enum plat_code store_latest(struct pg_store *s, const char *ns,
     const char *path, int64_t timeout_ms, struct cfg_row **out, char *err,
     size_t errlen);
 /* One version; *out NULL when it does not exist. */
-enum plat_code store_version(struct store *s, const char *ns,
+enum plat_code store_version(struct pg_store *s, const char *ns,
     const char *path, int64_t version, int64_t timeout_ms,
     struct cfg_row **out, char *err, size_t errlen);
 /* Versions of a path below before_version (0: from the latest), newest
  * first, at most limit. */
-enum plat_code store_history(struct store *s, const char *ns,
+enum plat_code store_history(struct pg_store *s, const char *ns,
     const char *path, int64_t before_version, int limit, int64_t timeout_ms,
     struct cfg_rows *out, char *err, size_t errlen);
 /* Latest versions of the paths of ns starting with prefix and after
  * after_path (byte order), in path order, at most limit; json is "". */
-enum plat_code store_list(struct store *s, const char *ns,
+enum plat_code store_list(struct pg_store *s, const char *ns,
     const char *prefix, const char *after_path, bool include_deleted,
     int limit, int64_t timeout_ms, struct cfg_rows *out, char *err,
     size_t errlen);
 /* Changes with after < revision (<= upto when upto > 0), in revision
  * order, at most limit; with namespaces (nns > 0) or a prefix, only
  * those. */
-enum plat_code store_changes(struct store *s, int64_t after, int64_t upto,
+enum plat_code store_changes(struct pg_store *s, int64_t after, int64_t upto,
     const char *const *namespaces, size_t nns, const char *prefix,
     int limit, int64_t timeout_ms, struct cfg_rows *out, char *err,
     size_t errlen);
 /* The last revision handed out. */
-enum plat_code store_head(struct store *s, int64_t timeout_ms,
+enum plat_code store_head(struct pg_store *s, int64_t timeout_ms,
     int64_t *rev, char *err, size_t errlen);
 
 #endif

@@ -17,7 +17,7 @@
 #define BATCH_TIMEOUT_MAX_MS 30000
 
 static struct {
-	struct store *store;
+	struct pg_store *store;
 	void (*committed)(struct cfg_row *const *rows, size_t n);
 	struct batcher *batcher;
 } W;
@@ -115,7 +115,7 @@ static const struct batcher_ops writer_ops = {
 };
 
 int
-writer_start(struct store *s,
+writer_start(struct pg_store *s,
     void (*committed)(struct cfg_row *const *rows, size_t n))
 {
 	static const struct batcher_limits limits = {

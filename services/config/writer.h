@@ -29,7 +29,7 @@ struct write_job {
 
 /* committed runs once per committed batch, before the jobs' done
  * callbacks, with the new versions in revision order (no gap). */
-int writer_start(struct store *s,
+int writer_start(struct pg_store *s,
     void (*committed)(struct cfg_row *const *rows, size_t n));
 /* Answers every queued job, then stops the threads. */
 void writer_stop(void);

@@ -41,7 +41,7 @@ struct commit_batch {
 };
 
 static struct {
-	struct store *store;
+	struct pg_store *store;
 	struct batcher *batcher;
 } C;
 
@@ -212,7 +212,7 @@ static const struct batcher_ops commit_ops = {
 };
 
 int
-commit_start(struct store *store)
+commit_start(struct pg_store *store)
 {
 	static const struct batcher_limits limits = {
 		.max_items = COMMIT_MAX_EVENTS,

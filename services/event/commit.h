@@ -19,7 +19,7 @@
 #include "platform/server.h"
 #include "store.h"
 
-int commit_start(struct store *store);
+int commit_start(struct pg_store *store);
 /* Answers anything still queued (the runtime waits for every deferred
  * call before fini, so normally nothing is) and stops the threads. */
 void commit_stop(void);

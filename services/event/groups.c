@@ -62,7 +62,7 @@ struct round_group {
 };
 
 static struct {
-	struct store *store;
+	struct pg_store *store;
 	char prefix[256];               /* "NODE/BOOT/" */
 	char node[256];                 /* "NODE/" */
 
@@ -275,7 +275,7 @@ round_run(void *arg)
 	bool more = false;
 
 	(void)arg;
-	if (!store_ready(G.store))
+	if (!pg_store_ready(G.store))
 		return;
 	if (!G.booted) {
 		code = store_group_release(G.store, G.node, GROUPS_QUERY_MS,
@@ -304,7 +304,7 @@ round_run(void *arg)
 }
 
 int
-groups_start(struct store *store, const char *node_id)
+groups_start(struct pg_store *store, const char *node_id)
 {
 	struct plat_feed_loop *l;
 	uint32_t boot = 0;

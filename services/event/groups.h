@@ -26,7 +26,7 @@
 #include "platform/server.h"
 #include "store.h"
 
-int groups_start(struct store *store, const char *node_id);
+int groups_start(struct pg_store *store, const char *node_id);
 /* Every stream must have ended. */
 void groups_stop(void);
 void groups_kick(void);

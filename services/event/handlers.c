@@ -45,7 +45,7 @@
 typedef Platform__Event__V1__PublishRequest pub_req;
 
 static struct {
-	struct store *store;
+	struct pg_store *store;
 	int64_t retention_interval_ms;
 } S;
 
@@ -661,7 +661,7 @@ event_fini(plat_server *srv)
 	retention_stop();
 	groups_stop();
 	feed_stop();
-	store_free(S.store);
+	pg_store_free(S.store);
 	S.store = NULL;
 }
 
@@ -683,7 +683,7 @@ event_init(plat_server *srv, const struct plat_settings *s)
 	pool = s->workers * 2 + 4 < POOL_MIN ? POOL_MIN : s->workers * 2 + 4;
 	if ((S.store = store_new(s->database, pool)) == NULL)
 		return -1;
-	code = store_migrate(S.store, err, sizeof(err));
+	code = pg_store_migrate(S.store, err, sizeof(err));
 	if (code == PLAT_UNAVAILABLE) {
 		log_warn("event: database unavailable at start; answering "
 		    "UNAVAILABLE until it is reachable", "error", err);
@@ -691,7 +691,7 @@ event_init(plat_server *srv, const struct plat_settings *s)
 		log_error("event: cannot bring the database schema up to "
 		    "date", "error", err);
 		fprintf(stderr, "event-srv: %s\n", err);
-		store_free(S.store);
+		pg_store_free(S.store);
 		S.store = NULL;
 		return -1;
 	}

@@ -8,13 +8,14 @@
 
 #include "platform/clock.h"
 #include "platform/log.h"
+#include "platform/pg.h"
 #include "retention.h"
 
 #define RETENTION_LIMIT 10000    /* events per statement */
 #define RETENTION_QUERY_MS 30000
 
 static struct {
-	struct store *store;
+	struct pg_store *store;
 	int64_t interval_ms;
 	pthread_t thread;
 	bool running;
@@ -35,7 +36,7 @@ retention_pass(void)
 	char err[256];
 	size_t n;
 
-	if (!store_ready(R.store))
+	if (!pg_store_ready(R.store))
 		return;
 	code = store_retention_list(R.store, RETENTION_QUERY_MS, &r, &n, err,
 	    sizeof(err));
@@ -81,7 +82,7 @@ retention_main(void *arg)
 }
 
 int
-retention_start(struct store *store, int64_t interval_ms)
+retention_start(struct pg_store *store, int64_t interval_ms)
 {
 	R.store = store;
 	R.interval_ms = interval_ms;

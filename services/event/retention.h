@@ -11,7 +11,7 @@
 
 #include "store.h"
 
-int retention_start(struct store *store, int64_t interval_ms);
+int retention_start(struct pg_store *store, int64_t interval_ms);
 void retention_stop(void);
 /* Events deleted by retention since start, for metrics. */
 double retention_deleted(void);

@@ -22,10 +22,6 @@
 #include "store.h"
 #include "subject.h"
 
-struct store {
-	struct pg_store *db;
-};
-
 static const struct pg_migration store_migrations[] = {
 	{ 1, "create event tables",
 	  "CREATE TABLE event_sequence ("
@@ -237,46 +233,11 @@ int_at(const PGresult *res, int row, int col)
 
 /* ---- the store ---- */
 
-struct store *
+struct pg_store *
 store_new(const char *conninfo, int pool_size)
 {
-	struct pg_store *db;
-	struct store *s;
-
-	db = pg_store_new(conninfo, pool_size, "event", store_migrations,
+	return pg_store_new(conninfo, pool_size, "event", store_migrations,
 	    sizeof(store_migrations) / sizeof(store_migrations[0]));
-	if (db == NULL)
-		return NULL;
-	s = xcalloc(1, sizeof(*s));
-	s->db = db;
-	return s;
-}
-
-void
-store_free(struct store *s)
-{
-	if (s == NULL)
-		return;
-	pg_store_free(s->db);
-	free(s);
-}
-
-enum plat_code
-store_migrate(struct store *s, char *err, size_t errlen)
-{
-	return pg_store_migrate(s->db, err, errlen);
-}
-
-bool
-store_ready(struct store *s)
-{
-	return pg_store_ready(s->db);
-}
-
-struct pg_store *
-store_db(struct store *s)
-{
-	return s->db;
 }
 
 static enum plat_code
@@ -286,18 +247,8 @@ not_ready(char *err, size_t errlen)
 	return PLAT_UNAVAILABLE;
 }
 
-/* One statement on a pooled connection (pg_store_exec). */
 static enum plat_code
-query(struct store *s, const char *name, const char *sql, int nparams,
-    const char *const *values, int64_t timeout_ms, PGresult **res,
-    char *err, size_t errlen)
-{
-	return pg_store_exec(s->db, name, sql, nparams, values, timeout_ms,
-	    res, err, errlen);
-}
-
-static enum plat_code
-query_rows(struct store *s, const char *name, const char *sql, int nparams,
+query_rows(struct pg_store *s, const char *name, const char *sql, int nparams,
     const char *const *values, int64_t timeout_ms, struct ev_rows *out,
     char *err, size_t errlen)
 {
@@ -306,8 +257,8 @@ query_rows(struct store *s, const char *name, const char *sql, int nparams,
 
 	out->v = NULL;
 	out->n = 0;
-	code = query(s, name, sql, nparams, values, timeout_ms, &res, err,
-	    errlen);
+	code = pg_store_exec(s, name, sql, nparams, values, timeout_ms, &res,
+	    err, errlen);
 	if (code != PLAT_OK)
 		return code;
 	rows_of(res, out);
@@ -318,7 +269,7 @@ query_rows(struct store *s, const char *name, const char *sql, int nparams,
 /* A statement giving one bigint (first row, first column; dflt when no
  * row or NULL). */
 static enum plat_code
-query_int(struct store *s, const char *name, const char *sql, int nparams,
+query_int(struct pg_store *s, const char *name, const char *sql, int nparams,
     const char *const *values, int64_t dflt, int64_t timeout_ms,
     int64_t *out, char *err, size_t errlen)
 {
@@ -326,8 +277,8 @@ query_int(struct store *s, const char *name, const char *sql, int nparams,
 	enum plat_code code;
 
 	*out = dflt;
-	code = query(s, name, sql, nparams, values, timeout_ms, &res, err,
-	    errlen);
+	code = pg_store_exec(s, name, sql, nparams, values, timeout_ms, &res,
+	    err, errlen);
 	if (code != PLAT_OK)
 		return code;
 	if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
@@ -553,13 +504,13 @@ publish_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 }
 
 enum plat_code
-store_publish(struct store *s, const struct ev_input *in, size_t n,
+store_publish(struct pg_store *s, const struct ev_input *in, size_t n,
     int64_t timeout_ms, struct ev_receipt *out, char *err, size_t errlen)
 {
 	struct publish_tx x = { in, n, out, xcalloc(n, sizeof(ssize_t)) };
 	enum plat_code code;
 
-	if (!store_ready(s)) {
+	if (!pg_store_ready(s)) {
 		free(x.first);
 		return not_ready(err, errlen);
 	}
@@ -576,7 +527,7 @@ store_publish(struct store *s, const struct ev_input *in, size_t n,
 				break;
 			}
 	}
-	code = pg_store_tx(s->db, timeout_ms, publish_fn, &x, err, errlen);
+	code = pg_store_tx(s, timeout_ms, publish_fn, &x, err, errlen);
 	if (code == PLAT_OK)
 		for (size_t i = 0; i < n; i++)
 			if (x.first[i] >= 0) {
@@ -590,7 +541,7 @@ store_publish(struct store *s, const struct ev_input *in, size_t n,
 /* ---- reading ---- */
 
 enum plat_code
-store_head(struct store *s, int64_t timeout_ms, int64_t *seq, char *err,
+store_head(struct pg_store *s, int64_t timeout_ms, int64_t *seq, char *err,
     size_t errlen)
 {
 	return query_int(s, "event_head",
@@ -599,7 +550,7 @@ store_head(struct store *s, int64_t timeout_ms, int64_t *seq, char *err,
 }
 
 enum plat_code
-store_read(struct store *s, int64_t after, int64_t upto,
+store_read(struct pg_store *s, int64_t after, int64_t upto,
     const char *regexes_json, int limit, int64_t timeout_ms,
     struct ev_rows *out, char *err, size_t errlen)
 {
@@ -619,7 +570,7 @@ store_read(struct store *s, int64_t after, int64_t upto,
 }
 
 enum plat_code
-store_before_offset(struct store *s, const char *topic, int64_t offset,
+store_before_offset(struct pg_store *s, const char *topic, int64_t offset,
     int64_t timeout_ms, int64_t *before, char *err, size_t errlen)
 {
 	char off[24];
@@ -634,7 +585,7 @@ store_before_offset(struct store *s, const char *topic, int64_t offset,
 }
 
 enum plat_code
-store_before_time(struct store *s, int64_t time_ms, int64_t timeout_ms,
+store_before_time(struct pg_store *s, int64_t time_ms, int64_t timeout_ms,
     int64_t *before, char *err, size_t errlen)
 {
 	char t[24];
@@ -656,8 +607,8 @@ store_before_time(struct store *s, int64_t time_ms, int64_t timeout_ms,
 	" AND e.metadata @> $6::jsonb"
 
 enum plat_code
-store_query(struct store *s, const struct store_query *q, int64_t timeout_ms,
-    struct ev_rows *out, char *err, size_t errlen)
+store_query(struct pg_store *s, const struct store_query *q,
+    int64_t timeout_ms, struct ev_rows *out, char *err, size_t errlen)
 {
 	char st[24], en[24], after[24], lim[16];
 	const char *values[] = { q->regex, q->type, q->source, st, en,
@@ -682,7 +633,8 @@ store_query(struct store *s, const struct store_query *q, int64_t timeout_ms,
 /* ---- consumer groups ---- */
 
 enum plat_code
-store_group_open(struct store *s, const char *name, const char *subjects_json,
+store_group_open(struct pg_store *s, const char *name,
+    const char *subjects_json,
     int64_t start_after, int64_t ack_wait_ms, int64_t timeout_ms,
     char **subjects_out, int64_t *ack_wait_out, char *err, size_t errlen)
 {
@@ -694,13 +646,13 @@ store_group_open(struct store *s, const char *name, const char *subjects_json,
 	*subjects_out = NULL;
 	snprintf(start, sizeof(start), "%" PRId64, start_after);
 	snprintf(wait, sizeof(wait), "%" PRId64, ack_wait_ms);
-	code = query(s, "event_group_create",
+	code = pg_store_exec(s, "event_group_create",
 	    "INSERT INTO event_groups (name, subjects, claimed, ack_wait_ms)"
 	    " VALUES ($1, $2, $3::bigint, $4::bigint) ON CONFLICT DO NOTHING",
 	    4, values, timeout_ms, NULL, err, errlen);
 	if (code != PLAT_OK)
 		return code;
-	code = query(s, "event_group_get",
+	code = pg_store_exec(s, "event_group_get",
 	    "SELECT subjects, ack_wait_ms FROM event_groups WHERE name = $1",
 	    1, values, timeout_ms, &res, err, errlen);
 	if (code != PLAT_OK)
@@ -950,7 +902,8 @@ out:
 }
 
 enum plat_code
-store_group_claim(struct store *s, const char *group, const char *owners_json,
+store_group_claim(struct pg_store *s, const char *group,
+    const char *owners_json,
     const char *regexes_json, int limit, int64_t timeout_ms,
     struct ev_rows *out, int **deliveries, int **who, bool *behind,
     char *err, size_t errlen)
@@ -962,9 +915,9 @@ store_group_claim(struct store *s, const char *group, const char *owners_json,
 	*deliveries = *who = NULL;
 	out->v = NULL;
 	out->n = 0;
-	if (!store_ready(s))
+	if (!pg_store_ready(s))
 		return not_ready(err, errlen);
-	code = pg_store_tx(s->db, timeout_ms, claim_fn, &x, err, errlen);
+	code = pg_store_tx(s, timeout_ms, claim_fn, &x, err, errlen);
 	if (code != PLAT_OK) {
 		ev_rows_free(&x.rows);
 		free(x.deliveries);
@@ -979,7 +932,7 @@ store_group_claim(struct store *s, const char *group, const char *owners_json,
 }
 
 enum plat_code
-store_group_inflight(struct store *s, const char *group,
+store_group_inflight(struct pg_store *s, const char *group,
     const char *owner_prefix, int64_t timeout_ms,
     void (*fn)(const char *owner, int64_t n, void *arg), void *arg,
     char *err, size_t errlen)
@@ -988,7 +941,7 @@ store_group_inflight(struct store *s, const char *group,
 	enum plat_code code;
 	PGresult *res;
 
-	code = query(s, "event_group_inflight",
+	code = pg_store_exec(s, "event_group_inflight",
 	    "SELECT owner, count(*) FROM event_group_pending"
 	    " WHERE grp = $1 AND left(owner, length($2)) = $2"
 	    " AND deadline > clock_timestamp() GROUP BY owner",
@@ -1002,12 +955,12 @@ store_group_inflight(struct store *s, const char *group,
 }
 
 enum plat_code
-store_group_release(struct store *s, const char *owner_prefix,
+store_group_release(struct pg_store *s, const char *owner_prefix,
     int64_t timeout_ms, char *err, size_t errlen)
 {
 	const char *values[] = { owner_prefix };
 
-	return query(s, "event_group_release",
+	return pg_store_exec(s, "event_group_release",
 	    "UPDATE event_group_pending SET deadline = clock_timestamp()"
 	    " WHERE left(owner, length($1)) = $1"
 	    " AND deadline > clock_timestamp()",
@@ -1015,7 +968,7 @@ store_group_release(struct store *s, const char *owner_prefix,
 }
 
 enum plat_code
-store_ack(struct store *s, const char *group, const int64_t *seqs, size_t n,
+store_ack(struct pg_store *s, const char *group, const int64_t *seqs, size_t n,
     int64_t timeout_ms, int64_t *acked, char *err, size_t errlen)
 {
 	char *arr = int_array(seqs, n);
@@ -1042,7 +995,7 @@ store_ack(struct store *s, const char *group, const int64_t *seqs, size_t n,
 }
 
 enum plat_code
-store_groups(struct store *s, const char *after, int limit,
+store_groups(struct pg_store *s, const char *after, int limit,
     int64_t timeout_ms, struct group_info **out, size_t *n, char *err,
     size_t errlen)
 {
@@ -1055,7 +1008,7 @@ store_groups(struct store *s, const char *after, int limit,
 	*out = NULL;
 	*n = 0;
 	snprintf(lim, sizeof(lim), "%d", limit);
-	code = query(s, "event_groups",
+	code = pg_store_exec(s, "event_groups",
 	    "SELECT g.name, g.subjects, g.ack_wait_ms,"
 	    " LEAST(g.claimed, (SELECT min(seq) - 1 FROM event_group_pending p"
 	    "  WHERE p.grp = g.name)), g.claimed,"
@@ -1092,7 +1045,7 @@ group_info_free(struct group_info *g, size_t n)
 }
 
 enum plat_code
-store_group_delete(struct store *s, const char *name, int64_t timeout_ms,
+store_group_delete(struct pg_store *s, const char *name, int64_t timeout_ms,
     char *err, size_t errlen)
 {
 	const char *values[] = { name };
@@ -1113,7 +1066,8 @@ store_group_delete(struct store *s, const char *name, int64_t timeout_ms,
 /* ---- retention ---- */
 
 enum plat_code
-store_retention_set(struct store *s, const char *subject, int64_t max_age_ms,
+store_retention_set(struct pg_store *s, const char *subject,
+    int64_t max_age_ms,
     int64_t max_count, int64_t timeout_ms, char *err, size_t errlen)
 {
 	char age[24], count[24];
@@ -1122,10 +1076,10 @@ store_retention_set(struct store *s, const char *subject, int64_t max_age_ms,
 	snprintf(age, sizeof(age), "%" PRId64, max_age_ms);
 	snprintf(count, sizeof(count), "%" PRId64, max_count);
 	if (max_age_ms == 0 && max_count == 0)
-		return query(s, "event_retention_delete",
+		return pg_store_exec(s, "event_retention_delete",
 		    "DELETE FROM event_retention WHERE subject = $1", 1, values,
 		    timeout_ms, NULL, err, errlen);
-	return query(s, "event_retention_set",
+	return pg_store_exec(s, "event_retention_set",
 	    "INSERT INTO event_retention (subject, max_age_ms, max_count)"
 	    " VALUES ($1, $2::bigint, $3::bigint) ON CONFLICT (subject)"
 	    " DO UPDATE SET max_age_ms = EXCLUDED.max_age_ms,"
@@ -1134,7 +1088,7 @@ store_retention_set(struct store *s, const char *subject, int64_t max_age_ms,
 }
 
 enum plat_code
-store_retention_list(struct store *s, int64_t timeout_ms,
+store_retention_list(struct pg_store *s, int64_t timeout_ms,
     struct retention **out, size_t *n, char *err, size_t errlen)
 {
 	struct retention *r;
@@ -1143,7 +1097,7 @@ store_retention_list(struct store *s, int64_t timeout_ms,
 
 	*out = NULL;
 	*n = 0;
-	code = query(s, "event_retention_list",
+	code = pg_store_exec(s, "event_retention_list",
 	    "SELECT subject, max_age_ms, max_count FROM event_retention"
 	    " ORDER BY subject", 0, NULL, timeout_ms, &res, err, errlen);
 	if (code != PLAT_OK)
@@ -1172,7 +1126,7 @@ retention_free(struct retention *r, size_t n)
  * deleted, so "more than max_count" is "offset at or below the topic's
  * last offset minus max_count". */
 enum plat_code
-store_retention_apply(struct store *s, const struct retention *r, int limit,
+store_retention_apply(struct pg_store *s, const struct retention *r, int limit,
     int64_t timeout_ms, int64_t *deleted, char *err, size_t errlen)
 {
 	char *re = ev_subject_regex(r->subject), age[24], count[24], lim[16];
@@ -1197,10 +1151,10 @@ store_retention_apply(struct store *s, const struct retention *r, int limit,
 }
 
 enum plat_code
-store_pending_sweep(struct store *s, int64_t timeout_ms, char *err,
+store_pending_sweep(struct pg_store *s, int64_t timeout_ms, char *err,
     size_t errlen)
 {
-	return query(s, "event_pending_sweep",
+	return pg_store_exec(s, "event_pending_sweep",
 	    "DELETE FROM event_group_pending p WHERE NOT EXISTS"
 	    " (SELECT 1 FROM events e WHERE e.seq = p.seq)",
 	    0, NULL, timeout_ms, NULL, err, errlen);

@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "platform/event/v1/event.pb-c.h"
+#include "platform/pg.h"
 #include "platform/server.h"
 
 #define STORE_CHANNEL "platform_event"
@@ -75,17 +76,13 @@ struct ev_rows {
 };
 void ev_rows_free(struct ev_rows *rows);
 
-struct store;
-
-struct store *store_new(const char *conninfo, int pool_size);
-void store_free(struct store *s);
-/* Applies the migrations (component "event"); PLAT_UNAVAILABLE while the
- * database is down. Until it succeeds every call answers UNAVAILABLE. */
-enum plat_code store_migrate(struct store *s, char *err, size_t errlen);
-bool store_ready(struct store *s);
 struct pg_store;
-/* Its database handle, for the change feed (platform/feed.h). */
-struct pg_store *store_db(struct store *s);
+
+/* The store is a pg_store (pool and schema) with event's migrations
+ * (component "event"): pg_store_migrate, pg_store_ready and pg_store_free
+ * as for any; until the migrations applied every call below answers
+ * PLAT_UNAVAILABLE. NULL when conninfo does not parse. */
+struct pg_store *store_new(const char *conninfo, int pool_size);
 
 /* ---- publishing ---- */
 
@@ -112,30 +109,30 @@ struct ev_receipt {
 
 /* Stores n events in one transaction, committed before it returns
  * PLAT_OK with a receipt for each in out. */
-enum plat_code store_publish(struct store *s, const struct ev_input *in,
+enum plat_code store_publish(struct pg_store *s, const struct ev_input *in,
     size_t n, int64_t timeout_ms, struct ev_receipt *out, char *err,
     size_t errlen);
 
 /* ---- reading ---- */
 
 /* The last sequence handed out. */
-enum plat_code store_head(struct store *s, int64_t timeout_ms,
+enum plat_code store_head(struct pg_store *s, int64_t timeout_ms,
     int64_t *seq, char *err, size_t errlen);
 /*
  * Events with after < seq (<= upto when upto > 0) in sequence order, at
  * most limit; regexes_json is a JSON array of the topic regexes
  * (ev_subject_regex) to keep, or NULL for every topic.
  */
-enum plat_code store_read(struct store *s, int64_t after, int64_t upto,
+enum plat_code store_read(struct pg_store *s, int64_t after, int64_t upto,
     const char *regexes_json, int limit, int64_t timeout_ms,
     struct ev_rows *out, char *err, size_t errlen);
 /* The sequence just before the first event of topic at offset or later
  * (*before is the head when there is none). */
-enum plat_code store_before_offset(struct store *s, const char *topic,
+enum plat_code store_before_offset(struct pg_store *s, const char *topic,
     int64_t offset, int64_t timeout_ms, int64_t *before, char *err,
     size_t errlen);
 /* The sequence just before the first event stored at time_ms or later. */
-enum plat_code store_before_time(struct store *s, int64_t time_ms,
+enum plat_code store_before_time(struct pg_store *s, int64_t time_ms,
     int64_t timeout_ms, int64_t *before, char *err, size_t errlen);
 
 struct store_query {
@@ -148,14 +145,14 @@ struct store_query {
 	int64_t after_seq;              /* the page token; 0: first page */
 	int limit;
 };
-enum plat_code store_query(struct store *s, const struct store_query *q,
+enum plat_code store_query(struct pg_store *s, const struct store_query *q,
     int64_t timeout_ms, struct ev_rows *out, char *err, size_t errlen);
 
 /* ---- consumer groups ---- */
 
 /* Makes the group unless it exists, then gives its subjects (a JSON
  * array, malloc'd) and ack wait as stored. */
-enum plat_code store_group_open(struct store *s, const char *name,
+enum plat_code store_group_open(struct pg_store *s, const char *name,
     const char *subjects_json, int64_t start_after, int64_t ack_wait_ms,
     int64_t timeout_ms, char **subjects_out, int64_t *ack_wait_out,
     char *err, size_t errlen);
@@ -171,23 +168,23 @@ enum plat_code store_group_open(struct store *s, const char *name,
  * scans a bounded window: claim again at once). PLAT_NOT_FOUND when the
  * group is gone.
  */
-enum plat_code store_group_claim(struct store *s, const char *group,
+enum plat_code store_group_claim(struct pg_store *s, const char *group,
     const char *owners_json, const char *regexes_json, int limit,
     int64_t timeout_ms, struct ev_rows *out, int **deliveries, int **who,
     bool *behind, char *err, size_t errlen);
 /* Per owner starting with owner_prefix, its deliveries still within
  * their deadline: calls fn for each. */
-enum plat_code store_group_inflight(struct store *s, const char *group,
+enum plat_code store_group_inflight(struct pg_store *s, const char *group,
     const char *owner_prefix, int64_t timeout_ms,
     void (*fn)(const char *owner, int64_t n, void *arg), void *arg,
     char *err, size_t errlen);
 /* Makes the deliveries of owners starting with owner_prefix due for
  * redelivery now (a subscriber left, or this server restarted). */
-enum plat_code store_group_release(struct store *s, const char *owner_prefix,
-    int64_t timeout_ms, char *err, size_t errlen);
+enum plat_code store_group_release(struct pg_store *s,
+    const char *owner_prefix, int64_t timeout_ms, char *err, size_t errlen);
 /* Acknowledges; *acked is how many were pending. PLAT_NOT_FOUND when the
  * group does not exist. */
-enum plat_code store_ack(struct store *s, const char *group,
+enum plat_code store_ack(struct pg_store *s, const char *group,
     const int64_t *seqs, size_t n, int64_t timeout_ms, int64_t *acked,
     char *err, size_t errlen);
 
@@ -202,11 +199,11 @@ struct group_info {
 };
 /* Groups named after `after` in name order, at most limit; free each
  * with group_info_free. */
-enum plat_code store_groups(struct store *s, const char *after, int limit,
+enum plat_code store_groups(struct pg_store *s, const char *after, int limit,
     int64_t timeout_ms, struct group_info **out, size_t *n, char *err,
     size_t errlen);
 void group_info_free(struct group_info *g, size_t n);
-enum plat_code store_group_delete(struct store *s, const char *name,
+enum plat_code store_group_delete(struct pg_store *s, const char *name,
     int64_t timeout_ms, char *err, size_t errlen);
 
 /* ---- retention ---- */
@@ -217,19 +214,19 @@ struct retention {
 	int64_t max_count;
 };
 /* Both limits 0 removes the subject's retention. */
-enum plat_code store_retention_set(struct store *s, const char *subject,
+enum plat_code store_retention_set(struct pg_store *s, const char *subject,
     int64_t max_age_ms, int64_t max_count, int64_t timeout_ms, char *err,
     size_t errlen);
-enum plat_code store_retention_list(struct store *s, int64_t timeout_ms,
+enum plat_code store_retention_list(struct pg_store *s, int64_t timeout_ms,
     struct retention **out, size_t *n, char *err, size_t errlen);
 void retention_free(struct retention *r, size_t n);
 /* Deletes at most limit events beyond one retention; *deleted says how
  * many went. */
-enum plat_code store_retention_apply(struct store *s,
+enum plat_code store_retention_apply(struct pg_store *s,
     const struct retention *r, int limit, int64_t timeout_ms,
     int64_t *deleted, char *err, size_t errlen);
 /* Drops pending deliveries whose event retention deleted. */
-enum plat_code store_pending_sweep(struct store *s, int64_t timeout_ms,
+enum plat_code store_pending_sweep(struct pg_store *s, int64_t timeout_ms,
     char *err, size_t errlen);
 
 #endif
