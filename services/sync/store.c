@@ -32,6 +32,10 @@
  * time marking its row seen; a row not seen for this long was left by a
  * replica that died with the call waiting. */
 #define WAITER_STALE "interval '10 seconds'"
+/* A lease leaves a name's queue ($1 kind, $2 name, $3 lease). */
+#define DEQUEUE_SQL \
+	"DELETE FROM sync_waiters WHERE kind = $1::smallint AND name = $2" \
+	" AND lease_id = $3::bigint"
 #define MS_OF(x) "floor(extract(epoch FROM " x ") * 1000)::bigint"
 
 static const struct pg_migration store_migrations[] = {
@@ -180,27 +184,61 @@ value_at(const PGresult *res, int row, int col, unsigned char **v,
 	    n);
 }
 
+/*
+ * A row of sync_changes as one statement of a pipeline; its values live
+ * here until the pipeline ran. token 0 with SYNC_TOKEN_GRANTED: the
+ * name's epoch as this transaction left it (the token just granted).
+ */
+#define SYNC_TOKEN_GRANTED 0
+struct change_stmt {
+	char k[8], l[24], t[24];
+	const char *v[6];
+	int lengths[6], formats[6];
+};
+
+static void
+change_query(struct change_stmt *cs, struct pg_query *q, int kind,
+    const char *name, const char *event, int64_t lease, int64_t token,
+    const struct sync_value *value)
+{
+	snprintf(cs->k, sizeof(cs->k), "%d", kind);
+	fmt_int(cs->l, sizeof(cs->l), lease);
+	fmt_int(cs->t, sizeof(cs->t), token);
+	memset(cs->lengths, 0, sizeof(cs->lengths));
+	memset(cs->formats, 0, sizeof(cs->formats));
+	cs->v[0] = cs->k;
+	cs->v[1] = name;
+	cs->v[2] = event;
+	cs->v[3] = cs->l;
+	cs->v[4] = token == SYNC_TOKEN_GRANTED ? NULL : cs->t;
+	cs->v[5] = value == NULL || !value->set ? NULL :
+	    value->data != NULL ? (const char *)value->data : "";
+	cs->lengths[5] = value != NULL ? (int)value->len : 0;
+	cs->formats[5] = 1;
+	*q = (struct pg_query){ "sync_change",
+	    "WITH r AS (UPDATE sync_revision SET rev = rev + 1 WHERE id = 1"
+	    "  RETURNING rev),"
+	    " c AS (INSERT INTO sync_changes (revision, kind, name, event,"
+	    "  lease_id, token, value) SELECT r.rev, $1::smallint, $2, $3,"
+	    "  $4::bigint, COALESCE($5::bigint, (SELECT epoch FROM sync_names"
+	    "  WHERE kind = $1::smallint AND name = $2)), $6::bytea FROM r"
+	    "  RETURNING revision)"
+	    " SELECT pg_notify('" STORE_CHANNEL "', revision::text) FROM c",
+	    6, cs->v, cs->lengths, cs->formats, NULL };
+}
+
 /* A row of sync_changes (and its NOTIFY at commit). */
 static enum plat_code
 change(struct pg_conn *c, int kind, const char *name, const char *event,
     int64_t lease, int64_t token, const struct sync_value *value,
     int64_t deadline, char *err, size_t errlen)
 {
-	char k[8], l[24], t[24];
+	struct change_stmt cs;
+	struct pg_query q;
 
-	snprintf(k, sizeof(k), "%d", kind);
-	fmt_int(l, sizeof(l), lease);
-	fmt_int(t, sizeof(t), token);
-	return ex_value(c, "sync_change",
-	    "WITH r AS (UPDATE sync_revision SET rev = rev + 1 WHERE id = 1"
-	    "  RETURNING rev),"
-	    " c AS (INSERT INTO sync_changes (revision, kind, name, event,"
-	    "  lease_id, token, value) SELECT r.rev, $1::smallint, $2, $3,"
-	    "  $4::bigint, $5::bigint, $6::bytea FROM r"
-	    "  RETURNING revision)"
-	    " SELECT pg_notify('" STORE_CHANNEL "', revision::text) FROM c",
-	    6, (const char *[]){ k, name, event, l, t }, value, deadline,
-	    NULL, err, errlen);
+	change_query(&cs, &q, kind, name, event, lease, token, value);
+	return pg_exec(c, q.name, q.sql, q.nparams, q.values, q.lengths,
+	    q.formats, pg_left(deadline), NULL, err, errlen);
 }
 
 /* ---- the store ---- */
@@ -364,186 +402,224 @@ claims_of(PGresult *res, int mode_col, struct sync_claim **out, size_t *n)
 	return PLAT_OK;
 }
 
-static enum plat_code
-acquire_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
-    size_t errlen)
+/* The first round trip's statements, in order (A_ENQUEUE only when the
+ * call waits). */
+enum { A_NAME, A_LIVE, A_LAPSE, A_PRUNE_HOLDERS, A_PRUNE_WAITERS, A_HOLDERS,
+	A_ENQUEUE, A_AHEAD, A_N };
+
+struct acquire_values {
+	char k[8], l[24], m[8], lim[16];
+	const char *kn[2], *knl[3], *all[5];
+};
+
+/*
+ * The first round trip (with BEGIN): the name's row, locked until commit
+ * (every acquisition of this name, on any replica, waits there for the
+ * one before), then, under it, what the decision needs: lapsed holders
+ * and stale waiters cleared, the call queued when it waits, the holders
+ * and the claims queued ahead of it.
+ */
+static size_t
+acquire_reads(const struct sync_attempt *a, struct acquire_values *x,
+    struct pg_query *q)
 {
-	struct sync_attempt *a = arg;
-	int64_t deadline = pg_deadline(timeout_ms), ticket;
-	char k[8], l[24], m[8], lim[16], tk[24];
-	const char *kn[] = { k, a->name };
-	const char *knl[] = { k, a->name, l };
-	struct sync_claim me = { a->mode, a->limit }, *held = NULL,
-	    *ahead = NULL;
-	size_t nheld = 0, nahead = 0;
-	PGresult *res = NULL;
-	enum plat_code code;
-	enum sync_verdict verdict;
-	int r, n;
+	size_t n = 0;
 
-	sync_notes_free(&a->notes);
-	a->outcome = SYNC_QUEUED;
-	a->token = 0;
-	snprintf(k, sizeof(k), "%d", a->kind);
-	fmt_int(l, sizeof(l), a->lease);
-	snprintf(m, sizeof(m), "%d", a->mode);
-	snprintf(lim, sizeof(lim), "%d", a->limit);
-
-	/* The name's row, locked until commit: every acquisition of this
-	 * name, on any replica, waits here for the one before. */
-	code = ex(c, "sync_name_lock",
+	snprintf(x->k, sizeof(x->k), "%d", a->kind);
+	fmt_int(x->l, sizeof(x->l), a->lease);
+	snprintf(x->m, sizeof(x->m), "%d", a->mode);
+	snprintf(x->lim, sizeof(x->lim), "%d", a->limit);
+	x->kn[0] = x->knl[0] = x->all[0] = x->k;
+	x->kn[1] = x->knl[1] = x->all[1] = a->name;
+	x->knl[2] = x->all[2] = x->l;
+	x->all[3] = x->m;
+	x->all[4] = x->lim;
+	q[n++] = (struct pg_query){ "sync_name_lock",
 	    "INSERT INTO sync_names (kind, name, epoch)"
 	    " VALUES ($1::smallint, $2, 0) ON CONFLICT (kind, name)"
 	    " DO UPDATE SET epoch = sync_names.epoch RETURNING epoch",
-	    2, kn, deadline, NULL, err, errlen);
-	if (code != PLAT_OK)
-		return code;
+	    2, x->kn, NULL, NULL, NULL };
 	/* FOR SHARE: a KeepAlive of this lease in flight finishes first. */
-	code = ex(c, "sync_lease_live",
+	q[n++] = (struct pg_query){ "sync_lease_live",
 	    "SELECT 1 FROM sync_leases WHERE id = $1::bigint"
-	    " AND expires_at > now() FOR SHARE", 1, (const char *[]){ l },
-	    deadline, &res, err, errlen);
-	if (code != PLAT_OK)
-		return code;
-	n = PQntuples(res);
-	PQclear(res);
-	if (n != 1) {
-		a->outcome = SYNC_NO_LEASE;
-		errbuf_set(err, errlen, "lease_id: lease %" PRId64
-		    " not found (expired or revoked)", a->lease);
-		return PLAT_NOT_FOUND;
-	}
+	    " AND expires_at > now() FOR SHARE", 1, &x->knl[2], NULL, NULL, NULL };
 	/* Holders and waiters whose lease lapsed count for nothing: their
 	 * leases go first, then they. */
-	code = ex(c, "sync_lapse",
+	q[n++] = (struct pg_query){ "sync_lapse",
 	    "DELETE FROM sync_leases WHERE expires_at <= now() AND id IN"
 	    " (SELECT lease_id FROM sync_holders WHERE kind = $1::smallint"
 	    "  AND name = $2 UNION ALL SELECT lease_id FROM sync_waiters"
-	    "  WHERE kind = $1::smallint AND name = $2)", 2, kn, deadline,
-	    NULL, err, errlen);
-	if (code != PLAT_OK)
-		return code;
-	code = ex(c, "sync_prune_holders",
+	    "  WHERE kind = $1::smallint AND name = $2)", 2, x->kn, NULL,
+	    NULL, NULL };
+	q[n++] = (struct pg_query){ "sync_prune_holders",
 	    "DELETE FROM sync_holders h WHERE kind = $1::smallint"
 	    " AND name = $2 AND " NO_LEASE("h") " RETURNING lease_id, token",
-	    2, kn, deadline, &res, err, errlen);
-	if (code != PLAT_OK)
-		return code;
-	for (r = 0; r < PQntuples(res) && code == PLAT_OK; r++) {
-		code = change(c, a->kind, a->name, "expired",
-		    int_at(res, r, 0), int_at(res, r, 1), NULL, deadline, err,
-		    errlen);
-		note_add(&a->notes, a->kind, a->name, "expired",
-		    int_at(res, r, 0), int_at(res, r, 1));
-	}
-	PQclear(res);
-	if (code != PLAT_OK)
-		return code;
+	    2, x->kn, NULL, NULL, NULL };
 	/* A waiter whose replica stopped trying for it (killed while the
 	 * call waited) leaves the queue, so it blocks no one. */
-	code = ex(c, "sync_prune_waiters",
+	q[n++] = (struct pg_query){ "sync_prune_waiters",
 	    "DELETE FROM sync_waiters w WHERE kind = $1::smallint"
 	    " AND name = $2 AND (" NO_LEASE("w") " OR seen_at < now() - "
-	    WAITER_STALE ")", 2, kn, deadline, NULL, err, errlen);
-	if (code != PLAT_OK)
-		return code;
-
-	code = ex(c, "sync_holders_of",
+	    WAITER_STALE ")", 2, x->kn, NULL, NULL, NULL };
+	q[n++] = (struct pg_query){ "sync_holders_of",
 	    "SELECT lease_id, token, mode, lim FROM sync_holders"
-	    " WHERE kind = $1::smallint AND name = $2", 2, kn, deadline, &res,
-	    err, errlen);
-	if (code != PLAT_OK)
-		return code;
-	for (r = 0; r < PQntuples(res); r++)
-		if (int_at(res, r, 0) == a->lease) {
-			/* Held already under this lease: the same token. */
-			a->outcome = SYNC_GRANTED;
-			a->token = int_at(res, r, 1);
-			PQclear(res);
-			return ex(c, "sync_dequeue",
-			    "DELETE FROM sync_waiters WHERE kind = $1::smallint"
-			    " AND name = $2 AND lease_id = $3::bigint", 3, knl,
-			    deadline, NULL, err, errlen);
-		}
-	claims_of(res, 2, &held, &nheld);
-	PQclear(res);
-
-	ticket = INT64_MAX;
+	    " WHERE kind = $1::smallint AND name = $2", 2, x->kn, NULL, NULL,
+	    NULL };
 	if (a->wait) {
-		code = ex(c, "sync_enqueue",
+		q[n++] = (struct pg_query){ "sync_enqueue",
 		    "INSERT INTO sync_waiters (kind, name, lease_id, mode, lim,"
 		    " seen_at) VALUES ($1::smallint, $2, $3::bigint,"
 		    " $4::smallint, $5::integer, now())"
 		    " ON CONFLICT (kind, name, lease_id)"
 		    " DO UPDATE SET mode = EXCLUDED.mode, lim = EXCLUDED.lim,"
-		    " seen_at = now() RETURNING ticket",
-		    5, (const char *[]){ k, a->name, l, m, lim }, deadline,
-		    &res, err, errlen);
-		if (code != PLAT_OK)
-			goto out;
-		ticket = int_at(res, 0, 0);
-		PQclear(res);
+		    " seen_at = now()", 5, x->all, NULL, NULL, NULL };
+		/* Ahead of a waiting call: the claims queued before its own
+		 * (kept) place. */
+		q[n++] = (struct pg_query){ "sync_ahead_of",
+		    "SELECT mode, lim FROM sync_waiters WHERE kind = $1::smallint"
+		    " AND name = $2 AND lease_id <> $3::bigint"
+		    " AND ticket < (SELECT ticket FROM sync_waiters"
+		    "  WHERE kind = $1::smallint AND name = $2"
+		    "  AND lease_id = $3::bigint) ORDER BY ticket",
+		    3, x->knl, NULL, NULL, NULL };
+	} else {
+		/* Ahead of a try: every claim queued. */
+		q[n++] = (struct pg_query){ "sync_ahead_all",
+		    "SELECT mode, lim FROM sync_waiters WHERE kind = $1::smallint"
+		    " AND name = $2 AND lease_id <> $3::bigint ORDER BY ticket",
+		    3, x->knl, NULL, NULL, NULL };
 	}
-	fmt_int(tk, sizeof(tk), ticket);
-	code = ex(c, "sync_ahead",
-	    "SELECT mode, lim FROM sync_waiters WHERE kind = $1::smallint"
-	    " AND name = $2 AND lease_id <> $3::bigint"
-	    " AND ticket < $4::bigint ORDER BY ticket",
-	    4, (const char *[]){ k, a->name, l, tk }, deadline, &res, err,
-	    errlen);
+	return n;
+}
+
+/*
+ * An acquisition in two round trips: the reads above, the decision in C
+ * (sync_decide), and then what it decided (the token bumped and the
+ * holder stored, the waiter row gone, the changes) with the COMMIT.
+ */
+static enum plat_code
+acquire_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
+    size_t errlen)
+{
+	struct sync_attempt *a = arg;
+	int64_t deadline = pg_deadline(timeout_ms);
+	struct acquire_values x;
+	struct pg_query q[A_N], *w = NULL;
+	struct change_stmt *cs = NULL;
+	struct sync_claim me = { a->mode, a->limit }, *held = NULL,
+	    *ahead = NULL;
+	size_t nq, nheld = 0, nahead = 0, nw = 0, ncs = 0, npruned;
+	PGresult *res, *pruned;
+	enum plat_code code;
+	enum sync_verdict verdict;
+	bool grant = false, dequeue = false;
+
+	sync_notes_free(&a->notes);
+	a->outcome = SYNC_QUEUED;
+	a->token = 0;
+	nq = acquire_reads(a, &x, q);
+	code = pg_pipeline(c, q, nq, pg_left(deadline), err, errlen);
 	if (code != PLAT_OK)
+		return code;
+	pruned = q[A_PRUNE_HOLDERS].result;
+	npruned = (size_t)PQntuples(pruned);
+	if (PQntuples(q[A_LIVE].result) != 1) {
+		a->outcome = SYNC_NO_LEASE;
+		errbuf_set(err, errlen, "lease_id: lease %" PRId64
+		    " not found (expired or revoked)", a->lease);
+		code = PLAT_NOT_FOUND;
 		goto out;
-	claims_of(res, 0, &ahead, &nahead);
-	PQclear(res);
-
-	verdict = sync_decide(&me, held, nheld, ahead, nahead);
-	if (verdict == SYNC_MISMATCH) {
-		for (size_t i = 0; i < nheld + nahead; i++) {
-			struct sync_claim *x = i < nheld ? &held[i] :
-			    &ahead[i - nheld];
-
-			if (x->mode == SYNC_SEMAPHORE)
-				a->other_limit = x->limit;
+	}
+	res = q[A_HOLDERS].result;
+	for (int r = 0; r < PQntuples(res); r++)
+		if (int_at(res, r, 0) == a->lease) {
+			/* Held already under this lease: the same token. */
+			a->outcome = SYNC_GRANTED;
+			a->token = int_at(res, r, 1);
+			dequeue = a->wait;
+			break;
 		}
-		a->outcome = SYNC_LIMIT_MISMATCH;
-		errbuf_set(err, errlen, "limit: semaphore %s is in use with "
-		    "limit %d", a->name, a->other_limit);
-		code = PLAT_FAILED_PRECONDITION;
-		goto out;
+	if (a->outcome != SYNC_GRANTED) {
+		claims_of(res, 2, &held, &nheld);
+		claims_of(q[nq - 1].result, 0, &ahead, &nahead);
+		verdict = sync_decide(&me, held, nheld, ahead, nahead);
+		if (verdict == SYNC_MISMATCH) {
+			for (size_t i = 0; i < nheld + nahead; i++) {
+				struct sync_claim *h = i < nheld ? &held[i] :
+				    &ahead[i - nheld];
+
+				if (h->mode == SYNC_SEMAPHORE)
+					a->other_limit = h->limit;
+			}
+			a->outcome = SYNC_LIMIT_MISMATCH;
+			errbuf_set(err, errlen, "limit: semaphore %s is in use "
+			    "with limit %d", a->name, a->other_limit);
+			code = PLAT_FAILED_PRECONDITION;
+			goto out;
+		}
+		grant = verdict != SYNC_WAIT;
+		dequeue = grant && a->wait;
 	}
-	if (verdict == SYNC_WAIT) {
-		a->outcome = SYNC_QUEUED;
-		goto out;
+
+	/* The second round trip: the expired holders' changes, and for a
+	 * grant the token, the holder row and its change. */
+	w = xcalloc(npruned + 4, sizeof(*w));
+	cs = xcalloc(npruned + 1, sizeof(*cs));
+	for (size_t r = 0; r < npruned; r++) {
+		int64_t lease = int_at(pruned, (int)r, 0);
+		int64_t token = int_at(pruned, (int)r, 1);
+
+		change_query(&cs[ncs++], &w[nw++], a->kind, a->name,
+		    "expired", lease, token, NULL);
+		note_add(&a->notes, a->kind, a->name, "expired", lease, token);
 	}
-	code = ex(c, "sync_bump",
-	    "UPDATE sync_names SET epoch = epoch + 1"
-	    " WHERE kind = $1::smallint AND name = $2 RETURNING epoch", 2, kn,
-	    deadline, &res, err, errlen);
-	if (code != PLAT_OK)
-		goto out;
-	a->token = int_at(res, 0, 0);
-	PQclear(res);
-	fmt_int(tk, sizeof(tk), a->token);
-	code = ex_value(c, "sync_hold",
-	    "INSERT INTO sync_holders (kind, name, lease_id, mode, lim, token,"
-	    " value, acquired_at) VALUES ($1::smallint, $2, $3::bigint,"
-	    " $4::smallint, $5::integer, $6::bigint, $7::bytea, now())",
-	    7, (const char *[]){ k, a->name, l, m, lim, tk }, &a->value,
-	    deadline, NULL, err, errlen);
-	if (code == PLAT_OK && a->wait)
-		code = ex(c, "sync_dequeue",
-		    "DELETE FROM sync_waiters WHERE kind = $1::smallint"
-		    " AND name = $2 AND lease_id = $3::bigint", 3, knl,
-		    deadline, NULL, err, errlen);
-	if (code == PLAT_OK)
-		code = change(c, a->kind, a->name, "acquired", a->lease,
-		    a->token, &a->value, deadline, err, errlen);
-	if (code == PLAT_OK) {
-		a->outcome = SYNC_GRANTED;
-		note_add(&a->notes, a->kind, a->name, "acquired", a->lease,
-		    a->token);
+	if (grant) {
+		const int lengths[6] = { 0, 0, 0, 0, 0,
+		    a->value.set ? (int)a->value.len : 0 };
+		const int formats[6] = { 0, 0, 0, 0, 0, 1 };
+		const char *hv[6] = { x.k, a->name, x.l, x.m, x.lim,
+		    !a->value.set ? NULL : a->value.data != NULL ?
+		    (const char *)a->value.data : "" };
+
+		w[nw++] = (struct pg_query){ "sync_hold",
+		    "WITH b AS (UPDATE sync_names SET epoch = epoch + 1"
+		    "  WHERE kind = $1::smallint AND name = $2 RETURNING epoch)"
+		    " INSERT INTO sync_holders (kind, name, lease_id, mode, lim,"
+		    " token, value, acquired_at) SELECT $1::smallint, $2,"
+		    " $3::bigint, $4::smallint, $5::integer, b.epoch,"
+		    " $6::bytea, now() FROM b RETURNING token",
+		    6, hv, lengths, formats, NULL };
+		if (dequeue)
+			w[nw++] = (struct pg_query){ "sync_dequeue", DEQUEUE_SQL, 3,
+			    x.knl, NULL, NULL, NULL };
+		change_query(&cs[ncs++], &w[nw++], a->kind, a->name,
+		    "acquired", a->lease, SYNC_TOKEN_GRANTED, &a->value);
+		code = pg_pipeline_commit(c, w, nw, pg_left(deadline), err,
+		    errlen);
+		if (code == PLAT_OK) {
+			a->token = int_at(w[nw - (dequeue ? 3 : 2)].result, 0,
+			    0);
+			a->outcome = SYNC_GRANTED;
+			note_add(&a->notes, a->kind, a->name, "acquired",
+			    a->lease, a->token);
+		}
+	} else {
+		if (dequeue)
+			w[nw++] = (struct pg_query){ "sync_dequeue", DEQUEUE_SQL, 3,
+			    x.knl, NULL, NULL, NULL };
+		/* Nothing else to write: pg_tx commits what the reads
+		 * cleared and queued. */
+		code = nw == 0 ? PLAT_OK : pg_pipeline_commit(c, w, nw,
+		    pg_left(deadline), err, errlen);
 	}
+	for (size_t i = 0; i < nw; i++)
+		if (code == PLAT_OK)
+			PQclear(w[i].result);
 out:
+	for (size_t i = 0; i < nq; i++)
+		PQclear(q[i].result);
+	free(w);
+	free(cs);
 	free(held);
 	free(ahead);
 	return code;
@@ -569,9 +645,7 @@ store_dequeue(struct pg_store *db, int kind, const char *name, int64_t lease,
 
 	snprintf(k, sizeof(k), "%d", kind);
 	fmt_int(l, sizeof(l), lease);
-	return pg_store_exec(db, "sync_dequeue",
-	    "DELETE FROM sync_waiters WHERE kind = $1::smallint"
-	    " AND name = $2 AND lease_id = $3::bigint", 3,
+	return pg_store_exec(db, "sync_dequeue", DEQUEUE_SQL, 3,
 	    (const char *[]){ k, name, l }, timeout_ms, NULL, err, errlen);
 }
 
@@ -582,37 +656,55 @@ struct release_tx {
 	struct sync_notes *notes;
 };
 
+/*
+ * One round trip: the holder row deleted, the revision moved and the
+ * change stored by one statement (the deleted row's token is only there),
+ * then its NOTIFY, then the COMMIT. A release of nothing changes nothing.
+ */
 static enum plat_code
 release_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
     size_t errlen)
 {
 	struct release_tx *x = arg;
-	int64_t deadline = pg_deadline(timeout_ms), token;
 	char k[8], l[24];
-	PGresult *res;
+	const char *v[] = { k, x->name, l };
+	struct pg_query q[] = {
+		{ "sync_release",
+		    "WITH d AS (DELETE FROM sync_holders WHERE kind = $1::smallint"
+		    "  AND name = $2 AND lease_id = $3::bigint RETURNING token),"
+		    " r AS (UPDATE sync_revision SET rev = rev + 1 WHERE id = 1"
+		    "  AND EXISTS (SELECT 1 FROM d) RETURNING rev),"
+		    " c AS (INSERT INTO sync_changes (revision, kind, name,"
+		    "  event, lease_id, token) SELECT r.rev, $1::smallint, $2,"
+		    "  'released', $3::bigint, d.token FROM r, d)"
+		    " SELECT token FROM d", 3, v, NULL, NULL, NULL },
+		{ "sync_release_notify",
+		    "SELECT pg_notify('" STORE_CHANNEL "', rev::text)"
+		    " FROM sync_revision WHERE id = 1", 0, NULL, NULL, NULL,
+		    NULL },
+	};
 	enum plat_code code;
+	int64_t token;
+	int n;
 
 	sync_notes_free(x->notes);
 	snprintf(k, sizeof(k), "%d", x->kind);
 	fmt_int(l, sizeof(l), x->lease);
-	code = ex(c, "sync_release",
-	    "DELETE FROM sync_holders WHERE kind = $1::smallint AND name = $2"
-	    " AND lease_id = $3::bigint RETURNING token", 3,
-	    (const char *[]){ k, x->name, l }, deadline, &res, err, errlen);
+	code = pg_pipeline_commit(c, q, 2, timeout_ms, err, errlen);
 	if (code != PLAT_OK)
 		return code;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
+	n = PQntuples(q[0].result);
+	token = n == 1 ? int_at(q[0].result, 0, 0) : 0;
+	PQclear(q[0].result);
+	PQclear(q[1].result);
+	if (n != 1) {
 		errbuf_set(err, errlen, "%s: %s is not held by lease %" PRId64,
 		    x->kind == SYNC_KIND_LOCK ? "name" : "election", x->name,
 		    x->lease);
 		return PLAT_NOT_FOUND;
 	}
-	token = int_at(res, 0, 0);
-	PQclear(res);
 	note_add(x->notes, x->kind, x->name, "released", x->lease, token);
-	return change(c, x->kind, x->name, "released", x->lease, token, NULL,
-	    deadline, err, errlen);
+	return PLAT_OK;
 }
 
 enum plat_code
