@@ -329,3 +329,11 @@ batcher_items(struct batcher *b)
 {
 	return atomic_load(&b->items);
 }
+
+int64_t
+batcher_deadline_of(plat_ctx *ctx)
+{
+	int64_t left = plat_ctx_deadline_left_ms(ctx);
+
+	return left == INT64_MAX ? INT64_MAX : plat_now_ms() + left;
+}

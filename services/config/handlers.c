@@ -536,7 +536,6 @@ config_write(plat_ctx *ctx, const ProtobufCMessage *msg,
 	struct write_call *wc;
 	char *json = NULL, err[512];
 	struct store_write w;
-	int64_t left;
 	int rc;
 
 	for (size_t i = 0; m == NULL && i < sizeof(write_methods) /
@@ -567,9 +566,7 @@ config_write(plat_ctx *ctx, const ProtobufCMessage *msg,
 	w.author = write_author(ctx, w.author);
 	wc = plat_alloc(ctx, sizeof(*wc));
 	wc->job.w = w;
-	left = plat_ctx_deadline_left_ms(ctx);
-	wc->job.call.deadline_ms = left == INT64_MAX ? INT64_MAX :
-	    plat_now_ms() + left;
+	wc->job.call.deadline_ms = batcher_deadline_of(ctx);
 	wc->job.done = write_done;
 	wc->ctx = ctx;
 	wc->out = plat_new_message(ctx, m->resp);

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "feed.h"
-#include "platform/clock.h"
 #include "platform/xalloc.h"
 #include "writer.h"
 
@@ -131,10 +130,7 @@ writer_stop(struct db_writer *wr)
 void
 writer_submit(struct db_writer *wr, struct db_job *job)
 {
-	int64_t left = plat_ctx_deadline_left_ms(job->ctx);
-
-	job->call.deadline_ms = left == INT64_MAX ? INT64_MAX :
-	    plat_now_ms() + left;
+	job->call.deadline_ms = batcher_deadline_of(job->ctx);
 	job->call.items = 1;
 	job->call.bytes = job->w.json != NULL ? strlen(job->w.json) : 0;
 	batcher_submit(wr->batcher, &job->call);

@@ -28,6 +28,7 @@
 #include "store.h"
 #include "sync.h"
 #include "waiters.h"
+#include "writer.h"
 
 #define TTL_MIN_MS 100
 #define TTL_MAX_MS 86400000
@@ -323,15 +324,44 @@ waiter_done(plat_ctx *ctx, struct sync_attempt *a, enum plat_code code,
 	attempt_free(a);
 }
 
-/* Lock and Campaign: one attempt now; granted, busy (try), or queued
- * and answered later by the waiters. */
-static int
-acquire(plat_ctx *ctx, struct sync_attempt *a, bool try_lock,
-    ProtobufCMessage **out)
+/* A Lock, Campaign, Unlock or Resign once its batch committed: the
+ * platform events of what it changed, then its answer; a Lock or
+ * Campaign not granted waits (waiters.h) unless it was a try. */
+static void
+job_answer(struct sync_job *j)
 {
-	char err[256];
-	enum plat_code code;
-	int64_t left = plat_ctx_deadline_left_ms(ctx);
+	plat_ctx *ctx = j->ctx;
+	struct sync_attempt *a = j->op.a;
+	enum plat_code code = j->call.code;
+
+	emit_notes(&j->op.notes);
+	if (code != PLAT_OK) {
+		plat_reply(ctx, plat_error(ctx, code, "%s", j->call.err), NULL);
+		attempt_free(a);
+	} else if (a == NULL) {
+		waiters_kick();
+		plat_reply(ctx, PLAT_OK, j->resp);
+	} else if (a->outcome == SYNC_GRANTED) {
+		plat_reply(ctx, PLAT_OK, granted_response(ctx, a));
+		attempt_free(a);
+	} else if (j->try_lock) {
+		plat_reply(ctx, plat_error(ctx, PLAT_FAILED_PRECONDITION,
+		    "%s %s is held", a->kind == SYNC_KIND_LOCK ? "lock" :
+		    "election", a->name), NULL);
+		attempt_free(a);
+	} else {
+		waiters_add(ctx, a);
+	}
+	free(j);
+}
+
+/* Queues an acquisition (a) or a release (a NULL, answered with resp)
+ * for the next batch. */
+static int
+submit(plat_ctx *ctx, struct sync_attempt *a, int kind, const char *name,
+    int64_t lease, bool try_lock, ProtobufCMessage *resp)
+{
+	struct sync_job *j;
 	int rc;
 
 	if (plat_server_stopping(S.srv)) {
@@ -339,28 +369,23 @@ acquire(plat_ctx *ctx, struct sync_attempt *a, bool try_lock,
 		return plat_error(ctx, PLAT_UNAVAILABLE,
 		    "sync-srv is shutting down");
 	}
-	code = store_acquire(S.store, a, left, err, sizeof(err));
-	if (code != PLAT_OK) {
-		attempt_free(a);
-		return store_error(ctx, code, err);
-	}
-	if (a->outcome == SYNC_GRANTED) {
-		emit_notes(&a->notes);
-		*out = granted_response(ctx, a);
-		attempt_free(a);
-		return PLAT_OK;
-	}
-	emit_notes(&a->notes);          /* expired holders found on the way */
-	if (try_lock) {
-		rc = plat_error(ctx, PLAT_FAILED_PRECONDITION,
-		    "%s %s is held", a->kind == SYNC_KIND_LOCK ? "lock" :
-		    "election", a->name);
-		attempt_free(a);
-		return rc;
-	}
-	rc = plat_defer(ctx);
-	waiters_add(ctx, a);
+	j = xcalloc(1, sizeof(*j));
+	j->op = (struct sync_op){ .a = a, .kind = kind, .name = name,
+	    .lease = lease };
+	j->ctx = ctx;
+	j->try_lock = try_lock;
+	j->resp = resp;
+	rc = plat_defer(ctx);   /* before the writer can answer */
+	writer_submit(j);
 	return rc;
+}
+
+/* Lock and Campaign: granted, busy (try), or queued and answered later
+ * by the waiters. */
+static int
+acquire(plat_ctx *ctx, struct sync_attempt *a, bool try_lock)
+{
+	return submit(ctx, a, a->kind, a->name, a->lease, try_lock, NULL);
 }
 
 static int
@@ -391,27 +416,15 @@ sync_lock(plat_ctx *ctx, const ProtobufCMessage *m, ProtobufCMessage **out)
 	}
 	return acquire(ctx, attempt_new(SYNC_KIND_LOCK, req->name,
 	    req->lease_id, (int)req->mode, limit, !req->try_lock, NULL),
-	    req->try_lock, out);
+	    req->try_lock);
 }
 
 static int
 release(plat_ctx *ctx, int kind, const char *name, int64_t lease,
-    ProtobufCMessage *resp, ProtobufCMessage **out)
+    ProtobufCMessage *resp)
 {
-	struct sync_notes notes = { 0 };
-	char err[256];
-	enum plat_code code;
-
-	code = store_release(S.store, kind, name, lease,
-	    plat_ctx_deadline_left_ms(ctx), &notes, err, sizeof(err));
-	if (code != PLAT_OK) {
-		sync_notes_free(&notes);
-		return store_error(ctx, code, err);
-	}
-	emit_notes(&notes);
-	waiters_kick();
-	*out = resp;
-	return PLAT_OK;
+	return submit(ctx, NULL, kind, plat_strdup(ctx, name), lease, false,
+	    resp);
 }
 
 static int
@@ -427,7 +440,7 @@ sync_unlock(plat_ctx *ctx, const ProtobufCMessage *m,
 	return release(ctx, SYNC_KIND_LOCK, req->name, req->lease_id,
 	    (ProtobufCMessage *)plat_new(ctx,
 	    Platform__Sync__V1__UnlockResponse,
-	    &platform__sync__v1__unlock_response__descriptor), out);
+	    &platform__sync__v1__unlock_response__descriptor));
 }
 
 static int
@@ -451,7 +464,7 @@ sync_campaign(plat_ctx *ctx, const ProtobufCMessage *m,
 	    (rc = check_value(ctx, &req->value)) != PLAT_OK)
 		return rc;
 	return acquire(ctx, attempt_new(SYNC_KIND_ELECTION, req->election,
-	    req->lease_id, SYNC_EXCLUSIVE, 0, true, &req->value), false, out);
+	    req->lease_id, SYNC_EXCLUSIVE, 0, true, &req->value), false);
 }
 
 static int
@@ -499,7 +512,7 @@ sync_resign(plat_ctx *ctx, const ProtobufCMessage *m,
 	return release(ctx, SYNC_KIND_ELECTION, req->election, req->lease_id,
 	    (ProtobufCMessage *)plat_new(ctx,
 	    Platform__Sync__V1__ResignResponse,
-	    &platform__sync__v1__resign_response__descriptor), out);
+	    &platform__sync__v1__resign_response__descriptor));
 }
 
 /* The live leader of an election (NULL: none) and the revision read. */
@@ -695,6 +708,13 @@ gauge_waiters(void *arg)
 }
 
 static double
+gauge_write_queue(void *arg)
+{
+	(void)arg;
+	return (double)writer_pending();
+}
+
+static double
 gauge_observers(void *arg)
 {
 	(void)arg;
@@ -725,10 +745,15 @@ sync_init(plat_server *srv, const struct plat_settings *s)
 	}
 	if (waiters_start(S.store, waiter_done) != 0)
 		goto fail;
+	if (writer_start(S.store, job_answer) != 0) {
+		waiters_stop();
+		goto fail;
+	}
 	S.feed = plat_feed_start(&sync_feed_ops, NULL, s->database, srv,
 	    S.store);
 	if (S.feed == NULL) {
 		log_error("sync: cannot start the change feed");
+		writer_stop();
 		waiters_stop();
 		goto fail;
 	}
@@ -736,6 +761,9 @@ sync_init(plat_server *srv, const struct plat_settings *s)
 	metrics_gauge_fn(plat_server_metrics(srv), "sync_waiters",
 	    "Lock and Campaign calls waiting for their turn.", gauge_waiters,
 	    NULL);
+	metrics_gauge_fn(plat_server_metrics(srv), "sync_write_queue",
+	    "Lock, Campaign, Unlock and Resign calls queued or being "
+	    "written.", gauge_write_queue, NULL);
 	metrics_gauge_fn(plat_server_metrics(srv), "sync_observers",
 	    "Open Observe streams.", gauge_observers, NULL);
 	return 0;
@@ -760,6 +788,7 @@ static void
 sync_fini(plat_server *srv)
 {
 	(void)srv;
+	writer_stop();          /* the drain answered every job */
 	plat_feed_free(S.feed);
 	S.feed = NULL;
 	pg_store_free(S.store);

@@ -388,61 +388,142 @@ store_revoke(struct pg_store *db, int64_t id, int64_t timeout_ms,
 	return pg_store_tx(db, timeout_ms, revoke_fn, &x, err, errlen);
 }
 
-/* ---- locks and elections ---- */
+/* ---- locks and elections: acquisitions and releases in batches ---- */
 
-static enum plat_code
-claims_of(PGresult *res, int mode_col, struct sync_claim **out, size_t *n)
-{
-	*n = (size_t)PQntuples(res);
-	*out = xcalloc(*n + 1, sizeof(**out));
-	for (size_t r = 0; r < *n; r++) {
-		(*out)[r].mode = (int)int_at(res, (int)r, mode_col);
-		(*out)[r].limit = (int)int_at(res, (int)r, mode_col + 1);
-	}
-	return PLAT_OK;
-}
+/*
+ * A batch's first round trip (with BEGIN) locks the row of every name it
+ * acquires, in (kind, name) order, so batches on replicas never wait on
+ * each other in a circle; every acquisition of a name, on any replica,
+ * waits there for the one before. The ops then go in rounds, each op on
+ * a name a round after the one before it in the batch. A round is two
+ * round trips: its reads (lapsed holders and stale waiters cleared, a
+ * waiting call queued, the holders and the claims ahead of it), then,
+ * decided in C (sync_decide), its writes (the token bumped and the holder
+ * stored, the waiter row gone, the releases, the changes), the last
+ * round's with the COMMIT. An op's own refusal (its lease gone, another
+ * semaphore limit, a release of nothing) is its outcome, not the
+ * batch's: it writes nothing but what clearing lapsed holders found.
+ */
 
-/* The first round trip's statements, in order (A_ENQUEUE only when the
- * call waits). */
-enum { A_NAME, A_LIVE, A_LAPSE, A_PRUNE_HOLDERS, A_PRUNE_WAITERS, A_HOLDERS,
+/* An acquisition's reads, in order (A_ENQUEUE only when it waits). */
+enum { A_LIVE, A_LAPSE, A_PRUNE_HOLDERS, A_PRUNE_WAITERS, A_HOLDERS,
 	A_ENQUEUE, A_AHEAD, A_N };
 
-struct acquire_values {
+/* An op's statement values, which live until its transaction ends. */
+struct op_values {
 	char k[8], l[24], m[8], lim[16];
 	const char *kn[2], *knl[3], *all[5];
 };
 
-/*
- * The first round trip (with BEGIN): the name's row, locked until commit
- * (every acquisition of this name, on any replica, waits there for the
- * one before), then, under it, what the decision needs: lapsed holders
- * and stale waiters cleared, the call queued when it waits, the holders
- * and the claims queued ahead of it.
- */
+/* What the transaction keeps of one op. */
+struct op_state {
+	struct op_values x;
+	int round;
+	size_t reads;           /* where its reads start in the round's */
+	size_t hold_at;         /* its hold or release in the writes */
+	bool writes_one;        /* hold_at is set */
+	/* The hold's values: the op's, then the value in binary. */
+	const char *value_v[6];
+	int value_len[6], value_fmt[6];
+};
+
+struct apply_tx {
+	struct sync_op *const *ops;
+	size_t n;
+	struct op_state *st;
+	int rounds;
+	size_t *locks;          /* ops whose name is locked, one per name */
+	size_t nlocks;
+};
+
+static int
+op_name_cmp(const struct sync_op *x, const struct sync_op *y)
+{
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* Orders op indexes by (kind, name, position in the batch). */
+static int
+op_index_cmp(const void *a, const void *b, void *arg)
+{
+	struct sync_op *const *ops = arg;
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	int c = op_name_cmp(ops[i], ops[j]);
+
+	return c != 0 ? c : (i > j) - (i < j);
+}
+
+static void
+op_values_fill(const struct sync_op *op, struct op_values *x)
+{
+	const struct sync_attempt *a = op->a;
+
+	snprintf(x->k, sizeof(x->k), "%d", op->kind);
+	fmt_int(x->l, sizeof(x->l), op->lease);
+	snprintf(x->m, sizeof(x->m), "%d", a != NULL ? a->mode : 0);
+	snprintf(x->lim, sizeof(x->lim), "%d", a != NULL ? a->limit : 0);
+	x->kn[0] = x->knl[0] = x->all[0] = x->k;
+	x->kn[1] = x->knl[1] = x->all[1] = op->name;
+	x->knl[2] = x->all[2] = x->l;
+	x->all[3] = x->m;
+	x->all[4] = x->lim;
+}
+
+/* Rounds and name locks, once for every attempt of the transaction. */
+static void
+apply_plan(struct apply_tx *t)
+{
+	size_t *order = xcalloc(t->n + 1, sizeof(*order));
+
+	t->st = xcalloc(t->n + 1, sizeof(*t->st));
+	t->locks = xcalloc(t->n + 1, sizeof(*t->locks));
+	for (size_t i = 0; i < t->n; i++) {
+		order[i] = i;
+		op_values_fill(t->ops[i], &t->st[i].x);
+	}
+	qsort_r(order, t->n, sizeof(*order), op_index_cmp, (void *)t->ops);
+	t->rounds = t->n > 0 ? 1 : 0;
+	for (size_t k = 0; k < t->n; k++) {
+		size_t i = order[k];
+		bool same = k > 0 &&
+		    op_name_cmp(t->ops[order[k - 1]], t->ops[i]) == 0;
+		bool locked = same && t->nlocks > 0 &&
+		    op_name_cmp(t->ops[t->locks[t->nlocks - 1]], t->ops[i]) == 0;
+
+		t->st[i].round = same ? t->st[order[k - 1]].round + 1 : 0;
+		if (t->st[i].round + 1 > t->rounds)
+			t->rounds = t->st[i].round + 1;
+		if (t->ops[i]->a != NULL && !locked)
+			t->locks[t->nlocks++] = i;
+	}
+	free(order);
+}
+
+static void
+op_reset(struct sync_op *op)
+{
+	op->code = PLAT_OK;
+	op->err[0] = '\0';
+	sync_notes_free(&op->notes);
+	if (op->a != NULL) {
+		op->a->outcome = SYNC_QUEUED;
+		op->a->token = 0;
+	}
+}
+
 static size_t
-acquire_reads(const struct sync_attempt *a, struct acquire_values *x,
+acquire_reads(const struct sync_attempt *a, struct op_values *x,
     struct pg_query *q)
 {
 	size_t n = 0;
 
-	snprintf(x->k, sizeof(x->k), "%d", a->kind);
-	fmt_int(x->l, sizeof(x->l), a->lease);
-	snprintf(x->m, sizeof(x->m), "%d", a->mode);
-	snprintf(x->lim, sizeof(x->lim), "%d", a->limit);
-	x->kn[0] = x->knl[0] = x->all[0] = x->k;
-	x->kn[1] = x->knl[1] = x->all[1] = a->name;
-	x->knl[2] = x->all[2] = x->l;
-	x->all[3] = x->m;
-	x->all[4] = x->lim;
-	q[n++] = (struct pg_query){ "sync_name_lock",
-	    "INSERT INTO sync_names (kind, name, epoch)"
-	    " VALUES ($1::smallint, $2, 0) ON CONFLICT (kind, name)"
-	    " DO UPDATE SET epoch = sync_names.epoch RETURNING epoch",
-	    2, x->kn, NULL, NULL, NULL };
 	/* FOR SHARE: a KeepAlive of this lease in flight finishes first. */
 	q[n++] = (struct pg_query){ "sync_lease_live",
 	    "SELECT 1 FROM sync_leases WHERE id = $1::bigint"
-	    " AND expires_at > now() FOR SHARE", 1, &x->knl[2], NULL, NULL, NULL };
+	    " AND expires_at > now() FOR SHARE", 1, &x->knl[2], NULL, NULL,
+	    NULL };
 	/* Holders and waiters whose lease lapsed count for nothing: their
 	 * leases go first, then they. */
 	q[n++] = (struct pg_query){ "sync_lapse",
@@ -492,136 +573,283 @@ acquire_reads(const struct sync_attempt *a, struct acquire_values *x,
 	return n;
 }
 
-/*
- * An acquisition in two round trips: the reads above, the decision in C
- * (sync_decide), and then what it decided (the token bumped and the
- * holder stored, the waiter row gone, the changes) with the COMMIT.
- */
-static enum plat_code
-acquire_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
-    size_t errlen)
+static void
+claims_of(PGresult *res, int mode_col, struct sync_claim **out, size_t *n)
 {
-	struct sync_attempt *a = arg;
-	int64_t deadline = pg_deadline(timeout_ms);
-	struct acquire_values x;
-	struct pg_query q[A_N], *w = NULL;
-	struct change_stmt *cs = NULL;
+	*n = (size_t)PQntuples(res);
+	*out = xcalloc(*n + 1, sizeof(**out));
+	for (size_t r = 0; r < *n; r++) {
+		(*out)[r].mode = (int)int_at(res, (int)r, mode_col);
+		(*out)[r].limit = (int)int_at(res, (int)r, mode_col + 1);
+	}
+}
+
+/* The round's writes for the space they need: a change per expired
+ * holder, then at most hold, dequeue and change. */
+struct writes {
+	struct pg_query *q;
+	struct change_stmt *cs;
+	size_t n, ncs;
+};
+
+static void
+write_dequeue(struct writes *w, struct op_values *x)
+{
+	w->q[w->n++] = (struct pg_query){ "sync_dequeue", DEQUEUE_SQL, 3,
+	    x->knl, NULL, NULL, NULL };
+}
+
+/* An acquisition's outcome from its reads (r), and its writes. */
+static void
+acquire_decide(struct sync_op *op, struct op_state *st, struct pg_query *r,
+    struct writes *w)
+{
+	struct sync_attempt *a = op->a;
 	struct sync_claim me = { a->mode, a->limit }, *held = NULL,
 	    *ahead = NULL;
-	size_t nq, nheld = 0, nahead = 0, nw = 0, ncs = 0, npruned;
-	PGresult *res, *pruned;
-	enum plat_code code;
+	size_t nheld = 0, nahead = 0;
+	PGresult *pruned = r[A_PRUNE_HOLDERS].result, *res;
 	enum sync_verdict verdict;
 	bool grant = false, dequeue = false;
 
-	sync_notes_free(&a->notes);
-	a->outcome = SYNC_QUEUED;
-	a->token = 0;
-	nq = acquire_reads(a, &x, q);
-	code = pg_pipeline(c, q, nq, pg_left(deadline), err, errlen);
-	if (code != PLAT_OK)
-		return code;
-	pruned = q[A_PRUNE_HOLDERS].result;
-	npruned = (size_t)PQntuples(pruned);
-	if (PQntuples(q[A_LIVE].result) != 1) {
+	/* What clearing lapsed holders found is written whatever comes. */
+	for (int p = 0; p < PQntuples(pruned); p++) {
+		int64_t lease = int_at(pruned, p, 0);
+		int64_t token = int_at(pruned, p, 1);
+
+		change_query(&w->cs[w->ncs++], &w->q[w->n++], op->kind,
+		    op->name, "expired", lease, token, NULL);
+		note_add(&op->notes, op->kind, op->name, "expired", lease,
+		    token);
+	}
+	res = r[A_HOLDERS].result;
+	if (PQntuples(r[A_LIVE].result) != 1) {
 		a->outcome = SYNC_NO_LEASE;
-		errbuf_set(err, errlen, "lease_id: lease %" PRId64
-		    " not found (expired or revoked)", a->lease);
-		code = PLAT_NOT_FOUND;
+		op->code = PLAT_NOT_FOUND;
+		snprintf(op->err, sizeof(op->err), "lease_id: lease %" PRId64
+		    " not found (expired or revoked)", op->lease);
+		dequeue = a->wait;
 		goto out;
 	}
-	res = q[A_HOLDERS].result;
-	for (int r = 0; r < PQntuples(res); r++)
-		if (int_at(res, r, 0) == a->lease) {
+	for (int i = 0; i < PQntuples(res); i++)
+		if (int_at(res, i, 0) == op->lease) {
 			/* Held already under this lease: the same token. */
 			a->outcome = SYNC_GRANTED;
-			a->token = int_at(res, r, 1);
+			a->token = int_at(res, i, 1);
 			dequeue = a->wait;
-			break;
-		}
-	if (a->outcome != SYNC_GRANTED) {
-		claims_of(res, 2, &held, &nheld);
-		claims_of(q[nq - 1].result, 0, &ahead, &nahead);
-		verdict = sync_decide(&me, held, nheld, ahead, nahead);
-		if (verdict == SYNC_MISMATCH) {
-			for (size_t i = 0; i < nheld + nahead; i++) {
-				struct sync_claim *h = i < nheld ? &held[i] :
-				    &ahead[i - nheld];
-
-				if (h->mode == SYNC_SEMAPHORE)
-					a->other_limit = h->limit;
-			}
-			a->outcome = SYNC_LIMIT_MISMATCH;
-			errbuf_set(err, errlen, "limit: semaphore %s is in use "
-			    "with limit %d", a->name, a->other_limit);
-			code = PLAT_FAILED_PRECONDITION;
 			goto out;
 		}
-		grant = verdict != SYNC_WAIT;
-		dequeue = grant && a->wait;
-	}
+	claims_of(res, 2, &held, &nheld);
+	claims_of(r[a->wait ? A_AHEAD : A_AHEAD - 1].result, 0, &ahead,
+	    &nahead);
+	verdict = sync_decide(&me, held, nheld, ahead, nahead);
+	if (verdict == SYNC_MISMATCH) {
+		for (size_t i = 0; i < nheld + nahead; i++) {
+			struct sync_claim *h = i < nheld ? &held[i] :
+			    &ahead[i - nheld];
 
-	/* The second round trip: the expired holders' changes, and for a
-	 * grant the token, the holder row and its change. */
-	w = xcalloc(npruned + 4, sizeof(*w));
-	cs = xcalloc(npruned + 1, sizeof(*cs));
-	for (size_t r = 0; r < npruned; r++) {
-		int64_t lease = int_at(pruned, (int)r, 0);
-		int64_t token = int_at(pruned, (int)r, 1);
-
-		change_query(&cs[ncs++], &w[nw++], a->kind, a->name,
-		    "expired", lease, token, NULL);
-		note_add(&a->notes, a->kind, a->name, "expired", lease, token);
+			if (h->mode == SYNC_SEMAPHORE)
+				a->other_limit = h->limit;
+		}
+		a->outcome = SYNC_LIMIT_MISMATCH;
+		op->code = PLAT_FAILED_PRECONDITION;
+		snprintf(op->err, sizeof(op->err), "limit: semaphore %s is in "
+		    "use with limit %d", op->name, a->other_limit);
+		dequeue = a->wait;
+		goto out;
 	}
+	grant = verdict != SYNC_WAIT;
+	dequeue = grant && a->wait;
+out:
 	if (grant) {
-		const int lengths[6] = { 0, 0, 0, 0, 0,
-		    a->value.set ? (int)a->value.len : 0 };
-		const int formats[6] = { 0, 0, 0, 0, 0, 1 };
-		const char *hv[6] = { x.k, a->name, x.l, x.m, x.lim,
-		    !a->value.set ? NULL : a->value.data != NULL ?
-		    (const char *)a->value.data : "" };
+		struct op_values *x = &st->x;
 
-		w[nw++] = (struct pg_query){ "sync_hold",
+		st->value_v[0] = x->k;
+		st->value_v[1] = op->name;
+		st->value_v[2] = x->l;
+		st->value_v[3] = x->m;
+		st->value_v[4] = x->lim;
+		st->value_v[5] = !a->value.set ? NULL :
+		    a->value.data != NULL ? (const char *)a->value.data : "";
+		st->value_len[5] = a->value.set ? (int)a->value.len : 0;
+		st->value_fmt[5] = 1;
+		st->hold_at = w->n;
+		st->writes_one = true;
+		w->q[w->n++] = (struct pg_query){ "sync_hold",
 		    "WITH b AS (UPDATE sync_names SET epoch = epoch + 1"
 		    "  WHERE kind = $1::smallint AND name = $2 RETURNING epoch)"
 		    " INSERT INTO sync_holders (kind, name, lease_id, mode, lim,"
 		    " token, value, acquired_at) SELECT $1::smallint, $2,"
 		    " $3::bigint, $4::smallint, $5::integer, b.epoch,"
 		    " $6::bytea, now() FROM b RETURNING token",
-		    6, hv, lengths, formats, NULL };
-		if (dequeue)
-			w[nw++] = (struct pg_query){ "sync_dequeue", DEQUEUE_SQL, 3,
-			    x.knl, NULL, NULL, NULL };
-		change_query(&cs[ncs++], &w[nw++], a->kind, a->name,
-		    "acquired", a->lease, SYNC_TOKEN_GRANTED, &a->value);
-		code = pg_pipeline_commit(c, w, nw, pg_left(deadline), err,
-		    errlen);
-		if (code == PLAT_OK) {
-			a->token = int_at(w[nw - (dequeue ? 3 : 2)].result, 0,
-			    0);
-			a->outcome = SYNC_GRANTED;
-			note_add(&a->notes, a->kind, a->name, "acquired",
-			    a->lease, a->token);
-		}
-	} else {
-		if (dequeue)
-			w[nw++] = (struct pg_query){ "sync_dequeue", DEQUEUE_SQL, 3,
-			    x.knl, NULL, NULL, NULL };
-		/* Nothing else to write: pg_tx commits what the reads
-		 * cleared and queued. */
-		code = nw == 0 ? PLAT_OK : pg_pipeline_commit(c, w, nw,
-		    pg_left(deadline), err, errlen);
+		    6, st->value_v, st->value_len, st->value_fmt, NULL };
 	}
-	for (size_t i = 0; i < nw; i++)
-		if (code == PLAT_OK)
-			PQclear(w[i].result);
-out:
-	for (size_t i = 0; i < nq; i++)
-		PQclear(q[i].result);
-	free(w);
-	free(cs);
+	if (dequeue)
+		write_dequeue(w, &st->x);
+	if (grant)
+		change_query(&w->cs[w->ncs++], &w->q[w->n++], op->kind,
+		    op->name, "acquired", op->lease, SYNC_TOKEN_GRANTED,
+		    &a->value);
 	free(held);
 	free(ahead);
+}
+
+/* A release: the holder row deleted, the revision moved and the change
+ * stored by one statement (the deleted row's token is only there). */
+static void
+release_write(struct op_state *st, struct writes *w)
+{
+	st->hold_at = w->n;
+	st->writes_one = true;
+	w->q[w->n++] = (struct pg_query){ "sync_release",
+	    "WITH d AS (DELETE FROM sync_holders WHERE kind = $1::smallint"
+	    "  AND name = $2 AND lease_id = $3::bigint RETURNING token),"
+	    " r AS (UPDATE sync_revision SET rev = rev + 1 WHERE id = 1"
+	    "  AND EXISTS (SELECT 1 FROM d) RETURNING rev),"
+	    " c AS (INSERT INTO sync_changes (revision, kind, name,"
+	    "  event, lease_id, token) SELECT r.rev, $1::smallint, $2,"
+	    "  'released', $3::bigint, d.token FROM r, d)"
+	    " SELECT token FROM d", 3, st->x.knl, NULL, NULL, NULL };
+}
+
+/* The outcome of an op's hold or release, once its round's writes ran. */
+static void
+op_written(struct sync_op *op, struct op_state *st, struct writes *w)
+{
+	PGresult *res = w->q[st->hold_at].result;
+
+	if (!st->writes_one)
+		return;
+	if (op->a != NULL) {
+		op->a->token = int_at(res, 0, 0);
+		op->a->outcome = SYNC_GRANTED;
+		note_add(&op->notes, op->kind, op->name, "acquired", op->lease,
+		    op->a->token);
+	} else if (PQntuples(res) == 1) {
+		note_add(&op->notes, op->kind, op->name, "released", op->lease,
+		    int_at(res, 0, 0));
+	} else {
+		op->code = PLAT_NOT_FOUND;
+		snprintf(op->err, sizeof(op->err), "%s: %s is not held by "
+		    "lease %" PRId64, op->kind == SYNC_KIND_LOCK ? "name" :
+		    "election", op->name, op->lease);
+	}
+}
+
+static enum plat_code
+apply_round(struct pg_conn *c, struct apply_tx *t, int round,
+    int64_t deadline, char *err, size_t errlen)
+{
+	bool last = round == t->rounds - 1;
+	struct pg_query *q = xcalloc(t->n * A_N + t->nlocks + 1, sizeof(*q));
+	struct writes w = { 0 };
+	size_t nq = 0, cap = 1;
+	enum plat_code code = PLAT_OK;
+
+	if (round == 0)
+		for (size_t k = 0; k < t->nlocks; k++)
+			q[nq++] = (struct pg_query){ "sync_name_lock",
+			    "INSERT INTO sync_names (kind, name, epoch)"
+			    " VALUES ($1::smallint, $2, 0)"
+			    " ON CONFLICT (kind, name)"
+			    " DO UPDATE SET epoch = sync_names.epoch",
+			    2, t->st[t->locks[k]].x.kn, NULL, NULL, NULL };
+	for (size_t i = 0; i < t->n; i++) {
+		t->st[i].writes_one = false;
+		if (t->st[i].round != round || t->ops[i]->a == NULL)
+			continue;
+		t->st[i].reads = nq;
+		nq += acquire_reads(t->ops[i]->a, &t->st[i].x, q + nq);
+	}
+	if (nq > 0 && (code = pg_pipeline(c, q, nq, pg_left(deadline), err,
+	    errlen)) != PLAT_OK)
+		goto out;
+
+	for (size_t i = 0; i < t->n; i++)
+		if (t->st[i].round == round)
+			cap += t->ops[i]->a == NULL ? 1 : 3 + (size_t)PQntuples(
+			    q[t->st[i].reads + A_PRUNE_HOLDERS].result);
+	w.q = xcalloc(cap, sizeof(*w.q));
+	w.cs = xcalloc(cap, sizeof(*w.cs));
+	for (size_t i = 0; i < t->n; i++) {
+		if (t->st[i].round != round)
+			continue;
+		if (t->ops[i]->a == NULL)
+			release_write(&t->st[i], &w);
+		else
+			acquire_decide(t->ops[i], &t->st[i],
+			    q + t->st[i].reads, &w);
+	}
+	if (last) {
+		/* One NOTIFY of where the revision ended, with the COMMIT. */
+		w.q[w.n++] = (struct pg_query){ "sync_notify",
+		    "SELECT pg_notify('" STORE_CHANNEL "', rev::text)"
+		    " FROM sync_revision WHERE id = 1", 0, NULL, NULL, NULL,
+		    NULL };
+		code = pg_pipeline_commit(c, w.q, w.n, pg_left(deadline), err,
+		    errlen);
+	} else if (w.n > 0) {
+		code = pg_pipeline(c, w.q, w.n, pg_left(deadline), err, errlen);
+	}
+	if (code == PLAT_OK)
+		for (size_t i = 0; i < t->n; i++)
+			if (t->st[i].round == round)
+				op_written(t->ops[i], &t->st[i], &w);
+	for (size_t i = 0; code == PLAT_OK && i < w.n; i++)
+		PQclear(w.q[i].result);
+out:
+	for (size_t i = 0; code == PLAT_OK && i < nq; i++)
+		PQclear(q[i].result);
+	free(w.q);
+	free(w.cs);
+	free(q);
+	return code;
+}
+
+static enum plat_code
+apply_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
+    size_t errlen)
+{
+	struct apply_tx *t = arg;
+	int64_t deadline = pg_deadline(timeout_ms);
+	enum plat_code code = PLAT_OK;
+
+	for (size_t i = 0; i < t->n; i++)
+		op_reset(t->ops[i]);
+	for (int r = 0; r < t->rounds && code == PLAT_OK; r++)
+		code = apply_round(c, t, r, deadline, err, errlen);
+	return code;
+}
+
+enum plat_code
+store_apply(struct pg_store *db, struct sync_op *const *ops, size_t n,
+    int64_t timeout_ms, char *err, size_t errlen)
+{
+	struct apply_tx t = { ops, n, NULL, 0, NULL, 0 };
+	enum plat_code code;
+
+	apply_plan(&t);
+	code = pg_store_tx(db, timeout_ms, apply_fn, &t, err, errlen);
+	if (code != PLAT_OK)
+		for (size_t i = 0; i < n; i++)
+			sync_notes_free(&ops[i]->notes);        /* rolled back */
+	free(t.st);
+	free(t.locks);
+	return code;
+}
+
+/* One op alone: its own outcome, or the transaction's failure. */
+static enum plat_code
+apply_one(struct pg_store *db, struct sync_op *op, int64_t timeout_ms,
+    char *err, size_t errlen)
+{
+	enum plat_code code;
+
+	code = store_apply(db, &op, 1, timeout_ms, err, errlen);
+	if (code == PLAT_OK && op->code != PLAT_OK) {
+		errbuf_set(err, errlen, "%s", op->err);
+		code = op->code;
+	}
 	return code;
 }
 
@@ -629,11 +857,26 @@ enum plat_code
 store_acquire(struct pg_store *db, struct sync_attempt *a, int64_t timeout_ms,
     char *err, size_t errlen)
 {
+	struct sync_op op = { .a = a, .kind = a->kind, .name = a->name,
+	    .lease = a->lease };
 	enum plat_code code;
 
-	code = pg_store_tx(db, timeout_ms, acquire_fn, a, err, errlen);
-	if (code != PLAT_OK)
-		sync_notes_free(&a->notes);     /* rolled back */
+	sync_notes_free(&a->notes);
+	code = apply_one(db, &op, timeout_ms, err, errlen);
+	a->notes = op.notes;
+	return code;
+}
+
+enum plat_code
+store_release(struct pg_store *db, int kind, const char *name, int64_t lease,
+    int64_t timeout_ms, struct sync_notes *notes, char *err, size_t errlen)
+{
+	struct sync_op op = { .kind = kind, .name = name, .lease = lease };
+	enum plat_code code;
+
+	sync_notes_free(notes);
+	code = apply_one(db, &op, timeout_ms, err, errlen);
+	*notes = op.notes;
 	return code;
 }
 
@@ -647,73 +890,6 @@ store_dequeue(struct pg_store *db, int kind, const char *name, int64_t lease,
 	fmt_int(l, sizeof(l), lease);
 	return pg_store_exec(db, "sync_dequeue", DEQUEUE_SQL, 3,
 	    (const char *[]){ k, name, l }, timeout_ms, NULL, err, errlen);
-}
-
-struct release_tx {
-	int kind;
-	const char *name;
-	int64_t lease;
-	struct sync_notes *notes;
-};
-
-/*
- * One round trip: the holder row deleted, the revision moved and the
- * change stored by one statement (the deleted row's token is only there),
- * then its NOTIFY, then the COMMIT. A release of nothing changes nothing.
- */
-static enum plat_code
-release_fn(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
-    size_t errlen)
-{
-	struct release_tx *x = arg;
-	char k[8], l[24];
-	const char *v[] = { k, x->name, l };
-	struct pg_query q[] = {
-		{ "sync_release",
-		    "WITH d AS (DELETE FROM sync_holders WHERE kind = $1::smallint"
-		    "  AND name = $2 AND lease_id = $3::bigint RETURNING token),"
-		    " r AS (UPDATE sync_revision SET rev = rev + 1 WHERE id = 1"
-		    "  AND EXISTS (SELECT 1 FROM d) RETURNING rev),"
-		    " c AS (INSERT INTO sync_changes (revision, kind, name,"
-		    "  event, lease_id, token) SELECT r.rev, $1::smallint, $2,"
-		    "  'released', $3::bigint, d.token FROM r, d)"
-		    " SELECT token FROM d", 3, v, NULL, NULL, NULL },
-		{ "sync_release_notify",
-		    "SELECT pg_notify('" STORE_CHANNEL "', rev::text)"
-		    " FROM sync_revision WHERE id = 1", 0, NULL, NULL, NULL,
-		    NULL },
-	};
-	enum plat_code code;
-	int64_t token;
-	int n;
-
-	sync_notes_free(x->notes);
-	snprintf(k, sizeof(k), "%d", x->kind);
-	fmt_int(l, sizeof(l), x->lease);
-	code = pg_pipeline_commit(c, q, 2, timeout_ms, err, errlen);
-	if (code != PLAT_OK)
-		return code;
-	n = PQntuples(q[0].result);
-	token = n == 1 ? int_at(q[0].result, 0, 0) : 0;
-	PQclear(q[0].result);
-	PQclear(q[1].result);
-	if (n != 1) {
-		errbuf_set(err, errlen, "%s: %s is not held by lease %" PRId64,
-		    x->kind == SYNC_KIND_LOCK ? "name" : "election", x->name,
-		    x->lease);
-		return PLAT_NOT_FOUND;
-	}
-	note_add(x->notes, x->kind, x->name, "released", x->lease, token);
-	return PLAT_OK;
-}
-
-enum plat_code
-store_release(struct pg_store *db, int kind, const char *name, int64_t lease,
-    int64_t timeout_ms, struct sync_notes *notes, char *err, size_t errlen)
-{
-	struct release_tx x = { kind, name, lease, notes };
-
-	return pg_store_tx(db, timeout_ms, release_fn, &x, err, errlen);
 }
 
 struct proclaim_tx {

@@ -122,6 +122,25 @@ struct sync_attempt {
 };
 enum plat_code store_acquire(struct pg_store *db, struct sync_attempt *a,
     int64_t timeout_ms, char *err, size_t errlen);
+/* One op of a batch (store_apply): an acquisition (a set) or a release
+ * (a NULL) of kind/name by lease. */
+struct sync_op {
+	struct sync_attempt *a;
+	int kind;
+	const char *name;
+	int64_t lease;
+	/* out: the op's own outcome once the batch committed (NOT_FOUND
+	 * for a lease gone or a release of nothing held, FAILED_PRECONDITION
+	 * for another semaphore limit), and its committed changes */
+	enum plat_code code;
+	char err[256];
+	struct sync_notes notes;
+};
+/* The ops in one transaction, in order: PLAT_OK when it committed (each
+ * op then carries its own outcome); otherwise nothing was written (or,
+ * for an unknown commit outcome, maybe all) and no op has notes. */
+enum plat_code store_apply(struct pg_store *db, struct sync_op *const *ops,
+    size_t n, int64_t timeout_ms, char *err, size_t errlen);
 /* Leaves the queue (a waiter that gave up). */
 enum plat_code store_dequeue(struct pg_store *db, int kind, const char *name,
     int64_t lease, int64_t timeout_ms, char *err, size_t errlen);

@@ -203,6 +203,50 @@ class LockTest(SyncCase):
                             % (prev, cur))
         self.assertEqual(len({h[2] for h in history}), len(history))
 
+    def test_refusals_in_a_batch_are_their_own(self):
+        """Calls committed together (the batcher groups concurrent Lock
+        and Unlock calls into one transaction) each get their own
+        answer: a busy try, an Unlock of nothing and a dead lease are
+        refused while the grants and releases beside them commit."""
+        held = self.n + '.held'
+        owner = self.c.grant(30000)
+        self.c.lock(held, owner)
+        dead = self.c.grant()
+        self.c.call('Revoke', lease_id=dead)
+        errors = []
+
+        def worker(i):
+            c = self.c if i % 2 == 0 else self.c2
+            mine = '%s.%d' % (self.n, i)
+            lease = c.grant(30000)
+            last = 0
+            for _ in range(8):
+                e = rpc_error(c.lock, held, lease, try_lock=True)
+                if e is None or e.code() != C.FAILED_PRECONDITION:
+                    errors.append('try of a held lock: %r' % (e,))
+                token = c.lock(mine, lease)
+                if token <= last:
+                    errors.append('token %d after %d' % (token, last))
+                last = token
+                e = rpc_error(c.unlock, held, lease)
+                if e is None or e.code() != C.NOT_FOUND:
+                    errors.append('unlock of another\'s lock: %r' % (e,))
+                e = rpc_error(c.lock, mine + '.x', dead)
+                if e is None or e.code() != C.NOT_FOUND:
+                    errors.append('lock with a revoked lease: %r' % (e,))
+                c.unlock(mine, lease)
+            c.call('Revoke', lease_id=lease)
+
+        ts = [self.bg(worker, i) for i in range(16)]
+        for t in ts:
+            t['thread'].join(300)
+            self.assertNotIn('error', t, t.get('error'))
+        self.assertEqual(errors, [])
+        # The first holder kept its lock throughout.
+        self.assertEqual(self.c.lock(held, owner, try_lock=True),
+                         self.c.lock(held, owner, try_lock=True))
+        self.c.unlock(held, owner)
+
     def test_fifo(self):
         holder = self.c.grant()
         first = self.c.lock(self.n, holder)

@@ -88,6 +88,10 @@ void batcher_stop(struct batcher *b);
 /* Stops it (if needed) and frees it; NULL is fine. */
 void batcher_free(struct batcher *b);
 
+/* A call's deadline_ms: its caller's deadline (ctx's) on the
+ * plat_now_ms() clock, INT64_MAX for none. */
+int64_t batcher_deadline_of(plat_ctx *ctx);
+
 /* Queues a call; from any thread. Call plat_defer(ctx) before, as the
  * answer may come at once. */
 void batcher_submit(struct batcher *b, struct batcher_call *call);
