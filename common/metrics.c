@@ -44,6 +44,7 @@ metrics_free(struct metrics *m)
 	if (m == NULL)
 		return;
 	metrics_stop(m);
+	metrics_families_free(m);
 	pthread_mutex_destroy(&m->mu);
 	free(m);
 }
@@ -71,15 +72,36 @@ out:
 	return mm;
 }
 
+int
+metrics_bucket_of(int64_t micros)
+{
+	int b = 0;
+
+	while (b < METRICS_BUCKETS && micros > metrics_bucket_us[b])
+		b++;
+	return b;
+}
+
+int
+metrics_bucket_quantile(const unsigned long long *d, unsigned long long count,
+    int q)
+{
+	unsigned long long seen = 0;
+	int b = 0;
+
+	for (; b < METRICS_BUCKETS; b++)
+		if ((seen += d[b]) * 100 >= count * (unsigned long long)q)
+			break;
+	return b < METRICS_BUCKETS ? b : METRICS_BUCKETS - 1;
+}
+
 void
 metrics_observe(struct metrics_method *mm, int code, int64_t micros)
 {
-	size_t b = 0;
+	int b = metrics_bucket_of(micros);
 
 	if (code < 0 || code >= METRICS_CODES)
 		code = 2;       /* UNKNOWN */
-	while (b < METRICS_BUCKETS && micros > metrics_bucket_us[b])
-		b++;
 	atomic_fetch_add_explicit(&mm->codes[code], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&mm->buckets[b], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&mm->sum_us, (unsigned long long)micros,
@@ -203,6 +225,7 @@ metrics_write(struct metrics *m, FILE *out)
 		    m->service,
 		    m->gauges[i].fn(m->gauges[i].arg));
 	pthread_mutex_unlock(&m->mu);
+	metrics_families_write(m, out);
 	fprintf(out, "# HELP process_resident_memory_bytes Resident memory.\n"
 	    "# TYPE process_resident_memory_bytes gauge\n"
 	    "process_resident_memory_bytes %ld\n", rss_bytes());

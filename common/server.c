@@ -149,6 +149,7 @@ struct plat_server {
 	size_t nextra_md;
 	atomic_int stopping;
 	struct health_state *health;
+	struct plat_checks *checks;      /* its own, reported to monitor-srv */
 	struct metrics *metrics;
 	struct metrics_method *mx_unimplemented;
 	plat_events *events;             /* the platform events it emits */
@@ -1470,6 +1471,18 @@ plat_server_stopping(const plat_server *srv)
 	return atomic_load(&((plat_server *)srv)->stopping);
 }
 
+struct plat_checks *
+server_checks(plat_server *srv)
+{
+	return srv->checks;
+}
+
+const char *
+server_name(const plat_server *srv)
+{
+	return srv->svc->name;
+}
+
 struct health_state *
 server_health(plat_server *srv)
 {
@@ -1842,6 +1855,7 @@ server_free(plat_server *srv)
 	plat_events_free(srv->events);  /* before the metrics reading it */
 	plat_trace_free();
 	health_free(srv->health);
+	checks_free(srv->checks);
 	metrics_free(srv->metrics);
 	for (size_t i = 0; srv->methods != NULL && i < srv->nmethods; i++)
 		free(srv->methods[i].grpc_service);
@@ -2057,6 +2071,7 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 
 	grpc_init();
 	srv->health = health_new();
+	srv->checks = checks_new();
 	srv->metrics = metrics_new(svc->name);
 	srv->mx_unimplemented = metrics_method(srv->metrics,
 	    "(unimplemented)");
@@ -2147,6 +2162,7 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 		    srv->settings.discovery, &r);
 		plat_events_connect(srv->events, srv->client);
 	}
+	checks_start(srv->checks, srv);
 
 	do {
 		if (sigwait(&sigs, &sig) != 0)
@@ -2156,6 +2172,9 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	log_info("shutting down", "signal", sig == SIGINT ? "SIGINT" :
 	    "SIGTERM", "grace_ms", ttl);
 
+	/* The checks first: they report and set health, which from here on
+	 * is the shutdown's. */
+	checks_stop(srv->checks);
 	/* Leave the registry first so nobody is routed here while draining. */
 	plat_health_set(srv, "", PLAT_HEALTH_NOT_SERVING);
 	plat_health_set(srv, svc->grpc_service, PLAT_HEALTH_NOT_SERVING);

@@ -93,7 +93,7 @@ push_method(struct statsd *sd, size_t i)
 {
 	struct metrics_method *mm = &sd->m->methods[i];
 	struct last_method *l = &sd->last[i];
-	unsigned long long d[METRICS_BUCKETS + 1], count = 0, sum, seen = 0;
+	unsigned long long d[METRICS_BUCKETS + 1], count = 0, sum;
 	char path[200], extra[300];
 
 	tag_value(path, sizeof(path), mm->path);
@@ -120,21 +120,24 @@ push_method(struct statsd *sd, size_t i)
 	if (count > 0) {
 		/* The p99 is the upper bound of its bucket (10 s past the
 		 * last one). */
-		int b = 0;
+		int b = metrics_bucket_quantile(d, count, 99);
 
-		for (; b < METRICS_BUCKETS; b++)
-			if ((seen += d[b]) * 100 >= count * 99)
-				break;
 		line(sd, "platform.rpc.duration_ms.avg", (double)(sum -
 		    l->sum_us) / 1000.0 / (double)count, "g", extra);
 		line(sd, "platform.rpc.duration_ms.p99",
-		    (double)metrics_bucket_us[b < METRICS_BUCKETS ? b :
-		    METRICS_BUCKETS - 1] / 1000.0, "g", extra);
+		    (double)metrics_bucket_us[b] / 1000.0, "g", extra);
 	}
 	l->sum_us = sum;
 	if (atomic_load(&mm->streams) != 0)
 		line(sd, "platform.rpc.streams_open",
 		    (double)atomic_load(&mm->streams), "g", extra);
+}
+
+static void
+family_line(void *arg, const char *name, double v, const char *type,
+    const char *tags)
+{
+	line(arg, name, v, type, tags);
 }
 
 static void
@@ -163,6 +166,7 @@ push(struct statsd *sd)
 		}
 	}
 	pthread_mutex_unlock(&m->mu);
+	metrics_families_push(m, family_line, sd);
 	flush(sd);
 }
 

@@ -15,6 +15,7 @@
 
 #include "auth.h"
 #include "lockout.h"
+#include "platform/checks.h"
 #include "platform/clock.h"
 #include "platform/log.h"
 #include "platform/xalloc.h"
@@ -452,7 +453,6 @@ auth_init(plat_server *srv, const struct plat_settings *s)
 	char err[512];
 	int pool;
 
-	(void)srv;
 	if (auth_settings_load(&A.set, err, sizeof(err)) != 0) {
 		fprintf(stderr, "auth-srv: %s\n", err);
 		return -1;
@@ -501,6 +501,7 @@ auth_init(plat_server *srv, const struct plat_settings *s)
 	if (pthread_create(&M.thread, NULL, maintain_main, NULL) != 0)
 		goto fail;
 	M.started = 1;
+	(void)plat_check_declare_database(srv, store_db(A.store));
 	return 0;
 fail:
 	teardown();

@@ -188,6 +188,12 @@ store_ready(struct store *s)
 	return pg_store_ready(s->db);
 }
 
+struct pg_store *
+store_db(struct store *s)
+{
+	return s->db;
+}
+
 /* One statement on a pooled connection (pg_store_exec). */
 static enum plat_code
 query(struct store *s, const char *name, const char *sql, int nparams,

@@ -53,6 +53,8 @@ void store_free(struct store *s);
  * database is down. */
 enum plat_code store_migrate(struct store *s, char *err, size_t errlen);
 bool store_ready(struct store *s);
+/* The store underneath, for the runtime's database check. */
+struct pg_store *store_db(struct store *s);
 
 /* ---- accounts ---- */
 
