@@ -20,6 +20,7 @@
 #define REPORT_DEADLINE_MS 1000
 #define CHECK_TIMEOUT_MAX_MS 2000
 #define OUTPUT_MAX 1024
+#define TTL_MIN_MS 2000
 
 struct check {
 	char name[PLAT_CHECK_NAME_MAX + 1];
@@ -159,7 +160,8 @@ check_report(struct plat_checks *c, plat_server *srv, const struct check *k,
 	req.name = (char *)k->name;
 	req.status = (Platform__Monitor__V1__CheckStatus)status;
 	req.output = (char *)output;
-	req.ttl_ms = 3 * (int64_t)k->interval_ms;
+	req.ttl_ms = 3 * (int64_t)k->interval_ms < TTL_MIN_MS ? TTL_MIN_MS :
+	    3 * (int64_t)k->interval_ms;
 	code = plat_client_call(client, "monitor", M_REPORT, &req.base,
 	    &platform__monitor__v1__report_check_response__descriptor, &resp,
 	    &(struct plat_call_opts){ .deadline_ms = REPORT_DEADLINE_MS },
@@ -298,6 +300,7 @@ database_check(void *arg, int64_t timeout_ms, char *output, size_t outlen)
 int
 plat_check_declare_database(plat_server *srv, struct pg_store *store)
 {
-	return plat_check_declare(srv, "database", 5000, database_check,
+	return plat_check_declare(srv, "database",
+	    plat_server_settings(srv)->check_interval_ms, database_check,
 	    store);
 }

@@ -17,6 +17,7 @@
 #include "platform/client.h"
 #include "platform/log.h"
 #include "platform/metrics.h"
+#include "platform/settings.h"
 
 #include "metrics_internal.h"
 
@@ -300,21 +301,15 @@ metrics_serve(struct metrics *m, const char *addr)
 {
 	struct addrinfo hints, *res = NULL;
 	char host[256];
-	const char *colon = strrchr(addr, ':');
+	const char *port = settings_split_address(addr, host, sizeof(host));
 	int one = 1, fd = -1;
 
-	if (colon == NULL || (size_t)(colon - addr) >= sizeof(host))
+	if (port == NULL)
 		return -1;
-	memcpy(host, addr, (size_t)(colon - addr));
-	host[colon - addr] = '\0';
-	if (host[0] == '[') {           /* [::1] */
-		memmove(host, host + 1, strlen(host));
-		host[strlen(host) - 1] = '\0';
-	}
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE;
-	if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+	if (getaddrinfo(host, port, &hints, &res) != 0)
 		return -1;
 	if ((fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC,
 	    0)) < 0)

@@ -20,6 +20,7 @@
 #include "platform/client.h"
 #include "platform/clock.h"
 #include "platform/log.h"
+#include "platform/settings.h"
 #include "platform/xalloc.h"
 
 #define DATAGRAM_MAX 1432       /* a 1500-byte frame less IP and UDP */
@@ -192,20 +193,13 @@ metrics_statsd(struct metrics *m, const char *addr, int interval_s,
     const char *node)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_DGRAM }, *res = NULL;
-	const char *colon = strrchr(addr, ':');
 	char host[256], svc[96], nd[96];
+	const char *port = settings_split_address(addr, host, sizeof(host));
 	struct statsd *sd;
 
-	if (colon == NULL || (size_t)(colon - addr) >= sizeof(host) ||
-	    m->statsd != NULL)
+	if (port == NULL || m->statsd != NULL)
 		return -1;
-	memcpy(host, addr, (size_t)(colon - addr));
-	host[colon - addr] = '\0';
-	if (host[0] == '[') {
-		memmove(host, host + 1, strlen(host));
-		host[strlen(host) - 1] = '\0';
-	}
-	if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+	if (getaddrinfo(host, port, &hints, &res) != 0)
 		return -1;
 	sd = xcalloc(1, sizeof(*sd));
 	sd->m = m;

@@ -6,10 +6,11 @@
  * runtime runs each every interval on one thread of its own (never on a
  * request's path), and after each run:
  *   - sends the result to monitor-srv (found through discovery under the
- *     name "monitor") as a pushed check with a TTL of three intervals, so
- *     a node that stops reporting (hung, stopped, partitioned) turns
- *     critical there. No monitor-srv, or a slow one, costs nothing but
- *     the report (1 s deadline, fail-open, logged once per outage);
+ *     name "monitor") as a pushed check with a TTL of three intervals
+ *     (at least 2 s), so a node that stops reporting (hung, stopped,
+ *     partitioned) turns critical there. No monitor-srv, or a slow
+ *     one, costs nothing but the report (1 s deadline, fail-open,
+ *     logged once per outage);
  *   - serves it as the grpc.health.v1 service "check.NAME" (SERVING
  *     unless critical), for a readiness probe that wants to ask;
  *   - sets the series platform_check_status{check="NAME"} (1 passing,
@@ -54,7 +55,8 @@ int plat_check_last(plat_server *srv, const char *name, char *out,
     size_t outlen);
 
 /* The database check config-, event- and auth-srv declare: a SELECT 1
- * through the store's pool, critical when it fails (pg.h's store). */
+ * through the store's pool every --check-interval-ms, critical when it
+ * fails (pg.h's store). */
 struct pg_store;
 int plat_check_declare_database(plat_server *srv, struct pg_store *store);
 
