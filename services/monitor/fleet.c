@@ -342,7 +342,8 @@ node_changed_locked(struct mnode *n, int previous, int removed)
 	    n->service, "status", mon_status_name(n->status), "previous",
 	    mon_status_name(previous), "since_ms", (json_int_t)n->since_ms,
 	    "checks", checks),
-	    (const char *const[]){ "service", n->service, NULL });
+	    (const char *const[]){ "service", n->service, "node", n->id,
+	    NULL });
 }
 
 /* The node's status from its checks' damped ones. */

@@ -2,6 +2,7 @@
 PostgreSQL, small nodes to stop and resume, and monitor-srv probing them
 all over gRPC. Every wait is a poll for the condition itself."""
 
+import json
 import os
 import signal
 import sys
@@ -12,6 +13,7 @@ import grpc
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import config_harness as ch  # noqa: E402
+import event_harness as eh  # noqa: E402
 import monitor_harness as mh  # noqa: E402
 from harness import wait_for, rpc_error  # noqa: E402
 from monitor_harness import PASSING, WARNING, CRITICAL  # noqa: E402
@@ -59,6 +61,10 @@ class FleetTest(MonitorCase):
                                     ['--flap-threshold', '2'])
         cls.addClassCleanup(cls.mon.stop_clean)
         cls.c = mh.client_of(cls.mon)
+        cls.event = eh.event_server(discovery=cls.disc.address,
+                                    name='mon-event')
+        cls.addClassCleanup(cls.event.stop_clean)
+        cls.ev = eh.client_of(cls.event)
         cls.mport = harness.free_port()
         cls.config = ch.config_server(
             discovery=cls.disc.address, name='mon-config',
@@ -122,6 +128,24 @@ class FleetTest(MonitorCase):
                  what='the resumed node passing')
         self.assertEqual(w.of(nid), [(PASSING, CRITICAL),
                                      (CRITICAL, PASSING)])
+        # The same changes as platform events in event-srv, and no other:
+        # its first status, then down and up.
+        def events():
+            evs = self.ev.query_all(subject='platform.monitor.status_changed',
+                                    order=1, metadata={'node': nid})
+            return evs if len(evs) >= 3 else None
+        evs = wait_for(events, timeout=30, what='the status events')
+        got = [(d['previous'], d['status'])
+               for d in (json.loads(e.data.decode()) for e in evs)]
+        self.assertEqual(got, [('unspecified', 'passing'),
+                               ('passing', 'critical'),
+                               ('critical', 'passing')])
+        self.assertEqual(evs[1].type, 'platform.monitor.status_changed.v1')
+        self.assertEqual(evs[1].source, 'monitor-srv')
+        crit = json.loads(evs[1].data.decode())
+        self.assertEqual((crit['node_id'], crit['service']),
+                         (nid, 'discovery'))
+        self.assertEqual(crit['checks'][0]['name'], 'health')
         node.stop_clean()
         # A node that leaves is removed from the picture, and the watch
         # says so.
@@ -280,6 +304,95 @@ class FleetTest(MonitorCase):
                                binary=mh.MONITOR_BIN)
         self.assertEqual(r.code, 2, r.stderr)
         self.assertIn('--discovery', r.stderr)
+
+
+@unittest.skipUnless(ch.DATABASE, 'needs PLATFORM_TEST_DATABASE')
+class RestartTest(MonitorCase):
+    """Check state outlives a monitor-srv restart (Consul resets TTL
+    checks to critical when its agent restarts)."""
+
+    def test_state_kept_across_restart(self):
+        disc = harness.Server(discovery='self', name='mon-r-discovery')
+        self.addCleanup(disc.stop_clean)
+        mon = mh.monitor_server(disc.address, name='monitor-r',
+                                extra_args=FAST)
+        c = mh.client_of(mon)
+        config = ch.config_server(discovery=disc.address, name='mon-r-config',
+                                  extra_args=['--check-interval-ms', '300'])
+        self.addCleanup(config.stop_clean)
+        cid = node_id_of(config)
+        c.report(cid, 'config', 'cache-warm', PASSING, 'warm',
+                 ttl_ms=600000)
+        wait_for(lambda: c.node(cid) is not None and
+                 c.node(cid).status == PASSING and
+                 len(c.node(cid).checks) == 3, what='config-srv passing')
+        before = c.node(cid)
+        settings = c.set_settings('config', 400, 300).settings
+        mon.stop_clean()
+
+        mon = mh.monitor_server(disc.address, name='monitor-r',
+                                port=mon.port, extra_args=FAST)
+        self.addCleanup(mon.stop_clean)
+        c = mh.client_of(mon)
+        # The first answer already has the pushed checks as they were,
+        # and the node's status since the same time: nothing changed.
+        n = wait_for(lambda: c.node(cid), what='the node known again')
+        self.assertEqual(n.status, PASSING)
+        self.assertEqual(n.since_ms, before.since_ms)
+        warm = c.check(cid, 'cache-warm')
+        self.assertEqual((warm.status, warm.output, warm.ttl_ms),
+                         (PASSING, 'warm', 600000))
+        old = [x for x in before.checks if x.name == 'cache-warm'][0]
+        self.assertEqual(warm.updated_ms, old.updated_ms)
+        got = c.call('GetServiceSettings', service='config').settings
+        self.assertEqual(got, settings)
+        mon.stop_clean()
+
+
+@unittest.skipUnless(ch.DATABASE and ch.PG_CTL,
+                     'needs PLATFORM_TEST_DATABASE and PLATFORM_TEST_PG_CTL')
+class DatabaseOutageTest(MonitorCase):
+    """PostgreSQL stopped: config-srv's database check turns critical at
+    monitor-srv (its report says why), and passes again once it is back.
+    Only our own PostgreSQL (PLATFORM_TEST_PG_CTL) is stopped."""
+
+    def test_database_check_follows_postgresql(self):
+        disc = harness.Server(discovery='self', name='mon-o-discovery')
+        self.addCleanup(disc.stop_clean)
+        mon = mh.monitor_server(disc.address, name='monitor-o',
+                                extra_args=FAST + ['--flap-threshold', '1'])
+        self.addCleanup(mon.stop_clean)
+        c = mh.client_of(mon)
+        config = ch.config_server(discovery=disc.address, name='mon-o-config',
+                                  extra_args=['--check-interval-ms', '300'])
+        self.addCleanup(config.stop_clean)
+        cid = node_id_of(config)
+
+        def db_status(want):
+            x = c.check(cid, 'database')
+            return x if x is not None and x.status == want else None
+        wait_for(lambda: db_status(PASSING), what='the database check')
+        w = c.watch('config')
+        self.addCleanup(w.close)
+        self.assertTrue(w.caught_up.wait(harness.TIMEOUT))
+        ch.pg_ctl('stop')
+        try:
+            x = wait_for(lambda: db_status(CRITICAL), timeout=60,
+                         what='the database check critical')
+            self.assertIn('SELECT 1', x.output)
+            self.assertEqual(c.node(cid).status, CRITICAL)
+            # The server says so itself too, and still serves.
+            self.assertEqual(config.health_check('check.database').status,
+                             2)
+            self.assertEqual(config.health_check('').status, 1)
+        finally:
+            ch.pg_ctl('start')
+        wait_for(lambda: db_status(PASSING), timeout=60,
+                 what='the database check passing again')
+        wait_for(lambda: w.of(cid)[-1:] == [(CRITICAL, PASSING)],
+                 what='the node passing again')
+        self.assertEqual(w.of(cid), [(PASSING, CRITICAL),
+                                     (CRITICAL, PASSING)])
 
 
 if __name__ == '__main__':
