@@ -40,6 +40,13 @@
 #define EVENT_TOPIC "platform.monitor.status_changed"
 #define EVENT_TYPE "platform.monitor.status_changed.v1"
 #define STORE_CALL_MS 2000
+#define PEER_CALL_MS 2000
+#define MD_FORWARDED "x-monitor-forwarded"
+#define M_PREFIX "/platform.monitor.v1.Monitor/"
+#define M_REPORT M_PREFIX "ReportCheck"
+#define M_GET_STATUS M_PREFIX "GetStatus"
+#define M_LIST_CHECKS M_PREFIX "ListChecks"
+#define M_STATS M_PREFIX "Stats"
 
 typedef Platform__Monitor__V1__Check PbCheck;
 typedef Platform__Monitor__V1__NodeStatus PbNode;
@@ -70,6 +77,8 @@ struct mnode {
 	int64_t due_ms;                 /* monotonic: the next probe */
 	int inflight;
 	int dirty;
+	int owned;                      /* owned at the last sweep */
+	int loading;                    /* taken over: its rows being read */
 	struct mcheck *checks;
 	int has_stats;
 	struct mon_stats stats;
@@ -109,6 +118,7 @@ static struct {
 	struct watcher *watchers;
 	struct deleted *deleted;        /* node rows to delete behind */
 	unsigned gen;                   /* the watch's current snapshot */
+	int synced;                     /* the monitors are known */
 	plat_discovery_watch *watch;
 	pthread_t probers[PROBERS_MAX];
 	int nprobers;
@@ -120,6 +130,8 @@ static struct {
 } F = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 /* ---- the picture ---- */
+
+static int owned_locked(const struct mnode *n);
 
 static struct mnode *
 node_find_locked(const char *id)
@@ -140,6 +152,7 @@ node_get_locked(const char *id, const char *service)
 	n = xcalloc(1, sizeof(*n));
 	n->id = xstrdup(id);
 	n->service = xstrdup(service);
+	n->owned = owned_locked(n);     /* new here: nothing to take over */
 	n->next = F.nodes;
 	F.nodes = n;
 	return n;
@@ -231,20 +244,20 @@ monitors_locked(const char **out, size_t max)
 
 #define MONITORS_MAX 64
 
-/* The monitor that owns a node (its id). */
+/* The monitor that owns a node id (its node id). */
 static const char *
-owner_locked(const struct mnode *n)
+owner_locked(const char *node_id)
 {
 	const char *mons[MONITORS_MAX];
 	size_t k = monitors_locked(mons, MONITORS_MAX);
 
-	return mons[mon_owner(mons, k, n->id)];
+	return mons[mon_owner(mons, k, node_id)];
 }
 
 static int
 owned_locked(const struct mnode *n)
 {
-	return strcmp(owner_locked(n), F.self) == 0;
+	return strcmp(owner_locked(n->id), F.self) == 0;
 }
 
 /* ---- messages ---- */
@@ -399,6 +412,8 @@ node_remove_locked(struct mnode *n)
 	node_free(n);
 }
 
+static void owners_changed_locked(void);
+
 /* ---- the discovery watch ---- */
 
 static const char *
@@ -463,12 +478,16 @@ watch_event(void *arg, const Platform__Discovery__V1__WatchResponse *ev,
 		replace(&n->metrics, md_value(node, PLAT_MD_METRICS));
 		n->gen = F.gen;
 	}
+	if (strcmp(svc->name, MONITOR_SERVICE) == 0)
+		owners_changed_locked();
 	pthread_cond_broadcast(&F.cv);
 	pthread_mutex_unlock(&F.mu);
 }
 
 /* The snapshot is whole: a node it did not show is gone (one restored
- * from the database whose node left while no monitor ran, say). */
+ * from the database whose node left while no monitor ran, say). A node
+ * known only from its reports, never registered, goes too: its next
+ * report brings it back. */
 static void
 watch_synced(void *arg)
 {
@@ -478,13 +497,38 @@ watch_synced(void *arg)
 	pthread_mutex_lock(&F.mu);
 	for (n = F.nodes; n != NULL; n = next) {
 		next = n->next;
-		if (n->gen != F.gen && n->address != NULL)
-			node_remove_locked(n);
-		else if (n->gen != F.gen && n->checks == NULL)
+		if (n->gen != F.gen)
 			node_remove_locked(n);
 	}
+	F.synced = 1;
+	owners_changed_locked();
 	pthread_cond_broadcast(&F.cv);
 	pthread_mutex_unlock(&F.mu);
+}
+
+/* A node's new status, stored at once (the lock let go meanwhile), so
+ * a replica that takes the node over finds it: the sweeper writes it
+ * later if this fails. */
+static void
+store_node_now_locked(struct mnode *n)
+{
+	char id[256], svc[256], err[256];
+	int status = n->status;
+	int64_t since = n->since_ms;
+
+	snprintf(id, sizeof(id), "%s", n->id);
+	snprintf(svc, sizeof(svc), "%s", n->service);
+	n->dirty = 0;
+	pthread_mutex_unlock(&F.mu);
+	if (store_put_node(F.store, &(struct store_node){ .node_id = id,
+	    .service = svc, .status = status, .since_ms = since },
+	    STORE_CALL_MS, err, sizeof(err)) != PLAT_OK) {
+		pthread_mutex_lock(&F.mu);
+		if ((n = node_find_locked(id)) != NULL)
+			n->dirty = 1;
+		return;
+	}
+	pthread_mutex_lock(&F.mu);
 }
 
 /* ---- probers ---- */
@@ -504,10 +548,11 @@ next_due_locked(int64_t *wait_ms)
 	struct mnode *best = NULL;
 	int64_t now = plat_now_ms();
 
-	for (struct mnode *n = F.nodes; n != NULL; n = n->next)
-		if (n->address != NULL && !n->inflight &&
-		    (best == NULL || n->due_ms < best->due_ms) &&
-		    owned_locked(n))
+	/* Until the watch has shown the other monitors, whose nodes are
+	 * whose is not known. */
+	for (struct mnode *n = F.nodes; F.synced && n != NULL; n = n->next)
+		if (n->address != NULL && !n->inflight && !n->loading &&
+		    (best == NULL || n->due_ms < best->due_ms) && n->owned)
 			best = n;
 	*wait_ms = best == NULL ? 1000 : best->due_ms - now;
 	return best;
@@ -565,9 +610,11 @@ prober_main(void *arg)
 		n->inflight = 0;
 		interval = settings_of_locked(n->service)->interval_ms;
 		n->due_ms = plat_now_ms() + jittered(interval);
-		if (owned_locked(n))
+		if (n->owned && !n->loading)
 			check_result_locked(n, check_get_locked(n,
 			    PROBE_CHECK, 0), status, out);
+		if (n->dirty)
+			store_node_now_locked(n);
 	}
 	pthread_mutex_unlock(&F.mu);
 	return NULL;
@@ -591,7 +638,8 @@ static void
 expire_locked(int64_t now)
 {
 	for (struct mnode *n = F.nodes; n != NULL; n = n->next)
-		for (struct mcheck *c = n->checks; c != NULL; c = c->next) {
+		for (struct mcheck *c = n->checks; c != NULL &&
+		    !n->loading && n->owned; c = c->next) {
 			char out[OUTPUT_MAX];
 
 			if (!c->pushed || c->raw == MON_CRITICAL ||
@@ -609,6 +657,32 @@ expire_locked(int64_t now)
 			c->dirty = 1;
 			node_eval_locked(n);
 		}
+}
+
+static void
+pending_of(const struct mnode *n, const struct mcheck *c,
+    struct pending_check *p)
+{
+	snprintf(p->node_id, sizeof(p->node_id), "%s", n->id);
+	snprintf(p->service, sizeof(p->service), "%s", n->service);
+	snprintf(p->name, sizeof(p->name), "%s", c->name);
+	snprintf(p->output, sizeof(p->output), "%s", c->output);
+	p->status = c->raw;
+	p->damped = c->d.status;
+	p->ttl_ms = c->ttl_ms;
+	p->reported_ms = c->updated_ms;
+	p->expires_ms = c->expires_ms;
+}
+
+static enum plat_code
+put_pending(const struct pending_check *p, int64_t timeout_ms, char *err,
+    size_t errlen)
+{
+	return store_put_check(F.store, &(struct store_check){
+	    .node_id = p->node_id, .service = p->service, .name = p->name,
+	    .output = p->output, .status = p->status, .damped = p->damped,
+	    .ttl_ms = p->ttl_ms, .reported_ms = p->reported_ms,
+	    .expires_ms = p->expires_ms }, timeout_ms, err, errlen);
 }
 
 static void
@@ -642,19 +716,7 @@ write_behind(void)
 			if (npc == cap_c)
 				pc = xrealloc(pc, (cap_c = cap_c * 2 + 8) *
 				    sizeof(*pc));
-			snprintf(pc[npc].node_id, sizeof(pc->node_id), "%s",
-			    n->id);
-			snprintf(pc[npc].service, sizeof(pc->service), "%s",
-			    n->service);
-			snprintf(pc[npc].name, sizeof(pc->name), "%s",
-			    c->name);
-			snprintf(pc[npc].output, sizeof(pc->output), "%s",
-			    c->output);
-			pc[npc].status = c->raw;
-			pc[npc].damped = c->d.status;
-			pc[npc].ttl_ms = c->ttl_ms;
-			pc[npc].reported_ms = c->updated_ms;
-			pc[npc++].expires_ms = c->expires_ms;
+			pending_of(n, c, &pc[npc++]);
 			c->dirty = 0;
 		}
 	}
@@ -677,21 +739,142 @@ write_behind(void)
 		    .status = pn[i].status, .since_ms = pn[i].since_ms },
 		    STORE_CALL_MS, err, sizeof(err));
 	for (size_t i = 0; i < npc; i++)
-		(void)store_put_check(F.store, &(struct store_check){
-		    .node_id = pc[i].node_id, .service = pc[i].service,
-		    .name = pc[i].name, .output = pc[i].output,
-		    .status = pc[i].status, .damped = pc[i].damped,
-		    .ttl_ms = pc[i].ttl_ms, .reported_ms = pc[i].reported_ms,
-		    .expires_ms = pc[i].expires_ms }, STORE_CALL_MS, err,
-		    sizeof(err));
+		(void)put_pending(&pc[i], STORE_CALL_MS, err, sizeof(err));
 	free(pc);
 	free(pn);
+}
+
+/* A node's rows, read for a take-over outside the lock. */
+struct taken {
+	struct store_check *checks;
+	size_t n, cap;
+	int status;
+	int64_t since_ms;
+};
+
+static void
+taken_check(void *arg, const struct store_check *c)
+{
+	struct taken *t = arg;
+	struct store_check *k;
+
+	if (t->n == t->cap)
+		t->checks = xrealloc(t->checks, (t->cap = t->cap * 2 + 4) *
+		    sizeof(*t->checks));
+	k = &t->checks[t->n++];
+	*k = *c;
+	k->node_id = xstrdup(c->node_id);
+	k->service = xstrdup(c->service);
+	k->name = xstrdup(c->name);
+	k->output = xstrdup(c->output);
+}
+
+static void
+taken_node(void *arg, const struct store_node *n)
+{
+	struct taken *t = arg;
+
+	t->status = n->status;
+	t->since_ms = n->since_ms;
+}
+
+static void
+taken_free(struct taken *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		free((char *)t->checks[i].node_id);
+		free((char *)t->checks[i].service);
+		free((char *)t->checks[i].name);
+		free((char *)t->checks[i].output);
+	}
+	free(t->checks);
+}
+
+static void load_check(void *arg, const struct store_check *sc);
+
+/* Replaces what this replica held of a node (stale, from before another
+ * replica owned it) with the rows its last owner wrote. */
+static void
+take_over_one(const char *id)
+{
+	struct taken t = { .status = MON_UNSPECIFIED };
+	struct mnode *n;
+	struct mcheck *c, *next;
+	char err[256];
+	enum plat_code code;
+
+	code = store_load_node(F.store, id, &(struct store_loader){
+	    .check = taken_check, .node = taken_node, .arg = &t },
+	    STORE_CALL_MS, err, sizeof(err));
+	pthread_mutex_lock(&F.mu);
+	if ((n = node_find_locked(id)) != NULL) {
+		for (c = n->checks; c != NULL; c = next) {
+			next = c->next;
+			free(c->name);
+			free(c);
+		}
+		n->checks = NULL;
+		n->status = t.status;
+		n->since_ms = t.since_ms;
+		for (size_t i = 0; i < t.n; i++)
+			load_check(NULL, &t.checks[i]);
+		n->loading = 0;
+		n->due_ms = plat_now_ms();
+		pthread_cond_broadcast(&F.cv);
+	}
+	pthread_mutex_unlock(&F.mu);
+	if (code != PLAT_OK)
+		log_warn("monitor: taking a node over without its last state",
+		    "node", id, "error", err);
+	else
+		log_info("monitor: node taken over", "node", id, "status",
+		    mon_status_name(t.status));
+	taken_free(&t);
+}
+
+/* After the monitors changed: the nodes this replica has just come to
+ * own are held back (not probed, judged or answered for) until their
+ * last owner's rows are read; those it no longer owns it leaves. */
+static void
+owners_changed_locked(void)
+{
+	for (struct mnode *n = F.nodes; n != NULL; n = n->next) {
+		int o = owned_locked(n);
+
+		if (o && !n->owned)
+			n->loading = 1;
+		n->owned = o;
+	}
+}
+
+/* The nodes waiting for their rows (a monitor left). */
+static void
+take_over(void)
+{
+	char **ids = NULL;
+	size_t k = 0, cap = 0;
+
+	pthread_mutex_lock(&F.mu);
+	for (struct mnode *n = F.nodes; n != NULL; n = n->next)
+		if (n->loading) {
+			if (k == cap)
+				ids = xrealloc(ids, (cap = cap * 2 + 8) *
+				    sizeof(*ids));
+			ids[k++] = xstrdup(n->id);
+		}
+	pthread_mutex_unlock(&F.mu);
+	for (size_t i = 0; i < k; i++) {
+		take_over_one(ids[i]);
+		free(ids[i]);
+	}
+	free(ids);
 }
 
 static void
 sweep(void *arg)
 {
 	(void)arg;
+	take_over();
 	pthread_mutex_lock(&F.mu);
 	expire_locked(plat_wall_ms());
 	pthread_mutex_unlock(&F.mu);
@@ -715,7 +898,7 @@ scraper_main(void *arg)
 		int rc;
 
 		for (struct mnode *n = F.nodes; n != NULL; n = n->next)
-			if (n->metrics != NULL && owned_locked(n) &&
+			if (n->metrics != NULL && n->owned &&
 			    now - n->scraped_ms >= F.o.scrape_interval_ms &&
 			    (pick == NULL || n->scraped_ms < pick->scraped_ms))
 				pick = n;
@@ -791,7 +974,7 @@ gauge_nodes(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&F.mu);
 	for (struct mnode *m = F.nodes; m != NULL; m = m->next)
-		n += m->address != NULL && owned_locked(m);
+		n += m->address != NULL && m->owned;
 	pthread_mutex_unlock(&F.mu);
 	return (double)n;
 }
@@ -913,13 +1096,68 @@ fleet_free(void)
 
 /* ---- the handlers' work ---- */
 
+/* The owner's address when another replica owns node_id, else NULL. */
+static char *
+owner_address_locked(const char *node_id)
+{
+	const char *owner = owner_locked(node_id);
+	struct mnode *m;
+
+	if (strcmp(owner, F.self) == 0 ||
+	    (m = node_find_locked(owner)) == NULL || m->address == NULL)
+		return NULL;
+	return xstrdup(m->address);
+}
+
+/* A report another replica took, handed to the owner as it came. */
+static int
+forward_report(plat_ctx *ctx, const char *addr,
+    const Platform__Monitor__V1__ReportCheckRequest *r)
+{
+	static const char *const md[] = { MD_FORWARDED, "1", NULL };
+	ProtobufCMessage *resp = NULL;
+	char err[256];
+	int code;
+
+	code = plat_client_call_addr(F.client, addr, M_REPORT, &r->base,
+	    &platform__monitor__v1__report_check_response__descriptor, &resp,
+	    &(struct plat_call_opts){ .deadline_ms = PEER_CALL_MS,
+	    .metadata = md }, err, sizeof(err));
+	if (resp != NULL)
+		protobuf_c_message_free_unpacked(resp, NULL);
+	if (code == PLAT_OK)
+		return PLAT_OK;
+	if (code == PLAT_INVALID_ARGUMENT || code == PLAT_FAILED_PRECONDITION)
+		return plat_error(ctx, code, "%s", err);
+	return plat_error(ctx, PLAT_UNAVAILABLE, "the monitor-srv that owns "
+	    "node \"%s\" (%s) did not take the report: %s: %s", r->node_id,
+	    addr, plat_status_name(code), err);
+}
+
 int
 fleet_report(plat_ctx *ctx, const Platform__Monitor__V1__ReportCheckRequest *r)
 {
 	struct mnode *n;
 	struct mcheck *c;
+	struct pending_check *pending;
+	char *owner, err[256];
+	int code;
 
 	pthread_mutex_lock(&F.mu);
+	if (!F.synced) {
+		pthread_mutex_unlock(&F.mu);
+		return plat_error(ctx, PLAT_UNAVAILABLE, "monitor-srv is "
+		    "starting (the fleet is not known yet): report again");
+	}
+	/* Taken by the one that owns the node; one forwarded here is ours
+	 * even if our views of the monitors differ for a moment. */
+	if (plat_ctx_metadata(ctx, MD_FORWARDED) == NULL &&
+	    (owner = owner_address_locked(r->node_id)) != NULL) {
+		pthread_mutex_unlock(&F.mu);
+		code = forward_report(ctx, owner, r);
+		free(owner);
+		return code;
+	}
 	n = node_get_locked(r->node_id, r->service);
 	if (strcmp(n->service, r->service) != 0) {
 		pthread_mutex_unlock(&F.mu);
@@ -928,17 +1166,76 @@ fleet_report(plat_ctx *ctx, const Platform__Monitor__V1__ReportCheckRequest *r)
 		    r->node_id, n->service, r->service);
 	}
 	c = check_get_locked(n, r->name, 1);
-	if (!c->pushed) {
-		pthread_mutex_unlock(&F.mu);
-		return plat_error(ctx, PLAT_INVALID_ARGUMENT, "name: \"%s\" is "
-		    "the monitor's own probe", r->name);
-	}
 	c->ttl_ms = r->ttl_ms;
 	c->expires_ms = plat_wall_ms() + r->ttl_ms;
-	c->dirty = 1;
 	check_result_locked(n, c, (int)r->status, r->output);
+	pending = xcalloc(1, sizeof(*pending));
+	pending_of(n, c, pending);
+	c->dirty = 0;
 	pthread_mutex_unlock(&F.mu);
-	return PLAT_OK;
+	/* Stored before the answer, so the report outlives this replica
+	 * (a take-over reads it). A database away still leaves the check
+	 * judged here: the sweeper writes it once it is back. */
+	code = put_pending(pending, plat_ctx_deadline_left_ms(ctx), err,
+	    sizeof(err));
+	free(pending);
+	if (code == PLAT_OK)
+		return PLAT_OK;
+	pthread_mutex_lock(&F.mu);
+	if ((n = node_find_locked(r->node_id)) != NULL)
+		check_get_locked(n, r->name, 1)->dirty = 1;
+	pthread_mutex_unlock(&F.mu);
+	return plat_error(ctx, code, "judged, but not stored: %s", err);
+}
+
+/* ---- answers for the whole fleet: this replica's and the others' ---- */
+
+struct peer_answers {
+	ProtobufCMessage *resp[MONITORS_MAX];
+	size_t n;
+};
+
+/* Asks every other live monitor-srv for its own part (req has local
+ * set). One that does not answer is left out, and logged. */
+static void
+ask_peers(const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *desc, struct peer_answers *pa)
+{
+	char *addrs[MONITORS_MAX], err[256];
+	size_t k = 0;
+
+	pa->n = 0;
+	pthread_mutex_lock(&F.mu);
+	for (struct mnode *m = F.nodes; m != NULL && k < MONITORS_MAX;
+	    m = m->next)
+		if (m->address != NULL &&
+		    strcmp(m->service, MONITOR_SERVICE) == 0 &&
+		    strcmp(m->id, F.self) != 0)
+			addrs[k++] = xstrdup(m->address);
+	pthread_mutex_unlock(&F.mu);
+	for (size_t i = 0; i < k; i++) {
+		ProtobufCMessage *resp = NULL;
+		int code = plat_client_call_addr(F.client, addrs[i], method,
+		    req, desc, &resp, &(struct plat_call_opts){
+		    .deadline_ms = PEER_CALL_MS, .idempotent = 1 }, err,
+		    sizeof(err));
+
+		if (code == PLAT_OK && resp != NULL)
+			pa->resp[pa->n++] = resp;
+		else
+			log_warn("monitor: a replica's part left out", "replica",
+			    addrs[i], "code", plat_status_name(code), "error",
+			    err);
+		free(addrs[i]);
+	}
+}
+
+static void
+peer_answers_free(struct peer_answers *pa)
+{
+	for (size_t i = 0; i < pa->n; i++)
+		protobuf_c_message_free_unpacked(pa->resp[i], NULL);
+	pa->n = 0;
 }
 
 static int
@@ -950,68 +1247,116 @@ respond(plat_ctx *ctx, const ProtobufCMessage *m)
 	return PLAT_OK;
 }
 
-/* The nodes a replica answers for: those it owns, and those it knows
- * only from their reports (not registered). */
+/* The nodes a replica answers for: those it owns (registered or known
+ * only from their reports). */
 static int
 answers_for_locked(const struct mnode *n)
 {
-	return n->status != MON_UNSPECIFIED &&
-	    (n->address == NULL || owned_locked(n));
+	return n->status != MON_UNSPECIFIED && !n->loading && n->owned;
+}
+
+/* The service's entry in svcs (made with room for cap nodes). */
+static Platform__Monitor__V1__ServiceStatus *
+service_entry(struct arena *a, Platform__Monitor__V1__ServiceStatus **svcs,
+    size_t *ns, const char *name, size_t cap)
+{
+	Platform__Monitor__V1__ServiceStatus *s;
+
+	for (size_t i = 0; i < *ns; i++)
+		if (strcmp(svcs[i]->service, name) == 0)
+			return svcs[i];
+	s = arena_calloc(a, sizeof(*s));
+	platform__monitor__v1__service_status__init(s);
+	s->service = (char *)name;
+	s->nodes = arena_calloc(a, (cap + 1) * sizeof(*s->nodes));
+	svcs[(*ns)++] = s;
+	return s;
+}
+
+static void
+service_add(Platform__Monitor__V1__ServiceStatus *s, PbNode *n)
+{
+	s->nodes[s->n_nodes++] = n;
+	s->status = (Platform__Monitor__V1__CheckStatus)mon_worst(
+	    (int)s->status, (int)n->status);
 }
 
 int
-fleet_get_status(plat_ctx *ctx, const char *service)
+fleet_get_status(plat_ctx *ctx, const char *service, int local)
 {
 	Platform__Monitor__V1__GetStatusResponse out =
 	    PLATFORM__MONITOR__V1__GET_STATUS_RESPONSE__INIT;
+	Platform__Monitor__V1__GetStatusRequest q =
+	    PLATFORM__MONITOR__V1__GET_STATUS_REQUEST__INIT;
 	Platform__Monitor__V1__ServiceStatus **svcs;
+	struct peer_answers pa = { .n = 0 };
 	struct arena a;
 	size_t nn = 0, ns = 0;
 	int code;
 
+	q.service = (char *)service;
+	q.local = 1;
+	if (!local)
+		ask_peers(M_GET_STATUS, &q.base,
+		    &platform__monitor__v1__get_status_response__descriptor,
+		    &pa);
+	for (size_t i = 0; i < pa.n; i++) {
+		Platform__Monitor__V1__GetStatusResponse *r = (void *)pa.resp[i];
+
+		for (size_t j = 0; j < r->n_services; j++)
+			nn += r->services[j]->n_nodes;
+	}
 	arena_init(&a);
 	pthread_mutex_lock(&F.mu);
 	for (struct mnode *n = F.nodes; n != NULL; n = n->next)
 		nn++;
 	svcs = arena_calloc(&a, (nn + 1) * sizeof(*svcs));
-	for (struct mnode *n = F.nodes; n != NULL; n = n->next) {
-		Platform__Monitor__V1__ServiceStatus *s = NULL;
+	for (struct mnode *n = F.nodes; n != NULL; n = n->next)
+		if (answers_for_locked(n) && (service[0] == '\0' ||
+		    strcmp(service, n->service) == 0))
+			service_add(service_entry(&a, svcs, &ns, n->service,
+			    nn), node_msg(&a, n));
+	for (size_t i = 0; i < pa.n; i++) {
+		Platform__Monitor__V1__GetStatusResponse *r = (void *)pa.resp[i];
 
-		if (!answers_for_locked(n) ||
-		    (service[0] != '\0' && strcmp(service, n->service) != 0))
-			continue;
-		for (size_t i = 0; i < ns; i++)
-			if (strcmp(svcs[i]->service, n->service) == 0)
-				s = svcs[i];
-		if (s == NULL) {
-			s = arena_calloc(&a, sizeof(*s));
-			platform__monitor__v1__service_status__init(s);
-			s->service = n->service;
-			s->nodes = arena_calloc(&a, (nn + 1) *
-			    sizeof(*s->nodes));
-			svcs[ns++] = s;
-		}
-		s->nodes[s->n_nodes++] = node_msg(&a, n);
-		s->status = (Platform__Monitor__V1__CheckStatus)mon_worst(
-		    (int)s->status, n->status);
+		for (size_t j = 0; j < r->n_services; j++)
+			for (size_t k = 0; k < r->services[j]->n_nodes; k++)
+				service_add(service_entry(&a, svcs, &ns,
+				    r->services[j]->service, nn),
+				    r->services[j]->nodes[k]);
 	}
 	out.services = svcs;
 	out.n_services = ns;
 	code = respond(ctx, &out.base);
 	pthread_mutex_unlock(&F.mu);
 	arena_reset(&a);
+	peer_answers_free(&pa);
 	return code;
 }
 
 int
-fleet_list_checks(plat_ctx *ctx, const char *service, const char *node)
+fleet_list_checks(plat_ctx *ctx, const char *service, const char *node,
+    int local)
 {
 	Platform__Monitor__V1__ListChecksResponse out =
 	    PLATFORM__MONITOR__V1__LIST_CHECKS_RESPONSE__INIT;
+	Platform__Monitor__V1__ListChecksRequest q =
+	    PLATFORM__MONITOR__V1__LIST_CHECKS_REQUEST__INIT;
+	struct peer_answers pa = { .n = 0 };
 	struct arena a;
 	size_t k = 0;
 	int code;
 
+	q.service = (char *)service;
+	q.node_id = (char *)node;
+	q.local = 1;
+	if (!local)
+		ask_peers(M_LIST_CHECKS, &q.base,
+		    &platform__monitor__v1__list_checks_response__descriptor,
+		    &pa);
+	for (size_t i = 0; i < pa.n; i++)
+		k += ((Platform__Monitor__V1__ListChecksResponse *)
+		    pa.resp[i])->n_checks;
 	arena_init(&a);
 	pthread_mutex_lock(&F.mu);
 	for (struct mnode *n = F.nodes; n != NULL; n = n->next)
@@ -1027,9 +1372,16 @@ fleet_list_checks(plat_ctx *ctx, const char *service, const char *node)
 				out.checks[out.n_checks++] = check_msg(&a, n,
 				    c);
 	}
+	for (size_t i = 0; i < pa.n; i++) {
+		Platform__Monitor__V1__ListChecksResponse *r = (void *)pa.resp[i];
+
+		for (size_t j = 0; j < r->n_checks; j++)
+			out.checks[out.n_checks++] = r->checks[j];
+	}
 	code = respond(ctx, &out.base);
 	pthread_mutex_unlock(&F.mu);
 	arena_reset(&a);
+	peer_answers_free(&pa);
 	return code;
 }
 
@@ -1187,14 +1539,26 @@ service_stats(struct arena *a, Platform__Monitor__V1__StatsResponse *out)
 }
 
 int
-fleet_stats(plat_ctx *ctx, const char *service, const char *node)
+fleet_stats(plat_ctx *ctx, const char *service, const char *node, int local)
 {
 	Platform__Monitor__V1__StatsResponse out =
 	    PLATFORM__MONITOR__V1__STATS_RESPONSE__INIT;
+	Platform__Monitor__V1__StatsRequest q =
+	    PLATFORM__MONITOR__V1__STATS_REQUEST__INIT;
+	struct peer_answers pa = { .n = 0 };
 	struct arena a;
 	size_t k = 0;
 	int code;
 
+	q.service = (char *)service;
+	q.node_id = (char *)node;
+	q.local = 1;
+	if (!local)
+		ask_peers(M_STATS, &q.base,
+		    &platform__monitor__v1__stats_response__descriptor, &pa);
+	for (size_t i = 0; i < pa.n; i++)
+		k += ((Platform__Monitor__V1__StatsResponse *)
+		    pa.resp[i])->n_nodes;
 	arena_init(&a);
 	pthread_mutex_lock(&F.mu);
 	for (struct mnode *n = F.nodes; n != NULL; n = n->next)
@@ -1203,7 +1567,7 @@ fleet_stats(plat_ctx *ctx, const char *service, const char *node)
 	for (struct mnode *n = F.nodes; n != NULL; n = n->next) {
 		Platform__Monitor__V1__NodeStats *s;
 
-		if (n->metrics == NULL || !owned_locked(n) ||
+		if (n->metrics == NULL || !n->owned ||
 		    (service[0] != '\0' && strcmp(service, n->service) != 0) ||
 		    (node[0] != '\0' && strcmp(node, n->id) != 0))
 			continue;
@@ -1223,9 +1587,16 @@ fleet_stats(plat_ctx *ctx, const char *service, const char *node)
 		s->error = n->scrape_err;
 		out.nodes[out.n_nodes++] = s;
 	}
+	for (size_t i = 0; i < pa.n; i++) {
+		Platform__Monitor__V1__StatsResponse *r = (void *)pa.resp[i];
+
+		for (size_t j = 0; j < r->n_nodes; j++)
+			out.nodes[out.n_nodes++] = r->nodes[j];
+	}
 	service_stats(&a, &out);
 	code = respond(ctx, &out.base);
 	pthread_mutex_unlock(&F.mu);
 	arena_reset(&a);
+	peer_answers_free(&pa);
 	return code;
 }

@@ -40,12 +40,15 @@ void fleet_free(void);
  * (plat_respond_now) or returns a status. */
 int fleet_report(plat_ctx *ctx,
     const Platform__Monitor__V1__ReportCheckRequest *r);
-int fleet_get_status(plat_ctx *ctx, const char *service);
-int fleet_list_checks(plat_ctx *ctx, const char *service, const char *node);
+/* Without local, the other replicas' parts too (see the proto). */
+int fleet_get_status(plat_ctx *ctx, const char *service, int local);
+int fleet_list_checks(plat_ctx *ctx, const char *service, const char *node,
+    int local);
 int fleet_watch(plat_ctx *ctx, const char *service, plat_stream *st);
 int fleet_set_settings(plat_ctx *ctx,
     const Platform__Monitor__V1__ServiceSettings *s);
 int fleet_get_settings(plat_ctx *ctx, const char *service);
-int fleet_stats(plat_ctx *ctx, const char *service, const char *node);
+int fleet_stats(plat_ctx *ctx, const char *service, const char *node,
+    int local);
 
 #endif

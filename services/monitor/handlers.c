@@ -106,7 +106,7 @@ monitor_get_status(plat_ctx *ctx, const ProtobufCMessage *req,
 
 	(void)resp;
 	CHECK(check_id(ctx, "service", r->service, 0));
-	return fleet_get_status(ctx, r->service);
+	return fleet_get_status(ctx, r->service, r->local);
 }
 
 static int
@@ -118,7 +118,7 @@ monitor_list_checks(plat_ctx *ctx, const ProtobufCMessage *req,
 	(void)resp;
 	CHECK(check_id(ctx, "service", r->service, 0));
 	CHECK(check_id(ctx, "node_id", r->node_id, 0));
-	return fleet_list_checks(ctx, r->service, r->node_id);
+	return fleet_list_checks(ctx, r->service, r->node_id, r->local);
 }
 
 static int
@@ -175,7 +175,7 @@ monitor_stats(plat_ctx *ctx, const ProtobufCMessage *req,
 	(void)resp;
 	CHECK(check_id(ctx, "service", r->service, 0));
 	CHECK(check_id(ctx, "node_id", r->node_id, 0));
-	return fleet_stats(ctx, r->service, r->node_id);
+	return fleet_stats(ctx, r->service, r->node_id, r->local);
 }
 
 /* ---- settings ---- */

@@ -110,18 +110,23 @@ num(PGresult *r, int row, int col)
 	return strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
-enum plat_code
-store_load(struct pg_store *s, const struct store_loader *l,
-    int64_t timeout_ms, char *err, size_t errlen)
+/* The checks and node rows of one node (node_id) or of all (NULL). */
+static enum plat_code
+load(struct pg_store *s, const char *node_id, const struct store_loader *l,
+    int64_t deadline, char *err, size_t errlen)
 {
-	int64_t deadline = pg_deadline(timeout_ms);
+	const char *const one[] = { node_id };
 	PGresult *r;
 	enum plat_code code;
 
-	code = pg_store_exec(s, "monitor_load_checks",
+	code = node_id == NULL ? pg_store_exec(s, "monitor_load_checks",
 	    "SELECT node_id, name, service, status, damped, output, ttl_ms,"
 	    " reported_ms, expires_ms FROM monitor_checks", 0, NULL,
-	    pg_left(deadline), &r, err, errlen);
+	    pg_left(deadline), &r, err, errlen) :
+	    pg_store_exec(s, "monitor_load_node_checks",
+	    "SELECT node_id, name, service, status, damped, output, ttl_ms,"
+	    " reported_ms, expires_ms FROM monitor_checks WHERE node_id = $1",
+	    1, one, pg_left(deadline), &r, err, errlen);
 	if (code != PLAT_OK)
 		return code;
 	for (int i = 0; i < PQntuples(r); i++)
@@ -133,9 +138,12 @@ store_load(struct pg_store *s, const struct store_loader *l,
 		    .output = PQgetvalue(r, i, 5), .ttl_ms = num(r, i, 6),
 		    .reported_ms = num(r, i, 7), .expires_ms = num(r, i, 8) });
 	PQclear(r);
-	code = pg_store_exec(s, "monitor_load_nodes",
+	code = node_id == NULL ? pg_store_exec(s, "monitor_load_nodes",
 	    "SELECT node_id, service, status, since_ms FROM monitor_nodes",
-	    0, NULL, pg_left(deadline), &r, err, errlen);
+	    0, NULL, pg_left(deadline), &r, err, errlen) :
+	    pg_store_exec(s, "monitor_load_node",
+	    "SELECT node_id, service, status, since_ms FROM monitor_nodes"
+	    " WHERE node_id = $1", 1, one, pg_left(deadline), &r, err, errlen);
 	if (code != PLAT_OK)
 		return code;
 	for (int i = 0; i < PQntuples(r); i++)
@@ -144,6 +152,27 @@ store_load(struct pg_store *s, const struct store_loader *l,
 		    .service = PQgetvalue(r, i, 1),
 		    .status = (int)num(r, i, 2), .since_ms = num(r, i, 3) });
 	PQclear(r);
+	return PLAT_OK;
+}
+
+enum plat_code
+store_load_node(struct pg_store *s, const char *node_id,
+    const struct store_loader *l, int64_t timeout_ms, char *err,
+    size_t errlen)
+{
+	return load(s, node_id, l, pg_deadline(timeout_ms), err, errlen);
+}
+
+enum plat_code
+store_load(struct pg_store *s, const struct store_loader *l,
+    int64_t timeout_ms, char *err, size_t errlen)
+{
+	int64_t deadline = pg_deadline(timeout_ms);
+	PGresult *r;
+	enum plat_code code;
+
+	if ((code = load(s, NULL, l, deadline, err, errlen)) != PLAT_OK)
+		return code;
 	code = pg_store_exec(s, "monitor_load_settings",
 	    "SELECT service, interval_ms, timeout_ms FROM monitor_settings",
 	    0, NULL, pg_left(deadline), &r, err, errlen);

@@ -59,5 +59,9 @@ struct store_loader {
 };
 enum plat_code store_load(struct pg_store *s, const struct store_loader *l,
     int64_t timeout_ms, char *err, size_t errlen);
+/* The same for one node (a replica taking it over). */
+enum plat_code store_load_node(struct pg_store *s, const char *node_id,
+    const struct store_loader *l, int64_t timeout_ms, char *err,
+    size_t errlen);
 
 #endif

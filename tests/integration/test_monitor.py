@@ -395,5 +395,83 @@ class DatabaseOutageTest(MonitorCase):
                                      (CRITICAL, PASSING)])
 
 
+@unittest.skipUnless(ch.DATABASE, 'needs PLATFORM_TEST_DATABASE')
+class TwoMonitorsTest(MonitorCase):
+    """Two replicas split the nodes by rendezvous hashing, answer for the
+    whole fleet together, and one takes the other's nodes over, with their
+    state, when it dies."""
+
+    NODES = 24
+
+    def test_split_and_take_over(self):
+        disc = harness.Server(discovery='self', name='mon-2-discovery')
+        self.addCleanup(disc.stop_clean)
+        args = FAST + ['--register-ttl', '3']
+        m1 = mh.monitor_server(disc.address, name='monitor-a',
+                               extra_args=args)
+        self.addCleanup(m1.stop_clean)
+        m2 = mh.monitor_server(disc.address, name='monitor-b',
+                               extra_args=args)
+        self.addCleanup(m2.kill)
+        c1, c2 = mh.client_of(m1), mh.client_of(m2)
+        # Nodes to probe: registrations pointing at discovery-srv itself.
+        d = harness.protos().discovery
+        svc = mh.uniq('fake')
+        nodes = ['%s-n%d' % (svc, i) for i in range(self.NODES)]
+        disc.discovery_client().register(d.Service(
+            name=svc, nodes=[d.Node(id=n, address=disc.address)
+                             for n in nodes]), ttl_seconds=600)
+
+        def local(c):
+            r = c.call('GetStatus', service=svc, local=True)
+            return {n.node_id: n for s in r.services for n in s.nodes}
+
+        def split():
+            a, b = local(c1), local(c2)
+            return (a, b) if len(a) + len(b) == self.NODES else None
+        a, b = wait_for(split, what='every node probed once')
+        self.assertFalse(set(a) & set(b), 'a node probed by both')
+        self.assertTrue(a and b, 'one replica probes everything')
+        self.assertTrue(all(n.status == PASSING for n in
+                            list(a.values()) + list(b.values())))
+        self.assertEqual({n.monitor for n in a.values()}, {node_id_of(m1)})
+        # Either replica answers for the whole fleet.
+        for c in (c1, c2):
+            whole = c.call('GetStatus', service=svc).services
+            self.assertEqual(len(whole), 1)
+            self.assertEqual(sorted(n.node_id for n in whole[0].nodes),
+                             sorted(nodes))
+            self.assertEqual(whole[0].status, PASSING)
+        # A report to the replica that does not own the node reaches the
+        # one that does.
+        theirs = sorted(b)[0]
+        c1.report(theirs, svc, 'job', PASSING, 'fine', ttl_ms=600000)
+        self.assertEqual([x.name for x in c2.call(
+            'ListChecks', node_id=theirs, local=True).checks if x.pushed],
+            ['job'])
+        self.assertEqual([x.name for x in c1.call(
+            'ListChecks', node_id=theirs, local=True).checks], [])
+
+        w = c1.watch(svc)
+        self.addCleanup(w.close)
+        self.assertTrue(w.caught_up.wait(harness.TIMEOUT))
+        os.kill(m2.proc.pid, signal.SIGKILL)
+        m2.proc.wait()
+        # Within its registration TTL the survivor probes them all ...
+        wait_for(lambda: len(local(c1)) == self.NODES, timeout=30,
+                 what='the survivor owning every node')
+        mine = local(c1)
+        self.assertTrue(all(n.monitor == node_id_of(m1)
+                            for n in mine.values()))
+        # ... with the state the other left: the pushed check is there,
+        # and no node changed status on the way.
+        job = c1.check(theirs, 'job')
+        self.assertEqual((job.status, job.output), (PASSING, 'fine'))
+        wait_for(lambda: all('health' in {x.name for x in n.checks}
+                             for n in local(c1).values()),
+                 what='every node probed by the survivor')
+        self.assertEqual([ch_ for ch_ in w.changes if not ch_[3]], [])
+
+
 if __name__ == '__main__':
     harness.run_tests()
