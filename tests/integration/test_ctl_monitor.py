@@ -74,16 +74,16 @@ class CtlMonitorTest(unittest.TestCase):
                          [svc, nid, 'critical', 'disk:critical',
                           'queue:passing'])
 
-    def test_colour_on_a_terminal_only(self):
-        svc = mh.uniq('ttysvc')
-        self.c.report(mh.uniq('tty'), svc, 'disk', CRITICAL, ttl_ms=600000)
+    def status_on_a_tty(self, svc, no_color):
+        """`platformctl status SVC` with its stdout on a pseudo-terminal:
+        what it wrote there."""
         master, slave = pty.openpty()
         try:
             p = subprocess.run(
                 [harness.PLATFORMCTL_BIN, '--discovery', self.disc.address,
                  'status', svc], stdout=slave, stderr=subprocess.PIPE,
-                timeout=harness.TIMEOUT, env=harness.child_env(
-                    {'NO_COLOR': ''}))
+                timeout=harness.TIMEOUT,
+                env=harness.child_env({'NO_COLOR': no_color}))
             os.close(slave)
             slave = None
             self.assertEqual(p.returncode, 0, p.stderr)
@@ -91,32 +91,24 @@ class CtlMonitorTest(unittest.TestCase):
             while True:
                 try:
                     chunk = os.read(master, 65536)
-                except OSError:
+                except OSError:     # EIO: the writer is gone
                     break
                 if not chunk:
                     break
                 out += chunk
+            return out
         finally:
             if slave is not None:
                 os.close(slave)
             os.close(master)
-        self.assertIn(b'\033[31mcritical\033[0m', out)
+
+    def test_colour_on_a_terminal_only(self):
+        svc = mh.uniq('ttysvc')
+        self.c.report(mh.uniq('tty'), svc, 'disk', CRITICAL, ttl_ms=600000)
+        self.assertIn(b'\033[31mcritical\033[0m',
+                      self.status_on_a_tty(svc, ''))
         # NO_COLOR turns it off even there.
-        master, slave = pty.openpty()
-        try:
-            p = subprocess.run(
-                [harness.PLATFORMCTL_BIN, '--discovery', self.disc.address,
-                 'status', svc], stdout=slave, stderr=subprocess.PIPE,
-                timeout=harness.TIMEOUT,
-                env=harness.child_env({'NO_COLOR': '1'}))
-            os.close(slave)
-            slave = None
-            out = os.read(master, 65536)
-        finally:
-            if slave is not None:
-                os.close(slave)
-            os.close(master)
-        self.assertEqual(p.returncode, 0, p.stderr)
+        out = self.status_on_a_tty(svc, '1')
         self.assertIn(b'critical', out)
         self.assertNotIn(b'\033[', out)
 
