@@ -317,6 +317,13 @@ static const struct bootstrap_rule {
 	{ "bootstrap-kv-replicate", "platform.kv.v1.KV", "Replicate",
 	  "kv.peer", RULE_SERVICE, 0,
 	  "kv-srv nodes (scope kv.peer) copy entries to each other" },
+	{ "bootstrap-monitor-report", "platform.monitor.v1.Monitor",
+	  "ReportCheck", "", RULE_SERVICE, 0,
+	  "every service account reports its own checks" },
+	{ "bootstrap-monitor-peers", "platform.monitor.v1.Monitor", "*",
+	  "monitor.peer", RULE_SERVICE, 0,
+	  "monitor-srv replicas (scope monitor.peer) ask each other for "
+	  "their part of the fleet" },
 };
 #define BOOTSTRAP_NRULES \
 	(sizeof(bootstrap_rules) / sizeof(bootstrap_rules[0]))
