@@ -47,7 +47,7 @@ enum plat_code
 store_put_check(struct pg_store *s, const struct store_check *c,
     int64_t timeout_ms, char *err, size_t errlen)
 {
-	char st[8], dm[8], ttl[24], rep[24], exp[24];
+	char st[24], dm[24], ttl[24], rep[24], exp[24];
 
 	return pg_store_exec(s, "monitor_put_check",
 	    "INSERT INTO monitor_checks (node_id, name, service, status,"
@@ -68,7 +68,7 @@ enum plat_code
 store_put_node(struct pg_store *s, const struct store_node *n,
     int64_t timeout_ms, char *err, size_t errlen)
 {
-	char st[8], since[24];
+	char st[24], since[24];
 
 	return pg_store_exec(s, "monitor_put_node",
 	    "INSERT INTO monitor_nodes (node_id, service, status, since_ms)"
