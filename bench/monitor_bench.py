@@ -10,7 +10,8 @@ BENCH_INTERVAL_MS (1000). Over BENCH_SECONDS (10) the bench reads, from
 same run, the CPU time the target used answering the same probes (the
 other half of every probe); and monitor-srv's probes per second (its
 monitor_probes_total) and resident memory. The same with no node
-registered gives monitor-srv's idle cost. Prints a table; with --readme
+registered (the fleet alone: the discovery-srv and monitor-srv itself;
+the target registers with itself) gives monitor-srv's idle cost. Prints a table; with --readme
 writes it between the bench:monitor markers of bench/README.md.
 
 usage: bench/monitor_bench.py [--readme]
@@ -158,11 +159,11 @@ def report(idle, busy):
            '| Nodes | probes/s | monitor-srv CPU | per 1000 probes | '
            'target CPU (anchor: answering them) | monitor-srv RSS |',
            '|---:|---:|---:|---:|---:|---:|']
-    for n, m in ((0, idle), (NODES, busy)):
+    for n, m in (('the fleet alone (2)', idle), (NODES + 2, busy)):
         # CPU-seconds per 1000 probes: cores busy / probes per second.
         per = '%.3f CPU-s' % (m['mon_cpu'] / 100 / m['rate'] * 1000) \
             if m['rate'] > 0 else '-'
-        out.append('| %d | %.0f | %.1f%% | %s | %.1f%% | %.1f MiB |' % (
+        out.append('| %s | %.0f | %.1f%% | %s | %.1f%% | %.1f MiB |' % (
             n, m['rate'], m['mon_cpu'], per, m['target_cpu'], m['rss']))
     return '\n'.join(out)
 
