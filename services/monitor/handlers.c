@@ -12,6 +12,7 @@
 #include "fleet.h"
 #include "judge.h"
 #include "monitor.h"
+#include "platform/checks.h"
 #include "platform/log.h"
 #include "platform/pg.h"
 #include "platform/monitor/v1/monitor.pb-c.h"
@@ -281,6 +282,9 @@ monitor_init(plat_server *srv, const struct plat_settings *s)
 		fleet_free();
 		goto fail;
 	}
+	/* Its own database, reported like any server's (to itself or a
+	 * peer): a monitor that cannot store says so where it is seen. */
+	(void)plat_check_declare_database(srv, store);
 	return 0;
 fail:
 	pg_store_free(store);
