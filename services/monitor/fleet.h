@@ -9,9 +9,11 @@
  * when their TTL passes. Each check's status is damped (N consecutive
  * results); a node's status is the worst of its checks', a service's the
  * worst of its nodes'. Every change of a node's status is a platform
- * event and a WatchStatus message. Pushed checks, node statuses and the
- * per-service settings are written behind to PostgreSQL (store.h) and
- * read back at start.
+ * event and a WatchStatus message. Pushed checks are stored before their
+ * report is answered, a node's new status before its next probe, the
+ * per-service settings before they are answered (store.h); what failed
+ * to be stored is written again by the sweeper. All is read back at
+ * start, and a node's rows when a replica takes it over.
  */
 #ifndef MONITOR_FLEET_H
 #define MONITOR_FLEET_H
