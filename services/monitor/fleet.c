@@ -1230,6 +1230,39 @@ ask_peers(const char *method, const ProtobufCMessage *req,
 	}
 }
 
+/* The repeated field items of answer m: its elements, their number in
+ * *n (through the descriptor, so one merge serves every answer). */
+static void **
+items_of(const ProtobufCMessage *m, const char *items, size_t *n)
+{
+	const ProtobufCFieldDescriptor *f =
+	    protobuf_c_message_descriptor_get_field_by_name(m->descriptor,
+	    items);
+
+	*n = *(const size_t *)((const char *)m + f->quantifier_offset);
+	return *(void ***)((char *)m + f->offset);
+}
+
+/* Unless local, the other replicas' answers to method (req has local
+ * set) in pa; the number of their items, for the room to merge them. */
+static size_t
+peers_fetch(int local, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *desc, const char *items,
+    struct peer_answers *pa)
+{
+	size_t k = 0, n;
+
+	pa->n = 0;
+	if (local)
+		return 0;
+	ask_peers(method, req, desc, pa);
+	for (size_t i = 0; i < pa->n; i++) {
+		(void)items_of(pa->resp[i], items, &n);
+		k += n;
+	}
+	return k;
+}
+
 static void
 peer_answers_free(struct peer_answers *pa)
 {
@@ -1296,10 +1329,9 @@ fleet_get_status(plat_ctx *ctx, const char *service, int local)
 
 	q.service = (char *)service;
 	q.local = 1;
-	if (!local)
-		ask_peers(M_GET_STATUS, &q.base,
-		    &platform__monitor__v1__get_status_response__descriptor,
-		    &pa);
+	(void)peers_fetch(local, M_GET_STATUS, &q.base,
+	    &platform__monitor__v1__get_status_response__descriptor,
+	    "services", &pa);
 	for (size_t i = 0; i < pa.n; i++) {
 		Platform__Monitor__V1__GetStatusResponse *r = (void *)pa.resp[i];
 
@@ -1350,13 +1382,9 @@ fleet_list_checks(plat_ctx *ctx, const char *service, const char *node,
 	q.service = (char *)service;
 	q.node_id = (char *)node;
 	q.local = 1;
-	if (!local)
-		ask_peers(M_LIST_CHECKS, &q.base,
-		    &platform__monitor__v1__list_checks_response__descriptor,
-		    &pa);
-	for (size_t i = 0; i < pa.n; i++)
-		k += ((Platform__Monitor__V1__ListChecksResponse *)
-		    pa.resp[i])->n_checks;
+	k = peers_fetch(local, M_LIST_CHECKS, &q.base,
+	    &platform__monitor__v1__list_checks_response__descriptor, "checks",
+	    &pa);
 	arena_init(&a);
 	pthread_mutex_lock(&F.mu);
 	for (struct mnode *n = F.nodes; n != NULL; n = n->next)
@@ -1373,10 +1401,11 @@ fleet_list_checks(plat_ctx *ctx, const char *service, const char *node,
 				    c);
 	}
 	for (size_t i = 0; i < pa.n; i++) {
-		Platform__Monitor__V1__ListChecksResponse *r = (void *)pa.resp[i];
+		size_t n;
+		void **v = items_of(pa.resp[i], "checks", &n);
 
-		for (size_t j = 0; j < r->n_checks; j++)
-			out.checks[out.n_checks++] = r->checks[j];
+		for (size_t j = 0; j < n; j++)
+			out.checks[out.n_checks++] = v[j];
 	}
 	code = respond(ctx, &out.base);
 	pthread_mutex_unlock(&F.mu);
@@ -1553,12 +1582,8 @@ fleet_stats(plat_ctx *ctx, const char *service, const char *node, int local)
 	q.service = (char *)service;
 	q.node_id = (char *)node;
 	q.local = 1;
-	if (!local)
-		ask_peers(M_STATS, &q.base,
-		    &platform__monitor__v1__stats_response__descriptor, &pa);
-	for (size_t i = 0; i < pa.n; i++)
-		k += ((Platform__Monitor__V1__StatsResponse *)
-		    pa.resp[i])->n_nodes;
+	k = peers_fetch(local, M_STATS, &q.base,
+	    &platform__monitor__v1__stats_response__descriptor, "nodes", &pa);
 	arena_init(&a);
 	pthread_mutex_lock(&F.mu);
 	for (struct mnode *n = F.nodes; n != NULL; n = n->next)
@@ -1588,10 +1613,11 @@ fleet_stats(plat_ctx *ctx, const char *service, const char *node, int local)
 		out.nodes[out.n_nodes++] = s;
 	}
 	for (size_t i = 0; i < pa.n; i++) {
-		Platform__Monitor__V1__StatsResponse *r = (void *)pa.resp[i];
+		size_t n;
+		void **v = items_of(pa.resp[i], "nodes", &n);
 
-		for (size_t j = 0; j < r->n_nodes; j++)
-			out.nodes[out.n_nodes++] = r->nodes[j];
+		for (size_t j = 0; j < n; j++)
+			out.nodes[out.n_nodes++] = v[j];
 	}
 	service_stats(&a, &out);
 	code = respond(ctx, &out.base);
