@@ -119,6 +119,7 @@ static struct {
 	struct deleted *deleted;        /* node rows to delete behind */
 	unsigned gen;                   /* the watch's current snapshot */
 	int synced;                     /* the monitors are known */
+	int loaded;                     /* the store's state read */
 	plat_discovery_watch *watch;
 	pthread_t probers[PROBERS_MAX];
 	int nprobers;
@@ -191,6 +192,17 @@ check_get_locked(struct mnode *n, const char *name, int pushed)
 	return c;
 }
 
+/* Whether n has a check of that name. */
+static int
+node_check_known(const struct mnode *n, const char *name)
+{
+	for (const struct mcheck *c = n->checks; c != NULL; c = c->next)
+		if (strcmp(c->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* The service's settings, or the defaults (service NULL). */
 static const struct msettings *
 settings_of_locked(const char *service)
 {
@@ -744,24 +756,30 @@ write_behind(void)
 	free(pn);
 }
 
-/* A node's rows, read for a take-over outside the lock. */
-struct taken {
+/* Rows read from the store outside the lock, applied under it. */
+struct rows {
 	struct store_check *checks;
-	size_t n, cap;
-	int status;
-	int64_t since_ms;
+	size_t nchecks, capc;
+	struct store_node *nodes;
+	size_t nnodes, capn;
+	struct store_settings *settings;
+	size_t nsettings, caps;
 };
 
+#define GROW(arr, n, cap) do {                                          \
+	if ((n) == (cap))                                               \
+		(arr) = xrealloc((arr), ((cap) = (cap) * 2 + 8) *       \
+		    sizeof(*(arr)));                                    \
+} while (0)
+
 static void
-taken_check(void *arg, const struct store_check *c)
+rows_check(void *arg, const struct store_check *c)
 {
-	struct taken *t = arg;
+	struct rows *r = arg;
 	struct store_check *k;
 
-	if (t->n == t->cap)
-		t->checks = xrealloc(t->checks, (t->cap = t->cap * 2 + 4) *
-		    sizeof(*t->checks));
-	k = &t->checks[t->n++];
+	GROW(r->checks, r->nchecks, r->capc);
+	k = &r->checks[r->nchecks++];
 	*k = *c;
 	k->node_id = xstrdup(c->node_id);
 	k->service = xstrdup(c->service);
@@ -770,41 +788,107 @@ taken_check(void *arg, const struct store_check *c)
 }
 
 static void
-taken_node(void *arg, const struct store_node *n)
+rows_node(void *arg, const struct store_node *n)
 {
-	struct taken *t = arg;
+	struct rows *r = arg;
 
-	t->status = n->status;
-	t->since_ms = n->since_ms;
+	GROW(r->nodes, r->nnodes, r->capn);
+	r->nodes[r->nnodes] = *n;
+	r->nodes[r->nnodes].node_id = xstrdup(n->node_id);
+	r->nodes[r->nnodes++].service = xstrdup(n->service);
 }
 
 static void
-taken_free(struct taken *t)
+rows_settings(void *arg, const struct store_settings *st)
 {
-	for (size_t i = 0; i < t->n; i++) {
-		free((char *)t->checks[i].node_id);
-		free((char *)t->checks[i].service);
-		free((char *)t->checks[i].name);
-		free((char *)t->checks[i].output);
-	}
-	free(t->checks);
+	struct rows *r = arg;
+
+	GROW(r->settings, r->nsettings, r->caps);
+	r->settings[r->nsettings] = *st;
+	r->settings[r->nsettings++].service = xstrdup(st->service);
 }
 
-static void load_check(void *arg, const struct store_check *sc);
+static const struct store_loader *
+rows_loader(struct rows *r, struct store_loader *l)
+{
+	*l = (struct store_loader){ .check = rows_check, .node = rows_node,
+	    .settings = rows_settings, .arg = r };
+	return l;
+}
+
+static void
+rows_free(struct rows *r)
+{
+	for (size_t i = 0; i < r->nchecks; i++) {
+		free((char *)r->checks[i].node_id);
+		free((char *)r->checks[i].service);
+		free((char *)r->checks[i].name);
+		free((char *)r->checks[i].output);
+	}
+	for (size_t i = 0; i < r->nnodes; i++) {
+		free((char *)r->nodes[i].node_id);
+		free((char *)r->nodes[i].service);
+	}
+	for (size_t i = 0; i < r->nsettings; i++)
+		free((char *)r->settings[i].service);
+	free(r->checks);
+	free(r->nodes);
+	free(r->settings);
+}
+
+/* The rows into the picture. fill_only (the database came back after
+ * a start without it): what is judged here since wins over them. */
+static void
+rows_apply_locked(const struct rows *r, int fill_only)
+{
+	for (size_t i = 0; i < r->nnodes; i++) {
+		const struct store_node *sn = &r->nodes[i];
+		struct mnode *n = node_get_locked(sn->node_id, sn->service);
+
+		if (fill_only && n->status != MON_UNSPECIFIED)
+			continue;
+		n->status = sn->status;
+		n->since_ms = sn->since_ms;
+	}
+	for (size_t i = 0; i < r->nchecks; i++) {
+		const struct store_check *sc = &r->checks[i];
+		struct mnode *n = node_get_locked(sc->node_id, sc->service);
+		struct mcheck *c;
+
+		if (fill_only && node_check_known(n, sc->name))
+			continue;
+		c = check_get_locked(n, sc->name, 1);
+		c->raw = sc->status;
+		c->d.status = sc->damped;
+		c->d.candidate = sc->damped;
+		snprintf(c->output, sizeof(c->output), "%s", sc->output);
+		c->ttl_ms = sc->ttl_ms;
+		c->updated_ms = sc->reported_ms;
+		c->expires_ms = sc->expires_ms;
+	}
+	for (size_t i = 0; i < r->nsettings; i++) {
+		const struct store_settings *st = &r->settings[i];
+
+		if (!fill_only || settings_of_locked(st->service)->service ==
+		    NULL)
+			settings_put_locked(st->service, st->interval_ms,
+			    st->timeout_ms);
+	}
+}
 
 /* Replaces what this replica held of a node (stale, from before another
  * replica owned it) with the rows its last owner wrote. */
 static void
 take_over_one(const char *id)
 {
-	struct taken t = { .status = MON_UNSPECIFIED };
+	struct rows r = { .nchecks = 0 };
+	struct store_loader l;
 	struct mnode *n;
 	struct mcheck *c, *next;
 	char err[256];
 	enum plat_code code;
 
-	code = store_load_node(F.store, id, &(struct store_loader){
-	    .check = taken_check, .node = taken_node, .arg = &t },
+	code = store_load_node(F.store, id, rows_loader(&r, &l),
 	    STORE_CALL_MS, err, sizeof(err));
 	pthread_mutex_lock(&F.mu);
 	if ((n = node_find_locked(id)) != NULL) {
@@ -814,10 +898,9 @@ take_over_one(const char *id)
 			free(c);
 		}
 		n->checks = NULL;
-		n->status = t.status;
-		n->since_ms = t.since_ms;
-		for (size_t i = 0; i < t.n; i++)
-			load_check(NULL, &t.checks[i]);
+		n->status = MON_UNSPECIFIED;
+		n->since_ms = 0;
+		rows_apply_locked(&r, 0);
 		n->loading = 0;
 		n->due_ms = plat_now_ms();
 		pthread_cond_broadcast(&F.cv);
@@ -827,9 +910,8 @@ take_over_one(const char *id)
 		log_warn("monitor: taking a node over without its last state",
 		    "node", id, "error", err);
 	else
-		log_info("monitor: node taken over", "node", id, "status",
-		    mon_status_name(t.status));
-	taken_free(&t);
+		log_info("monitor: node taken over", "node", id);
+	rows_free(&r);
 }
 
 /* After the monitors changed: the nodes this replica has just come to
@@ -870,10 +952,31 @@ take_over(void)
 	free(ids);
 }
 
+static int load_state(int fill_only);
+
+/* A database that was away at start: its schema brought up to date,
+ * and the last state read, once it answers (every 2 s until then). */
+static void
+store_recover(void)
+{
+	static int64_t next;
+	char err[256];
+
+	if (F.loaded || plat_now_ms() < next)
+		return;
+	next = plat_now_ms() + 2000;
+	if (!pg_store_ready(F.store) &&
+	    pg_store_migrate(F.store, err, sizeof(err)) != PLAT_OK)
+		return;
+	if (load_state(1) == 0)
+		log_info("monitor: database back; the last state read");
+}
+
 static void
 sweep(void *arg)
 {
 	(void)arg;
+	store_recover();
 	take_over();
 	pthread_mutex_lock(&F.mu);
 	expire_locked(plat_wall_ms());
@@ -933,37 +1036,30 @@ scraper_main(void *arg)
 
 /* ---- start and stop ---- */
 
-static void
-load_check(void *arg, const struct store_check *sc)
+/* The last state from the store (at start, and once the database is
+ * back after a start without it): 0, or -1 when it could not be read. */
+static int
+load_state(int fill_only)
 {
-	struct mnode *n = node_get_locked(sc->node_id, sc->service);
-	struct mcheck *c = check_get_locked(n, sc->name, 1);
+	struct rows r = { .nchecks = 0 };
+	struct store_loader l;
+	char err[256];
+	enum plat_code code;
 
-	(void)arg;
-	c->raw = sc->status;
-	c->d.status = sc->damped;
-	c->d.candidate = sc->damped;
-	snprintf(c->output, sizeof(c->output), "%s", sc->output);
-	c->ttl_ms = sc->ttl_ms;
-	c->updated_ms = sc->reported_ms;
-	c->expires_ms = sc->expires_ms;
-}
-
-static void
-load_node(void *arg, const struct store_node *sn)
-{
-	struct mnode *n = node_get_locked(sn->node_id, sn->service);
-
-	(void)arg;
-	n->status = sn->status;
-	n->since_ms = sn->since_ms;
-}
-
-static void
-load_settings(void *arg, const struct store_settings *st)
-{
-	(void)arg;
-	settings_put_locked(st->service, st->interval_ms, st->timeout_ms);
+	code = store_load(F.store, rows_loader(&r, &l), STORE_CALL_MS, err,
+	    sizeof(err));
+	if (code == PLAT_OK) {
+		pthread_mutex_lock(&F.mu);
+		rows_apply_locked(&r, fill_only);
+		F.loaded = 1;
+		pthread_mutex_unlock(&F.mu);
+	} else if (!fill_only) {
+		log_warn("monitor: cannot read the last state; starting "
+		    "without it (read once the database is back)", "error",
+		    err);
+	}
+	rows_free(&r);
+	return code == PLAT_OK ? 0 : -1;
 }
 
 static double
@@ -989,8 +1085,6 @@ fleet_start(plat_server *srv, struct pg_store *store,
 		.synced = watch_synced,
 	};
 	struct metrics *m = plat_server_metrics(srv);
-	char err[256];
-	enum plat_code code;
 
 	F.o = *o;
 	F.srv = srv;
@@ -1004,14 +1098,7 @@ fleet_start(plat_server *srv, struct pg_store *store,
 	/* What the last run (or the other replicas) knew: a check keeps its
 	 * status across a restart; one whose TTL passed meanwhile is found
 	 * by the first sweep. */
-	pthread_mutex_lock(&F.mu);
-	code = store_load(store, &(struct store_loader){ .check = load_check,
-	    .node = load_node, .settings = load_settings }, STORE_CALL_MS,
-	    err, sizeof(err));
-	pthread_mutex_unlock(&F.mu);
-	if (code != PLAT_OK)
-		log_warn("monitor: cannot read the last state; starting "
-		    "without it", "error", err);
+	(void)load_state(0);
 	F.mx_probes = metrics_family(m, METRICS_COUNTER,
 	    "monitor_probes_total", "Health probes this monitor made, by "
 	    "result.", "result");

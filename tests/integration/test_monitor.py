@@ -394,6 +394,41 @@ class DatabaseOutageTest(MonitorCase):
         self.assertEqual(w.of(cid), [(PASSING, CRITICAL),
                                      (CRITICAL, PASSING)])
 
+    def test_started_without_its_database(self):
+        """monitor-srv started while PostgreSQL is down probes anyway;
+        reports are judged but said not stored (UNAVAILABLE); once the
+        database is back it is used, with no restart."""
+        disc = harness.Server(discovery='self', name='mon-n-discovery')
+        self.addCleanup(disc.stop_clean)
+        nid = mh.uniq('nodb')
+        ch.pg_ctl('stop')
+        try:
+            mon = mh.monitor_server(disc.address, name='monitor-n',
+                                    extra_args=FAST)
+            self.addCleanup(mon.stop_clean)
+            c = mh.client_of(mon)
+            wait_for(lambda: c.node(node_id_of(disc)) is not None,
+                     what='discovery-srv probed without a database')
+            err = rpc_error(c.report, nid, 'nodb', 'job', PASSING)
+            self.assertCode(err, C.UNAVAILABLE, 'not stored')
+            self.assertEqual(c.check(nid, 'job').status, PASSING)
+            self.assertCode(rpc_error(c.set_settings, 'nodb', 1000, 100),
+                            C.UNAVAILABLE)
+        finally:
+            ch.pg_ctl('start')
+
+        def stored():
+            try:
+                c.report(nid, 'nodb', 'job', PASSING)
+                return True
+            except grpc.RpcError as e:
+                if e.code() != C.UNAVAILABLE:
+                    raise
+                return False
+        wait_for(stored, timeout=60, what='reports stored again')
+        self.assertEqual(c.set_settings('nodb', 1000, 100).settings
+                         .interval_ms, 1000)
+
 
 @unittest.skipUnless(ch.DATABASE, 'needs PLATFORM_TEST_DATABASE')
 class TwoMonitorsTest(MonitorCase):
@@ -452,6 +487,15 @@ class TwoMonitorsTest(MonitorCase):
         self.assertEqual([x.name for x in c1.call(
             'ListChecks', node_id=theirs, local=True).checks], [])
 
+        # A node's status is stored before its next probe: once every
+        # node of b was probed again, b's decisions are all stored.
+        def health_ms(c):
+            return {x.node_id: x.updated_ms for x in c.call(
+                'ListChecks', service=svc, local=True).checks
+                if x.name == 'health'}
+        first = health_ms(c2)
+        wait_for(lambda: all(health_ms(c2).get(n, 0) > first[n]
+                             for n in first), what='b probing again')
         w = c1.watch(svc)
         self.addCleanup(w.close)
         self.assertTrue(w.caught_up.wait(harness.TIMEOUT))
