@@ -83,7 +83,6 @@ struct rsvc {
 
 struct plat_client {
 	pthread_mutex_t mu;              /* chans, cache, watch state */
-	pthread_cond_t cv;               /* wakes the watch thread */
 	grpc_channel_credentials *creds;
 	grpc_arg argv[4];
 	grpc_channel_args args;
@@ -98,8 +97,8 @@ struct plat_client {
 	int watch_started;
 	int synced;                      /* the cache mirrors discovery */
 	int stopping;
-	pthread_t watch_thr;
-	plat_client_stream *watch_stream;
+	plat_discovery_watch *watch;     /* keeps the cache */
+	struct rsvc *fresh;              /* the watch's snapshot being built */
 };
 
 struct plat_client_stream {
@@ -314,7 +313,6 @@ plat_client_new(const struct plat_client_opts *opts)
 		return NULL;
 	}
 	pthread_mutex_init(&c->mu, NULL);
-	plat_cond_init(&c->cv);
 	c->deadline_ms = opts->default_deadline_ms > 0 ?
 	    opts->default_deadline_ms : CLIENT_DEADLINE_MS;
 	if (opts->discovery != NULL && opts->discovery[0] != '\0' &&
@@ -342,20 +340,14 @@ void
 plat_client_free(plat_client *c)
 {
 	struct client_chan *ch, *next;
-	int started;
 
 	if (c == NULL)
 		return;
-	/* Stop the watch: cancelling its stream ends its pluck at once. */
 	pthread_mutex_lock(&c->mu);
-	c->stopping = 1;
-	if (c->watch_stream != NULL)
-		plat_client_stream_cancel(c->watch_stream);
-	pthread_cond_broadcast(&c->cv);
-	started = c->watch_started;
+	c->stopping = 1;                 /* no watch starts after this */
 	pthread_mutex_unlock(&c->mu);
-	if (started)
-		pthread_join(c->watch_thr, NULL);
+	plat_discovery_watch_stop(c->watch);
+	rsvc_free_all(c->fresh);
 
 	for (ch = c->chans; ch != NULL; ch = next) {
 		next = ch->next;
@@ -367,7 +359,6 @@ plat_client_free(plat_client *c)
 	grpc_channel_credentials_release(c->creds);
 	free(c->discovery);
 	plat_addrs_free(&c->disc);
-	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 	grpc_shutdown();
@@ -1253,20 +1244,31 @@ client_mark(plat_client *c, const char *service, const char *addr, int rc)
 	pthread_mutex_unlock(&c->mu);
 }
 
-/* ---- the watch thread ---- */
+/* ---- discovery watches ---- */
 
-/* Sleeps up to ms unless the client is stopping; 1 when stopping. */
+struct plat_discovery_watch {
+	plat_client *c;
+	char *service;
+	struct plat_discovery_watch_cb cb;
+	void *arg;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop;
+	plat_client_stream *stream;      /* open now, for stop to cancel */
+	pthread_t thr;
+};
+
+/* Sleeps up to ms unless the watch is stopping; 1 when stopping. */
 static int
-watch_wait_locked(plat_client *c, int64_t ms)
+watch_wait_locked(plat_discovery_watch *w, int64_t ms)
 {
-	return plat_cond_wait_ms(&c->cv, &c->mu, ms, &c->stopping);
+	return plat_cond_wait_ms(&w->cv, &w->mu, ms, &w->stop);
 }
 
 /* Reads one Watch stream until it ends. Returns 1 if it got synced. */
 static int
-watch_run(plat_client *c, plat_client_stream *s)
+watch_run(plat_discovery_watch *w, plat_client_stream *s)
 {
-	struct rsvc *fresh = NULL;
 	ProtobufCMessage *m;
 	pb_event *ev;
 	int r, synced = 0;
@@ -1278,9 +1280,9 @@ watch_run(plat_client *c, plat_client_stream *s)
 		if (r == PLAT_STREAM_TIMEOUT) {
 			int stop;
 
-			pthread_mutex_lock(&c->mu);
-			stop = c->stopping;
-			pthread_mutex_unlock(&c->mu);
+			pthread_mutex_lock(&w->mu);
+			stop = w->stop;
+			pthread_mutex_unlock(&w->mu);
 			if (stop)
 				break;
 			continue;
@@ -1288,25 +1290,18 @@ watch_run(plat_client *c, plat_client_stream *s)
 		if (r != PLAT_STREAM_MESSAGE)
 			break;
 		ev = (pb_event *)m;
-		if (synced) {
-			pthread_mutex_lock(&c->mu);
-			rsvc_apply(&c->cache, ev, plat_now_ms());
-			pthread_mutex_unlock(&c->mu);
-		} else if (ev->type ==
+		if (!synced && ev->type ==
 		    PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_SYNCED) {
-			pthread_mutex_lock(&c->mu);
-			client_swap_cache_locked(c, fresh);
-			c->synced = 1;
-			pthread_mutex_unlock(&c->mu);
-			fresh = NULL;
 			synced = 1;
-			log_debug("discovery watch synced", "discovery",
-			    c->discovery);
-		} else
-			rsvc_apply(&fresh, ev, plat_now_ms());
+			if (w->cb.synced != NULL)
+				w->cb.synced(w->arg);
+		} else if (ev->type !=
+		    PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_SYNCED &&
+		    w->cb.event != NULL) {
+			w->cb.event(w->arg, ev, synced);
+		}
 		protobuf_c_message_free_unpacked(m, NULL);
 	}
-	rsvc_free_all(fresh);
 	return synced;
 }
 
@@ -1315,39 +1310,44 @@ watch_main(void *arg)
 {
 	Platform__Discovery__V1__WatchRequest req =
 	    PLATFORM__DISCOVERY__V1__WATCH_REQUEST__INIT;
-	plat_client *c = arg;
+	plat_discovery_watch *w = arg;
+	plat_client *c = w->c;
 	plat_client_stream *s;
 	const char *addr;
 	int64_t backoff = WATCH_BACKOFF_MIN_MS;
 	char err[256];
 	int rc, was_synced = 0;
 
-	pthread_mutex_lock(&c->mu);
-	while (!c->stopping) {
-		pthread_mutex_unlock(&c->mu);
+	req.service = w->service;
+	pthread_mutex_lock(&w->mu);
+	while (!w->stop) {
+		pthread_mutex_unlock(&w->mu);
 		err[0] = '\0';
 		addr = plat_addrs_current(&c->disc);
 		rc = plat_client_stream_open(c, addr, M_WATCH,
 		    &req.base, 0, NULL, &s, err, sizeof(err));
 		if (rc == GRPC_STATUS_OK) {
-			pthread_mutex_lock(&c->mu);
-			c->watch_stream = s;
-			if (c->stopping)
+			pthread_mutex_lock(&w->mu);
+			w->stream = s;
+			if (w->stop)
 				plat_client_stream_cancel(s);
-			pthread_mutex_unlock(&c->mu);
-			if (watch_run(c, s)) {
+			pthread_mutex_unlock(&w->mu);
+			if (w->cb.begin != NULL)
+				w->cb.begin(w->arg);
+			if (watch_run(w, s)) {
 				was_synced = 1;
 				backoff = WATCH_BACKOFF_MIN_MS;
 			}
-			pthread_mutex_lock(&c->mu);
-			c->watch_stream = NULL;
-			c->synced = 0;
-			pthread_mutex_unlock(&c->mu);
+			if (w->cb.lost != NULL)
+				w->cb.lost(w->arg);
+			pthread_mutex_lock(&w->mu);
+			w->stream = NULL;
+			pthread_mutex_unlock(&w->mu);
 			rc = plat_client_stream_status(s, err, sizeof(err));
 			plat_client_stream_free(s);
 		}
-		pthread_mutex_lock(&c->mu);
-		if (c->stopping)
+		pthread_mutex_lock(&w->mu);
+		if (w->stop)
 			break;
 		/* The next replica, if there is one, gets the next try. */
 		plat_addrs_failed(&c->disc, addr);
@@ -1363,24 +1363,125 @@ watch_main(void *arg)
 				continue;
 			}
 		}
-		watch_wait_locked(c, client_jitter(backoff));
+		watch_wait_locked(w, client_jitter(backoff));
 		if ((backoff *= 2) > WATCH_BACKOFF_MAX_MS)
 			backoff = WATCH_BACKOFF_MAX_MS;
 	}
-	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_unlock(&w->mu);
 	return NULL;
+}
+
+plat_discovery_watch *
+plat_discovery_watch_start(plat_client *c, const char *service,
+    const struct plat_discovery_watch_cb *cb, void *arg)
+{
+	plat_discovery_watch *w;
+
+	if (c->discovery == NULL)
+		return NULL;
+	w = xcalloc(1, sizeof(*w));
+	w->c = c;
+	w->service = xstrdup(service != NULL ? service : "");
+	w->cb = *cb;
+	w->arg = arg;
+	pthread_mutex_init(&w->mu, NULL);
+	plat_cond_init(&w->cv);
+	if (pthread_create(&w->thr, NULL, watch_main, w) != 0) {
+		log_warn("cannot start a discovery watch thread");
+		pthread_cond_destroy(&w->cv);
+		pthread_mutex_destroy(&w->mu);
+		free(w->service);
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+void
+plat_discovery_watch_stop(plat_discovery_watch *w)
+{
+	if (w == NULL)
+		return;
+	/* Cancelling the stream ends its pluck at once. */
+	pthread_mutex_lock(&w->mu);
+	w->stop = 1;
+	if (w->stream != NULL)
+		plat_client_stream_cancel(w->stream);
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->thr, NULL);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+	free(w->service);
+	free(w);
+}
+
+/* The client's own watch on every service keeps its cache: a snapshot
+ * is built aside and swapped in at SYNCED, so the old entries serve
+ * meanwhile. */
+static void
+cache_begin(void *arg)
+{
+	plat_client *c = arg;
+
+	rsvc_free_all(c->fresh);
+	c->fresh = NULL;
+}
+
+static void
+cache_event(void *arg, const Platform__Discovery__V1__WatchResponse *ev,
+    int live)
+{
+	plat_client *c = arg;
+
+	if (!live) {
+		rsvc_apply(&c->fresh, ev, plat_now_ms());
+		return;
+	}
+	pthread_mutex_lock(&c->mu);
+	rsvc_apply(&c->cache, ev, plat_now_ms());
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void
+cache_synced(void *arg)
+{
+	plat_client *c = arg;
+
+	pthread_mutex_lock(&c->mu);
+	client_swap_cache_locked(c, c->fresh);
+	c->synced = 1;
+	pthread_mutex_unlock(&c->mu);
+	c->fresh = NULL;
+	log_debug("discovery watch synced", "discovery", c->discovery);
+}
+
+static void
+cache_lost(void *arg)
+{
+	plat_client *c = arg;
+
+	rsvc_free_all(c->fresh);
+	c->fresh = NULL;
+	pthread_mutex_lock(&c->mu);
+	c->synced = 0;
+	pthread_mutex_unlock(&c->mu);
 }
 
 static void
 client_watch_start_locked(plat_client *c)
 {
+	static const struct plat_discovery_watch_cb cache_cb = {
+		.begin = cache_begin,
+		.event = cache_event,
+		.synced = cache_synced,
+		.lost = cache_lost,
+	};
+
 	if (c->watch_started || c->stopping)
 		return;
-	if (pthread_create(&c->watch_thr, NULL, watch_main, c) != 0) {
-		log_warn("cannot start the discovery watch thread");
-		return;
-	}
 	c->watch_started = 1;
+	c->watch = plat_discovery_watch_start(c, "", &cache_cb, c);
 }
 
 /* ---- resolution ---- */

@@ -17,6 +17,7 @@
 #include "platform/client.h"
 #include "platform/log.h"
 #include "platform/metrics.h"
+#include "platform/settings.h"
 
 #include "metrics_internal.h"
 
@@ -44,6 +45,7 @@ metrics_free(struct metrics *m)
 	if (m == NULL)
 		return;
 	metrics_stop(m);
+	metrics_families_free(m);
 	pthread_mutex_destroy(&m->mu);
 	free(m);
 }
@@ -71,15 +73,36 @@ out:
 	return mm;
 }
 
+int
+metrics_bucket_of(int64_t micros)
+{
+	int b = 0;
+
+	while (b < METRICS_BUCKETS && micros > metrics_bucket_us[b])
+		b++;
+	return b;
+}
+
+int
+metrics_bucket_quantile(const unsigned long long *d, unsigned long long count,
+    int q)
+{
+	unsigned long long seen = 0;
+	int b = 0;
+
+	for (; b < METRICS_BUCKETS; b++)
+		if ((seen += d[b]) * 100 >= count * (unsigned long long)q)
+			break;
+	return b < METRICS_BUCKETS ? b : METRICS_BUCKETS - 1;
+}
+
 void
 metrics_observe(struct metrics_method *mm, int code, int64_t micros)
 {
-	size_t b = 0;
+	int b = metrics_bucket_of(micros);
 
 	if (code < 0 || code >= METRICS_CODES)
 		code = 2;       /* UNKNOWN */
-	while (b < METRICS_BUCKETS && micros > metrics_bucket_us[b])
-		b++;
 	atomic_fetch_add_explicit(&mm->codes[code], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&mm->buckets[b], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&mm->sum_us, (unsigned long long)micros,
@@ -203,6 +226,7 @@ metrics_write(struct metrics *m, FILE *out)
 		    m->service,
 		    m->gauges[i].fn(m->gauges[i].arg));
 	pthread_mutex_unlock(&m->mu);
+	metrics_families_write(m, out);
 	fprintf(out, "# HELP process_resident_memory_bytes Resident memory.\n"
 	    "# TYPE process_resident_memory_bytes gauge\n"
 	    "process_resident_memory_bytes %ld\n", rss_bytes());
@@ -277,21 +301,15 @@ metrics_serve(struct metrics *m, const char *addr)
 {
 	struct addrinfo hints, *res = NULL;
 	char host[256];
-	const char *colon = strrchr(addr, ':');
+	const char *port = settings_split_address(addr, host, sizeof(host));
 	int one = 1, fd = -1;
 
-	if (colon == NULL || (size_t)(colon - addr) >= sizeof(host))
+	if (port == NULL)
 		return -1;
-	memcpy(host, addr, (size_t)(colon - addr));
-	host[colon - addr] = '\0';
-	if (host[0] == '[') {           /* [::1] */
-		memmove(host, host + 1, strlen(host));
-		host[strlen(host) - 1] = '\0';
-	}
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE;
-	if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+	if (getaddrinfo(host, port, &hints, &res) != 0)
 		return -1;
 	if ((fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC,
 	    0)) < 0)

@@ -143,12 +143,14 @@ struct plat_server {
 	size_t nmethods;
 	char address[256];
 	char advertised[300];      /* what discovery is told */
+	char metrics_advertised[300]; /* its metrics endpoint, "" for none */
 	char started[24];          /* Unix ms of this run's start */
 	/* The service's own registration metadata: key, value, ... */
 	char *extra_md[2 * PLAT_EXTRA_METADATA_MAX];
 	size_t nextra_md;
 	atomic_int stopping;
 	struct health_state *health;
+	struct plat_checks *checks;      /* its own, reported to monitor-srv */
 	struct metrics *metrics;
 	struct metrics_method *mx_unimplemented;
 	plat_events *events;             /* the platform events it emits */
@@ -1470,6 +1472,18 @@ plat_server_stopping(const plat_server *srv)
 	return atomic_load(&((plat_server *)srv)->stopping);
 }
 
+struct plat_checks *
+server_checks(plat_server *srv)
+{
+	return srv->checks;
+}
+
+const char *
+server_name(const plat_server *srv)
+{
+	return srv->svc->name;
+}
+
 struct health_state *
 server_health(plat_server *srv)
 {
@@ -1738,6 +1752,31 @@ server_shutdown(plat_server *srv)
 	grpc_completion_queue_destroy(srv->cq);
 }
 
+/* Where the metrics endpoint is reached from elsewhere, registered as
+ * the node's "metrics" metadata (monitor-srv scrapes it): the
+ * advertised host when it listens on every address. */
+static void
+server_fix_metrics_advertised(plat_server *srv)
+{
+	const char *ml = srv->settings.metrics_listen;
+	const char *colon = ml != NULL ? strrchr(ml, ':') : NULL;
+	const char *acolon = strrchr(srv->advertised, ':');
+	size_t hlen;
+
+	srv->metrics_advertised[0] = '\0';
+	if (colon == NULL || acolon == NULL)
+		return;
+	hlen = (size_t)(colon - ml);
+	if (hlen == 0 || (hlen == 7 && strncmp(ml, "0.0.0.0", 7) == 0) ||
+	    (hlen == 4 && strncmp(ml, "[::]", 4) == 0))
+		snprintf(srv->metrics_advertised,
+		    sizeof(srv->metrics_advertised), "%.*s%s",
+		    (int)(acolon - srv->advertised), srv->advertised, colon);
+	else
+		snprintf(srv->metrics_advertised,
+		    sizeof(srv->metrics_advertised), "%s", ml);
+}
+
 /* The default node id ends in the listen port; with --listen :0 that is
  * "-0", so put the bound port there to keep ids unique. */
 static void
@@ -1842,6 +1881,7 @@ server_free(plat_server *srv)
 	plat_events_free(srv->events);  /* before the metrics reading it */
 	plat_trace_free();
 	health_free(srv->health);
+	checks_free(srv->checks);
 	metrics_free(srv->metrics);
 	for (size_t i = 0; srv->methods != NULL && i < srv->nmethods; i++)
 		free(srv->methods[i].grpc_service);
@@ -2057,6 +2097,7 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 
 	grpc_init();
 	srv->health = health_new();
+	srv->checks = checks_new();
 	srv->metrics = metrics_new(svc->name);
 	srv->mx_unimplemented = metrics_method(srv->metrics,
 	    "(unimplemented)");
@@ -2125,14 +2166,20 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 
 	if (srv->settings.discovery != NULL &&
 	    srv->settings.discovery[0] != '\0') {
-		const char *md[7 + 2 * PLAT_EXTRA_METADATA_MAX] = {
+		const char *md[9 + 2 * PLAT_EXTRA_METADATA_MAX] = {
 		    "grpc_service", svc->grpc_service,
 		    "auth", server_auth_mode(srv),
 		    PLAT_MD_STARTED, srv->started };
 		struct plat_registration r;
+		size_t k = 6;
 
+		server_fix_metrics_advertised(srv);
+		if (srv->metrics_advertised[0] != '\0') {
+			md[k++] = PLAT_MD_METRICS;
+			md[k++] = srv->metrics_advertised;
+		}
 		for (size_t i = 0; i < srv->nextra_md; i++)
-			md[6 + i] = srv->extra_md[i];
+			md[k++] = srv->extra_md[i];
 
 		eps = server_endpoints(srv);
 		memset(&r, 0, sizeof(r));
@@ -2147,6 +2194,7 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 		    srv->settings.discovery, &r);
 		plat_events_connect(srv->events, srv->client);
 	}
+	checks_start(srv->checks, srv);
 
 	do {
 		if (sigwait(&sigs, &sig) != 0)
@@ -2156,6 +2204,9 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	log_info("shutting down", "signal", sig == SIGINT ? "SIGINT" :
 	    "SIGTERM", "grace_ms", ttl);
 
+	/* The checks first: they report and set health, which from here on
+	 * is the shutdown's. */
+	checks_stop(srv->checks);
 	/* Leave the registry first so nobody is routed here while draining. */
 	plat_health_set(srv, "", PLAT_HEALTH_NOT_SERVING);
 	plat_health_set(srv, svc->grpc_service, PLAT_HEALTH_NOT_SERVING);

@@ -26,6 +26,17 @@ struct health_state *server_health(plat_server *srv);
 /* The gRPC service names this server answers, for reflection. */
 size_t server_grpc_services(plat_server *srv, const char **out, size_t max);
 
+/* The server's own checks (checks.c): made with the server, started
+ * once it serves, stopped when its shutdown begins. */
+struct plat_checks;
+struct plat_checks *checks_new(void);
+void checks_free(struct plat_checks *c);
+void checks_start(struct plat_checks *c, plat_server *srv);
+void checks_stop(struct plat_checks *c);
+struct plat_checks *server_checks(plat_server *srv);
+/* The registered name: "config". */
+const char *server_name(const plat_server *srv);
+
 #define PLAT_HEALTH_SERVICE "grpc.health.v1.Health"
 #define PLAT_REFLECTION_V1ALPHA "grpc.reflection.v1alpha.ServerReflection"
 #define PLAT_REFLECTION_V1 "grpc.reflection.v1.ServerReflection"

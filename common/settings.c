@@ -142,6 +142,11 @@ static const struct settings_def settings_defs[] = {
 	  "seconds between pushes, 1..3600",
 	  SETTINGS_K_INT, 0, SETTINGS_OFF(statsd_interval_s),
 	  1, 3600, 10, NULL },
+	{ "--check-interval-ms", "PLATFORM_CHECK_INTERVAL_MS", "N",
+	  "how often the server runs its own checks (its database "
+	  "reachable) and reports them to monitor-srv, 200..3600000",
+	  SETTINGS_K_INT, 0, SETTINGS_OFF(check_interval_ms),
+	  200, 3600000, 5000, NULL },
 	{ "--trace-endpoint", "PLATFORM_TRACE_ENDPOINT", "ADDR",
 	  "where spans go by OTLP/gRPC: host:port (trace-srv, an "
 	  "OpenTelemetry Collector), or \"discovery\" for trace-srv found "
@@ -261,6 +266,23 @@ settings_check_address(const char *addr)
 	if (addr == NULL)
 		return -1;
 	return settings_address_problem(addr, 0) == NULL ? 0 : -1;
+}
+
+const char *
+settings_split_address(const char *addr, char *host, size_t hostlen)
+{
+	const char *colon = strrchr(addr, ':');
+	size_t n;
+
+	if (colon == NULL || (n = (size_t)(colon - addr)) >= hostlen)
+		return NULL;
+	memcpy(host, addr, n);
+	host[n] = '\0';
+	if (host[0] == '[' && n >= 2) {
+		memmove(host, host + 1, n - 2);
+		host[n - 2] = '\0';
+	}
+	return colon + 1;
 }
 
 /* Whether addr's host is 0.0.0.0 or [::], which others cannot dial. */

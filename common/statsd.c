@@ -20,6 +20,7 @@
 #include "platform/client.h"
 #include "platform/clock.h"
 #include "platform/log.h"
+#include "platform/settings.h"
 #include "platform/xalloc.h"
 
 #define DATAGRAM_MAX 1432       /* a 1500-byte frame less IP and UDP */
@@ -93,7 +94,7 @@ push_method(struct statsd *sd, size_t i)
 {
 	struct metrics_method *mm = &sd->m->methods[i];
 	struct last_method *l = &sd->last[i];
-	unsigned long long d[METRICS_BUCKETS + 1], count = 0, sum, seen = 0;
+	unsigned long long d[METRICS_BUCKETS + 1], count = 0, sum;
 	char path[200], extra[300];
 
 	tag_value(path, sizeof(path), mm->path);
@@ -120,21 +121,24 @@ push_method(struct statsd *sd, size_t i)
 	if (count > 0) {
 		/* The p99 is the upper bound of its bucket (10 s past the
 		 * last one). */
-		int b = 0;
+		int b = metrics_bucket_quantile(d, count, 99);
 
-		for (; b < METRICS_BUCKETS; b++)
-			if ((seen += d[b]) * 100 >= count * 99)
-				break;
 		line(sd, "platform.rpc.duration_ms.avg", (double)(sum -
 		    l->sum_us) / 1000.0 / (double)count, "g", extra);
 		line(sd, "platform.rpc.duration_ms.p99",
-		    (double)metrics_bucket_us[b < METRICS_BUCKETS ? b :
-		    METRICS_BUCKETS - 1] / 1000.0, "g", extra);
+		    (double)metrics_bucket_us[b] / 1000.0, "g", extra);
 	}
 	l->sum_us = sum;
 	if (atomic_load(&mm->streams) != 0)
 		line(sd, "platform.rpc.streams_open",
 		    (double)atomic_load(&mm->streams), "g", extra);
+}
+
+static void
+family_line(void *arg, const char *name, double v, const char *type,
+    const char *tags)
+{
+	line(arg, name, v, type, tags);
 }
 
 static void
@@ -163,6 +167,7 @@ push(struct statsd *sd)
 		}
 	}
 	pthread_mutex_unlock(&m->mu);
+	metrics_families_push(m, family_line, sd);
 	flush(sd);
 }
 
@@ -188,20 +193,13 @@ metrics_statsd(struct metrics *m, const char *addr, int interval_s,
     const char *node)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_DGRAM }, *res = NULL;
-	const char *colon = strrchr(addr, ':');
 	char host[256], svc[96], nd[96];
+	const char *port = settings_split_address(addr, host, sizeof(host));
 	struct statsd *sd;
 
-	if (colon == NULL || (size_t)(colon - addr) >= sizeof(host) ||
-	    m->statsd != NULL)
+	if (port == NULL || m->statsd != NULL)
 		return -1;
-	memcpy(host, addr, (size_t)(colon - addr));
-	host[colon - addr] = '\0';
-	if (host[0] == '[') {
-		memmove(host, host + 1, strlen(host));
-		host[strlen(host) - 1] = '\0';
-	}
-	if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+	if (getaddrinfo(host, port, &hints, &res) != 0)
 		return -1;
 	sd = xcalloc(1, sizeof(*sd));
 	sd->m = m;

@@ -22,14 +22,15 @@
 # 127.0.0.1:17072 (PLATFORM_INIT_AUTH_PORT), plaintext, against
 # PLATFORM_DATABASE: on an empty database its first start writes the
 # admin's credentials; then, as the admin, it makes each server's
-# service account with platformctl (kv-srv's gets the scope kv.peer; an
-# account that exists gets a new secret) and stops it. What exists is
+# service account with platformctl (kv-srv's gets the scope kv.peer,
+# monitor-srv's monitor.peer; an account that exists gets a new secret)
+# and stops it. What exists is
 # kept, so running it again changes nothing. Run as root with
 # PLATFORM_INIT_USER set (the compose file: platform), it gives DIR to
 # that user and goes on as that user.
 #
 # PLATFORM_INIT_SERVERS   the servers (default: discovery config auth
-#                         event kv sync db)
+#                         event kv sync db monitor)
 # PLATFORM_CERT_DOMAINS   extra DNS suffixes for the certificates
 #                         (scripts/certs), e.g. "platform.svc"
 # PLATFORM_INIT_SEED      a folder laid out as DIR (read-only, say the
@@ -41,7 +42,7 @@
 # Binaries: build/ of this checkout when there is one, else $PATH.
 set -euo pipefail
 
-SERVERS=(${PLATFORM_INIT_SERVERS:-discovery config auth event kv sync db})
+SERVERS=(${PLATFORM_INIT_SERVERS:-discovery config auth event kv sync db monitor})
 AUTH_PORT=${PLATFORM_INIT_AUTH_PORT:-17072}
 START_TIMEOUT_S=30      # for the temporary auth-srv to listen and bootstrap
 
@@ -211,6 +212,7 @@ for name in "${missing[@]}"; do
 	# kv-srv nodes copy entries to each other (the rule
 	# bootstrap-kv-replicate asks for the scope kv.peer).
 	[[ $name == kv ]] && scope=(--scope kv.peer)
+	[[ $name == monitor ]] && scope=(--scope monitor.peer)
 	if ! out=$(ctl -o json accounts create "$name-srv" --type service \
 	    "${scope[@]}" 2>"$work/ctl.err"); then
 		# Made by an earlier run whose file is gone: a new secret.

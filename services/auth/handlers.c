@@ -15,6 +15,7 @@
 
 #include "auth.h"
 #include "lockout.h"
+#include "platform/checks.h"
 #include "platform/clock.h"
 #include "platform/log.h"
 #include "platform/pg.h"
@@ -317,6 +318,13 @@ static const struct bootstrap_rule {
 	{ "bootstrap-kv-replicate", "platform.kv.v1.KV", "Replicate",
 	  "kv.peer", RULE_SERVICE, 0,
 	  "kv-srv nodes (scope kv.peer) copy entries to each other" },
+	{ "bootstrap-monitor-report", "platform.monitor.v1.Monitor",
+	  "ReportCheck", "", RULE_SERVICE, 0,
+	  "every service account reports its own checks" },
+	{ "bootstrap-monitor-peers", "platform.monitor.v1.Monitor", "*",
+	  "monitor.peer", RULE_SERVICE, 0,
+	  "monitor-srv replicas (scope monitor.peer) ask each other for "
+	  "their part of the fleet" },
 };
 #define BOOTSTRAP_NRULES \
 	(sizeof(bootstrap_rules) / sizeof(bootstrap_rules[0]))
@@ -453,7 +461,6 @@ auth_init(plat_server *srv, const struct plat_settings *s)
 	char err[512];
 	int pool;
 
-	(void)srv;
 	if (auth_settings_load(&A.set, err, sizeof(err)) != 0) {
 		fprintf(stderr, "auth-srv: %s\n", err);
 		return -1;
@@ -502,6 +509,7 @@ auth_init(plat_server *srv, const struct plat_settings *s)
 	if (pthread_create(&M.thread, NULL, maintain_main, NULL) != 0)
 		goto fail;
 	M.started = 1;
+	(void)plat_check_declare_database(srv, A.store);
 	return 0;
 fail:
 	teardown();

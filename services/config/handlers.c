@@ -18,6 +18,7 @@
 #include "config.h"
 #include "doc.h"
 #include "feed.h"
+#include "platform/checks.h"
 #include "platform/events.h"
 #include "platform/feed.h"
 #include "platform/log.h"
@@ -882,6 +883,7 @@ config_init(plat_server *srv, const struct plat_settings *s)
 	metrics_gauge_fn(plat_server_metrics(srv), "config_feed_revision",
 	    "The last revision the change feed applied.", gauge_revision,
 	    NULL);
+	(void)plat_check_declare_database(srv, S.store);
 	return 0;
 }
 

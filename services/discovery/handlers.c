@@ -51,6 +51,7 @@ static struct {
 	pthread_mutex_t hub_mu;                /* guards watchers */
 	struct watcher *watchers;
 	plat_events *events;
+	struct metrics_family *mx_changes;     /* by change */
 
 	pthread_t sweeper;
 	pthread_mutex_t sweep_mu;
@@ -104,6 +105,7 @@ emit_node_event(Platform__Discovery__V1__EventType type,
 		    "expired" : "deregistered";
 	else
 		return;
+	plat_counter_add(D.mx_changes, (const char *const[]){ what }, 1);
 	snprintf(topic, sizeof(topic), "platform.discovery.%s", what);
 	snprintf(etype, sizeof(etype), "platform.discovery.node.%s.v1", what);
 	plat_event_emit_json(D.events, topic, etype, json_pack(
@@ -466,6 +468,9 @@ discovery_init(plat_server *srv, const struct plat_settings *s)
 	    "Live registered nodes.", gauge_nodes, NULL);
 	metrics_gauge_fn(plat_server_metrics(srv), "discovery_services",
 	    "Registered service names.", gauge_services, NULL);
+	D.mx_changes = metrics_family(plat_server_metrics(srv),
+	    METRICS_COUNTER, "discovery_node_changes_total", "Nodes "
+	    "registered, deregistered and expired.", "change");
 	D.events = plat_server_events(srv);
 	D.reg = registry_new();
 	registry_set_listener(D.reg, on_registry_event, NULL);

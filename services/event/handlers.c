@@ -19,6 +19,7 @@
 #include "event.h"
 #include "feed.h"
 #include "groups.h"
+#include "platform/checks.h"
 #include "platform/feed.h"
 #include "platform/log.h"
 #include "platform/metrics.h"
@@ -713,6 +714,7 @@ event_init(plat_server *srv, const struct plat_settings *s)
 	    gauge_events, NULL);
 	metrics_counter_fn(m, "event_retention_deleted_total", "Events "
 	    "deleted by retention.", gauge_retention, NULL);
+	(void)plat_check_declare_database(srv, S.store);
 	return 0;
 }
 

@@ -487,6 +487,23 @@ class KubernetesTest(unittest.TestCase):
         self.assertEqual(len(svcs), 1, 'no Service %r' % name)
         self.assertEqual(svcs[0]['spec'].get('clusterIP'), 'None')
 
+    def test_monitor_replicas_advertise_their_own_names(self):
+        """monitor-srv replicas hand reports to each other and ask each
+        other for their part: each registers its own pod's name (a
+        StatefulSet behind a headless Service), not a shared one."""
+        servers = k8s_servers(self.docs)
+        if 'monitor-srv' not in self.binaries:
+            self.skipTest('monitor-srv is not built')
+        w, c = servers['monitor-srv']
+        self.assertEqual(w['kind'], 'StatefulSet')
+        self.assertGreaterEqual(w['spec']['replicas'], 2)
+        svc = w['spec']['serviceName']
+        svcs = [d for _, d in self.docs if d['kind'] == 'Service' and
+                d['metadata']['name'] == svc]
+        self.assertEqual(svcs[0]['spec'].get('clusterIP'), 'None')
+        self.assertEqual(k8s_env(c)['PLATFORM_ADVERTISE'],
+                         '$(POD_NAME).%s.$(POD_NAMESPACE).svc:7076' % svc)
+
     def test_discovery_replicas_peer_and_are_all_used(self):
         servers = k8s_servers(self.docs)
         w, c = servers['discovery-srv']

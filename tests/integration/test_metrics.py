@@ -69,6 +69,14 @@ class MetricsTest(unittest.TestCase):
             what='an open Watch counted')
         reader.cancel()
 
+    def test_labelled_series_of_the_server(self):
+        """A server's own series with labels (metrics_family): discovery
+        counts the node it registered for itself."""
+        text = self.scrape()
+        self.assertIn('# TYPE discovery_node_changes_total counter', text)
+        self.assertRegex(text, r'discovery_node_changes_total\{service='
+                         r'"discovery",change="registered"\} [1-9]')
+
     def test_unknown_path_is_404(self):
         with self.assertRaises(urllib.error.HTTPError) as cm:
             self.scrape('/nope')
@@ -114,7 +122,12 @@ class StatsdTest(unittest.TestCase):
             return n
         def nodes():
             return [ln for ln in lines if ln.startswith('discovery_nodes:')]
-        while counted() < 5 or not nodes():
+        def changes():
+            """A labelled series of the server's own: its own node,
+            registered."""
+            return [ln for ln in lines
+                    if ln.startswith('discovery_node_changes_total:')]
+        while counted() < 5 or not nodes() or not changes():
             data, _ = sock.recvfrom(65536)
             self.assertLessEqual(len(data), 1432)   # one frame each
             lines.extend(data.decode().splitlines())
@@ -126,6 +139,10 @@ class StatsdTest(unittest.TestCase):
         # A server's own gauges go too: discovery's count of nodes (it
         # registered itself).
         self.assertEqual(nodes()[-1].split('|')[1], 'g')
+        # Labels are tags after the common ones; counts are deltas.
+        self.assertRegex(changes()[0], r'^discovery_node_changes_total:1\|c'
+                         r'\|#service:discovery,node:[^,|]+,'
+                         r'change:registered$')
         srv.stop_clean()
 
     def test_bad_settings(self):

@@ -578,6 +578,26 @@ test_small_err_buffer(void **state)
 	    NULL, 0), SETTINGS_ERROR);
 }
 
+static void
+test_split_address(void **state)
+{
+	char h[16];
+
+	(void)state;
+	assert_string_equal(settings_split_address("a.b:80", h,
+	    sizeof(h)), "80");
+	assert_string_equal(h, "a.b");
+	assert_string_equal(settings_split_address("[::1]:9", h,
+	    sizeof(h)), "9");
+	assert_string_equal(h, "::1");
+	assert_string_equal(settings_split_address(":7", h, sizeof(h)),
+	    "7");
+	assert_string_equal(h, "");
+	assert_null(settings_split_address("nocolon", h, sizeof(h)));
+	assert_null(settings_split_address("a-very-long-host-name:1", h,
+	    sizeof(h)));
+}
+
 int
 main(void)
 {
@@ -609,6 +629,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_tls, tls_setup,
 		    tls_teardown),
 		cmocka_unit_test_setup_teardown(test_extra, setup, teardown),
+		cmocka_unit_test(test_split_address),
 		cmocka_unit_test_setup_teardown(test_small_err_buffer, setup,
 		    teardown),
 	};

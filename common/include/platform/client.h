@@ -119,6 +119,32 @@ int plat_client_stream_status(plat_client_stream *s, char *errmsg,
 void plat_client_stream_cancel(plat_client_stream *s);
 void plat_client_stream_free(plat_client_stream *s);
 
+/*
+ * A Watch on discovery-srv (one service, or "" for every one) kept open
+ * by a thread of its own: on the client's discovery replicas in turn,
+ * reconnecting with backoff. Each stream delivers begin, the snapshot
+ * as events with live 0, synced, then live events, and lost when it
+ * ends; after lost the next stream begins again with a full snapshot.
+ * The callbacks run on the watch's thread, one at a time; ev is valid
+ * during the call. The client's own name cache is kept by one.
+ */
+struct Platform__Discovery__V1__WatchResponse;
+struct plat_discovery_watch_cb {
+	void (*begin)(void *arg);
+	void (*event)(void *arg,
+	    const struct Platform__Discovery__V1__WatchResponse *ev, int live);
+	void (*synced)(void *arg);
+	void (*lost)(void *arg);
+};
+typedef struct plat_discovery_watch plat_discovery_watch;
+/* NULL when the client has no discovery address. */
+plat_discovery_watch *plat_discovery_watch_start(plat_client *c,
+    const char *service, const struct plat_discovery_watch_cb *cb,
+    void *arg);
+/* Ends the watch (its stream is cancelled) and joins its thread; no
+ * callback runs after it returns. NULL is fine. */
+void plat_discovery_watch_stop(plat_discovery_watch *w);
+
 /* "OK", "CANCELLED", ... "UNAUTHENTICATED"; "UNKNOWN" when out of range. */
 const char *plat_status_name(int code);
 

@@ -254,6 +254,9 @@ const char *plat_server_advertised(const plat_server *srv);
  * same id has a new one. */
 #define PLAT_MD_STARTED "started"
 const char *plat_server_started(const plat_server *srv);
+/* With --metrics-listen, the node's metadata PLAT_MD_METRICS holds the
+ * host:port its /metrics is scraped at (monitor-srv's Stats). */
+#define PLAT_MD_METRICS "metrics"
 /* The client this server calls others with (discovery, events), sending
  * its own access token; NULL when it has neither --discovery nor an
  * identity. */

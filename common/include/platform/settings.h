@@ -66,6 +66,7 @@ struct plat_settings {
 	char *trace_endpoint;   /* NULL: spans are not recorded */
 	char *statsd;           /* NULL: no push */
 	int statsd_interval_s;
+	int check_interval_ms;  /* the server's own checks (checks.h) */
 	double trace_sample;    /* new traces recorded, 0..1 */
 };
 
@@ -113,5 +114,10 @@ void settings_free(struct plat_settings *s);
 /* host:port with a non-empty host (name, IPv4, or [IPv6]) and a port
  * 1..65535: 0, or -1. Shared with discovery's input checks. */
 int settings_check_address(const char *addr);
+/* host:port split for getaddrinfo: the host (brackets of [IPv6] taken
+ * off) into host, and the port's text returned; NULL when there is no
+ * ':' or the host does not fit. */
+const char *settings_split_address(const char *addr, char *host,
+    size_t hostlen);
 
 #endif
