@@ -16,6 +16,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <protobuf-c/protobuf-c.h>
 
 typedef struct plat_client plat_client;
@@ -118,6 +119,42 @@ int plat_client_stream_status(plat_client_stream *s, char *errmsg,
 /* Cancels the call (the server sees CANCELLED); _next then ends. */
 void plat_client_stream_cancel(plat_client_stream *s);
 void plat_client_stream_free(plat_client_stream *s);
+
+/*
+ * Smart routing (router-srv's view; see platform/balancer.h). Every call
+ * by name counts in its node's stats and breaker. With weights set for a
+ * service its node is chosen by power of two choices over the weights and
+ * each node's latency EWMA; without (never set, or cleared when router-srv
+ * is gone) by round robin: fail-open.
+ */
+/* Weights for nodes of service by address (nodes not named get
+ * BALANCER_WEIGHT_DEFAULT, 100). Replaces what was set before. */
+void plat_client_route_set(plat_client *c, const char *service,
+    const char *const *addrs, const uint32_t *weights, size_t n);
+/* Back to round robin for service. */
+void plat_client_route_clear(plat_client *c, const char *service);
+
+/* A client-side rate limit for calls by name to service's method (the
+ * full path; NULL or "" for all its methods): rate calls a second, burst
+ * at once (0: a second's worth). Past it a call is RESOURCE_EXHAUSTED
+ * without leaving the process. rate <= 0 removes the limit. A method's
+ * own limit is checked before the service's. */
+void plat_client_set_limit(plat_client *c, const char *service,
+    const char *method, double rate, double burst);
+
+struct plat_node_stats {
+	char addr[128];
+	uint64_t requests;
+	uint64_t errors[17];          /* by gRPC code */
+	double ewma_ms;
+	int inflight;
+	int state;                    /* 0 closed, 1 ejected, 2 half-open */
+	uint32_t weight;
+};
+/* Up to max of service's nodes' stats into out; returns how many the
+ * client knows (may exceed max). */
+size_t plat_client_node_stats(plat_client *c, const char *service,
+    struct plat_node_stats *out, size_t max);
 
 /* "OK", "CANCELLED", ... "UNAUTHENTICATED"; "UNKNOWN" when out of range. */
 const char *plat_status_name(int code);
