@@ -156,10 +156,18 @@ void
 balancer_set_weights(struct balancer *b, const char *const *addrs,
     const uint32_t *weights, size_t n)
 {
+	uint64_t sum = 0;
+	uint32_t mean = BALANCER_WEIGHT_DEFAULT;
 	int j;
 
+	/* A node router-srv did not name yet (it just joined) gets the
+	 * mean weight, as if it were one more of the others. */
+	for (size_t i = 0; i < n; i++)
+		sum += weights[i];
+	if (n > 0)
+		mean = (uint32_t)(sum / n);
 	for (size_t i = 0; i < b->n; i++)
-		b->nodes[i].weight = BALANCER_WEIGHT_DEFAULT;
+		b->nodes[i].weight = mean;
 	for (size_t i = 0; i < n; i++)
 		if ((j = balancer_find(b, addrs[i])) >= 0)
 			b->nodes[j].weight = weights[i];

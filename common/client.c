@@ -93,6 +93,15 @@ struct route {
 	struct route *next;
 };
 
+/* Calls by name per (service, node, method) since the last drain. */
+#define CALLSTAT_BUCKETS 64
+#define CALLSTAT_MAX 4096
+struct callstat {
+	struct plat_call_stats st;
+	uint64_t hash;
+	struct callstat *next;
+};
+
 /* A client-side rate limit; method "" covers the whole service. */
 struct limit {
 	char *service;
@@ -117,6 +126,11 @@ struct plat_client {
 	struct rsvc *cache;
 	struct route *routes;
 	struct limit *limits;
+	int stats_on;                    /* a drain asked for call stats */
+	size_t ncallstats;
+	struct callstat *callstats[CALLSTAT_BUCKETS];
+	void (*on_discovery)(void *, const ProtobufCMessage *);
+	void *on_discovery_arg;
 	int watch_started;
 	int synced;                      /* the cache mirrors discovery */
 	int stopping;
@@ -361,6 +375,7 @@ plat_client_new(const struct plat_client_opts *opts)
 static void rsvc_free_all(struct rsvc *head);
 static void routes_free(struct route *head);
 static void limits_free(struct limit *head);
+static void callstats_clear(plat_client *c);
 
 void
 plat_client_free(plat_client *c)
@@ -390,6 +405,7 @@ plat_client_free(plat_client *c)
 	rsvc_free_all(c->cache);
 	routes_free(c->routes);
 	limits_free(c->limits);
+	callstats_clear(c);
 	grpc_channel_credentials_release(c->creds);
 	free(c->discovery);
 	plat_addrs_free(&c->disc);
@@ -707,7 +723,7 @@ static int client_resolve(plat_client *c, const char *service, char **addr,
 static int client_limit_take(plat_client *c, const char *service,
     const char *method);
 static void client_mark(plat_client *c, const char *service,
-    const char *addr, int rc, double latency_ms);
+    const char *addr, const char *method, int rc, double latency_ms);
 
 /*
  * The retry loop shared by both unary entry points: a fixed address when
@@ -766,7 +782,7 @@ client_unary(plat_client *c, const char *addr, const char *service,
 				break;
 			}
 			if ((left = end - plat_now_ms()) <= 0) {
-				client_mark(c, service, node, -1, 0);
+				client_mark(c, service, node, method, -1, 0);
 				free(node);
 				rc = GRPC_STATUS_DEADLINE_EXCEEDED;
 				errbuf_set(errmsg, errlen, "deadline exceeded "
@@ -779,7 +795,7 @@ client_unary(plat_client *c, const char *addr, const char *service,
 		    req, resp_desc, resp, opts != NULL ? opts->metadata : NULL,
 		    left, errmsg, errlen);
 		if (node != NULL) {
-			client_mark(c, service, node, rc,
+			client_mark(c, service, node, method, rc,
 			    (double)(plat_now_us() - t0) / 1000.0);
 			if (rc == GRPC_STATUS_UNAVAILABLE ||
 			    rc == GRPC_STATUS_DEADLINE_EXCEEDED)
@@ -1309,15 +1325,95 @@ client_pick_locked(plat_client *c, const char *service, char **addr,
 	return 1;
 }
 
+static uint64_t
+callstat_hash(const char *service, const char *addr, const char *method)
+{
+	const char *parts[3] = { service, addr, method };
+	uint64_t h = 1469598103934665603ULL;
+
+	for (int i = 0; i < 3; i++) {
+		for (const char *p = parts[i]; *p != '\0'; p++)
+			h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+		h = (h ^ 0xff) * 1099511628211ULL;
+	}
+	return h;
+}
+
+static void
+callstat_add_locked(plat_client *c, const char *service, const char *addr,
+    const char *method, int rc, double latency_ms)
+{
+	uint64_t h = callstat_hash(service, addr, method);
+	struct callstat **bucket = &c->callstats[h % CALLSTAT_BUCKETS], *cs;
+
+	for (cs = *bucket; cs != NULL; cs = cs->next)
+		if (cs->hash == h && strcmp(cs->st.method, method) == 0 &&
+		    strcmp(cs->st.address, addr) == 0 &&
+		    strcmp(cs->st.service, service) == 0)
+			break;
+	if (cs == NULL) {
+		if (c->ncallstats >= CALLSTAT_MAX)
+			return;         /* bounded; drained every second */
+		cs = xcalloc(1, sizeof(*cs));
+		cs->st.service = xstrdup(service);
+		cs->st.address = xstrdup(addr);
+		cs->st.method = xstrdup(method);
+		cs->hash = h;
+		cs->next = *bucket;
+		*bucket = cs;
+		c->ncallstats++;
+	}
+	cs->st.requests++;
+	if (rc >= 0 && rc < 17)
+		cs->st.codes[rc]++;
+	cs->st.latency_ms_sum += latency_ms;
+	if (latency_ms > cs->st.latency_ms_max)
+		cs->st.latency_ms_max = latency_ms;
+}
+
+static void
+callstats_clear(plat_client *c)
+{
+	struct callstat *cs, *next;
+
+	for (size_t b = 0; b < CALLSTAT_BUCKETS; b++) {
+		for (cs = c->callstats[b]; cs != NULL; cs = next) {
+			next = cs->next;
+			free((char *)cs->st.service);
+			free((char *)cs->st.address);
+			free((char *)cs->st.method);
+			free(cs);
+		}
+		c->callstats[b] = NULL;
+	}
+	c->ncallstats = 0;
+}
+
+void
+plat_client_drain_stats(plat_client *c,
+    void (*fn)(void *arg, const struct plat_call_stats *st), void *arg)
+{
+	pthread_mutex_lock(&c->mu);
+	c->stats_on = 1;
+	for (size_t b = 0; b < CALLSTAT_BUCKETS; b++)
+		for (struct callstat *cs = c->callstats[b]; cs != NULL;
+		    cs = cs->next)
+			fn(arg, &cs->st);
+	callstats_clear(c);
+	pthread_mutex_unlock(&c->mu);
+}
+
 /* The outcome of a call to addr, picked by client_pick_locked. rc -1:
  * the call was never made. */
 static void
-client_mark(plat_client *c, const char *service, const char *addr, int rc,
-    double latency_ms)
+client_mark(plat_client *c, const char *service, const char *addr,
+    const char *method, int rc, double latency_ms)
 {
 	struct rsvc *s;
 
 	pthread_mutex_lock(&c->mu);
+	if (rc >= 0 && c->stats_on)
+		callstat_add_locked(c, service, addr, method, rc, latency_ms);
 	if ((s = rsvc_find(c->cache, service)) != NULL) {
 		if (rc < 0)
 			balancer_release(&s->bal, addr);
@@ -1346,6 +1442,9 @@ watch_run(plat_client *c, plat_client_stream *s)
 	pb_event *ev;
 	int r, synced = 0;
 
+	if (c->on_discovery != NULL)
+		c->on_discovery(c->on_discovery_arg, NULL);
+
 	for (;;) {
 		r = plat_client_stream_next(s,
 		    &platform__discovery__v1__watch_response__descriptor, &m,
@@ -1363,6 +1462,8 @@ watch_run(plat_client *c, plat_client_stream *s)
 		if (r != PLAT_STREAM_MESSAGE)
 			break;
 		ev = (pb_event *)m;
+		if (c->on_discovery != NULL)
+			c->on_discovery(c->on_discovery_arg, m);
 		if (synced) {
 			pthread_mutex_lock(&c->mu);
 			rsvc_apply(&c->cache, ev, plat_now_ms());
@@ -1715,6 +1816,9 @@ plat_client_node_stats(plat_client *c, const char *service,
 	int64_t now = plat_now_ms();
 
 	pthread_mutex_lock(&c->mu);
+	/* A reader of stats wants the cache filled: the watch does. */
+	if (c->discovery != NULL)
+		client_watch_start_locked(c);
 	if ((s = rsvc_find(c->cache, service)) != NULL) {
 		client_balancer_sync_locked(c, s);
 		n = s->bal.n;
@@ -1733,4 +1837,16 @@ plat_client_node_stats(plat_client *c, const char *service,
 	}
 	pthread_mutex_unlock(&c->mu);
 	return n;
+}
+
+void
+plat_client_on_discovery(plat_client *c,
+    void (*fn)(void *arg, const ProtobufCMessage *event), void *arg)
+{
+	pthread_mutex_lock(&c->mu);
+	c->on_discovery = fn;
+	c->on_discovery_arg = arg;
+	if (c->discovery != NULL)
+		client_watch_start_locked(c);
+	pthread_mutex_unlock(&c->mu);
 }

@@ -41,7 +41,7 @@
 
 #define BALANCER_CODES 17            /* gRPC status codes 0..16 */
 #define BALANCER_ADDR_MAX 128
-#define BALANCER_WEIGHT_DEFAULT 100  /* a node router-srv did not name */
+#define BALANCER_WEIGHT_DEFAULT 100  /* every node without weights */
 
 struct balancer_opts {
 	int64_t decay_ms;                /* EWMA decay time; 0: 10000 */
@@ -96,8 +96,8 @@ void balancer_free(struct balancer *b);
  * ones get BALANCER_WEIGHT_DEFAULT when weighted). */
 void balancer_sync(struct balancer *b, const char *const *addrs, size_t n);
 
-/* Weights from router-srv for the nodes it named; the others get
- * BALANCER_WEIGHT_DEFAULT. Turns on the weighted choice. */
+/* Weights from router-srv for the nodes it named; the others (just
+ * joined) get the mean of those. Turns on the weighted choice. */
 void balancer_set_weights(struct balancer *b, const char *const *addrs,
     const uint32_t *weights, size_t n);
 /* Back to the round robin (router-srv gone): fail-open. */
