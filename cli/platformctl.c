@@ -28,6 +28,7 @@
 #include "ctl_events.h"
 #include "ctl_kv.h"
 #include "ctl_out.h"
+#include "ctl_route.h"
 #include "ctl_sync.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "platform/client.h"
@@ -605,6 +606,7 @@ main(int argc, char **argv)
 	ctl_cli_add(&cli, &ctl_kv_group);
 	ctl_cli_add(&cli, &ctl_db_group);
 	ctl_cli_add(&cli, &ctl_sync_group);
+	ctl_cli_add(&cli, &ctl_route_group);
 	ctl_cli_add(&cli, &ctl_auth_group);
 	rc = ctl_cli_run(&cli, argc, argv);
 	ctl_auth_cleanup();

@@ -19,8 +19,8 @@
 #define DEF_BASE_EJECT_MS 1000
 #define DEF_MAX_EJECT_MS 30000
 #define DEF_FAIL_PENALTY_MS 1000.0
-#define COST_RATIO 1.5
-#define COST_SLACK_MS 1.0
+#define COST_RATIO 2.0
+#define COST_SLACK_MS 5.0
 
 struct balancer_scratch {
 	size_t *idx;

@@ -140,15 +140,23 @@ class Client:
             except BrokenPipeError:
                 pass
         code = self.proc.wait(harness.TIMEOUT)
-        self._err.close()
+        self._close_pipes()
         err = self.stderr()
         findings = harness.sanitizer_findings(err)
         assert code == 0 and not findings, (code, err[-3000:])
+
+    def _close_pipes(self):
+        for f in (self.proc.stdin, self.proc.stdout, self._err):
+            try:
+                f.close()
+            except (OSError, BrokenPipeError):
+                pass
 
     def kill(self):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._close_pipes()
 
 
 def shares(result):

@@ -17,9 +17,10 @@
  * With weights from router-srv (balancer_set_weights) a node is chosen
  * by power of two choices: two distinct nodes drawn with probability
  * proportional to their weight; the second wins when its cost
- * (EWMA * (in flight + 1)) is clearly lower (by half and 1 ms), so
- * weights decide between comparable nodes and latency moves load off a
- * slow one. Without weights (router-srv unknown or
+ * (EWMA * (in flight + 1)) is clearly lower (less than half, by 5 ms
+ * more), so weights decide between comparable nodes (a 90/10 split
+ * holds through the odd slow answer) and latency moves load off a node
+ * that is clearly slow. Without weights (router-srv unknown or
  * unreachable: fail-open) it is the plain selector's round robin over
  * the nodes whose breaker is closed.
  *
