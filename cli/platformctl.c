@@ -29,6 +29,7 @@
 #include "ctl_kv.h"
 #include "ctl_monitor.h"
 #include "ctl_out.h"
+#include "ctl_route.h"
 #include "ctl_sync.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "platform/client.h"
@@ -607,6 +608,7 @@ main(int argc, char **argv)
 	ctl_cli_add(&cli, &ctl_db_group);
 	ctl_cli_add(&cli, &ctl_sync_group);
 	ctl_cli_add(&cli, &ctl_monitor_group);
+	ctl_cli_add(&cli, &ctl_route_group);
 	ctl_cli_add(&cli, &ctl_auth_group);
 	rc = ctl_cli_run(&cli, argc, argv);
 	ctl_auth_cleanup();

@@ -40,7 +40,8 @@
 #include "platform/xalloc.h"
 #include "platform/discovery/v1/discovery.pb-c.h"
 #include "platform/log.h"
-#include "platform/selector.h"
+#include "platform/balancer.h"
+#include "platform/token_bucket.h"
 
 #define CLIENT_DEADLINE_MS 5000
 #define CLIENT_MAX_MSG (4 << 20)
@@ -77,8 +78,36 @@ struct rsvc {
 	char **addrs;
 	size_t n, cap;
 	int64_t fetched_ms;              /* when last confirmed */
-	struct selector sel;
+	uint64_t gen;                    /* bumped when the nodes change */
+	uint64_t bal_gen;                /* the gen bal was synced to */
+	struct balancer bal;             /* stats, breakers, the choice */
 	struct rsvc *next;
+};
+
+/* Weights from router-srv for one service (plat_client_route_set). */
+struct route {
+	char *service;
+	char **addrs;
+	uint32_t *weights;
+	size_t n;
+	struct route *next;
+};
+
+/* Calls by name per (service, node, method) since the last drain. */
+#define CALLSTAT_BUCKETS 64
+#define CALLSTAT_MAX 4096
+struct callstat {
+	struct plat_call_stats st;
+	uint64_t hash;
+	struct callstat *next;
+};
+
+/* A client-side rate limit; method "" covers the whole service. */
+struct limit {
+	char *service;
+	char *method;
+	struct token_bucket tb;
+	struct limit *next;
 };
 
 struct plat_client {
@@ -94,6 +123,13 @@ struct plat_client {
 	void *token_arg;
 	struct client_chan *chans;
 	struct rsvc *cache;
+	struct route *routes;
+	struct limit *limits;
+	int stats_on;                    /* a drain asked for call stats */
+	size_t ncallstats;
+	struct callstat *callstats[CALLSTAT_BUCKETS];
+	void (*on_discovery)(void *, const ProtobufCMessage *);
+	void *on_discovery_arg;
 	int watch_started;
 	int synced;                      /* the cache mirrors discovery */
 	int stopping;
@@ -335,6 +371,9 @@ plat_client_new(const struct plat_client_opts *opts)
 }
 
 static void rsvc_free_all(struct rsvc *head);
+static void routes_free(struct route *head);
+static void limits_free(struct limit *head);
+static void callstats_clear(plat_client *c);
 
 void
 plat_client_free(plat_client *c)
@@ -356,6 +395,9 @@ plat_client_free(plat_client *c)
 		free(ch);
 	}
 	rsvc_free_all(c->cache);
+	routes_free(c->routes);
+	limits_free(c->limits);
+	callstats_clear(c);
 	grpc_channel_credentials_release(c->creds);
 	free(c->discovery);
 	plat_addrs_free(&c->disc);
@@ -669,8 +711,10 @@ out:
 
 static int client_resolve(plat_client *c, const char *service, char **addr,
     int64_t deadline_ms, char *errmsg, size_t errlen);
+static int client_limit_take(plat_client *c, const char *service,
+    const char *method);
 static void client_mark(plat_client *c, const char *service,
-    const char *addr, int rc);
+    const char *addr, const char *method, int rc, double latency_ms);
 
 /*
  * The retry loop shared by both unary entry points: a fixed address when
@@ -683,7 +727,7 @@ client_unary(plat_client *c, const char *addr, const char *service,
     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
     const struct plat_call_opts *opts, char *errmsg, size_t errlen)
 {
-	int64_t end, left, delay = RETRY_BASE_MS;
+	int64_t end, left, t0, delay = RETRY_BASE_MS;
 	int attempts = 1, rc = GRPC_STATUS_UNAVAILABLE;
 	char *node;
 
@@ -699,6 +743,11 @@ client_unary(plat_client *c, const char *addr, const char *service,
 	if ((rc = client_md_check(opts != NULL ? opts->metadata : NULL,
 	    method, errmsg, errlen)) != GRPC_STATUS_OK)
 		return rc;
+	if (service != NULL && !client_limit_take(c, service, method)) {
+		errbuf_set(errmsg, errlen, "%s: over the client-side rate "
+		    "limit for %s", method, service);
+		return GRPC_STATUS_RESOURCE_EXHAUSTED;
+	}
 
 	for (int i = 0; i < attempts; i++) {
 		if (i > 0) {
@@ -724,6 +773,7 @@ client_unary(plat_client *c, const char *addr, const char *service,
 				break;
 			}
 			if ((left = end - plat_now_ms()) <= 0) {
+				client_mark(c, service, node, method, -1, 0);
 				free(node);
 				rc = GRPC_STATUS_DEADLINE_EXCEEDED;
 				errbuf_set(errmsg, errlen, "deadline exceeded "
@@ -731,11 +781,13 @@ client_unary(plat_client *c, const char *addr, const char *service,
 				break;
 			}
 		}
+		t0 = plat_now_us();
 		rc = client_unary_once(c, node != NULL ? node : addr, method,
 		    req, resp_desc, resp, opts != NULL ? opts->metadata : NULL,
 		    left, errmsg, errlen);
 		if (node != NULL) {
-			client_mark(c, service, node, rc);
+			client_mark(c, service, node, method, rc,
+			    (double)(plat_now_us() - t0) / 1000.0);
 			if (rc == GRPC_STATUS_UNAVAILABLE ||
 			    rc == GRPC_STATUS_DEADLINE_EXCEEDED)
 				client_err_prefix(errmsg, errlen, node);
@@ -1087,7 +1139,9 @@ rsvc_get(struct rsvc **head, const char *name)
 		return s;
 	s = xcalloc(1, sizeof(*s));
 	s->name = xstrdup(name);
-	selector_init(&s->sel, 0);
+	balancer_init(&s->bal, NULL, (uint64_t)plat_now_us() ^
+	    (uint64_t)(uintptr_t)s);
+	s->bal_gen = UINT64_MAX;
 	s->next = *head;
 	*head = s;
 	return s;
@@ -1101,6 +1155,7 @@ rsvc_clear(struct rsvc *s)
 		free(s->addrs[i]);
 	}
 	s->n = 0;
+	s->gen++;
 }
 
 static void
@@ -1111,6 +1166,7 @@ rsvc_free_all(struct rsvc *head)
 	for (; head != NULL; head = next) {
 		next = head->next;
 		rsvc_clear(head);
+		balancer_free(&head->bal);
 		free(head->ids);
 		free(head->addrs);
 		free(head->name);
@@ -1130,6 +1186,7 @@ rsvc_upsert(struct rsvc *s, const char *id, const char *addr)
 			if (strcmp(s->addrs[i], addr) != 0) {
 				free(s->addrs[i]);
 				s->addrs[i] = xstrdup(addr);
+				s->gen++;
 			}
 			return;
 		}
@@ -1144,6 +1201,7 @@ rsvc_upsert(struct rsvc *s, const char *id, const char *addr)
 	s->ids[s->n] = xstrdup(id);
 	s->addrs[s->n] = xstrdup(addr);
 	s->n++;
+	s->gen++;
 }
 
 static void
@@ -1154,6 +1212,7 @@ rsvc_remove(struct rsvc *s, const char *id)
 			free(s->ids[i]);
 			free(s->addrs[i]);
 			s->n--;
+			s->gen++;
 			s->ids[i] = s->ids[s->n];
 			s->addrs[i] = s->addrs[s->n];
 			return;
@@ -1194,17 +1253,46 @@ rsvc_apply(struct rsvc **head, const pb_event *ev, int64_t now)
 	}
 }
 
-/* Swaps in a fresh snapshot, keeping each name's selector state. */
+/* Swaps in a fresh snapshot, keeping each name's balancer: the nodes'
+ * stats and breakers live on. */
 static void
 client_swap_cache_locked(plat_client *c, struct rsvc *fresh)
 {
 	struct rsvc *s, *old;
+	struct balancer tmp;
 
 	for (s = fresh; s != NULL; s = s->next)
-		if ((old = rsvc_find(c->cache, s->name)) != NULL)
-			s->sel = old->sel;
+		if ((old = rsvc_find(c->cache, s->name)) != NULL) {
+			tmp = s->bal;
+			s->bal = old->bal;
+			old->bal = tmp;
+		}
 	rsvc_free_all(c->cache);
 	c->cache = fresh;
+}
+
+static struct route *
+route_find(struct route *head, const char *service)
+{
+	for (; head != NULL; head = head->next)
+		if (strcmp(head->service, service) == 0)
+			return head;
+	return NULL;
+}
+
+/* Brings s's balancer up to its node list and router-srv's weights. */
+static void
+client_balancer_sync_locked(plat_client *c, struct rsvc *s)
+{
+	struct route *r;
+
+	if (s->bal_gen == s->gen)
+		return;
+	balancer_sync(&s->bal, (const char *const *)s->addrs, s->n);
+	if ((r = route_find(c->routes, s->name)) != NULL)
+		balancer_set_weights(&s->bal, (const char *const *)r->addrs,
+		    r->weights, r->n);
+	s->bal_gen = s->gen;
 }
 
 /* Picks a node of service into *addr; 0 when there is none to pick
@@ -1221,25 +1309,108 @@ client_pick_locked(plat_client *c, const char *service, char **addr,
 		return 0;
 	if (!c->synced && !stale_ok && now - s->fetched_ms > RESOLVE_STALE_MS)
 		return 0;
-	if ((i = selector_pick(&s->sel, (const char *const *)s->addrs, s->n,
-	    now)) < 0)
+	client_balancer_sync_locked(c, s);
+	if ((i = balancer_pick(&s->bal, now)) < 0)
 		return 0;
-	*addr = xstrdup(s->addrs[i]);
+	*addr = xstrdup(s->bal.nodes[i].addr);
 	return 1;
 }
 
+static uint64_t
+callstat_hash(const char *service, const char *addr, const char *method)
+{
+	const char *parts[3] = { service, addr, method };
+	uint64_t h = 1469598103934665603ULL;
+
+	for (int i = 0; i < 3; i++) {
+		for (const char *p = parts[i]; *p != '\0'; p++)
+			h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+		h = (h ^ 0xff) * 1099511628211ULL;
+	}
+	return h;
+}
+
 static void
-client_mark(plat_client *c, const char *service, const char *addr, int rc)
+callstat_add_locked(plat_client *c, const char *service, const char *addr,
+    const char *method, int rc, double latency_ms)
+{
+	uint64_t h = callstat_hash(service, addr, method);
+	struct callstat **bucket = &c->callstats[h % CALLSTAT_BUCKETS], *cs;
+
+	for (cs = *bucket; cs != NULL; cs = cs->next)
+		if (cs->hash == h && strcmp(cs->st.method, method) == 0 &&
+		    strcmp(cs->st.address, addr) == 0 &&
+		    strcmp(cs->st.service, service) == 0)
+			break;
+	if (cs == NULL) {
+		if (c->ncallstats >= CALLSTAT_MAX)
+			return;         /* bounded; drained every second */
+		cs = xcalloc(1, sizeof(*cs));
+		cs->st.service = xstrdup(service);
+		cs->st.address = xstrdup(addr);
+		cs->st.method = xstrdup(method);
+		cs->hash = h;
+		cs->next = *bucket;
+		*bucket = cs;
+		c->ncallstats++;
+	}
+	cs->st.requests++;
+	if (rc >= 0 && rc < 17)
+		cs->st.codes[rc]++;
+	cs->st.latency_ms_sum += latency_ms;
+	if (latency_ms > cs->st.latency_ms_max)
+		cs->st.latency_ms_max = latency_ms;
+}
+
+static void
+callstats_clear(plat_client *c)
+{
+	struct callstat *cs, *next;
+
+	for (size_t b = 0; b < CALLSTAT_BUCKETS; b++) {
+		for (cs = c->callstats[b]; cs != NULL; cs = next) {
+			next = cs->next;
+			free((char *)cs->st.service);
+			free((char *)cs->st.address);
+			free((char *)cs->st.method);
+			free(cs);
+		}
+		c->callstats[b] = NULL;
+	}
+	c->ncallstats = 0;
+}
+
+void
+plat_client_drain_stats(plat_client *c,
+    void (*fn)(void *arg, const struct plat_call_stats *st), void *arg)
+{
+	pthread_mutex_lock(&c->mu);
+	c->stats_on = 1;
+	for (size_t b = 0; b < CALLSTAT_BUCKETS; b++)
+		for (struct callstat *cs = c->callstats[b]; cs != NULL;
+		    cs = cs->next)
+			fn(arg, &cs->st);
+	callstats_clear(c);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* The outcome of a call to addr, picked by client_pick_locked. rc -1:
+ * the call was never made. */
+static void
+client_mark(plat_client *c, const char *service, const char *addr,
+    const char *method, int rc, double latency_ms)
 {
 	struct rsvc *s;
 
 	pthread_mutex_lock(&c->mu);
+	if (rc >= 0 && c->stats_on)
+		callstat_add_locked(c, service, addr, method, rc, latency_ms);
 	if ((s = rsvc_find(c->cache, service)) != NULL) {
-		if (rc == GRPC_STATUS_UNAVAILABLE ||
-		    rc == GRPC_STATUS_DEADLINE_EXCEEDED)
-			selector_mark_failed(&s->sel, addr, plat_now_ms());
+		if (rc < 0)
+			balancer_release(&s->bal, addr);
 		else
-			selector_mark_ok(&s->sel, addr);
+			balancer_done(&s->bal, addr, rc, latency_ms,
+			    plat_now_ms());
 	}
 	pthread_mutex_unlock(&c->mu);
 }
@@ -1426,6 +1597,8 @@ cache_begin(void *arg)
 
 	rsvc_free_all(c->fresh);
 	c->fresh = NULL;
+	if (c->on_discovery != NULL)
+		c->on_discovery(c->on_discovery_arg, NULL);
 }
 
 static void
@@ -1434,6 +1607,8 @@ cache_event(void *arg, const Platform__Discovery__V1__WatchResponse *ev,
 {
 	plat_client *c = arg;
 
+	if (c->on_discovery != NULL)
+		c->on_discovery(c->on_discovery_arg, &ev->base);
 	if (!live) {
 		rsvc_apply(&c->fresh, ev, plat_now_ms());
 		return;
@@ -1447,6 +1622,15 @@ static void
 cache_synced(void *arg)
 {
 	plat_client *c = arg;
+
+	if (c->on_discovery != NULL) {
+		Platform__Discovery__V1__WatchResponse marker =
+		    PLATFORM__DISCOVERY__V1__WATCH_RESPONSE__INIT;
+
+		marker.type =
+		    PLATFORM__DISCOVERY__V1__EVENT_TYPE__EVENT_TYPE_SYNCED;
+		c->on_discovery(c->on_discovery_arg, &marker.base);
+	}
 
 	pthread_mutex_lock(&c->mu);
 	client_swap_cache_locked(c, c->fresh);
@@ -1564,4 +1748,214 @@ client_resolve(plat_client *c, const char *service, char **addr,
 		errbuf_set(errmsg, errlen, "service \"%s\" has no live node",
 		    service);
 	return GRPC_STATUS_UNAVAILABLE;
+}
+
+/* ---- smart routing: weights, limits, stats ---- */
+
+static void
+route_free(struct route *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		free(r->addrs[i]);
+	free(r->addrs);
+	free(r->weights);
+	free(r->service);
+	free(r);
+}
+
+static void
+routes_free(struct route *head)
+{
+	struct route *next;
+
+	for (; head != NULL; head = next) {
+		next = head->next;
+		route_free(head);
+	}
+}
+
+/* Unlinks service's route from c; the caller frees it. */
+static struct route *
+route_unlink_locked(plat_client *c, const char *service)
+{
+	struct route **pp, *r;
+
+	for (pp = &c->routes; (r = *pp) != NULL; pp = &r->next)
+		if (strcmp(r->service, service) == 0) {
+			*pp = r->next;
+			return r;
+		}
+	return NULL;
+}
+
+void
+plat_client_route_set(plat_client *c, const char *service,
+    const char *const *addrs, const uint32_t *weights, size_t n)
+{
+	struct route *r, *old;
+	struct rsvc *s;
+
+	if (service == NULL || service[0] == '\0')
+		return;
+	r = xcalloc(1, sizeof(*r));
+	r->service = xstrdup(service);
+	r->addrs = xcalloc(n > 0 ? n : 1, sizeof(char *));
+	r->weights = xcalloc(n > 0 ? n : 1, sizeof(uint32_t));
+	for (size_t i = 0; i < n; i++) {
+		r->addrs[i] = xstrdup(addrs[i]);
+		r->weights[i] = weights[i];
+	}
+	r->n = n;
+	pthread_mutex_lock(&c->mu);
+	old = route_unlink_locked(c, service);
+	r->next = c->routes;
+	c->routes = r;
+	if ((s = rsvc_find(c->cache, service)) != NULL)
+		s->bal_gen = s->gen - 1;        /* re-sync at the next pick */
+	pthread_mutex_unlock(&c->mu);
+	if (old != NULL)
+		route_free(old);
+}
+
+void
+plat_client_route_clear(plat_client *c, const char *service)
+{
+	struct route *old;
+	struct rsvc *s;
+
+	if (service == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	old = route_unlink_locked(c, service);
+	if ((s = rsvc_find(c->cache, service)) != NULL)
+		balancer_clear_weights(&s->bal);
+	pthread_mutex_unlock(&c->mu);
+	if (old != NULL)
+		route_free(old);
+}
+
+static void
+limits_free(struct limit *head)
+{
+	struct limit *next;
+
+	for (; head != NULL; head = next) {
+		next = head->next;
+		free(head->service);
+		free(head->method);
+		free(head);
+	}
+}
+
+static struct limit **
+limit_slot_locked(plat_client *c, const char *service, const char *method)
+{
+	struct limit **pp;
+
+	for (pp = &c->limits; *pp != NULL; pp = &(*pp)->next)
+		if (strcmp((*pp)->service, service) == 0 &&
+		    strcmp((*pp)->method, method) == 0)
+			break;
+	return pp;
+}
+
+void
+plat_client_set_limit(plat_client *c, const char *service,
+    const char *method, double rate, double burst)
+{
+	struct limit **pp, *l;
+	int64_t now = plat_now_ms();
+
+	if (service == NULL || service[0] == '\0')
+		return;
+	if (method == NULL)
+		method = "";
+	pthread_mutex_lock(&c->mu);
+	pp = limit_slot_locked(c, service, method);
+	if ((l = *pp) != NULL && rate <= 0) {
+		*pp = l->next;
+		l->next = NULL;
+		limits_free(l);
+	} else if (l != NULL)
+		token_bucket_set(&l->tb, rate, burst, now);
+	else if (rate > 0) {
+		l = xcalloc(1, sizeof(*l));
+		l->service = xstrdup(service);
+		l->method = xstrdup(method);
+		token_bucket_init(&l->tb, rate, burst, now);
+		l->next = c->limits;
+		c->limits = l;
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* 1 when a call to service's method is within its limits (and takes a
+ * token from each that applies), 0 past one. */
+static int
+client_limit_take(plat_client *c, const char *service, const char *method)
+{
+	struct limit *l;
+	int64_t now;
+	int ok = 1;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->limits != NULL) {
+		now = plat_now_ms();
+		if ((l = *limit_slot_locked(c, service, method)) != NULL)
+			ok = token_bucket_take(&l->tb, now);
+		if (ok && (l = *limit_slot_locked(c, service, "")) != NULL)
+			ok = token_bucket_take(&l->tb, now);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return ok;
+}
+
+_Static_assert(sizeof(((struct plat_node_stats *)0)->errors) ==
+    sizeof(((struct balancer_node *)0)->errors), "one error slot per code");
+_Static_assert(sizeof(((struct plat_node_stats *)0)->addr) ==
+    BALANCER_ADDR_MAX, "the same address room");
+
+size_t
+plat_client_node_stats(plat_client *c, const char *service,
+    struct plat_node_stats *out, size_t max)
+{
+	const struct balancer_node *nd;
+	struct rsvc *s;
+	size_t n = 0;
+	int64_t now = plat_now_ms();
+
+	pthread_mutex_lock(&c->mu);
+	/* A reader of stats wants the cache filled: the watch does. */
+	if (c->discovery != NULL)
+		client_watch_start_locked(c);
+	if ((s = rsvc_find(c->cache, service)) != NULL) {
+		client_balancer_sync_locked(c, s);
+		n = s->bal.n;
+		for (size_t i = 0; i < n && i < max; i++) {
+			nd = &s->bal.nodes[i];
+			memset(&out[i], 0, sizeof(out[i]));
+			snprintf(out[i].addr, sizeof(out[i].addr), "%s",
+			    nd->addr);
+			out[i].requests = nd->requests;
+			memcpy(out[i].errors, nd->errors, sizeof(out[i].errors));
+			out[i].ewma_ms = nd->ewma_ms;
+			out[i].inflight = nd->inflight;
+			out[i].state = (int)balancer_state(&s->bal, i, now);
+			out[i].weight = nd->weight;
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	return n;
+}
+
+void
+plat_client_on_discovery(plat_client *c,
+    void (*fn)(void *arg, const ProtobufCMessage *event), void *arg)
+{
+	pthread_mutex_lock(&c->mu);
+	c->on_discovery = fn;
+	c->on_discovery_arg = arg;
+	if (c->discovery != NULL)
+		client_watch_start_locked(c);
+	pthread_mutex_unlock(&c->mu);
 }

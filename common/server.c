@@ -40,6 +40,7 @@
 #include "platform/guard.h"
 #include "platform/identity.h"
 #include "platform/registrar.h"
+#include "platform/router_follow.h"
 #include "platform/server.h"
 #include "platform/trace.h"
 #include "platform/settings.h"
@@ -2053,6 +2054,7 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	sigset_t sigs;
 	int sig, rc, exit_code = 1;
 	plat_registrar *reg = NULL;
+	struct plat_router_follow *follow = NULL;
 	const char **eps = NULL;
 	struct plat_credentials creds = { 0 };
 
@@ -2193,6 +2195,13 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 		reg = plat_registrar_start(srv->client,
 		    srv->settings.discovery, &r);
 		plat_events_connect(srv->events, srv->client);
+		/* Calls to other servers follow router-srv's weights and
+		 * limits when there is one, and report to it. */
+		if (!svc->self_router)
+			follow = plat_router_follow_start(srv->client,
+			    srv->settings.node_id, (const char *const[]){
+			    "service", svc->name, "version", svc->version,
+			    "node", srv->settings.node_id, NULL });
 	}
 	checks_start(srv->checks, srv);
 
@@ -2221,6 +2230,7 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	/* The drained calls' spans, then the client they go through. */
 	plat_trace_stop(EVENTS_FLUSH_MS);
 	/* After the drain: a call still answering may call other servers. */
+	plat_router_follow_stop(follow);
 	server_close_outbound(srv);
 	exit_code = 0;
 out_fini:

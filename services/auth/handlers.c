@@ -315,6 +315,15 @@ static const struct bootstrap_rule {
 	  "every service account watches the registry" },
 	{ "bootstrap-event-publish", "platform.event.v1.Event", "Publish*", "",
 	  RULE_SERVICE, 0, "every service account publishes platform events" },
+	{ "bootstrap-router-select", "platform.router.v1.Router", "Select",
+	  "", RULE_SERVICE, 0, "every service account asks router-srv for "
+	  "its weights" },
+	{ "bootstrap-router-watch", "platform.router.v1.Router", "Watch", "",
+	  RULE_SERVICE, 0, "every service account follows router-srv's "
+	  "views" },
+	{ "bootstrap-router-report", "platform.router.v1.Router", "Report",
+	  "", RULE_SERVICE, 0, "every service account reports its call "
+	  "stats to router-srv" },
 	{ "bootstrap-kv-replicate", "platform.kv.v1.KV", "Replicate",
 	  "kv.peer", RULE_SERVICE, 0,
 	  "kv-srv nodes (scope kv.peer) copy entries to each other" },

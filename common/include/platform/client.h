@@ -16,6 +16,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <protobuf-c/protobuf-c.h>
 
 typedef struct plat_client plat_client;
@@ -144,6 +145,72 @@ plat_discovery_watch *plat_discovery_watch_start(plat_client *c,
 /* Ends the watch (its stream is cancelled) and joins its thread; no
  * callback runs after it returns. NULL is fine. */
 void plat_discovery_watch_stop(plat_discovery_watch *w);
+
+/*
+ * Smart routing (router-srv's view; see platform/balancer.h). Every call
+ * by name counts in its node's stats and breaker. With weights set for a
+ * service its node is chosen by power of two choices over the weights and
+ * each node's latency EWMA; without (never set, or cleared when router-srv
+ * is gone) by round robin: fail-open.
+ */
+/* Weights for nodes of service by address (nodes not named get the
+ * mean of those named). Replaces what was set before. */
+void plat_client_route_set(plat_client *c, const char *service,
+    const char *const *addrs, const uint32_t *weights, size_t n);
+/* Back to round robin for service. */
+void plat_client_route_clear(plat_client *c, const char *service);
+
+/* A client-side rate limit for calls by name to service's method (the
+ * full path; NULL or "" for all its methods): rate calls a second, burst
+ * at once (0: a second's worth). Past it a call is RESOURCE_EXHAUSTED
+ * without leaving the process. rate <= 0 removes the limit. A method's
+ * own limit is checked before the service's. */
+void plat_client_set_limit(plat_client *c, const char *service,
+    const char *method, double rate, double burst);
+
+struct plat_node_stats {
+	char addr[128];
+	uint64_t requests;
+	uint64_t errors[17];          /* by gRPC code */
+	double ewma_ms;
+	int inflight;
+	int state;                    /* 0 closed, 1 ejected, 2 half-open */
+	uint32_t weight;
+};
+/* Up to max of service's nodes' stats into out; returns how many the
+ * client knows (may exceed max). Starts the discovery watch, so a name
+ * unknown now may be known a moment later. */
+size_t plat_client_node_stats(plat_client *c, const char *service,
+    struct plat_node_stats *out, size_t max);
+
+/*
+ * Per method stats of calls by name, for a reporter (router_follow.h):
+ * counted only once a drain has asked for them, so a client nobody
+ * reads pays nothing. Each drain hands fn every (service, node, method)
+ * seen since the last one, then forgets them. fn runs under the
+ * client's lock: it must only copy.
+ */
+struct plat_call_stats {
+	const char *service;
+	const char *address;
+	const char *method;
+	uint64_t requests;
+	uint64_t codes[17];           /* by gRPC code; [0] is the OKs */
+	double latency_ms_sum;
+	double latency_ms_max;
+};
+void plat_client_drain_stats(plat_client *c,
+    void (*fn)(void *arg, const struct plat_call_stats *st), void *arg);
+
+/*
+ * Every event of the client's discovery Watch (a
+ * platform.discovery.v1.WatchResponse), in order, on the watch thread:
+ * after each (re)connect fn gets NULL, then the snapshot up to SYNCED,
+ * then changes. Starts the watch now. fn must be quick and must not call
+ * the client. Set once, before any call.
+ */
+void plat_client_on_discovery(plat_client *c,
+    void (*fn)(void *arg, const ProtobufCMessage *event), void *arg);
 
 /* "OK", "CANCELLED", ... "UNAUTHENTICATED"; "UNKNOWN" when out of range. */
 const char *plat_status_name(int code);

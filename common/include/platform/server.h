@@ -127,6 +127,9 @@ struct plat_service {
 	 * so the guard does not run in front of its methods, and with no
 	 * --auth it is its own auth-srv for this server's tokens. */
 	int self_auth;
+	/* router-srv: does not follow router-srv's views (every other
+	 * server with --discovery does: platform/router_follow.h). */
+	int self_router;
 	/* The service's own settings (its options' values are set): 0, or
 	 * -1 with err naming the setting, which ends the start as any bad
 	 * setting does (one line, exit 2) before anything starts. May be
