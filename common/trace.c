@@ -120,8 +120,8 @@ hex_bytes(const char *s, uint8_t *out, size_t n)
 	return 0;
 }
 
-static void
-to_hex(const uint8_t *p, size_t n, char *out)
+void
+plat_hex_encode(const uint8_t *p, size_t n, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
 
@@ -161,9 +161,9 @@ void
 plat_traceparent_format(const struct plat_span_ctx *c, char *out)
 {
 	memcpy(out, "00-", 3);
-	to_hex(c->trace_id, PLAT_TRACE_ID_LEN, out + 3);
+	plat_hex_encode(c->trace_id, PLAT_TRACE_ID_LEN, out + 3);
 	out[35] = '-';
-	to_hex(c->span_id, PLAT_SPAN_ID_LEN, out + 36);
+	plat_hex_encode(c->span_id, PLAT_SPAN_ID_LEN, out + 36);
 	out[52] = '-';
 	memcpy(out + 53, c->sampled ? "01" : "00", 3);
 }
@@ -296,8 +296,8 @@ plat_trace_log_ids(char trace_id[2 * PLAT_TRACE_ID_LEN + 1],
 {
 	if (current == NULL)
 		return false;
-	to_hex(current->ctx.trace_id, PLAT_TRACE_ID_LEN, trace_id);
-	to_hex(current->ctx.span_id, PLAT_SPAN_ID_LEN, span_id);
+	plat_hex_encode(current->ctx.trace_id, PLAT_TRACE_ID_LEN, trace_id);
+	plat_hex_encode(current->ctx.span_id, PLAT_SPAN_ID_LEN, span_id);
 	return true;
 }
 

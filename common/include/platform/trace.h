@@ -49,6 +49,8 @@ struct plat_span_ctx {
 int plat_traceparent_parse(const char *s, struct plat_span_ctx *out);
 /* out: at least PLAT_TRACEPARENT_LEN + 1 bytes. */
 void plat_traceparent_format(const struct plat_span_ctx *c, char *out);
+/* n bytes as lower-case hex, NUL-terminated: out has 2n + 1 bytes. */
+void plat_hex_encode(const uint8_t *p, size_t n, char *out);
 
 enum plat_span_kind {
 	PLAT_SPAN_INTERNAL = 1,

@@ -1,0 +1,28 @@
+/*
+ * ingest: OTLP TraceService/Export into trace_spans.
+ *
+ * Every span is checked (span.h); what can be stored goes through the
+ * platform's group-commit batcher, so concurrent exports share one
+ * transaction, and the call is answered after the commit: OK with a
+ * partial_success naming what was refused (rejected_spans and the first
+ * reason), as OTLP has it, or UNAVAILABLE while the database is away
+ * (OTLP exporters retry on it).
+ */
+#ifndef TRACE_INGEST_H
+#define TRACE_INGEST_H
+
+#include "platform/pg.h"
+#include "platform/server.h"
+
+struct metrics;
+
+/* keep_days: the retention, which bounds the start times taken. */
+int ingest_start(struct pg_store *store, int keep_days,
+    struct metrics *metrics);
+/* Answers whatever is queued, then stops. */
+void ingest_stop(void);
+
+int ingest_export(plat_ctx *ctx, const ProtobufCMessage *req,
+    ProtobufCMessage **resp);
+
+#endif

@@ -1,0 +1,64 @@
+/*
+ * span: OTLP spans checked and turned into the rows trace-srv stores.
+ *
+ * Pure logic, no I/O: every span of an ExportTraceServiceRequest is
+ * either a row or a rejection with the reason (the caller's
+ * partial_success), never dropped without a word.
+ */
+#ifndef TRACE_SPAN_H
+#define TRACE_SPAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+
+#define SPAN_NAME_MAX 1024
+#define SPAN_ATTRS_MAX 128
+#define SPAN_ATTRS_JSON_MAX 65536
+
+/* One span as stored: ids as lower-case hex. Strings point into the
+ * request (valid while it is) except attrs, which the row owns. */
+struct span_row {
+	char trace_id[33], span_id[17], parent_id[17];  /* parent "" */
+	const char *service, *node, *name, *status_message, *trace_state;
+	int kind;
+	int64_t start_ns, duration_ns;
+	bool error;
+	bool unsampled;                 /* the exporter's mark: tail sampling */
+	char *attrs;                    /* JSON object, values as text */
+};
+
+/* The start times a span may have: [min_ns, max_ns). */
+struct span_window {
+	int64_t min_ns, max_ns;
+};
+
+struct span_batch {
+	struct span_row *rows;
+	size_t n, cap;
+	int64_t rejected;
+	char first_error[256];          /* the first rejection's reason */
+};
+
+/* The attribute the platform's exporter puts on a span of a trace head
+ * sampling did not keep, for trace-srv's tail decision. */
+#define SPAN_ATTR_UNSAMPLED "platform.unsampled"
+
+/* Every span of req, into b (zeroed by the caller): a row each, or a
+ * rejection counted with its reason. */
+void span_batch_add(struct span_batch *b,
+    const Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req,
+    const struct span_window *w);
+void span_batch_free(struct span_batch *b);
+
+/* One span's problem, or NULL when it can be stored. */
+const char *span_problem(const Opentelemetry__Proto__Trace__V1__Span *s,
+    const struct span_window *w);
+
+/* The text form of an OTLP value (strings as they are, arrays and maps
+ * as JSON), malloc'd. */
+char *span_value_text(const Opentelemetry__Proto__Common__V1__AnyValue *v);
+
+#endif

@@ -1,0 +1,361 @@
+#!/usr/bin/python3
+"""trace-srv over real gRPC against a real PostgreSQL.
+
+OTLP Export (partial_success for what it refuses, resent spans kept
+once), GetTrace as the whole tree, Search by every filter with paging,
+Services, Operations, Dependencies, retention dropping old daily
+partitions, and bad input for every field.
+
+Needs PLATFORM_TEST_DATABASE (scripts/test sets it from scripts/pg), else
+it says so and exits 0. No test asserts a time: each waits for a
+condition.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import grpc  # noqa: E402
+
+import harness  # noqa: E402
+import trace_harness as th  # noqa: E402
+from trace_harness import ids, now_ns, request, span, uniq  # noqa: E402
+from harness import rpc_error, wait_for  # noqa: E402
+
+C = grpc.StatusCode
+DAY_NS = 86400 * 10**9
+
+
+class TraceCase(harness.ServiceCase):
+    """One trace-srv per class, stopped with SIGTERM at the end: exit 0
+    and no sanitizer report."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = th.trace_server(name=cls.__name__, metrics=True)
+        cls.addClassCleanup(cls.srv.kill)
+        cls.c = th.client_of(cls.srv)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop_clean()
+
+    def tree(self, svc):
+        """A three-span trace of service svc: root, child, grandchild."""
+        tid, root = ids()
+        child, grand = os.urandom(8), os.urandom(8)
+        t0 = now_ns()
+        spans = [
+            span(tid, root, 'root', start_ns=t0, duration_ns=30000000),
+            span(tid, child, 'child', parent=root, kind=th.CLIENT,
+                 start_ns=t0 + 1000, duration_ns=20000000),
+            span(tid, grand, 'grand', parent=child, kind=th.INTERNAL,
+                 start_ns=t0 + 2000, duration_ns=10000000,
+                 attrs={'http.status_code': 200, 'peer': 'x'}),
+        ]
+        return tid.hex(), (root.hex(), child.hex(), grand.hex()), spans
+
+
+class ExportTest(TraceCase):
+
+    def test_stored_as_a_tree(self):
+        svc = uniq('svc')
+        tid, (root, child, grand), spans = self.tree(svc)
+        resp = self.c.export(request(svc, spans, node='n1'))
+        self.assertFalse(resp.HasField('partial_success'))
+        got = self.c.spans(tid)
+        self.assertEqual([s.span_id for s in got], [root, child, grand])
+        self.assertEqual([s.parent_span_id for s in got],
+                         ['', root, child])
+        self.assertEqual({s.service for s in got}, {svc})
+        self.assertEqual(got[0].node, 'n1')
+        self.assertEqual(got[0].duration_ns, 30000000)
+        self.assertEqual(got[1].kind, th.pb().SPAN_KIND_CLIENT)
+        self.assertEqual(dict(got[2].attributes),
+                         {'http.status_code': '200', 'peer': 'x'})
+
+    def test_resent_export_is_stored_once(self):
+        svc = uniq('svc')
+        tid, _, spans = self.tree(svc)
+        self.c.export(request(svc, spans))
+        self.c.export(request(svc, spans))
+        self.assertEqual(len(self.c.spans(tid)), 3)
+
+    def test_error_span(self):
+        svc = uniq('svc')
+        tid, sid = ids()
+        self.c.export(request(svc, [span(tid, sid, 'boom', error=True,
+                                         message='it broke')]))
+        s, = self.c.spans(tid.hex())
+        self.assertTrue(s.error)
+        self.assertEqual(s.status_message, 'it broke')
+
+    def test_no_service_name_is_unknown_service(self):
+        TS, _ = th.otlp()
+        tid, sid = ids()
+        req = TS.ExportTraceServiceRequest()
+        req.resource_spans.add().scope_spans.add().spans.extend(
+            [span(tid, sid)])
+        self.c.export(req)
+        self.assertEqual(self.c.spans(tid.hex())[0].service,
+                         'unknown_service')
+
+    def test_bad_spans_rejected_by_count_the_rest_stored(self):
+        svc = uniq('svc')
+        tid, sid = ids()
+        good = span(tid, sid, 'good')
+        bad = [
+            span(b'\x01' * 15, os.urandom(8)),            # trace_id length
+            span(b'\x00' * 16, os.urandom(8)),            # all zero
+            span(tid, b'\x01' * 7),                       # span_id length
+            span(tid, b'\x00' * 8),                       # all zero
+            span(tid, os.urandom(8), parent=b'\x01' * 3),  # parent length
+            span(tid, os.urandom(8), name=''),            # no name
+            span(tid, os.urandom(8), kind=9),             # kind
+            span(tid, os.urandom(8), start_ns=0),         # no start
+            span(tid, os.urandom(8), duration_ns=-5),     # end before start
+            span(tid, os.urandom(8),
+                 start_ns=now_ns() - 30 * DAY_NS),        # past retention
+            span(tid, os.urandom(8),
+                 start_ns=now_ns() + 30 * DAY_NS),        # future
+            span(tid, os.urandom(8), name='n' * 1025),    # long name
+            span(tid, os.urandom(8),
+                 attrs={'k%d' % i: 'v' for i in range(129)}),
+            span(tid, os.urandom(8), attrs={'': 'v'}),
+            span(tid, os.urandom(8), attrs={'big': 'v' * 70000}),
+        ]
+        resp = self.c.export(request(svc, [good] + bad))
+        self.assertEqual(resp.partial_success.rejected_spans, len(bad))
+        self.assertIn('trace_id: must be 16 bytes',
+                      resp.partial_success.error_message)
+        self.assertIn('and %d more' % (len(bad) - 1),
+                      resp.partial_success.error_message)
+        self.assertEqual([s.name for s in self.c.spans(tid.hex())],
+                         ['good'])
+        self.assertGreaterEqual(
+            harness.metric(self.srv.mport, 'trace_spans_rejected_total'),
+            len(bad))
+
+    def test_each_reason_named(self):
+        tid, _ = ids()
+        cases = [
+            (span(b'\x01' * 15, os.urandom(8)), 'trace_id'),
+            (span(tid, b'\x00' * 8), 'span_id'),
+            (span(tid, os.urandom(8), parent=b'\x01'), 'parent_span_id'),
+            (span(tid, os.urandom(8), name=''), 'name'),
+            (span(tid, os.urandom(8), duration_ns=-1), 'end_time'),
+            (span(tid, os.urandom(8), start_ns=1), 'retention'),
+            (span(tid, os.urandom(8), attrs={'': '1'}), 'attributes'),
+        ]
+        for s, word in cases:
+            r = self.c.export(request('x', [s]))
+            self.assertEqual(r.partial_success.rejected_spans, 1)
+            self.assertIn(word, r.partial_success.error_message)
+
+    def test_malformed_protobuf(self):
+        err = rpc_error(self.c.channel.unary_unary(th.EXPORT),
+                        b'\xff\xff\xff', timeout=10)
+        self.assertCode(err, C.INVALID_ARGUMENT)
+
+    def test_empty_export_is_ok(self):
+        TS, _ = th.otlp()
+        resp = self.c.export(TS.ExportTraceServiceRequest())
+        self.assertFalse(resp.HasField('partial_success'))
+
+
+class QueryTest(TraceCase):
+
+    def test_get_trace_bad_and_missing(self):
+        for bad in ('', 'abc', 'g' * 32, '0' * 32, 'a' * 33):
+            self.assertCode(rpc_error(self.c.call, 'GetTrace',
+                                      trace_id=bad), C.INVALID_ARGUMENT,
+                            'trace_id')
+        self.assertCode(rpc_error(self.c.call, 'GetTrace',
+                                  trace_id=os.urandom(16).hex()),
+                        C.NOT_FOUND)
+
+    def test_get_trace_upper_case_id(self):
+        svc = uniq('svc')
+        tid, _, spans = self.tree(svc)
+        self.c.export(request(svc, spans))
+        self.assertEqual(len(self.c.spans(tid.upper())), 3)
+
+    def test_search_filters(self):
+        svc = uniq('svc')
+        fast_t, slow_t, err_t = ids()[0], ids()[0], ids()[0]
+        t0 = now_ns()
+        self.c.export(request(svc, [
+            span(fast_t, os.urandom(8), 'get', start_ns=t0,
+                 duration_ns=1000000, attrs={'user': 'ann'}),
+            span(slow_t, os.urandom(8), 'put', start_ns=t0 + 1,
+                 duration_ns=900000000, attrs={'user': 'bob'}),
+            span(err_t, os.urandom(8), 'get', start_ns=t0 + 2,
+                 duration_ns=2000000, error=True, attrs={'user': 'ann'}),
+        ]))
+
+        def found(**kw):
+            r = self.c.call('Search', service=svc, **kw)
+            return {t.trace_id for t in r.traces}
+        self.assertEqual(found(), {fast_t.hex(), slow_t.hex(), err_t.hex()})
+        self.assertEqual(found(operation='get'), {fast_t.hex(), err_t.hex()})
+        self.assertEqual(found(errors_only=True), {err_t.hex()})
+        self.assertEqual(found(min_duration_us=500000), {slow_t.hex()})
+        self.assertEqual(found(max_duration_us=1500), {fast_t.hex()})
+        self.assertEqual(found(attributes={'user': 'ann'}),
+                         {fast_t.hex(), err_t.hex()})
+        self.assertEqual(found(attributes={'user': 'ann'},
+                               errors_only=True), {err_t.hex()})
+        self.assertEqual(found(attributes={'user': "x' OR 1=1 --"}), set())
+        old = int(t0 / 1e6) - 3600 * 1000
+        self.assertEqual(found(start_unix_ms=old - 1000, end_unix_ms=old),
+                         set())
+        r = self.c.call('Search', service=svc, errors_only=True)
+        t, = r.traces
+        self.assertEqual((t.span_count, t.error_count), (1, 1))
+        self.assertEqual(list(t.services), [svc])
+        self.assertEqual(t.root_service, svc)
+        self.assertEqual(t.root_name, 'get')
+
+    def test_search_pages(self):
+        svc = uniq('svc')
+        t0 = now_ns()
+        want = []
+        spans = []
+        for i in range(7):
+            tid, sid = ids()
+            want.append(tid.hex())
+            spans.append(span(tid, sid, 'op', start_ns=t0 + i * 1000))
+        self.c.export(request(svc, spans))
+        got, token = [], ''
+        while True:
+            r = self.c.call('Search', service=svc, page_size=3,
+                            page_token=token)
+            got += [t.trace_id for t in r.traces]
+            self.assertLessEqual(len(r.traces), 3)
+            token = r.next_page_token
+            if not token:
+                break
+        self.assertEqual(got, list(reversed(want)))   # newest first
+
+    def test_search_bad_input(self):
+        bad = [
+            (dict(page_size=-1), 'page_size'),
+            (dict(page_token='nonsense'), 'page_token'),
+            (dict(min_duration_us=-1), 'min_duration_us'),
+            (dict(max_duration_us=-1), 'max_duration_us'),
+            (dict(min_duration_us=10, max_duration_us=5), 'min_duration_us'),
+            (dict(start_unix_ms=-1), 'start_unix_ms'),
+            (dict(end_unix_ms=-1), 'end_unix_ms'),
+            (dict(start_unix_ms=2000, end_unix_ms=1000), 'start_unix_ms'),
+            (dict(service='s' * 1025), 'service'),
+            (dict(operation='o' * 1025), 'operation'),
+            (dict(attributes={'': 'v'}), 'attributes'),
+            (dict(attributes={'k%d' % i: 'v' for i in range(17)}),
+             'attributes'),
+        ]
+        for kw, field in bad:
+            self.assertCode(rpc_error(self.c.call, 'Search', **kw),
+                            C.INVALID_ARGUMENT, field)
+
+    def test_services_and_operations(self):
+        svc = uniq('svc')
+        tid, _, spans = self.tree(svc)
+        self.c.export(request(svc, spans))
+        self.assertIn(svc, self.c.call('Services').services)
+        ops = {(o.name, o.kind) for o in
+               self.c.call('Operations', service=svc).operations}
+        P = th.pb()
+        self.assertEqual(ops, {('root', P.SPAN_KIND_SERVER),
+                               ('child', P.SPAN_KIND_CLIENT),
+                               ('grand', P.SPAN_KIND_INTERNAL)})
+        self.assertEqual(list(self.c.call('Operations',
+                                          service=uniq('none')).operations),
+                         [])
+        self.assertCode(rpc_error(self.c.call, 'Operations'),
+                        C.INVALID_ARGUMENT, 'service')
+
+    def test_dependencies(self):
+        a, b, c = uniq('a'), uniq('b'), uniq('c')
+        t0 = now_ns()
+        for i in range(4):
+            tid, ra = ids()
+            ca, sb, cb, sc = (os.urandom(8) for _ in range(4))
+            self.c.export(request(a, [
+                span(tid, ra, 'in', start_ns=t0),
+                span(tid, ca, 'call-b', parent=ra, kind=th.CLIENT,
+                     start_ns=t0 + 1)]))
+            self.c.export(request(b, [
+                span(tid, sb, 'serve', parent=ca, start_ns=t0 + 2,
+                     error=(i == 0)),
+                span(tid, cb, 'call-c', parent=sb, kind=th.CLIENT,
+                     start_ns=t0 + 3)]))
+            self.c.export(request(c, [
+                span(tid, sc, 'serve', parent=cb, start_ns=t0 + 4)]))
+        deps = {(d.parent, d.child): d for d in
+                self.c.call('Dependencies').dependencies
+                if d.parent in (a, b)}
+        self.assertEqual(set(deps), {(a, b), (b, c)})
+        self.assertEqual(deps[(a, b)].call_count, 4)
+        self.assertEqual(deps[(a, b)].error_count, 1)
+        self.assertAlmostEqual(deps[(a, b)].error_rate, 0.25)
+        self.assertEqual(deps[(b, c)].error_count, 0)
+        self.assertCode(rpc_error(self.c.call, 'Dependencies',
+                                  start_unix_ms=5, end_unix_ms=4),
+                        C.INVALID_ARGUMENT, 'start_unix_ms')
+
+
+class RetentionTest(harness.ServiceCase):
+    """A span two days old is kept with --retention 3d and its
+    partition dropped when trace-srv restarts with --retention 1d."""
+
+    def test_old_partition_dropped(self):
+        srv = th.trace_server(name='trace-ret3', extra_args=[
+            '--retention', '3d'])
+        self.addCleanup(srv.kill)
+        c = th.client_of(srv)
+        tid, sid = ids()
+        r = c.export(request(uniq('svc'), [span(
+            tid, sid, 'old', start_ns=now_ns() - 2 * DAY_NS)]))
+        self.assertFalse(r.HasField('partial_success'))
+        self.assertEqual(len(c.spans(tid.hex())), 1)
+        srv.stop_clean()
+        srv = th.trace_server(name='trace-ret1', metrics=True,
+                              extra_args=['--retention', '1'])
+        self.addCleanup(srv.kill)
+        c = th.client_of(srv)
+        wait_for(lambda: harness.metric(
+            srv.mport, 'trace_partitions_dropped_total') >= 1,
+            what='a partition dropped')
+        self.assertCode(rpc_error(c.call, 'GetTrace', trace_id=tid.hex()),
+                        C.NOT_FOUND)
+        # and a span that old is now refused
+        r = c.export(request('x', [span(tid, sid, 'old',
+                                        start_ns=now_ns() - 2 * DAY_NS)]))
+        self.assertEqual(r.partial_success.rejected_spans, 1)
+        srv.stop_clean()
+
+
+class SettingsTest(harness.ServiceCase):
+
+    def test_bad_settings(self):
+        for args, word in ((['--retention', '0'], '--retention'),
+                           (['--retention', '3x'], '--retention'),
+                           (['--retention', '4000'], '--retention')):
+            r = harness.run_binary(args,
+                                   binary=th.TRACE_BIN,
+                                   env={'PLATFORM_DATABASE': th.DATABASE})
+            self.assertEqual(r.code, 2, r.stderr)
+            self.assertIn(word, r.stderr)
+        r = harness.run_binary([], binary=th.TRACE_BIN,
+                               env={'PLATFORM_DATABASE': ''})
+        self.assertEqual(r.code, 2)
+        self.assertIn('--database', r.stderr)
+
+
+if __name__ == '__main__':
+    if not th.DATABASE:
+        print('test_trace: PLATFORM_TEST_DATABASE is unset; skipping '
+              '(scripts/test sets it)')
+        sys.exit(0)
+    harness.run_tests()
