@@ -46,39 +46,63 @@ static struct {
 	struct pg_store *store;
 	struct plat_feed_loop *maintainer;
 	int keep_days;
+	int64_t max_trace_spans;
 	uint64_t dropped_partitions;
 } S;
 
-static char *retention_opt;
+#define MAX_TRACE_SPANS_DEFAULT 10000
+#define MAX_TRACE_SPANS_MAX 1000000
+
+static char *retention_opt, *max_trace_spans_opt;
 
 static const struct settings_option trace_options[] = {
 	{ "--retention", "PLATFORM_RETENTION",
 	  "days of spans kept, 1..3650, as N or Nd (default 7d): older "
 	  "daily partitions are dropped", &retention_opt },
+	{ "--max-trace-spans", "PLATFORM_MAX_TRACE_SPANS",
+	  "the most spans kept of one trace, 1..1000000 (default 10000): "
+	  "more are refused and counted", &max_trace_spans_opt },
 };
+
+/* An integer setting in lo..hi (or the default when unset): 0, or -1
+ * with err naming the flag. */
+static int
+int_setting(const char *flag, const char *v, long lo, long hi, long dflt,
+    const char *suffix, long *out, char *err, size_t errlen)
+{
+	char *end;
+	long n;
+
+	*out = dflt;
+	if (v == NULL)
+		return 0;
+	n = strtol(v, &end, 10);
+	if (end != v && suffix != NULL && strcmp(end, suffix) == 0)
+		end += strlen(suffix);
+	if (end == v || *end != '\0' || n < lo || n > hi) {
+		snprintf(err, errlen, "%s: must be %ld..%ld, not '%s'", flag,
+		    lo, hi, v);
+		return -1;
+	}
+	*out = n;
+	return 0;
+}
 
 static int
 trace_check_settings(const struct plat_settings *s, char *err,
     size_t errlen)
 {
-	char *end;
-	long v;
+	long keep, max_spans;
 
-	if (pg_check_database(s, err, errlen) != 0)
+	if (pg_check_database(s, err, errlen) != 0 ||
+	    int_setting("--retention", retention_opt, 1, RETENTION_MAX,
+	    RETENTION_DEFAULT, "d", &keep, err, errlen) != 0 ||
+	    int_setting("--max-trace-spans", max_trace_spans_opt, 1,
+	    MAX_TRACE_SPANS_MAX, MAX_TRACE_SPANS_DEFAULT, NULL, &max_spans,
+	    err, errlen) != 0)
 		return -1;
-	S.keep_days = RETENTION_DEFAULT;
-	if (retention_opt == NULL)
-		return 0;
-	v = strtol(retention_opt, &end, 10);
-	if (end != retention_opt && *end == 'd')
-		end++;
-	if (end == retention_opt || *end != '\0' || v < 1 ||
-	    v > RETENTION_MAX) {
-		snprintf(err, errlen, "--retention: must be 1..3650 days (N "
-		    "or Nd), not '%s'", retention_opt);
-		return -1;
-	}
-	S.keep_days = (int)v;
+	S.keep_days = (int)keep;
+	S.max_trace_spans = max_spans;
 	return 0;
 }
 
@@ -539,7 +563,8 @@ trace_init(plat_server *srv, const struct plat_settings *s)
 		/* Partitions exist before the first Export. */
 		maintain(NULL);
 	}
-	if (ingest_start(S.store, S.keep_days, plat_server_metrics(srv)) != 0)
+	if (ingest_start(S.store, S.keep_days, S.max_trace_spans,
+	    plat_server_metrics(srv)) != 0)
 		goto fail;
 	S.maintainer = plat_feed_loop_start(MAINTAIN_MS, maintain, NULL);
 	metrics_counter_fn(plat_server_metrics(srv),

@@ -1,6 +1,7 @@
 /*
  * ingest: Export through the batcher into the store (see ingest.h).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,7 +41,8 @@ static struct {
 	struct pg_store *store;
 	struct batcher *batcher;
 	int keep_days;
-	uint64_t stored, rejected;      /* atomics */
+	int64_t max_trace_spans;
+	uint64_t stored, rejected, oversized;   /* atomics */
 } I;
 
 /* Start times a span may have: from the oldest day kept to the last day
@@ -107,9 +109,15 @@ ingest_apply(void *arg, void *batch, int64_t timeout_ms, char *err,
 	enum plat_code code;
 
 	(void)arg;
-	code = store_insert(I.store, b->rows, b->n, timeout_ms, err, errlen);
-	if (code == PLAT_OK)
-		__atomic_add_fetch(&I.stored, b->n, __ATOMIC_RELAXED);
+	code = store_insert(I.store, b->rows, b->n, I.max_trace_spans,
+	    timeout_ms, err, errlen);
+	if (code == PLAT_OK) {
+		size_t kept = 0;
+
+		for (size_t i = 0; i < b->n; i++)
+			kept += !b->rows[i]->refused;
+		__atomic_add_fetch(&I.stored, kept, __ATOMIC_RELAXED);
+	}
 	return code;
 }
 
@@ -125,6 +133,21 @@ ingest_answer(void *arg, void *batch, struct batcher_call *call)
 		plat_error(j->ctx, (int)call->code, "%s", call->err);
 		plat_reply(j->ctx, (int)call->code, NULL);
 		return;
+	}
+	/* A full trace's spans are refused as any bad span is: counted and
+	 * named in partial_success, never dropped without a word. */
+	for (size_t i = 0; i < j->spans.n; i++) {
+		const struct span_row *r = &j->spans.rows[i];
+
+		if (!r->refused)
+			continue;
+		__atomic_add_fetch(&I.oversized, 1, __ATOMIC_RELAXED);
+		if (j->spans.rejected++ == 0)
+			snprintf(j->spans.first_error,
+			    sizeof(j->spans.first_error), "span %s: trace %s "
+			    "holds %lld spans, the most kept (--max-trace-"
+			    "spans)", r->span_id, r->trace_id,
+			    (long long)I.max_trace_spans);
 	}
 	plat_reply(j->ctx, PLAT_OK, &response_of(j)->base);
 }
@@ -181,7 +204,8 @@ stat_value(void *arg)
 }
 
 int
-ingest_start(struct pg_store *store, int keep_days, struct metrics *metrics)
+ingest_start(struct pg_store *store, int keep_days, int64_t max_trace_spans,
+    struct metrics *metrics)
 {
 	static const struct batcher_limits limits = {
 		.max_items = BATCH_MAX_ITEMS,
@@ -191,6 +215,7 @@ ingest_start(struct pg_store *store, int keep_days, struct metrics *metrics)
 
 	I.store = store;
 	I.keep_days = keep_days;
+	I.max_trace_spans = max_trace_spans;
 	I.batcher = batcher_new("trace", &ingest_ops, NULL, &limits);
 	if (I.batcher == NULL)
 		return -1;
@@ -199,6 +224,10 @@ ingest_start(struct pg_store *store, int keep_days, struct metrics *metrics)
 	metrics_counter_fn(metrics, "trace_spans_rejected_total",
 	    "Spans refused at Export (bad ids, times, names, attributes), "
 	    "each answered in partial_success.", stat_value, &I.rejected);
+	metrics_counter_fn(metrics, "trace_spans_oversized_total",
+	    "Spans refused because their trace held --max-trace-spans "
+	    "already (also in trace_spans_rejected_total).", stat_value,
+	    &I.oversized);
 	return 0;
 }
 

@@ -16,9 +16,10 @@
 
 struct metrics;
 
-/* keep_days: the retention, which bounds the start times taken. */
+/* keep_days: the retention, which bounds the start times taken;
+ * max_trace_spans: the most spans kept of one trace. */
 int ingest_start(struct pg_store *store, int keep_days,
-    struct metrics *metrics);
+    int64_t max_trace_spans, struct metrics *metrics);
 /* Answers whatever is queued, then stops. */
 void ingest_stop(void);
 

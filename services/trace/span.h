@@ -27,6 +27,7 @@ struct span_row {
 	int64_t start_ns, duration_ns;
 	bool error;
 	bool unsampled;                 /* the exporter's mark: tail sampling */
+	bool refused;                   /* its trace is full (store.h) */
 	char *attrs;                    /* JSON object, values as text */
 };
 

@@ -114,9 +114,70 @@ enum {
 };
 
 struct insert_arg {
-	struct span_row *const *rows;
+	struct span_row **rows;
 	size_t n;
+	int64_t max_spans;
 };
+
+static int
+by_trace(const void *a, const void *b)
+{
+	return strcmp((*(struct span_row *const *)a)->trace_id,
+	    (*(struct span_row *const *)b)->trace_id);
+}
+
+/* Marks refused the rows that would take their trace past max_spans,
+ * counting what is stored already: rows sorted by trace, walked beside
+ * the stored counts (in the same order). */
+static enum plat_code
+refuse_oversized(struct pg_conn *c, struct insert_arg *a, int64_t timeout_ms,
+    char *err, size_t errlen)
+{
+	struct pg_array ids;
+	enum plat_code code;
+	PGresult *res;
+	int r = 0, nres;
+	int64_t have = 0;
+
+	qsort(a->rows, a->n, sizeof(*a->rows), by_trace);
+	pg_array_init(&ids);
+	for (size_t i = 0; i < a->n; i++) {
+		a->rows[i]->refused = false;
+		if (i == 0 || strcmp(a->rows[i]->trace_id,
+		    a->rows[i - 1]->trace_id) != 0)
+			pg_array_add(&ids, a->rows[i]->trace_id);
+	}
+	code = pg_exec(c, "trace_counts",
+	    "SELECT encode(trace_id, 'hex'), count(*) FROM trace_spans"
+	    " WHERE trace_id IN"
+	    " (SELECT decode(x, 'hex') FROM unnest($1::text[]) x)"
+	    " GROUP BY trace_id"
+	    " ORDER BY encode(trace_id, 'hex') COLLATE \"C\"", 1,
+	    (const char *[]){ pg_array_str(&ids) }, NULL, NULL, timeout_ms,
+	    &res, err, errlen);
+	pg_array_free(&ids);
+	if (code != PLAT_OK)
+		return code;
+	nres = PQntuples(res);
+	for (size_t i = 0; i < a->n; i++) {
+		struct span_row *row = a->rows[i];
+
+		if (i == 0 || strcmp(row->trace_id, a->rows[i - 1]->trace_id)
+		    != 0) {
+			while (r < nres && strcmp(PQgetvalue(res, r, 0),
+			    row->trace_id) < 0)
+				r++;
+			have = r < nres && strcmp(PQgetvalue(res, r, 0),
+			    row->trace_id) == 0 ?
+			    strtoll(PQgetvalue(res, r, 1), NULL, 10) : 0;
+		}
+		row->refused = have >= a->max_spans;
+		if (!row->refused)
+			have++;
+	}
+	PQclear(res);
+	return PLAT_OK;
+}
 
 static enum plat_code
 insert_tx(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
@@ -153,10 +214,16 @@ insert_tx(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 		  "  excluded.last_seen)", 4, ops, NULL, NULL, NULL },
 	};
 
+	if ((code = refuse_oversized(c, a, timeout_ms, err, errlen)) !=
+	    PLAT_OK)
+		return code;
 	for (int i = 0; i < A_N; i++)
 		pg_array_init(&arr[i]);
 	for (size_t i = 0; i < a->n; i++) {
 		const struct span_row *r = a->rows[i];
+
+		if (r->refused)
+			continue;
 
 		pg_array_add(&arr[A_TRACE], r->trace_id);
 		pg_array_add(&arr[A_SPAN], r->span_id);
@@ -187,10 +254,10 @@ insert_tx(struct pg_conn *c, int64_t timeout_ms, void *arg, char *err,
 }
 
 enum plat_code
-store_insert(struct pg_store *s, struct span_row *const *rows, size_t n,
-    int64_t timeout_ms, char *err, size_t errlen)
+store_insert(struct pg_store *s, struct span_row **rows, size_t n,
+    int64_t max_spans, int64_t timeout_ms, char *err, size_t errlen)
 {
-	struct insert_arg a = { rows, n };
+	struct insert_arg a = { rows, n, max_spans };
 
 	return pg_store_tx(s, timeout_ms, insert_tx, &a, err, errlen);
 }

@@ -30,10 +30,12 @@ struct pg_store *store_new(const char *conninfo, int pool_size);
 enum plat_code store_maintain(struct pg_store *s, int keep_days,
     int64_t *dropped, char *err, size_t errlen);
 
-/* rows[0..n) in one transaction; a span stored before (a resent
- * export) is kept once. */
-enum plat_code store_insert(struct pg_store *s, struct span_row *const *rows,
-    size_t n, int64_t timeout_ms, char *err, size_t errlen);
+/* rows[0..n) in one transaction (rows reordered); a span stored
+ * before (a resent export) is kept once. A row that would take its
+ * trace past max_spans is not stored and marked refused. */
+enum plat_code store_insert(struct pg_store *s, struct span_row **rows,
+    size_t n, int64_t max_spans, int64_t timeout_ms, char *err,
+    size_t errlen);
 
 /* Columns: span_id, parent_id, service, node, name, kind, start_ns,
  * duration_ns, error, status_message, trace_state, attributes (JSON). */

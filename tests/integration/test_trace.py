@@ -336,12 +336,47 @@ class RetentionTest(harness.ServiceCase):
         srv.stop_clean()
 
 
+class OversizedTest(harness.ServiceCase):
+    """A trace past --max-trace-spans: the rest of its spans refused,
+    counted and named, never dropped without a word."""
+
+    def test_spans_past_the_limit_refused(self):
+        srv = th.trace_server(name='trace-max5', metrics=True,
+                              extra_args=['--max-trace-spans', '5'])
+        self.addCleanup(srv.kill)
+        c = th.client_of(srv)
+        tid, _ = ids()
+        svc = uniq('svc')
+        r = c.export(request(svc, [span(tid, os.urandom(8))
+                                   for _ in range(3)]))
+        self.assertFalse(r.HasField('partial_success'))
+        r = c.export(request(svc, [span(tid, os.urandom(8))
+                                   for _ in range(4)]))
+        self.assertEqual(r.partial_success.rejected_spans, 2)
+        self.assertIn('--max-trace-spans', r.partial_success.error_message)
+        self.assertIn(tid.hex(), r.partial_success.error_message)
+        self.assertEqual(len(c.spans(tid.hex())), 5)
+        # one export over the limit on its own, beside another trace
+        t2, _ = ids()
+        t3, s3 = ids()
+        r = c.export(request(svc, [span(t2, os.urandom(8))
+                                   for _ in range(8)] + [span(t3, s3)]))
+        self.assertEqual(r.partial_success.rejected_spans, 3)
+        self.assertEqual(len(c.spans(t2.hex())), 5)
+        self.assertEqual(len(c.spans(t3.hex())), 1)
+        self.assertEqual(harness.metric(
+            srv.mport, 'trace_spans_oversized_total'), 5)
+        srv.stop_clean()
+
+
 class SettingsTest(harness.ServiceCase):
 
     def test_bad_settings(self):
         for args, word in ((['--retention', '0'], '--retention'),
                            (['--retention', '3x'], '--retention'),
-                           (['--retention', '4000'], '--retention')):
+                           (['--retention', '4000'], '--retention'),
+                           (['--max-trace-spans', '0'], '--max-trace-spans'),
+                           (['--max-trace-spans', 'x'], '--max-trace-spans')):
             r = harness.run_binary(args,
                                    binary=th.TRACE_BIN,
                                    env={'PLATFORM_DATABASE': th.DATABASE})
