@@ -11,7 +11,10 @@ it says so and exits 0. No test asserts a time: each waits for a
 condition.
 """
 
+import json
 import os
+import shutil
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -19,9 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import grpc  # noqa: E402
 
 import harness  # noqa: E402
+import kv_harness as kh  # noqa: E402
 import trace_harness as th  # noqa: E402
 from trace_harness import ids, now_ns, request, span, uniq  # noqa: E402
-from harness import rpc_error, wait_for  # noqa: E402
+from harness import Server, rpc_error, wait_for  # noqa: E402
 
 C = grpc.StatusCode
 DAY_NS = 86400 * 10**9
@@ -303,6 +307,149 @@ class QueryTest(TraceCase):
         self.assertCode(rpc_error(self.c.call, 'Dependencies',
                                   start_unix_ms=5, end_unix_ms=4),
                         C.INVALID_ARGUMENT, 'start_unix_ms')
+
+
+class FleetTest(harness.ServiceCase):
+    """The platform's own servers exporting to trace-srv, found through
+    discovery (--trace-endpoint discovery): a Put from an outside client
+    (python grpcio, with its own traceparent) through three kv-srv nodes
+    (the entry node forwards to the key's primary, which copies it to the
+    other owner) is one trace, stored with the right tree."""
+
+    @classmethod
+    def setUpClass(cls):
+        trace = ['--trace-endpoint', 'discovery']
+        cls.disc = Server(discovery='self', name='discovery-fleet',
+                          extra_args=trace)
+        cls.addClassCleanup(cls.disc.kill)
+        cls.ts = th.trace_server(name='trace-fleet',
+                                 discovery=cls.disc.address)
+        cls.addClassCleanup(cls.ts.kill)
+        cls.c = th.client_of(cls.ts)
+        cls.nodes = []
+        for i in range(3):
+            mport = harness.free_port()
+            n = kh.kv_server(name='kv-fleet-%d' % i,
+                             discovery=cls.disc.address, extra_args=trace + [
+                                 '--replicas', '2', '--metrics-listen',
+                                 '127.0.0.1:%d' % mport])
+            n.mport = mport
+            cls.addClassCleanup(n.kill)
+            cls.nodes.append(n)
+        for n in cls.nodes:
+            wait_for(lambda n=n: harness.metric(n.mport,
+                                                'kv_ring_members') == 3,
+                     what='a ring of three')
+
+    @classmethod
+    def tearDownClass(cls):
+        for n in cls.nodes:
+            n.stop_clean()
+        cls.ts.stop_clean()
+        cls.disc.stop_clean()
+
+    def put(self, node, md, **kw):
+        c = kh.client_of(node)
+        return c._m['Put'](c.pb.PutRequest(**kw), metadata=md,
+                           timeout=harness.RPC_TIMEOUT)
+
+    def test_call_through_three_servers_is_one_trace(self):
+        entry = self.nodes[0]
+        t = uniq('tr').replace('-', '_')
+        for i in range(200):
+            tid, sid = os.urandom(16).hex(), os.urandom(8).hex()
+            tp = '00-%s-%s-01' % (tid, sid)
+            fwd = harness.metric(entry.mport, 'kv_forwarded_total')
+            keys = harness.metric(entry.mport, 'kv_keys')
+            self.put(entry, [('traceparent', tp)], table=t, key='k%d' % i,
+                     value=b'v')
+            # Forwarded, and not copied back to the entry node: the key's
+            # two owners are the other two nodes.
+            if harness.metric(entry.mport, 'kv_forwarded_total') > fwd and \
+                    harness.metric(entry.mport, 'kv_keys') == keys:
+                break
+        else:
+            self.fail('no key owned by the two other nodes')
+        spans = self.c.wait_spans(tid, 5)
+        self.assertEqual(len(spans), 5, spans)
+        by_id = {s.span_id: s for s in spans}
+        roots = [s for s in spans if s.parent_span_id not in by_id]
+        # The outside caller's context is continued: one root, its
+        # parent the caller's span.
+        self.assertEqual(len(roots), 1)
+        root = roots[0]
+        self.assertEqual(root.parent_span_id, sid)
+        self.assertEqual(root.kind, th.pb().SPAN_KIND_SERVER)
+        self.assertEqual(root.name, 'platform.kv.v1.KV/Put')
+        self.assertEqual({s.trace_id for s in spans}, {tid})
+        # server -> client -> server -> client -> server, across three
+        # nodes.
+        chain, s = [root], root
+        while True:
+            kids = [k for k in spans if k.parent_span_id == s.span_id]
+            if not kids:
+                break
+            self.assertEqual(len(kids), 1)
+            s = kids[0]
+            chain.append(s)
+        P = th.pb()
+        self.assertEqual([x.kind for x in chain],
+                         [P.SPAN_KIND_SERVER, P.SPAN_KIND_CLIENT] * 2 +
+                         [P.SPAN_KIND_SERVER])
+        servers = [x for x in chain if x.kind == P.SPAN_KIND_SERVER]
+        self.assertEqual(len({x.node for x in servers}), 3)
+        self.assertEqual({x.service for x in spans}, {'kv-srv'})
+        for parent, child in zip(chain, chain[1:]):
+            self.assertGreaterEqual(child.start_unix_nano,
+                                    parent.start_unix_nano)
+        # Found by Search, and the kv nodes' calls to each other are an
+        # edge of the dependency graph.
+        found = self.c.call('Search', service='kv-srv',
+                            operation='platform.kv.v1.KV/Put', page_size=1000)
+        self.assertIn(tid, [x.trace_id for x in found.traces])
+        deps = {(d.parent, d.child) for d in
+                self.c.call('Dependencies').dependencies}
+        self.assertIn(('kv-srv', 'kv-srv'), deps)
+
+
+NODE = shutil.which('node')
+NODE_DIR = os.path.join(harness.SOURCE_DIR, 'tests', 'node')
+
+
+class NodeSdkTest(TraceCase):
+    """An OTLP export from the OpenTelemetry JS SDK
+    (@opentelemetry/exporter-trace-otlp-grpc from tests/node, scripts/setup
+    installs it): stored, and found by Search on its attribute."""
+
+    def test_otel_js_export_stored_and_found(self):
+        if NODE is None or not os.path.isdir(
+                os.path.join(NODE_DIR, 'node_modules', '@opentelemetry')):
+            self.skipTest('node or tests/node/node_modules missing '
+                          '(scripts/setup installs them)')
+        svc, value = uniq('node-shop'), uniq('order')
+        p = subprocess.run([NODE, os.path.join(NODE_DIR, 'otlp_export.js'),
+                            self.srv.address, svc, value], cwd=NODE_DIR,
+                           capture_output=True, text=True,
+                           timeout=harness.TIMEOUT)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = json.loads(p.stdout.strip().splitlines()[-1])
+        spans = {s.span_id: s for s in self.c.spans(out['trace_id'])}
+        self.assertEqual(set(spans), {out['root'], out['child']})
+        root, child = spans[out['root']], spans[out['child']]
+        self.assertEqual(root.service, svc)
+        self.assertEqual(root.name, 'checkout')
+        self.assertEqual(root.parent_span_id, '')
+        self.assertEqual(root.attributes['order.id'], value)
+        self.assertEqual(root.attributes['order.items'], '3')
+        self.assertEqual(child.parent_span_id, out['root'])
+        self.assertTrue(child.error)
+        self.assertEqual(child.status_message, 'card declined')
+        found = self.c.call('Search', attributes={'order.id': value})
+        self.assertEqual([t.trace_id for t in found.traces],
+                         [out['trace_id']])
+        t = found.traces[0]
+        self.assertEqual((t.root_service, t.root_name, t.span_count,
+                          t.error_count), (svc, 'checkout', 2, 1))
 
 
 class RetentionTest(harness.ServiceCase):
