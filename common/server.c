@@ -2068,7 +2068,7 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	plat_trace_setup(prog, srv->settings.node_id,
 	    srv->settings.trace_endpoint != NULL ?
 	    srv->settings.trace_endpoint : "", srv->settings.trace_sample,
-	    srv->metrics);
+	    srv->settings.trace_tail != 0, srv->metrics);
 	if (srv->settings.metrics_listen != NULL &&
 	    srv->settings.metrics_listen[0] != '\0' &&
 	    metrics_serve(srv->metrics, srv->settings.metrics_listen) != 0) {

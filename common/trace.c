@@ -41,6 +41,7 @@ struct span_item {
 static struct {
 	char *service, *node, *endpoint;
 	double sample;
+	bool tail;              /* unsampled spans recorded and sent too */
 	struct outbox *out;
 	struct plat_client *client;
 	bool connected;
@@ -214,7 +215,7 @@ plat_span_start(struct plat_span *s, enum plat_span_kind kind,
 	do
 		rand_bytes(s->ctx.span_id, PLAT_SPAN_ID_LEN);
 	while (all_zero(s->ctx.span_id, PLAT_SPAN_ID_LEN));
-	s->recording = s->ctx.sampled && T.out != NULL;
+	s->recording = (s->ctx.sampled || T.tail) && T.out != NULL;
 	s->open = true;
 	if (s->recording) {
 		snprintf(s->name, sizeof(s->name), "%s", name);
@@ -331,7 +332,10 @@ to_otlp(const struct plat_span *s, otlp_span *o, otlp_kv *kvs,
 		o->parent_span_id.len = PLAT_SPAN_ID_LEN;
 	}
 	o->trace_state = (char *)s->tracestate;
-	o->flags = 0x100 | (s->ctx.sampled ? 1 : 0);    /* flags known */
+	/* Flags known (0x100), and the sampled bit: with --trace-tail a
+	 * span without it is one head sampling left out, which trace-srv
+	 * keeps only when its trace turns out to matter. */
+	o->flags = 0x100 | (s->ctx.sampled ? 1 : 0);
 	o->name = (char *)s->name;
 	o->kind = (Opentelemetry__Proto__Trace__V1__Span__SpanKind)s->kind;
 	o->start_time_unix_nano = (uint64_t)s->start_ns;
@@ -460,7 +464,7 @@ gauge_stat(void *arg)
 
 void
 plat_trace_setup(const char *service, const char *node,
-    const char *endpoint, double sample, struct metrics *metrics)
+    const char *endpoint, double sample, bool tail, struct metrics *metrics)
 {
 	static const struct outbox_limits lim = {
 		.max_items = SPANS_MAX,
@@ -475,6 +479,7 @@ plat_trace_setup(const char *service, const char *node,
 	T.node = xstrdup(node);
 	T.endpoint = xstrdup(endpoint);
 	T.sample = sample;
+	T.tail = tail;
 	if (endpoint == NULL || endpoint[0] == '\0')
 		return;         /* context only: nothing is recorded */
 	T.out = outbox_new(&span_ops, NULL, &lim);

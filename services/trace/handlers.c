@@ -47,13 +47,19 @@ static struct {
 	struct plat_feed_loop *maintainer;
 	int keep_days;
 	int64_t max_trace_spans;
+	struct ingest_tail tail;
 	uint64_t dropped_partitions;
 } S;
 
 #define MAX_TRACE_SPANS_DEFAULT 10000
 #define MAX_TRACE_SPANS_MAX 1000000
 
-static char *retention_opt, *max_trace_spans_opt;
+#define SLOWER_DEFAULT 1000
+#define WINDOW_DEFAULT 5000
+#define TAIL_SPANS_DEFAULT 200000
+
+static char *retention_opt, *max_trace_spans_opt, *slower_opt, *window_opt,
+    *tail_spans_opt;
 
 static const struct settings_option trace_options[] = {
 	{ "--retention", "PLATFORM_RETENTION",
@@ -62,6 +68,15 @@ static const struct settings_option trace_options[] = {
 	{ "--max-trace-spans", "PLATFORM_MAX_TRACE_SPANS",
 	  "the most spans kept of one trace, 1..1000000 (default 10000): "
 	  "more are refused and counted", &max_trace_spans_opt },
+	{ "--keep-slower-than", "PLATFORM_KEEP_SLOWER_THAN",
+	  "ms: an unsampled trace with a span this slow is kept whole, "
+	  "0..86400000, 0 for none (default 1000)", &slower_opt },
+	{ "--tail-window-ms", "PLATFORM_TAIL_WINDOW_MS",
+	  "how long an unsampled trace waits for its decision, from its "
+	  "first span, 100..600000 (default 5000)", &window_opt },
+	{ "--tail-buffer-spans", "PLATFORM_TAIL_BUFFER_SPANS",
+	  "the most unsampled spans held, 100..10000000 (default 200000)",
+	  &tail_spans_opt },
 };
 
 /* An integer setting in lo..hi (or the default when unset): 0, or -1
@@ -92,15 +107,22 @@ static int
 trace_check_settings(const struct plat_settings *s, char *err,
     size_t errlen)
 {
-	long keep, max_spans;
+	long keep, max_spans, slower, window, tail_spans;
 
 	if (pg_check_database(s, err, errlen) != 0 ||
 	    int_setting("--retention", retention_opt, 1, RETENTION_MAX,
 	    RETENTION_DEFAULT, "d", &keep, err, errlen) != 0 ||
 	    int_setting("--max-trace-spans", max_trace_spans_opt, 1,
 	    MAX_TRACE_SPANS_MAX, MAX_TRACE_SPANS_DEFAULT, NULL, &max_spans,
-	    err, errlen) != 0)
+	    err, errlen) != 0 ||
+	    int_setting("--keep-slower-than", slower_opt, 0, 86400000,
+	    SLOWER_DEFAULT, NULL, &slower, err, errlen) != 0 ||
+	    int_setting("--tail-window-ms", window_opt, 100, 600000,
+	    WINDOW_DEFAULT, NULL, &window, err, errlen) != 0 ||
+	    int_setting("--tail-buffer-spans", tail_spans_opt, 100, 10000000,
+	    TAIL_SPANS_DEFAULT, NULL, &tail_spans, err, errlen) != 0)
 		return -1;
+	S.tail = (struct ingest_tail){ window, slower, (size_t)tail_spans };
 	S.keep_days = (int)keep;
 	S.max_trace_spans = max_spans;
 	return 0;
@@ -564,7 +586,7 @@ trace_init(plat_server *srv, const struct plat_settings *s)
 		maintain(NULL);
 	}
 	if (ingest_start(S.store, S.keep_days, S.max_trace_spans,
-	    plat_server_metrics(srv)) != 0)
+	    &S.tail, plat_server_metrics(srv)) != 0)
 		goto fail;
 	S.maintainer = plat_feed_loop_start(MAINTAIN_MS, maintain, NULL);
 	metrics_counter_fn(plat_server_metrics(srv),

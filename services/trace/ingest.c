@@ -9,16 +9,20 @@
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "platform/batcher.h"
 #include "platform/clock.h"
+#include "platform/feed.h"
 #include "platform/log.h"
 #include "platform/metrics.h"
 #include "platform/xalloc.h"
 #include "span.h"
 #include "store.h"
+#include "tail.h"
 
 #define BATCH_MAX_ITEMS 4096
 #define BATCH_MAX_BYTES (16u << 20)
 #define BATCH_TIMEOUT_MAX_MS 30000
 #define DAY_NS (86400LL * 1000000000LL)
+#define TAIL_TICK_MS 100
+#define TAIL_STORE_MS 10000
 
 typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest
     export_request;
@@ -43,6 +47,9 @@ static struct {
 	int keep_days;
 	int64_t max_trace_spans;
 	uint64_t stored, rejected, oversized;   /* atomics */
+	uint64_t tail_lost;             /* kept by the tail, not stored */
+	struct tail *tail;
+	struct plat_feed_loop *ticker;
 } I;
 
 /* Start times a span may have: from the oldest day kept to the last day
@@ -169,6 +176,30 @@ static const struct batcher_ops ingest_ops = {
 	.release = ingest_release,
 };
 
+/* The unsampled rows leave the batch for the tail buffer; those it
+ * has no room for are refused like any span. */
+static void
+hold_unsampled(struct span_batch *b)
+{
+	size_t kept = 0, refused;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct span_row *r = &b->rows[i];
+
+		if (!r->unsampled) {
+			b->rows[kept++] = *r;
+			continue;
+		}
+		refused = tail_offer(I.tail, r, 1, plat_now_ms());
+		if (refused > 0 && b->rejected++ == 0)
+			snprintf(b->first_error, sizeof(b->first_error),
+			    "span %s: unsampled, and the tail buffer is full "
+			    "(--tail-buffer-spans)", r->span_id);
+		free(r->attrs);
+	}
+	b->n = kept;
+}
+
 int
 ingest_export(plat_ctx *ctx, const ProtobufCMessage *m,
     ProtobufCMessage **out)
@@ -182,6 +213,7 @@ ingest_export(plat_ctx *ctx, const ProtobufCMessage *m,
 	j->ctx = ctx;
 	window_now(&w);
 	span_batch_add(&j->spans, req, &w);
+	hold_unsampled(&j->spans);
 	if (j->spans.n == 0) {
 		*out = &response_of(j)->base;
 		return PLAT_OK;
@@ -203,9 +235,54 @@ stat_value(void *arg)
 	return (double)__atomic_load_n((uint64_t *)arg, __ATOMIC_RELAXED);
 }
 
+/* The tail's kept traces, on the ticker's thread: one transaction per
+ * tick. */
+static void
+tail_flush(void *arg, struct span_row **rows, size_t n)
+{
+	char err[256];
+	size_t kept = 0;
+
+	(void)arg;
+	if (store_insert(I.store, rows, n, I.max_trace_spans, TAIL_STORE_MS,
+	    err, sizeof(err)) != PLAT_OK) {
+		log_warn("trace: spans of traces the tail kept were lost",
+		    "error", err);
+		__atomic_add_fetch(&I.tail_lost, n, __ATOMIC_RELAXED);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		kept += !rows[i]->refused;
+	__atomic_add_fetch(&I.stored, kept, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&I.oversized, n - kept, __ATOMIC_RELAXED);
+}
+
+static void
+tail_ticker(void *arg)
+{
+	(void)arg;
+	tail_tick(I.tail, plat_now_ms());
+}
+
+static double
+tail_value(void *arg)
+{
+	struct tail_stats st;
+
+	tail_stats(I.tail, &st);
+	switch ((int)(intptr_t)arg) {
+	case 0: return (double)st.kept;
+	case 1: return (double)st.discarded;
+	case 2: return (double)st.spans_refused;
+	case 3: return (double)st.spans_discarded;
+	case 4: return (double)st.traces_held;
+	default: return (double)st.spans_held;
+	}
+}
+
 int
 ingest_start(struct pg_store *store, int keep_days, int64_t max_trace_spans,
-    struct metrics *metrics)
+    const struct ingest_tail *tail, struct metrics *metrics)
 {
 	static const struct batcher_limits limits = {
 		.max_items = BATCH_MAX_ITEMS,
@@ -216,9 +293,37 @@ ingest_start(struct pg_store *store, int keep_days, int64_t max_trace_spans,
 	I.store = store;
 	I.keep_days = keep_days;
 	I.max_trace_spans = max_trace_spans;
+	I.tail = tail_new(&(struct tail_opts){
+	    .window_ms = tail->window_ms,
+	    .slower_than_ns = tail->slower_than_ms * 1000000,
+	    .max_spans = tail->max_spans,
+	    .flush = tail_flush,
+	});
 	I.batcher = batcher_new("trace", &ingest_ops, NULL, &limits);
-	if (I.batcher == NULL)
+	if (I.batcher == NULL) {
+		tail_free(I.tail);
 		return -1;
+	}
+	I.ticker = plat_feed_loop_start(TAIL_TICK_MS, tail_ticker, NULL);
+	metrics_counter_fn(metrics, "trace_tail_traces_kept_total",
+	    "Unsampled traces kept whole: a span was an error or over "
+	    "--keep-slower-than.", tail_value, (void *)0);
+	metrics_counter_fn(metrics, "trace_tail_traces_discarded_total",
+	    "Unsampled traces discarded at the end of their window.",
+	    tail_value, (void *)1);
+	metrics_counter_fn(metrics, "trace_tail_spans_refused_total",
+	    "Unsampled spans refused: the tail buffer was full.", tail_value,
+	    (void *)2);
+	metrics_counter_fn(metrics, "trace_tail_spans_discarded_total",
+	    "Spans of the discarded unsampled traces.", tail_value, (void *)3);
+	metrics_gauge_fn(metrics, "trace_tail_traces_held",
+	    "Unsampled traces waiting for their decision.", tail_value,
+	    (void *)4);
+	metrics_gauge_fn(metrics, "trace_tail_spans_held",
+	    "Spans in the tail buffer.", tail_value, (void *)5);
+	metrics_counter_fn(metrics, "trace_tail_spans_lost_total",
+	    "Spans of kept traces the store did not take (it was away).",
+	    stat_value, &I.tail_lost);
 	metrics_counter_fn(metrics, "trace_spans_stored_total",
 	    "Spans stored (committed).", stat_value, &I.stored);
 	metrics_counter_fn(metrics, "trace_spans_rejected_total",
@@ -234,6 +339,13 @@ ingest_start(struct pg_store *store, int keep_days, int64_t max_trace_spans,
 void
 ingest_stop(void)
 {
+	plat_feed_loop_stop(I.ticker);
+	I.ticker = NULL;
+	/* What held traces are owed: the kept stored, the rest counted. */
+	if (I.tail != NULL)
+		tail_tick(I.tail, INT64_MAX / 2);
 	batcher_free(I.batcher);
 	I.batcher = NULL;
+	tail_free(I.tail);
+	I.tail = NULL;
 }

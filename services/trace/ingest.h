@@ -6,7 +6,9 @@
  * transaction, and the call is answered after the commit: OK with a
  * partial_success naming what was refused (rejected_spans and the first
  * reason), as OTLP has it, or UNAVAILABLE while the database is away
- * (OTLP exporters retry on it).
+ * (OTLP exporters retry on it). Spans of unsampled traces (span.h) wait
+ * in the tail buffer instead (tail.h), and are stored only when their
+ * trace turns out to matter.
  */
 #ifndef TRACE_INGEST_H
 #define TRACE_INGEST_H
@@ -16,10 +18,18 @@
 
 struct metrics;
 
+/* The tail decision (tail.h). */
+struct ingest_tail {
+	int64_t window_ms;
+	int64_t slower_than_ms;         /* 0: latency keeps nothing */
+	size_t max_spans;
+};
+
 /* keep_days: the retention, which bounds the start times taken;
  * max_trace_spans: the most spans kept of one trace. */
 int ingest_start(struct pg_store *store, int keep_days,
-    int64_t max_trace_spans, struct metrics *metrics);
+    int64_t max_trace_spans, const struct ingest_tail *tail,
+    struct metrics *metrics);
 /* Answers whatever is queued, then stops. */
 void ingest_stop(void);
 

@@ -173,20 +173,15 @@ reject(struct span_batch *b, const char *why, const otlp_span *s)
 
 /* The attributes as a JSON object of text values; NULL when too big. */
 static char *
-attrs_json(const otlp_span *s, bool *unsampled)
+attrs_json(const otlp_span *s)
 {
 	json_t *o = json_object();
 	char *out;
 
-	*unsampled = false;
 	for (size_t i = 0; i < s->n_attributes; i++) {
 		const key_value *kv = s->attributes[i];
 		char *text;
 
-		if (strcmp(kv->key, SPAN_ATTR_UNSAMPLED) == 0) {
-			*unsampled = true;
-			continue;
-		}
 		text = span_value_text(kv->value);
 		json_object_set_new(o, kv->key, json_string(text));
 		free(text);
@@ -206,14 +201,13 @@ add_span(struct span_batch *b, const otlp_span *s, const char *service,
 {
 	const char *why = span_problem(s, w);
 	struct span_row *r;
-	bool unsampled;
 	char *attrs;
 
 	if (why != NULL) {
 		reject(b, why, s);
 		return;
 	}
-	if ((attrs = attrs_json(s, &unsampled)) == NULL) {
+	if ((attrs = attrs_json(s)) == NULL) {
 		reject(b, "attributes: over 64 KiB", s);
 		return;
 	}
@@ -239,7 +233,8 @@ add_span(struct span_batch *b, const otlp_span *s, const char *service,
 	r->status_message = s->status != NULL && s->status->message != NULL ?
 	    s->status->message : "";
 	r->trace_state = s->trace_state != NULL ? s->trace_state : "";
-	r->unsampled = unsampled;
+	r->unsampled = (s->flags & SPAN_FLAGS_KNOWN) != 0 &&
+	    (s->flags & SPAN_FLAGS_SAMPLED) == 0;
 	r->attrs = attrs;
 }
 

@@ -26,7 +26,7 @@ struct span_row {
 	int kind;
 	int64_t start_ns, duration_ns;
 	bool error;
-	bool unsampled;                 /* the exporter's mark: tail sampling */
+	bool unsampled;                 /* by its flags: for the tail decision */
 	bool refused;                   /* its trace is full (store.h) */
 	char *attrs;                    /* JSON object, values as text */
 };
@@ -43,9 +43,12 @@ struct span_batch {
 	char first_error[256];          /* the first rejection's reason */
 };
 
-/* The attribute the platform's exporter puts on a span of a trace head
- * sampling did not keep, for trace-srv's tail decision. */
-#define SPAN_ATTR_UNSAMPLED "platform.unsampled"
+/* OTLP Span.flags: bit 0 the W3C sampled flag, 0x100 "bit 0 is
+ * known". A span with 0x100 and not bit 0 is one head sampling left out
+ * that a platform server sent anyway (--trace-tail): trace-srv holds it
+ * for its tail decision. Without 0x100 (most SDKs), it is sampled. */
+#define SPAN_FLAGS_SAMPLED 0x1u
+#define SPAN_FLAGS_KNOWN 0x100u
 
 /* Every span of req, into b (zeroed by the caller): a row each, or a
  * rejection counted with its reason. */

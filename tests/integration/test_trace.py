@@ -412,6 +412,147 @@ class FleetTest(harness.ServiceCase):
         self.assertIn(('kv-srv', 'kv-srv'), deps)
 
 
+UNSAMPLED = 0x100              # OTLP flags: sampled bit known, and clear
+
+
+def unsampled(s):
+    s.flags = UNSAMPLED
+    return s
+
+
+class TailTest(harness.ServiceCase):
+    """Tail-based retention: the spans of traces head sampling left out
+    wait in trace-srv for their window; an error or a span over
+    --keep-slower-than keeps the whole trace, the rest are discarded
+    (counted)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = th.trace_server(name='trace-tail', metrics=True,
+                                  extra_args=['--tail-window-ms', '300',
+                                              '--keep-slower-than', '100'])
+        cls.addClassCleanup(cls.srv.kill)
+        cls.c = th.client_of(cls.srv)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop_clean()
+
+    def metric(self, name):
+        return harness.metric(self.srv.mport, name)
+
+    def test_error_and_slow_kept_whole_ordinary_discarded(self):
+        svc = uniq('svc')
+        err_t, slow_t = ids()[0], ids()[0]
+        ordinary = [ids()[0] for _ in range(10)]
+        root_e, root_s = os.urandom(8), os.urandom(8)
+        discarded = self.metric('trace_tail_traces_discarded_total')
+        kept = self.metric('trace_tail_traces_kept_total')
+        spans = [unsampled(span(err_t, root_e, 'in')),
+                 unsampled(span(err_t, os.urandom(8), 'db', parent=root_e,
+                                error=True, message='down')),
+                 unsampled(span(slow_t, root_s, 'in',
+                                duration_ns=150 * 10**6)),
+                 unsampled(span(slow_t, os.urandom(8), 'fast',
+                                parent=root_s))]
+        for t in ordinary:
+            spans.append(unsampled(span(t, os.urandom(8), 'in')))
+        r = self.c.export(request(svc, spans))
+        self.assertFalse(r.HasField('partial_success'))
+        wait_for(lambda: self.metric('trace_tail_traces_discarded_total')
+                 >= discarded + 10, what='ordinary traces discarded')
+        self.assertGreaterEqual(self.metric('trace_tail_traces_kept_total'),
+                                kept + 2)
+        self.assertEqual(len(self.c.wait_spans(err_t.hex(), 2)), 2)
+        self.assertEqual(len(self.c.wait_spans(slow_t.hex(), 2)), 2)
+        for t in ordinary:
+            self.assertCode(rpc_error(self.c.call, 'GetTrace',
+                                      trace_id=t.hex()), C.NOT_FOUND)
+
+    def test_sampled_spans_stored_at_once(self):
+        tid, sid = ids()
+        s = span(tid, sid, 'sampled')
+        s.flags = UNSAMPLED | 1
+        self.c.export(request(uniq('svc'), [s]))
+        self.assertEqual(len(self.c.spans(tid.hex())), 1)
+
+    def test_buffer_full_refused_and_counted(self):
+        srv = th.trace_server(name='trace-tail-small', metrics=True,
+                              extra_args=['--tail-buffer-spans', '100',
+                                          '--tail-window-ms', '600000'])
+        self.addCleanup(srv.kill)
+        c = th.client_of(srv)
+        r = c.export(request('x', [unsampled(span(ids()[0], os.urandom(8)))
+                                   for _ in range(105)]))
+        self.assertEqual(r.partial_success.rejected_spans, 5)
+        self.assertIn('tail buffer', r.partial_success.error_message)
+        self.assertEqual(harness.metric(srv.mport,
+                                        'trace_tail_spans_refused_total'), 5)
+        self.assertEqual(harness.metric(srv.mport, 'trace_tail_spans_held'),
+                         100)
+        srv.stop_clean()
+
+
+class TailFleetTest(harness.ServiceCase):
+    """Real servers at 1% head sampling with --trace-tail, exporting to
+    trace-srv: sync-srv Lock calls that end DEADLINE_EXCEEDED (a server
+    fault, so an error span) are kept whole, ordinary discovery calls of
+    unsampled traces are not."""
+
+    def test_errors_kept_under_one_percent(self):
+        import sync_harness as sh
+        ts = th.trace_server(name='trace-tailfleet', metrics=True,
+                             extra_args=['--tail-window-ms', '300'])
+        self.addCleanup(ts.kill)
+        c = th.client_of(ts)
+        trace = ['--trace-endpoint', ts.address, '--trace-sample', '0.01',
+                 '--trace-tail']
+        disc = Server(discovery='self', name='discovery-tail',
+                      extra_args=trace)
+        self.addCleanup(disc.kill)
+        sync = sh.sync_server(name='sync-tail', extra_args=trace)
+        self.addCleanup(sync.kill)
+        sc = sh.client_of(sync)
+        name = uniq('lock')
+        holder = sc.grant(60000)
+        sc.lock(name, holder)
+        waiter = sc.grant(60000)
+        dc = disc.discovery_client()
+        errors, ordinary = [], []
+        for i in range(5):
+            tid = os.urandom(16).hex()
+            errors.append(tid)
+            md = [('traceparent', '00-%s-%s-00' % (tid, os.urandom(8).hex()))]
+            err = rpc_error(sc._m['Lock'], sc.pb.LockRequest(
+                name=name, lease_id=waiter), timeout=0.3, metadata=md)
+            self.assertEqual(err.code(), C.DEADLINE_EXCEEDED)
+        before = harness.metric(ts.mport, 'trace_tail_traces_discarded_total')
+        for i in range(50):
+            tid = os.urandom(16).hex()
+            ordinary.append(tid)
+            md = [('traceparent', '00-%s-%s-00' % (tid, os.urandom(8).hex()))]
+            dc._m['ListServices'](dc.pb.ListServicesRequest(), metadata=md,
+                                  timeout=harness.RPC_TIMEOUT)
+        for tid in errors:
+            got = c.wait_spans(tid, 1)
+            self.assertTrue(any(s.error for s in got))
+            self.assertEqual({s.service for s in got}, {'sync-srv'})
+        wait_for(lambda: harness.metric(
+            ts.mport, 'trace_tail_traces_discarded_total') >= before + 50,
+            what='the ordinary traces discarded')
+        stored = 0
+        for tid in ordinary:
+            try:
+                c.spans(tid)
+                stored += 1
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), C.NOT_FOUND)
+        self.assertEqual(stored, 0)
+        disc.stop_clean()
+        sync.stop_clean()
+        ts.stop_clean()
+
+
 NODE = shutil.which('node')
 NODE_DIR = os.path.join(harness.SOURCE_DIR, 'tests', 'node')
 

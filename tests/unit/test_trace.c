@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@
 
 #include "search.h"
 #include "span.h"
+#include "tail.h"
 
 typedef Opentelemetry__Proto__Trace__V1__Span otlp_span;
 
@@ -203,6 +205,129 @@ test_value_text(void **state)
 	free(t);
 }
 
+/* ---- the tail decision ---- */
+
+static size_t flushed;
+static char flushed_trace[33];
+
+static void
+count_flush(void *arg, struct span_row **rows, size_t n)
+{
+	(void)arg;
+	flushed += n;
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(rows[i]->service, "svc");
+		assert_string_equal(rows[i]->attrs, "{\"k\":\"v\"}");
+		memcpy(flushed_trace, rows[i]->trace_id, 33);
+	}
+}
+
+static struct span_row
+row(const char *trace, bool error, int64_t duration_ns)
+{
+	struct span_row r = { .service = "svc", .node = "n", .name = "op",
+	    .status_message = "", .trace_state = "", .attrs = "{\"k\":\"v\"}",
+	    .error = error, .duration_ns = duration_ns, .unsampled = true };
+
+	snprintf(r.trace_id, sizeof(r.trace_id), "%s", trace);
+	snprintf(r.span_id, sizeof(r.span_id), "0000000000000001");
+	return r;
+}
+
+static struct tail *
+new_tail(size_t max_spans)
+{
+	flushed = 0;
+	return tail_new(&(struct tail_opts){ .window_ms = 100,
+	    .slower_than_ns = 1000, .max_spans = max_spans,
+	    .flush = count_flush });
+}
+
+static void
+test_tail_matters(void **state)
+{
+	struct span_row ok = row("a", false, 999), err = row("a", true, 1),
+	    slow = row("a", false, 1000);
+
+	(void)state;
+	assert_false(tail_matters(&ok, 1000));
+	assert_true(tail_matters(&err, 1000));
+	assert_true(tail_matters(&slow, 1000));
+	assert_false(tail_matters(&slow, 0));   /* 0: latency keeps none */
+}
+
+static void
+test_tail_ordinary_discarded(void **state)
+{
+	struct tail *t = new_tail(100);
+	struct span_row r[2] = { row("a", false, 5), row("a", false, 6) };
+	struct tail_stats st;
+
+	(void)state;
+	assert_int_equal(tail_offer(t, r, 2, 0), 0);
+	tail_tick(t, 50);               /* within the window: held */
+	tail_stats(t, &st);
+	assert_int_equal(st.traces_held, 1);
+	assert_int_equal(st.spans_held, 2);
+	tail_tick(t, 100);
+	tail_stats(t, &st);
+	assert_int_equal(flushed, 0);
+	assert_int_equal(st.discarded, 1);
+	assert_int_equal(st.spans_discarded, 2);
+	assert_int_equal(st.traces_held, 0);
+	assert_int_equal(st.spans_held, 0);
+	tail_free(t);
+}
+
+static void
+test_tail_error_keeps_whole_trace(void **state)
+{
+	struct tail *t = new_tail(100);
+	struct span_row a[2] = { row("a", false, 5), row("a", true, 5) };
+	struct span_row b = row("b", false, 5), late = row("a", false, 1);
+	struct tail_stats st;
+
+	(void)state;
+	tail_offer(t, &a[0], 1, 0);
+	tail_offer(t, &b, 1, 0);
+	tail_offer(t, &a[1], 1, 10);
+	tail_tick(t, 20);               /* kept at once, both spans */
+	assert_int_equal(flushed, 2);
+	assert_string_equal(flushed_trace, "a");
+	/* A span of it arriving late follows it. */
+	tail_offer(t, &late, 1, 30);
+	tail_tick(t, 40);
+	assert_int_equal(flushed, 3);
+	tail_tick(t, 200);
+	tail_stats(t, &st);
+	assert_int_equal(st.kept, 1);
+	assert_int_equal(st.discarded, 1);      /* b */
+	assert_int_equal(st.traces_held, 0);
+	assert_int_equal(flushed, 3);
+	tail_free(t);
+}
+
+static void
+test_tail_slow_kept_and_bounded(void **state)
+{
+	struct tail *t = new_tail(3);
+	struct span_row r[5] = { row("a", false, 5000), row("b", false, 1),
+	    row("c", false, 1), row("d", false, 1), row("e", false, 1) };
+	struct tail_stats st;
+
+	(void)state;
+	assert_int_equal(tail_offer(t, r, 5, 0), 2);    /* d, e: no room */
+	tail_tick(t, 1000);
+	tail_stats(t, &st);
+	assert_int_equal(flushed, 1);
+	assert_int_equal(st.kept, 1);
+	assert_int_equal(st.discarded, 2);
+	assert_int_equal(st.spans_refused, 2);
+	/* Room again. */
+	assert_int_equal(tail_offer(t, &r[3], 1, 1000), 0);
+	tail_free(t);                   /* held spans freed */
+}
+
 int
 main(void)
 {
@@ -213,6 +338,10 @@ main(void)
 		cmocka_unit_test(test_hex_id),
 		cmocka_unit_test(test_span_problems),
 		cmocka_unit_test(test_value_text),
+		cmocka_unit_test(test_tail_matters),
+		cmocka_unit_test(test_tail_ordinary_discarded),
+		cmocka_unit_test(test_tail_error_keeps_whole_trace),
+		cmocka_unit_test(test_tail_slow_kept_and_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

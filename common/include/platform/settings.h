@@ -67,6 +67,7 @@ struct plat_settings {
 	char *statsd;           /* NULL: no push */
 	int statsd_interval_s;
 	double trace_sample;    /* new traces recorded, 0..1 */
+	int trace_tail;         /* 1: unsampled spans sent too, marked */
 };
 
 #define SETTINGS_AUTH_ISSUER "platform-auth"
