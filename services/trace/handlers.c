@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "forward.h"
 #include "ingest.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "platform/clock.h"
@@ -30,6 +31,7 @@
 #include "trace.h"
 
 #define POOL_MIN 4
+#define FORWARD_FLUSH_MS 2000
 #define MAINTAIN_MS 60000
 #define TRACE_SPANS_MAX 10000
 #define PAGE_DEFAULT 20
@@ -59,7 +61,7 @@ static struct {
 #define TAIL_SPANS_DEFAULT 200000
 
 static char *retention_opt, *max_trace_spans_opt, *slower_opt, *window_opt,
-    *tail_spans_opt;
+    *tail_spans_opt, *forward_opt;
 
 static const struct settings_option trace_options[] = {
 	{ "--retention", "PLATFORM_RETENTION",
@@ -77,6 +79,9 @@ static const struct settings_option trace_options[] = {
 	{ "--tail-buffer-spans", "PLATFORM_TAIL_BUFFER_SPANS",
 	  "the most unsampled spans held, 100..10000000 (default 200000)",
 	  &tail_spans_opt },
+	{ "--forward", "PLATFORM_FORWARD",
+	  "host:port of an OTLP/gRPC endpoint (Jaeger, Tempo, a Collector) "
+	  "that also gets every span kept, plaintext", &forward_opt },
 };
 
 /* An integer setting in lo..hi (or the default when unset): 0, or -1
@@ -123,6 +128,12 @@ trace_check_settings(const struct plat_settings *s, char *err,
 	    TAIL_SPANS_DEFAULT, NULL, &tail_spans, err, errlen) != 0)
 		return -1;
 	S.tail = (struct ingest_tail){ window, slower, (size_t)tail_spans };
+	if (forward_opt != NULL && forward_opt[0] != '\0' &&
+	    settings_check_address(forward_opt) != 0) {
+		snprintf(err, errlen, "--forward: must be host:port, not '%s'",
+		    forward_opt);
+		return -1;
+	}
 	S.keep_days = (int)keep;
 	S.max_trace_spans = max_spans;
 	return 0;
@@ -585,6 +596,8 @@ trace_init(plat_server *srv, const struct plat_settings *s)
 		/* Partitions exist before the first Export. */
 		maintain(NULL);
 	}
+	if (forward_start(forward_opt, plat_server_metrics(srv)) != 0)
+		goto fail;
 	if (ingest_start(S.store, S.keep_days, S.max_trace_spans,
 	    &S.tail, plat_server_metrics(srv)) != 0)
 		goto fail;
@@ -595,6 +608,7 @@ trace_init(plat_server *srv, const struct plat_settings *s)
 	    &S.dropped_partitions);
 	return 0;
 fail:
+	forward_stop(0);
 	pg_store_free(S.store);
 	S.store = NULL;
 	return -1;
@@ -613,6 +627,7 @@ trace_fini(plat_server *srv)
 {
 	(void)srv;
 	ingest_stop();
+	forward_stop(FORWARD_FLUSH_MS);
 	pg_store_free(S.store);
 	S.store = NULL;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "forward.h"
 #include "ingest.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "platform/batcher.h"
@@ -124,6 +125,7 @@ ingest_apply(void *arg, void *batch, int64_t timeout_ms, char *err,
 		for (size_t i = 0; i < b->n; i++)
 			kept += !b->rows[i]->refused;
 		__atomic_add_fetch(&I.stored, kept, __ATOMIC_RELAXED);
+		forward_rows(b->rows, b->n);
 	}
 	return code;
 }
@@ -255,6 +257,7 @@ tail_flush(void *arg, struct span_row **rows, size_t n)
 		kept += !rows[i]->refused;
 	__atomic_add_fetch(&I.stored, kept, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&I.oversized, n - kept, __ATOMIC_RELAXED);
+	forward_rows(rows, n);
 }
 
 static void

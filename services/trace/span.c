@@ -260,6 +260,54 @@ span_batch_add(struct span_batch *b,
 	}
 }
 
+#define ROW_STRINGS 6
+
+static void
+row_strings(const struct span_row *r, const char **s)
+{
+	s[0] = r->service;
+	s[1] = r->node;
+	s[2] = r->name;
+	s[3] = r->status_message;
+	s[4] = r->trace_state;
+	s[5] = r->attrs;
+}
+
+size_t
+span_row_size(const struct span_row *r)
+{
+	const char *s[ROW_STRINGS];
+	size_t total = 0;
+
+	row_strings(r, s);
+	for (size_t i = 0; i < ROW_STRINGS; i++)
+		total += strlen(s[i]) + 1;
+	return total;
+}
+
+void
+span_row_copy(struct span_row *dst, const struct span_row *src, char *buf)
+{
+	const char *s[ROW_STRINGS];
+	char *d[ROW_STRINGS];
+
+	row_strings(src, s);
+	*dst = *src;
+	for (size_t i = 0; i < ROW_STRINGS; i++) {
+		size_t n = strlen(s[i]) + 1;
+
+		memcpy(buf, s[i], n);
+		d[i] = buf;
+		buf += n;
+	}
+	dst->service = d[0];
+	dst->node = d[1];
+	dst->name = d[2];
+	dst->status_message = d[3];
+	dst->trace_state = d[4];
+	dst->attrs = d[5];
+}
+
 void
 span_batch_free(struct span_batch *b)
 {

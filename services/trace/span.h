@@ -57,6 +57,12 @@ void span_batch_add(struct span_batch *b,
     const struct span_window *w);
 void span_batch_free(struct span_batch *b);
 
+/* A row copied with its strings (attrs too) into one block of its
+ * owner: span_row_size bytes at buf, for span_row_copy. */
+size_t span_row_size(const struct span_row *r);
+void span_row_copy(struct span_row *dst, const struct span_row *src,
+    char *buf);
+
 /* One span's problem, or NULL when it can be stored. */
 const char *span_problem(const Opentelemetry__Proto__Trace__V1__Span *s,
     const struct span_window *w);

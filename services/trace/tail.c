@@ -101,28 +101,9 @@ tail_free(struct tail *t)
 static struct held_span *
 span_copy(const struct span_row *r)
 {
-	const char *src[] = { r->service, r->node, r->name,
-	    r->status_message, r->trace_state, r->attrs };
-	size_t len[6], total = 0;
-	struct held_span *s;
-	char *p, *dst[6];
+	struct held_span *s = xcalloc(1, sizeof(*s) + span_row_size(r));
 
-	for (size_t i = 0; i < 6; i++)
-		total += (len[i] = strlen(src[i])) + 1;
-	s = xcalloc(1, sizeof(*s) + total);
-	s->row = *r;
-	p = s->buf;
-	for (size_t i = 0; i < 6; i++) {
-		memcpy(p, src[i], len[i] + 1);
-		dst[i] = p;
-		p += len[i] + 1;
-	}
-	s->row.service = dst[0];
-	s->row.node = dst[1];
-	s->row.name = dst[2];
-	s->row.status_message = dst[3];
-	s->row.trace_state = dst[4];
-	s->row.attrs = dst[5];
+	span_row_copy(&s->row, r, s->buf);
 	return s;
 }
 

@@ -553,6 +553,67 @@ class TailFleetTest(harness.ServiceCase):
         ts.stop_clean()
 
 
+class ForwardTest(harness.ServiceCase):
+    """--forward: every span trace-srv keeps also goes to an upstream
+    OTLP endpoint (a collector the test runs), the tail's kept traces
+    included and its discarded ones not; while the upstream is away,
+    Export is answered as ever and the spans wait (send failures
+    counted), then arrive."""
+
+    def test_forwarded(self):
+        from test_tracing import Collector
+        port = harness.free_port()
+        srv = th.trace_server(name='trace-fwd', metrics=True, extra_args=[
+            '--forward', '127.0.0.1:%d' % port, '--tail-window-ms', '200'])
+        self.addCleanup(srv.kill)
+        c = th.client_of(srv)
+        svc = uniq('svc')
+        tid, root = ids()
+        child = os.urandom(8)
+        r = c.export(request(svc, [
+            span(tid, root, 'root', attrs={'k': 'v'}),
+            span(tid, child, 'child', parent=root, kind=th.CLIENT,
+                 error=True, message='bad')], node='n9'))
+        self.assertFalse(r.HasField('partial_success'))
+        wait_for(lambda: harness.metric(
+            srv.mport, 'trace_forward_send_failures_total') > 0,
+            what='a forward that failed')
+        self.assertEqual(len(c.spans(tid.hex())), 2)   # stored meanwhile
+        col = Collector(port)
+        self.addCleanup(col.stop)
+        got = {s.span_id: (svc_, s) for svc_, s in col.of_trace(tid.hex(), 2)}
+        self.assertEqual(set(got), {root, child})
+        svc_, s = got[child]
+        self.assertEqual(svc_, svc)
+        self.assertEqual(s.parent_span_id, root)
+        self.assertEqual(s.status.code, th.STATUS_ERROR)
+        self.assertEqual(s.status.message, 'bad')
+        self.assertEqual(s.kind, th.CLIENT)
+        self.assertEqual({a.key: a.value.string_value
+                          for a in got[root][1].attributes}, {'k': 'v'})
+        # The tail: a kept unsampled trace is forwarded, a discarded one
+        # is not.
+        kept_t, gone_t = ids()[0], ids()[0]
+        discarded = harness.metric(srv.mport,
+                                   'trace_tail_traces_discarded_total')
+        c.export(request(svc, [
+            unsampled(span(kept_t, os.urandom(8), 'e', error=True)),
+            unsampled(span(gone_t, os.urandom(8), 'ok'))]))
+        col.of_trace(kept_t.hex(), 1)
+        wait_for(lambda: harness.metric(
+            srv.mport, 'trace_tail_traces_discarded_total') > discarded,
+            what='the ordinary trace discarded')
+        srv.stop_clean()
+        with self.assertRaises(AssertionError):
+            col.of_trace(gone_t.hex(), 1, timeout=0.2)
+
+    def test_bad_forward_setting(self):
+        r = harness.run_binary(['--forward', 'nowhere'], binary=th.TRACE_BIN,
+                               env={'PLATFORM_DATABASE': th.DATABASE})
+        self.assertEqual(r.code, 2, r.stderr)
+        self.assertIn('--forward', r.stderr)
+
+
 NODE = shutil.which('node')
 NODE_DIR = os.path.join(harness.SOURCE_DIR, 'tests', 'node')
 
