@@ -676,8 +676,9 @@ out:
 	return rc;
 }
 
-static int client_resolve(plat_client *c, const char *service, char **addr,
-    int64_t deadline_ms, char *errmsg, size_t errlen);
+static int client_resolve(plat_client *c, const char *service,
+    const uint64_t *key, char **addr, int64_t deadline_ms, char *errmsg,
+    size_t errlen);
 static void client_mark(plat_client *c, const char *service,
     const char *addr, int rc);
 
@@ -725,8 +726,8 @@ client_unary(plat_client *c, const char *addr, const char *service,
 			break;
 		node = NULL;
 		if (service != NULL) {
-			rc = client_resolve(c, service, &node, left, errmsg,
-			    errlen);
+			rc = client_resolve(c, service, NULL, &node, left,
+			    errmsg, errlen);
 			if (rc != GRPC_STATUS_OK) {
 				if (rc == GRPC_STATUS_UNAVAILABLE)
 					continue;
@@ -882,6 +883,14 @@ plat_client_call(plat_client *c, const char *service, const char *method,
 	}
 	return client_unary(c, NULL, service, method, req, resp_desc, resp,
 	    opts, errmsg, errlen);
+}
+
+int
+plat_client_route(plat_client *c, const char *service, uint64_t key,
+    int timeout_ms, char **addr, char *errmsg, size_t errlen)
+{
+	return client_resolve(c, service, &key, addr,
+	    timeout_ms > 0 ? timeout_ms : c->deadline_ms, errmsg, errlen);
 }
 
 /* ---- server streaming ---- */
@@ -1216,11 +1225,12 @@ client_swap_cache_locked(plat_client *c, struct rsvc *fresh)
 	c->cache = fresh;
 }
 
-/* Picks a node of service into *addr; 0 when there is none to pick
- * (or, unless stale_ok, the entry is an unconfirmed old answer). */
+/* Picks a node of service into *addr (for key when not NULL); 0 when
+ * there is none to pick (or, unless stale_ok, the entry is an
+ * unconfirmed old answer). */
 static int
-client_pick_locked(plat_client *c, const char *service, char **addr,
-    int stale_ok)
+client_pick_locked(plat_client *c, const char *service, const uint64_t *key,
+    char **addr, int stale_ok)
 {
 	struct rsvc *s;
 	int64_t now = plat_now_ms();
@@ -1230,8 +1240,10 @@ client_pick_locked(plat_client *c, const char *service, char **addr,
 		return 0;
 	if (!c->synced && !stale_ok && now - s->fetched_ms > RESOLVE_STALE_MS)
 		return 0;
-	if ((i = selector_pick(&s->sel, (const char *const *)s->addrs, s->n,
-	    now)) < 0)
+	i = key != NULL ? selector_pick_key(&s->sel,
+	    (const char *const *)s->addrs, s->n, *key, now) :
+	    selector_pick(&s->sel, (const char *const *)s->addrs, s->n, now);
+	if (i < 0)
 		return 0;
 	*addr = xstrdup(s->addrs[i]);
 	return 1;
@@ -1425,8 +1437,8 @@ client_fetch(plat_client *c, const char *service, int64_t deadline_ms,
 }
 
 static int
-client_resolve(plat_client *c, const char *service, char **addr,
-    int64_t deadline_ms, char *errmsg, size_t errlen)
+client_resolve(plat_client *c, const char *service, const uint64_t *key,
+    char **addr, int64_t deadline_ms, char *errmsg, size_t errlen)
 {
 	char err[256] = "";
 	int rc, synced;
@@ -1439,7 +1451,7 @@ client_resolve(plat_client *c, const char *service, char **addr,
 	}
 	pthread_mutex_lock(&c->mu);
 	client_watch_start_locked(c);
-	if (client_pick_locked(c, service, addr, 0)) {
+	if (client_pick_locked(c, service, key, addr, 0)) {
 		pthread_mutex_unlock(&c->mu);
 		return GRPC_STATUS_OK;
 	}
@@ -1450,7 +1462,7 @@ client_resolve(plat_client *c, const char *service, char **addr,
 	    err, sizeof(err));
 	pthread_mutex_lock(&c->mu);
 	/* A failed refresh still leaves the old answer usable. */
-	if (client_pick_locked(c, service, addr, 1)) {
+	if (client_pick_locked(c, service, key, addr, 1)) {
 		pthread_mutex_unlock(&c->mu);
 		return GRPC_STATUS_OK;
 	}

@@ -654,6 +654,77 @@ class NodeSdkTest(TraceCase):
                           t.error_count), (svc, 'checkout', 2, 1))
 
 
+class RoutingTest(harness.ServiceCase):
+    """Two trace-srv nodes (each on a database of its own, to see where
+    spans land) registered with discovery, and kv-srv nodes exporting
+    with --trace-endpoint discovery: every span of a trace goes to the
+    node its trace id routes to, so a forwarded Put's three spans from
+    two processes are all on one trace-srv, and both get traces."""
+
+    def test_spans_of_a_trace_on_one_node(self):
+        import auth_harness as ah
+        disc = Server(discovery='self', name='discovery-route')
+        self.addCleanup(disc.kill)
+        nodes, clients = [], []
+        for i in range(2):
+            schema, db = ah.new_schema()
+            self.addCleanup(ah.drop_schema, schema)
+            t = th.trace_server(name='trace-route-%d' % i, database=db,
+                                discovery=disc.address)
+            self.addCleanup(t.kill)
+            nodes.append(t)
+            clients.append(th.client_of(t))
+        dc = disc.discovery_client()
+        wait_for(lambda: sum(len(v.nodes) for v in dc.get('trace').services) == 2,
+                 what='two trace-srv nodes registered')
+        kvs = []
+        for i in range(2):
+            mport = harness.free_port()
+            n = kh.kv_server(name='kv-route-%d' % i, discovery=disc.address,
+                             extra_args=['--trace-endpoint', 'discovery',
+                                         '--replicas', '1',
+                                         '--metrics-listen',
+                                         '127.0.0.1:%d' % mport])
+            n.mport = mport
+            self.addCleanup(n.kill)
+            kvs.append(n)
+        for n in kvs:
+            wait_for(lambda n=n: harness.metric(n.mport,
+                                                'kv_ring_members') == 2,
+                     what='a ring of two')
+        t = uniq('rt').replace('-', '_')
+        kc = kh.client_of(kvs[0])
+        want = {}
+        for i in range(24):
+            tid = os.urandom(16).hex()
+            fwd = harness.metric(kvs[0].mport, 'kv_forwarded_total')
+            kc._m['Put'](kc.pb.PutRequest(table=t, key='k%d' % i, value=b'v'),
+                         metadata=[('traceparent', '00-%s-%s-01' % (
+                             tid, os.urandom(8).hex()))],
+                         timeout=harness.RPC_TIMEOUT)
+            forwarded = harness.metric(kvs[0].mport,
+                                       'kv_forwarded_total') > fwd
+            want[tid] = 3 if forwarded else 1
+        self.assertIn(3, want.values())
+
+        def count(c, tid):
+            try:
+                return len(c.spans(tid))
+            except grpc.RpcError:
+                return 0
+        used = set()
+        for tid, n in want.items():
+            got = []
+            wait_for(lambda: sum(got.__setitem__(slice(None), [
+                count(c, tid) for c in clients]) or got) >= n,
+                what='the spans of %s' % tid)
+            self.assertEqual(sorted(got), [0, n], (tid, got))
+            used.add(got.index(n))
+        self.assertEqual(used, {0, 1})
+        for n in kvs + nodes + [disc]:
+            n.stop_clean()
+
+
 class RetentionTest(harness.ServiceCase):
     """A span two days old is kept with --retention 3d and its
     partition dropped when trace-srv restarts with --retention 1d."""
