@@ -15,6 +15,12 @@ each, every span of a new trace id (made before the clock starts, sent
 as bytes), to one trace-srv on PostgreSQL; spans/s is what trace-srv
 stored (trace_spans_stored_total) over the wall time.
 
+After each target's round the bench waits until that server has sent
+every span it buffered, so trace-srv's work on them does not weigh on
+the next target (they share the machine); the exporter's own cost stays
+in the round it belongs to, and so does trace-srv's, which runs on the
+same two cores while it is loaded.
+
 Prints the tables; with --readme writes them between the bench:trace
 markers of bench/README.md.
 
@@ -104,6 +110,18 @@ def h2load(port, body):
     return float(m.group(1))
 
 
+def settle(mport):
+    """Until the server has sent every span it holds, so trace-srv's
+    ingest of one target's spans does not load the next target's round
+    (both share the machine)."""
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        if metric(mport, 'platform_trace_spans_buffered') == 0:
+            time.sleep(1)       # the last batch's commit
+            return
+        time.sleep(0.2)
+
+
 def cost(db, work):
     env = dict(os.environ, PLATFORM_INSECURE_NO_AUTH='1',
                PLATFORM_DATABASE=db)
@@ -111,11 +129,12 @@ def cost(db, work):
     start([TRACE, '--listen', '127.0.0.1:%d' % tport, '--log-format',
            'json'], env=env)
     serving('127.0.0.1:%d' % tport)
-    ports = {}
+    ports, mports = {}, {}
     for name, extra in CONFIGS:
-        port = harness.free_port()
+        port, mports[name] = harness.free_port(), harness.free_port()
         args = [DISC, '--listen', '127.0.0.1:%d' % port, '--log-format',
-                'json', '--log-level', 'warn']
+                'json', '--log-level', 'warn', '--metrics-listen',
+                '127.0.0.1:%d' % mports[name]]
         if name != 'off':
             args += ['--trace-endpoint', '127.0.0.1:%d' % tport] + extra
         start(args, env=env)
@@ -143,6 +162,7 @@ def cost(db, work):
         for i in range(len(names)):
             name = names[(i + r) % len(names)]
             rates[name].append(h2load(ports[name], body))
+            settle(mports[name])
     stop_all()
     return {n: statistics.median(v) for n, v in rates.items()}
 
