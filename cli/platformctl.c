@@ -31,6 +31,7 @@
 #include "ctl_out.h"
 #include "ctl_route.h"
 #include "ctl_sync.h"
+#include "ctl_trace.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "platform/client.h"
 #include "platform/clock.h"
@@ -609,6 +610,7 @@ main(int argc, char **argv)
 	ctl_cli_add(&cli, &ctl_sync_group);
 	ctl_cli_add(&cli, &ctl_monitor_group);
 	ctl_cli_add(&cli, &ctl_route_group);
+	ctl_cli_add(&cli, &ctl_trace_group);
 	ctl_cli_add(&cli, &ctl_auth_group);
 	rc = ctl_cli_run(&cli, argc, argv);
 	ctl_auth_cleanup();

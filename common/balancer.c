@@ -304,6 +304,29 @@ balancer_pick(struct balancer *b, int64_t now_ms)
 	return (int)pick;
 }
 
+int
+balancer_pick_key(struct balancer *b, uint64_t key, int64_t now_ms)
+{
+	struct balancer_scratch s = balancer_scratch(b);
+	size_t k = 0;
+
+	if (b->n == 0)
+		return -1;
+	/* Rendezvous over the nodes not ejected, so a key keeps its node
+	 * and an ejected node's keys move to the next best until it is
+	 * back. */
+	for (size_t i = 0; i < b->n; i++)
+		if (balancer_state(b, i, now_ms) != BALANCER_OPEN)
+			s.idx[k++] = i;
+	if (k == 0)
+		for (size_t i = 0; i < b->n; i++)
+			s.idx[k++] = i;
+	for (size_t i = 0; i < k; i++)
+		s.addrs[i] = b->nodes[s.idx[i]].addr;
+	return (int)s.idx[selector_pick_key(&b->sel, s.addrs, k, key,
+	    now_ms)];
+}
+
 static void
 balancer_ewma(struct balancer *b, struct balancer_node *nd, double ms,
     int64_t now)

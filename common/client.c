@@ -709,8 +709,9 @@ out:
 	return rc;
 }
 
-static int client_resolve(plat_client *c, const char *service, char **addr,
-    int64_t deadline_ms, char *errmsg, size_t errlen);
+static int client_resolve(plat_client *c, const char *service,
+    const uint64_t *key, char **addr, int64_t deadline_ms, char *errmsg,
+    size_t errlen);
 static int client_limit_take(plat_client *c, const char *service,
     const char *method);
 static void client_mark(plat_client *c, const char *service,
@@ -765,8 +766,8 @@ client_unary(plat_client *c, const char *addr, const char *service,
 			break;
 		node = NULL;
 		if (service != NULL) {
-			rc = client_resolve(c, service, &node, left, errmsg,
-			    errlen);
+			rc = client_resolve(c, service, NULL, &node, left,
+			    errmsg, errlen);
 			if (rc != GRPC_STATUS_OK) {
 				if (rc == GRPC_STATUS_UNAVAILABLE)
 					continue;
@@ -925,6 +926,14 @@ plat_client_call(plat_client *c, const char *service, const char *method,
 	}
 	return client_unary(c, NULL, service, method, req, resp_desc, resp,
 	    opts, errmsg, errlen);
+}
+
+int
+plat_client_route(plat_client *c, const char *service, uint64_t key,
+    int timeout_ms, char **addr, char *errmsg, size_t errlen)
+{
+	return client_resolve(c, service, &key, addr,
+	    timeout_ms > 0 ? timeout_ms : c->deadline_ms, errmsg, errlen);
 }
 
 /* ---- server streaming ---- */
@@ -1295,11 +1304,12 @@ client_balancer_sync_locked(plat_client *c, struct rsvc *s)
 	s->bal_gen = s->gen;
 }
 
-/* Picks a node of service into *addr; 0 when there is none to pick
- * (or, unless stale_ok, the entry is an unconfirmed old answer). */
+/* Picks a node of service into *addr (for key when not NULL); 0 when
+ * there is none to pick (or, unless stale_ok, the entry is an
+ * unconfirmed old answer). */
 static int
-client_pick_locked(plat_client *c, const char *service, char **addr,
-    int stale_ok)
+client_pick_locked(plat_client *c, const char *service, const uint64_t *key,
+    char **addr, int stale_ok)
 {
 	struct rsvc *s;
 	int64_t now = plat_now_ms();
@@ -1310,7 +1320,9 @@ client_pick_locked(plat_client *c, const char *service, char **addr,
 	if (!c->synced && !stale_ok && now - s->fetched_ms > RESOLVE_STALE_MS)
 		return 0;
 	client_balancer_sync_locked(c, s);
-	if ((i = balancer_pick(&s->bal, now)) < 0)
+	i = key != NULL ? balancer_pick_key(&s->bal, *key, now) :
+	    balancer_pick(&s->bal, now);
+	if (i < 0)
 		return 0;
 	*addr = xstrdup(s->bal.nodes[i].addr);
 	return 1;
@@ -1710,8 +1722,8 @@ client_fetch(plat_client *c, const char *service, int64_t deadline_ms,
 }
 
 static int
-client_resolve(plat_client *c, const char *service, char **addr,
-    int64_t deadline_ms, char *errmsg, size_t errlen)
+client_resolve(plat_client *c, const char *service, const uint64_t *key,
+    char **addr, int64_t deadline_ms, char *errmsg, size_t errlen)
 {
 	char err[256] = "";
 	int rc, synced;
@@ -1724,7 +1736,7 @@ client_resolve(plat_client *c, const char *service, char **addr,
 	}
 	pthread_mutex_lock(&c->mu);
 	client_watch_start_locked(c);
-	if (client_pick_locked(c, service, addr, 0)) {
+	if (client_pick_locked(c, service, key, addr, 0)) {
 		pthread_mutex_unlock(&c->mu);
 		return GRPC_STATUS_OK;
 	}
@@ -1735,7 +1747,7 @@ client_resolve(plat_client *c, const char *service, char **addr,
 	    err, sizeof(err));
 	pthread_mutex_lock(&c->mu);
 	/* A failed refresh still leaves the old answer usable. */
-	if (client_pick_locked(c, service, addr, 1)) {
+	if (client_pick_locked(c, service, key, addr, 1)) {
 		pthread_mutex_unlock(&c->mu);
 		return GRPC_STATUS_OK;
 	}

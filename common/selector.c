@@ -87,6 +87,42 @@ selector_pick(struct selector *s, const char *const *addrs, size_t n,
 	return (int)oldest;
 }
 
+/* FNV-1a of addr, then mixed with key (splitmix64's finaliser). */
+static uint64_t
+weight(const char *addr, uint64_t key)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (const char *p = addr; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	h ^= key + 0x9e3779b97f4a7c15ULL;
+	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+	return h ^ (h >> 31);
+}
+
+int
+selector_pick_key(struct selector *s, const char *const *addrs, size_t n,
+    uint64_t key, int64_t now_ms)
+{
+	int best = -1, best_any = -1;
+	uint64_t w, bw = 0, bw_any = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		w = weight(addrs[i], key);
+		if (best_any < 0 || w > bw_any) {
+			best_any = (int)i;
+			bw_any = w;
+		}
+		if (selector_failed_at(s, addrs[i], now_ms) == 0 &&
+		    (best < 0 || w > bw)) {
+			best = (int)i;
+			bw = w;
+		}
+	}
+	return best >= 0 ? best : best_any;
+}
+
 void
 selector_mark_failed(struct selector *s, const char *addr, int64_t now_ms)
 {

@@ -1261,14 +1261,17 @@ call_guard(struct plat_stream *c)
 /* ---- accepting calls ---- */
 
 /* The call's server span, a child of the caller's traceparent. Health
- * checks and reflection are not traced: probes would drown the rest. */
+ * checks and reflection are not traced: probes would drown the rest;
+ * nor is the OTLP Export of spans (trace-srv's), which would make spans
+ * of sending spans, without end. */
 static void
 call_trace(struct plat_stream *c)
 {
 	const struct mounted_method *mm = c->mm;
 	char *peer;
 
-	if (strncmp(mm->grpc_service, "grpc.", 5) == 0)
+	if (strncmp(mm->grpc_service, "grpc.", 5) == 0 ||
+	    strncmp(mm->grpc_service, "opentelemetry.", 14) == 0)
 		return;
 	plat_span_start(&c->span, PLAT_SPAN_SERVER, mm->m->path + 1, NULL,
 	    plat_ctx_metadata(&c->ctx, "traceparent"),
@@ -2108,7 +2111,7 @@ plat_main(const struct plat_service *svc, int argc, char **argv)
 	plat_trace_setup(prog, srv->settings.node_id,
 	    srv->settings.trace_endpoint != NULL ?
 	    srv->settings.trace_endpoint : "", srv->settings.trace_sample,
-	    srv->metrics);
+	    srv->settings.trace_tail != 0, srv->metrics);
 	if (srv->settings.metrics_listen != NULL &&
 	    srv->settings.metrics_listen[0] != '\0' &&
 	    metrics_serve(srv->metrics, srv->settings.metrics_listen) != 0) {

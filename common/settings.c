@@ -158,6 +158,12 @@ static const struct settings_def settings_defs[] = {
 	  "kept)",
 	  SETTINGS_K_RATE, 0, SETTINGS_OFF(trace_sample),
 	  0, 0, 100, "1" },
+	{ "--trace-tail", "PLATFORM_TRACE_TAIL", NULL,
+	  "send the spans of traces --trace-sample left out too, marked "
+	  "unsampled, so trace-srv keeps every error and slow trace whole "
+	  "(tail-based retention)",
+	  SETTINGS_K_BOOL, 0, SETTINGS_OFF(trace_tail),
+	  0, 1, 0, "0" },
 	{ "--help", NULL, NULL, "print this help and exit (also -h)",
 	  SETTINGS_K_HELP, 0, 0, 0, 0, 0, NULL },
 };

@@ -41,6 +41,7 @@ struct span_item {
 static struct {
 	char *service, *node, *endpoint;
 	double sample;
+	bool tail;              /* unsampled spans recorded and sent too */
 	struct outbox *out;
 	struct plat_client *client;
 	bool connected;
@@ -120,8 +121,8 @@ hex_bytes(const char *s, uint8_t *out, size_t n)
 	return 0;
 }
 
-static void
-to_hex(const uint8_t *p, size_t n, char *out)
+void
+plat_hex_encode(const uint8_t *p, size_t n, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
 
@@ -161,9 +162,9 @@ void
 plat_traceparent_format(const struct plat_span_ctx *c, char *out)
 {
 	memcpy(out, "00-", 3);
-	to_hex(c->trace_id, PLAT_TRACE_ID_LEN, out + 3);
+	plat_hex_encode(c->trace_id, PLAT_TRACE_ID_LEN, out + 3);
 	out[35] = '-';
-	to_hex(c->span_id, PLAT_SPAN_ID_LEN, out + 36);
+	plat_hex_encode(c->span_id, PLAT_SPAN_ID_LEN, out + 36);
 	out[52] = '-';
 	memcpy(out + 53, c->sampled ? "01" : "00", 3);
 }
@@ -214,7 +215,7 @@ plat_span_start(struct plat_span *s, enum plat_span_kind kind,
 	do
 		rand_bytes(s->ctx.span_id, PLAT_SPAN_ID_LEN);
 	while (all_zero(s->ctx.span_id, PLAT_SPAN_ID_LEN));
-	s->recording = s->ctx.sampled && T.out != NULL;
+	s->recording = (s->ctx.sampled || T.tail) && T.out != NULL;
 	s->open = true;
 	if (s->recording) {
 		snprintf(s->name, sizeof(s->name), "%s", name);
@@ -296,8 +297,8 @@ plat_trace_log_ids(char trace_id[2 * PLAT_TRACE_ID_LEN + 1],
 {
 	if (current == NULL)
 		return false;
-	to_hex(current->ctx.trace_id, PLAT_TRACE_ID_LEN, trace_id);
-	to_hex(current->ctx.span_id, PLAT_SPAN_ID_LEN, span_id);
+	plat_hex_encode(current->ctx.trace_id, PLAT_TRACE_ID_LEN, trace_id);
+	plat_hex_encode(current->ctx.span_id, PLAT_SPAN_ID_LEN, span_id);
 	return true;
 }
 
@@ -331,7 +332,10 @@ to_otlp(const struct plat_span *s, otlp_span *o, otlp_kv *kvs,
 		o->parent_span_id.len = PLAT_SPAN_ID_LEN;
 	}
 	o->trace_state = (char *)s->tracestate;
-	o->flags = 0x100 | (s->ctx.sampled ? 1 : 0);    /* flags known */
+	/* Flags known (0x100), and the sampled bit: with --trace-tail a
+	 * span without it is one head sampling left out, which trace-srv
+	 * keeps only when its trace turns out to matter. */
+	o->flags = 0x100 | (s->ctx.sampled ? 1 : 0);
 	o->name = (char *)s->name;
 	o->kind = (Opentelemetry__Proto__Trace__V1__Span__SpanKind)s->kind;
 	o->start_time_unix_nano = (uint64_t)s->start_ns;
@@ -357,9 +361,10 @@ to_otlp(const struct plat_span *s, otlp_span *o, otlp_kv *kvs,
 	o->status = st;
 }
 
+/* One Export of spans[0..n) to addr. */
 static int
-send_spans(void *arg, struct outbox_item *first, size_t n, int deadline_ms,
-    char *err, size_t errlen)
+export_spans(struct span_item **items, size_t n, const char *addr,
+    int deadline_ms, char *err, size_t errlen)
 {
 	Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest
 	    req = OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
@@ -382,10 +387,8 @@ send_spans(void *arg, struct outbox_item *first, size_t n, int deadline_ms,
 	    sizeof(*sts));
 	struct plat_call_opts co = { .deadline_ms = deadline_ms };
 	ProtobufCMessage *resp = NULL;
-	struct outbox_item *it = first;
 	int code;
 
-	(void)arg;
 	kv_string(&rkv[0], &rval[0], "service.name", T.service);
 	kv_string(&rkv[1], &rval[1], "service.instance.id", T.node);
 	rkvp[0] = &rkv[0];
@@ -396,8 +399,8 @@ send_spans(void *arg, struct outbox_item *first, size_t n, int deadline_ms,
 	scope.name = "platform";
 	scope.version = PLATFORM_VERSION;
 	ss.scope = &scope;
-	for (size_t i = 0; i < n; i++, it = it->next) {
-		to_otlp(&((struct span_item *)it)->span, &spans[i],
+	for (size_t i = 0; i < n; i++) {
+		to_otlp(&items[i]->span, &spans[i],
 		    &kvs[i * PLAT_SPAN_ATTRS], &kvp[i * PLAT_SPAN_ATTRS],
 		    &vals[i * PLAT_SPAN_ATTRS], &sts[i]);
 		spanp[i] = &spans[i];
@@ -408,15 +411,10 @@ send_spans(void *arg, struct outbox_item *first, size_t n, int deadline_ms,
 	rs.n_scope_spans = 1;
 	req.resource_spans = &rsp;
 	req.n_resource_spans = 1;
-	if (strcmp(T.endpoint, "discovery") == 0)
-		code = plat_client_call(T.client, "trace", EXPORT_METHOD,
-		    &req.base, &opentelemetry__proto__collector__trace__v1__export_trace_service_response__descriptor,
-		    &resp, &co, err, errlen);
-	else
-		code = plat_client_call_addr(T.client, T.endpoint,
-		    EXPORT_METHOD, &req.base,
-		    &opentelemetry__proto__collector__trace__v1__export_trace_service_response__descriptor,
-		    &resp, &co, err, errlen);
+	code = plat_client_call_addr(T.client, addr,
+	    EXPORT_METHOD, &req.base,
+	    &opentelemetry__proto__collector__trace__v1__export_trace_service_response__descriptor,
+	    &resp, &co, err, errlen);
 	if (resp != NULL)
 		protobuf_c_message_free_unpacked(resp, NULL);
 	free(spans);
@@ -425,6 +423,81 @@ send_spans(void *arg, struct outbox_item *first, size_t n, int deadline_ms,
 	free(kvp);
 	free(vals);
 	free(sts);
+	return code;
+}
+
+/* The trace id's first 8 bytes: already random. */
+static uint64_t
+trace_key(const struct plat_span *s)
+{
+	uint64_t k;
+
+	memcpy(&k, s->ctx.trace_id, sizeof(k));
+	return k;
+}
+
+/*
+ * A batch to the endpoint. With "discovery" and several trace-srv
+ * nodes, every span of a trace must reach the same node (its tail
+ * decision needs the whole trace): spans are grouped by the node their
+ * trace id routes to (plat_client_route), one Export per node. Any
+ * failure leaves the whole batch queued for a resend, which trace-srv
+ * stores once.
+ */
+static int
+send_spans(void *arg, struct outbox_item *first, size_t n, int deadline_ms,
+    char *err, size_t errlen)
+{
+	struct span_item **items = xcalloc(n, sizeof(*items));
+	struct span_item **grouped;
+	char **addrs;
+	size_t *group, naddrs = 0;
+	struct outbox_item *it = first;
+	int code = 0;
+
+	(void)arg;
+	for (size_t i = 0; i < n; i++, it = it->next)
+		items[i] = (struct span_item *)it;
+	if (strcmp(T.endpoint, "discovery") != 0) {
+		code = export_spans(items, n, T.endpoint, deadline_ms, err,
+		    errlen);
+		free(items);
+		return code;
+	}
+	addrs = xcalloc(n, sizeof(*addrs));
+	group = xcalloc(n, sizeof(*group));
+	for (size_t i = 0; i < n && code == 0; i++) {
+		char *a = NULL;
+		size_t g;
+
+		code = plat_client_route(T.client, "trace",
+		    trace_key(&items[i]->span), deadline_ms, &a, err, errlen);
+		if (code != 0)
+			break;
+		for (g = 0; g < naddrs && strcmp(addrs[g], a) != 0; g++)
+			;
+		if (g == naddrs)
+			addrs[naddrs++] = a;
+		else
+			free(a);
+		group[i] = g;
+	}
+	grouped = xcalloc(n, sizeof(*grouped));
+	for (size_t g = 0; g < naddrs && code == 0; g++) {
+		size_t m = 0;
+
+		for (size_t i = 0; i < n; i++)
+			if (group[i] == g)
+				grouped[m++] = items[i];
+		code = export_spans(grouped, m, addrs[g], deadline_ms, err,
+		    errlen);
+	}
+	for (size_t g = 0; g < naddrs; g++)
+		free(addrs[g]);
+	free(grouped);
+	free(addrs);
+	free(group);
+	free(items);
 	return code;
 }
 
@@ -460,7 +533,7 @@ gauge_stat(void *arg)
 
 void
 plat_trace_setup(const char *service, const char *node,
-    const char *endpoint, double sample, struct metrics *metrics)
+    const char *endpoint, double sample, bool tail, struct metrics *metrics)
 {
 	static const struct outbox_limits lim = {
 		.max_items = SPANS_MAX,
@@ -475,6 +548,7 @@ plat_trace_setup(const char *service, const char *node,
 	T.node = xstrdup(node);
 	T.endpoint = xstrdup(endpoint);
 	T.sample = sample;
+	T.tail = tail;
 	if (endpoint == NULL || endpoint[0] == '\0')
 		return;         /* context only: nothing is recorded */
 	T.out = outbox_new(&span_ops, NULL, &lim);

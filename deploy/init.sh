@@ -30,7 +30,7 @@
 # that user and goes on as that user.
 #
 # PLATFORM_INIT_SERVERS   the servers (default: discovery config auth
-#                         event kv sync db monitor router)
+#                         event kv sync db monitor router trace)
 # PLATFORM_CERT_DOMAINS   extra DNS suffixes for the certificates
 #                         (scripts/certs), e.g. "platform.svc"
 # PLATFORM_INIT_SEED      a folder laid out as DIR (read-only, say the
@@ -42,7 +42,7 @@
 # Binaries: build/ of this checkout when there is one, else $PATH.
 set -euo pipefail
 
-SERVERS=(${PLATFORM_INIT_SERVERS:-discovery config auth event kv sync db monitor router})
+SERVERS=(${PLATFORM_INIT_SERVERS:-discovery config auth event kv sync db monitor router trace})
 AUTH_PORT=${PLATFORM_INIT_AUTH_PORT:-17072}
 START_TIMEOUT_S=30      # for the temporary auth-srv to listen and bootstrap
 

@@ -215,6 +215,22 @@ def metered(name, discovery=None, extra=(), port=None):
     return srv
 
 
+def ring_nodes(n, prefix, discovery, replicas, extra=(), cleanup=None):
+    """n metered kv-srv nodes named prefix-i on discovery, once each sees
+    the ring of n; cleanup(node.kill) is called for each as it starts."""
+    nodes = []
+    for i in range(n):
+        node = metered('%s-%d' % (prefix, i), discovery, extra=list(extra) +
+                       ['--replicas', str(replicas)])
+        if cleanup is not None:
+            cleanup(node.kill)
+        nodes.append(node)
+    for node in nodes:
+        wait_for(lambda node=node: metric(node, 'kv_ring_members') == n,
+                 what='%s to see a ring of %d' % (node.name, n))
+    return nodes
+
+
 class Ring:
     """A discovery-srv and kv-srv nodes registered with it."""
 

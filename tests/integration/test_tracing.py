@@ -129,20 +129,9 @@ class TracingTest(harness.ServiceCase):
         cls.disc = Server(discovery='self', name='discovery-traced',
                           extra_args=trace)
         cls.addClassCleanup(cls.disc.kill)
-        cls.nodes = []
-        for i in range(2):
-            mport = harness.free_port()
-            n = kh.kv_server(name='kv-traced-%d' % i,
-                             discovery=cls.disc.address, extra_args=trace + [
-                                 '--replicas', '1', '--metrics-listen',
-                                 '127.0.0.1:%d' % mport])
-            n.mport = mport
-            cls.addClassCleanup(n.kill)
-            cls.nodes.append(n)
-        for n in cls.nodes:
-            wait_for(lambda n=n: harness.metric(n.mport,
-                                                'kv_ring_members') == 2,
-                     what='a ring of two')
+        cls.nodes = kh.ring_nodes(2, 'kv-traced', cls.disc.address, 1,
+                                  extra=trace,
+                                  cleanup=cls.addClassCleanup)
 
     @classmethod
     def tearDownClass(cls):

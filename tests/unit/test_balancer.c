@@ -167,6 +167,51 @@ fail_b(struct balancer *b, int n, int64_t now)
 	}
 }
 
+/* By key: the same node for a key whatever the weights, nothing
+ * counted in flight; an ejected node's keys move, and come back once
+ * its ejection and the fallback selector's cooldown (2 s) are over. */
+static void
+test_pick_key(void **state)
+{
+	static const uint32_t w[] = { 1000, 1, 1 };
+	struct balancer b;
+	int home[64], moved = 0, spread[3] = { 0 };
+
+	(void)state;
+	setup3(&b, 1);
+	for (uint64_t k = 0; k < 64; k++) {
+		home[k] = balancer_pick_key(&b, k * 0x9e3779b97f4a7c15ULL, 10);
+		assert_true(home[k] >= 0 && home[k] < 3);
+		spread[home[k]]++;
+	}
+	for (int i = 0; i < 3; i++) {
+		assert_true(spread[i] > 0);
+		assert_int_equal(b.nodes[i].inflight, 0);
+	}
+	balancer_set_weights(&b, three, w, 3);
+	for (uint64_t k = 0; k < 64; k++)
+		assert_int_equal(balancer_pick_key(&b,
+		    k * 0x9e3779b97f4a7c15ULL, 10), home[k]);
+	fail_b(&b, 5, 100);
+	assert_int_equal(balancer_state(&b, 1, 100), BALANCER_OPEN);
+	for (uint64_t k = 0; k < 64; k++) {
+		int i = balancer_pick_key(&b, k * 0x9e3779b97f4a7c15ULL, 200);
+
+		assert_int_not_equal(i, 1);
+		if (home[k] != 1)
+			assert_int_equal(i, home[k]);
+		moved += home[k] == 1;
+	}
+	assert_true(moved > 0);
+	for (uint64_t k = 0; k < 64; k++)
+		assert_int_equal(balancer_pick_key(&b,
+		    k * 0x9e3779b97f4a7c15ULL, 2200), home[k]);
+	balancer_free(&b);
+	balancer_init(&b, NULL, 1);
+	assert_int_equal(balancer_pick_key(&b, 7, 10), -1);
+	balancer_free(&b);
+}
+
 static void
 test_breaker_consecutive(void **state)
 {
@@ -324,6 +369,7 @@ main(void)
 		cmocka_unit_test(test_p2c_avoids_the_slow_node),
 		cmocka_unit_test(test_failure_counts_as_slow),
 		cmocka_unit_test(test_inflight),
+		cmocka_unit_test(test_pick_key),
 		cmocka_unit_test(test_breaker_consecutive),
 		cmocka_unit_test(test_backoff_is_capped),
 		cmocka_unit_test(test_breaker_error_rate),

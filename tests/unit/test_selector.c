@@ -187,6 +187,49 @@ test_long_address(void **state)
 	assert_int_equal(selector_pick(&s, addrs, 2, 200), 0);
 }
 
+/* Keys: the same node every time, spread over the nodes, and a node
+ * leaving moves only its own keys; a failed node passes its keys on. */
+static void
+test_pick_key(void **state)
+{
+	static const char *const two[] = { "a:1", "c:3" };
+	struct selector s;
+	int count[3] = { 0 }, pick[1000];
+
+	(void)state;
+	selector_init(&s, 1000);
+	assert_int_equal(selector_pick_key(&s, three, 0, 1, 0), -1);
+	for (uint64_t k = 0; k < 1000; k++) {
+		pick[k] = selector_pick_key(&s, three, 3, k * 0x9e3779b97f4a7c15ULL,
+		    0);
+		assert_int_equal(selector_pick_key(&s, three, 3,
+		    k * 0x9e3779b97f4a7c15ULL, 0), pick[k]);
+		count[pick[k]]++;
+	}
+	for (int i = 0; i < 3; i++)
+		assert_true(count[i] > 200);
+	for (uint64_t k = 0; k < 1000; k++) {
+		int p2 = selector_pick_key(&s, two, 2, k * 0x9e3779b97f4a7c15ULL,
+		    0);
+
+		if (pick[k] != 1)       /* not b's: stays where it was */
+			assert_string_equal(two[p2], three[pick[k]]);
+	}
+	/* b failed: its keys go elsewhere until the cooldown ends. */
+	selector_mark_failed(&s, "b:2", 100);
+	for (uint64_t k = 0; k < 1000; k++) {
+		int p = selector_pick_key(&s, three, 3,
+		    k * 0x9e3779b97f4a7c15ULL, 500);
+
+		assert_int_not_equal(p, 1);
+		if (pick[k] != 1)
+			assert_int_equal(p, pick[k]);
+	}
+	for (uint64_t k = 0; k < 1000; k++)
+		assert_int_equal(selector_pick_key(&s, three, 3,
+		    k * 0x9e3779b97f4a7c15ULL, 1100), pick[k]);
+}
+
 int
 main(void)
 {
@@ -200,6 +243,7 @@ main(void)
 		cmocka_unit_test(test_node_list_changes),
 		cmocka_unit_test(test_failed_table_full),
 		cmocka_unit_test(test_long_address),
+		cmocka_unit_test(test_pick_key),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -108,6 +108,12 @@ void balancer_clear_weights(struct balancer *b);
  * (and as the probe when half-open): balancer_done must follow. */
 int balancer_pick(struct balancer *b, int64_t now_ms);
 
+/* The node for key (rendezvous hashing: the same node for a key on
+ * every caller while the nodes stay, whatever the weights), skipping
+ * ejected nodes. A lookup: nothing is counted in flight, so no
+ * balancer_done follows. -1 with no node. */
+int balancer_pick_key(struct balancer *b, uint64_t key, int64_t now_ms);
+
 /* The outcome of a call to addr picked before (code: a gRPC status). */
 void balancer_done(struct balancer *b, const char *addr, int code,
     double latency_ms, int64_t now_ms);

@@ -64,6 +64,14 @@ int plat_client_call(plat_client *c, const char *service,
     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
     const struct plat_call_opts *opts, char *errmsg, size_t errlen);
 
+/* The node of service that key routes to (rendezvous hashing over its
+ * live nodes, see balancer_pick_key), for calls that must land on one
+ * node per key (spans by trace id): 0 with *addr malloc'd, or a status
+ * (UNAVAILABLE: no live node) with errmsg. A node whose breaker is
+ * open passes its keys to the next best until it is back. */
+int plat_client_route(plat_client *c, const char *service, uint64_t key,
+    int timeout_ms, char **addr, char *errmsg, size_t errlen);
+
 /*
  * Replicas of one server (--discovery a,b,c): calls go to the one that
  * answered last, and move on to the next when it is down.

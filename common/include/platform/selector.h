@@ -30,6 +30,14 @@ void selector_init(struct selector *s, int64_t cooldown_ms);
 int selector_pick(struct selector *s, const char *const *addrs, size_t n,
     int64_t now_ms);
 
+/* Index of the node for key, by rendezvous hashing: the same node for
+ * a key on every caller while the nodes stay the same, and only the
+ * keys of a node that leaves move. A node cooling down passes its keys
+ * to the next best; when all are, the best is still tried. -1 when
+ * n == 0. The round-robin cursor is untouched. */
+int selector_pick_key(struct selector *s, const char *const *addrs,
+    size_t n, uint64_t key, int64_t now_ms);
+
 /* Marks addr failed at now_ms (UNAVAILABLE, connect error, deadline). */
 void selector_mark_failed(struct selector *s, const char *addr,
     int64_t now_ms);

@@ -68,6 +68,7 @@ struct plat_settings {
 	int statsd_interval_s;
 	int check_interval_ms;  /* the server's own checks (checks.h) */
 	double trace_sample;    /* new traces recorded, 0..1 */
+	int trace_tail;         /* 1: unsampled spans sent too, marked */
 };
 
 #define SETTINGS_AUTH_ISSUER "platform-auth"

@@ -12,7 +12,9 @@
  *
  * Sampling is decided at the root (--trace-sample, a rate) and honoured
  * after: a caller's sampled flag is kept. Only a sampled span is
- * recorded, and only when there is somewhere to send it
+ * recorded (with tail, --trace-tail, every span: those of unsampled
+ * traces go out without the sampled bit in their OTLP flags, for
+ * trace-srv's tail decision), and only when there is somewhere to send it
  * (--trace-endpoint): spans leave through an outbox (platform/outbox.h),
  * batched as OTLP ExportTraceServiceRequest to
  * opentelemetry.proto.collector.trace.v1.TraceService/Export, so
@@ -49,6 +51,8 @@ struct plat_span_ctx {
 int plat_traceparent_parse(const char *s, struct plat_span_ctx *out);
 /* out: at least PLAT_TRACEPARENT_LEN + 1 bytes. */
 void plat_traceparent_format(const struct plat_span_ctx *c, char *out);
+/* n bytes as lower-case hex, NUL-terminated: out has 2n + 1 bytes. */
+void plat_hex_encode(const uint8_t *p, size_t n, char *out);
 
 enum plat_span_kind {
 	PLAT_SPAN_INTERNAL = 1,
@@ -66,7 +70,7 @@ struct plat_span {
 	struct plat_span_ctx ctx;
 	uint8_t parent_id[PLAT_SPAN_ID_LEN];
 	bool has_parent;
-	bool recording;                 /* sampled, with an exporter */
+	bool recording;                 /* sampled (or tail), with an exporter */
 	bool open;
 	enum plat_span_kind kind;
 	int64_t start_ns, end_ns;       /* Unix time */
@@ -83,11 +87,11 @@ struct plat_span {
  * The process's tracer: service and node name the spans' resource;
  * endpoint: "" for none (nothing is recorded), "discovery" for the
  * service "trace" found through discovery, or host:port; sample: the
- * rate of new traces recorded, 0..1. Metrics may be NULL. Once, before
- * any span.
+ * rate of new traces recorded, 0..1; tail: unsampled spans are recorded
+ * and sent too (marked). Metrics may be NULL. Once, before any span.
  */
 void plat_trace_setup(const char *service, const char *node,
-    const char *endpoint, double sample, struct metrics *metrics);
+    const char *endpoint, double sample, bool tail, struct metrics *metrics);
 /* Starts sending (through client, which outlives plat_trace_stop). */
 void plat_trace_connect(struct plat_client *client);
 /* Sends what is buffered for up to flush_ms, then stops. */
