@@ -26,6 +26,8 @@ struct outbox {
 	uint64_t dropped_in_outage;     /* since the last log line */
 	bool failing;
 	bool idle;                      /* the sender waits for items */
+	bool lingering;                 /* ... or for a fuller batch */
+	int64_t first_at_ms;            /* the oldest unsent item's arrival */
 	int stopping;
 	int64_t flush_deadline;         /* plat_now_ms; while stopping */
 
@@ -71,14 +73,16 @@ outbox_push(struct outbox *o, struct outbox_item *it)
 		o->ops->accepted(o->arg, it, ++o->seq);
 	if (o->tail != NULL)
 		o->tail->next = it;
-	else
+	else {
 		o->head = it;
+		o->first_at_ms = plat_now_ms();
+	}
 	o->tail = it;
 	o->n++;
 	o->bytes += it->bytes;
 	/* Only an idle sender needs waking: a busy one takes this item with
 	 * the next batch, one backing off tries again when its wait ends. */
-	if (o->idle)
+	if (o->idle || (o->lingering && o->n >= o->lim.batch_max))
 		pthread_cond_signal(&o->cv);
 	pthread_mutex_unlock(&o->mu);
 	return true;
@@ -101,6 +105,8 @@ remove_sent(struct outbox *o, size_t n)
 	}
 	if (o->head == NULL)
 		o->tail = NULL;
+	else
+		o->first_at_ms = plat_now_ms();
 	o->sent += n;
 	if (o->failing) {
 		char dropped[24], msg[160];
@@ -120,6 +126,20 @@ remove_sent(struct outbox *o, size_t n)
 	}
 }
 
+/* Lock held: waits up to linger_ms from the oldest item's arrival for
+ * a full batch. */
+static void
+linger(struct outbox *o)
+{
+	int64_t left;
+
+	o->lingering = true;
+	while (!o->stopping && o->n < o->lim.batch_max &&
+	    (left = o->first_at_ms + o->lim.linger_ms - plat_now_ms()) > 0)
+		(void)plat_cond_wait_ms(&o->cv, &o->mu, left, &o->stopping);
+	o->lingering = false;
+}
+
 static void *
 sender_main(void *arg)
 {
@@ -137,6 +157,7 @@ sender_main(void *arg)
 		while (o->head == NULL && !o->stopping)
 			pthread_cond_wait(&o->cv, &o->mu);
 		o->idle = false;
+		linger(o);
 		left = o->lim.call_ms;
 		if (o->stopping) {
 			int64_t l = o->flush_deadline - plat_now_ms();

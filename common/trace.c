@@ -25,6 +25,9 @@
 #define SPANS_BYTES_MAX ((size_t)32 << 20)
 #define BATCH_MAX 512
 #define CALL_MS 3000
+/* A fuller Export rather than one per span, as the OpenTelemetry
+ * Collector's batch processor (200 ms): trace-srv's cost is per Export. */
+#define LINGER_MS 200
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 5000
 
@@ -542,6 +545,7 @@ plat_trace_setup(const char *service, const char *node,
 		.call_ms = CALL_MS,
 		.backoff_min_ms = BACKOFF_MIN_MS,
 		.backoff_max_ms = BACKOFF_MAX_MS,
+		.linger_ms = LINGER_MS,
 	};
 
 	T.service = xstrdup(service);

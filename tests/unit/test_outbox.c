@@ -1,8 +1,8 @@
 /*
  * Unit tests for the outbox (common/outbox.c) with a fake sender: items
  * go out in order and in batches, a failed send keeps them for the next
- * try, a full buffer drops (counted) instead of blocking, and stop sends
- * what is left.
+ * try, a full buffer drops (counted) instead of blocking, stop sends
+ * what is left, and a lingering outbox sends full batches.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -148,11 +148,38 @@ test_in_order_kept_across_failures_and_bounded(void **state)
 	assert_int_equal(F.freed, 8);
 }
 
+/* With a linger far longer than the test, items wait for a full batch:
+ * five items go out as one batch of four, and stop sends the fifth. */
+static void
+test_linger_sends_full_batches(void **state)
+{
+	struct outbox_limits lim = { .max_items = 10, .max_bytes = 1000,
+	    .batch_max = 4, .call_ms = 100, .backoff_min_ms = 1,
+	    .backoff_max_ms = 4, .linger_ms = 10 * WAIT_MS };
+	struct outbox *o = outbox_new(&ops, NULL, &lim);
+
+	(void)state;
+	pthread_mutex_lock(&F.mu);
+	F.ngot = F.sends = F.freed = 0;
+	pthread_mutex_unlock(&F.mu);
+	assert_int_equal(outbox_start(o), 0);
+	for (int i = 0; i < 5; i++)
+		assert_true(outbox_push(o, &item_new(i)->head));
+	wait_got(4);
+	assert_int_equal(F.sends, 1);
+	outbox_stop(o, WAIT_MS);
+	assert_int_equal(got(), 5);
+	assert_int_equal(F.sends, 2);
+	outbox_free(o);
+	assert_int_equal(F.freed, 5);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_in_order_kept_across_failures_and_bounded),
+		cmocka_unit_test(test_linger_sends_full_batches),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

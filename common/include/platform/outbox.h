@@ -9,8 +9,10 @@
  * send, and removes them only once send says they were taken, so an
  * outage of the other side loses nothing that fits in the buffer. While
  * it is full, new items are dropped, counted, and logged once per outage;
- * failed sends back off (doubling up to backoff_max_ms). Stopping sends
- * what is left for a bounded time.
+ * failed sends back off (doubling up to backoff_max_ms). With linger_ms
+ * a batch waits that long for company, so a steady trickle goes out as
+ * a few full sends rather than one send per item. Stopping sends what
+ * is left for a bounded time.
  */
 #ifndef PLATFORM_OUTBOX_H
 #define PLATFORM_OUTBOX_H
@@ -44,6 +46,9 @@ struct outbox_limits {
 	size_t batch_max;
 	int call_ms;                    /* each send's deadline */
 	int backoff_min_ms, backoff_max_ms;
+	/* Up to this long after an item arrives the sender waits for a
+	 * fuller batch (batch_max sends at once): 0 sends at once. */
+	int linger_ms;
 };
 
 struct outbox_stats {
