@@ -1,0 +1,411 @@
+#!/usr/bin/python3
+"""router-srv's xDS (ADS) for proxyless gRPC clients, against a real
+fleet over real gRPC and a real PostgreSQL.
+
+A client that is not ours, grpc-js with @grpc/grpc-js-xds
+(tests/node/xds_client.js, a bootstrap file naming router-srv), calls
+xds:///probe against probe-srv nodes: the calls land as router-srv's
+rules say (a node of weight 0 gets none; a 10% split by version gets
+about 10% of 2,000 calls) and a Listener that does not exist fails the
+calls at once. A raw ADS stream (Python grpcio, the Envoy messages from
+the build's stripped protos) checks the resources themselves, ACK and
+NACK, pushes on change, and the statuses of bad input (an unknown
+type_url, garbage bytes).
+
+Needs PLATFORM_TEST_DATABASE (scripts/test sets it from scripts/pg), else
+it says so and exits 0; node and tests/node/node_modules (scripts/setup),
+else the grpc-js test skips. No test asserts a time: each waits for a
+condition.
+"""
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import grpc  # noqa: E402
+from google.protobuf import descriptor_pb2, message_factory  # noqa: E402
+
+import harness  # noqa: E402
+import router_harness as rh  # noqa: E402
+from harness import Server, wait_for  # noqa: E402
+
+C = grpc.StatusCode
+P = rh.pb()
+WAIT = 60
+ADS = ('/envoy.service.discovery.v3.AggregatedDiscoveryService/'
+       'StreamAggregatedResources')
+T = 'type.googleapis.com/envoy.config.'
+LDS = T + 'listener.v3.Listener'
+RDS = T + 'route.v3.RouteConfiguration'
+CDS = T + 'cluster.v3.Cluster'
+EDS = T + 'endpoint.v3.ClusterLoadAssignment'
+HCM = ('envoy.extensions.filters.network.http_connection_manager.v3.'
+       'HttpConnectionManager')
+NODE = shutil.which('node')
+NODE_DIR = os.path.join(harness.SOURCE_DIR, 'tests', 'node')
+ENVOY_SRC = os.path.join(harness.BUILD_DIR, 'proto', 'envoy', 'envoy_src')
+
+_envoy = {}
+
+
+def envoy(name):
+    """The message class of an Envoy API message by full name, from the
+    stripped protos the build generated (proto/envoy_protos.py)."""
+    if not _envoy:
+        out = tempfile.mkdtemp(prefix='platform-it-envoy-')
+        desc = os.path.join(out, 'envoy.desc')
+        roots = ['envoy/service/discovery/v3/discovery.proto',
+                 'envoy/config/listener/v3/listener.proto',
+                 'envoy/config/route/v3/route.proto',
+                 'envoy/config/cluster/v3/cluster.proto',
+                 'envoy/config/endpoint/v3/endpoint.proto',
+                 'envoy/extensions/filters/network/http_connection_manager/'
+                 'v3/http_connection_manager.proto']
+        subprocess.run(['protoc', '--include_imports',
+                        '--descriptor_set_out=' + desc, '-I', ENVOY_SRC]
+                       + roots, check=True)
+        fds = descriptor_pb2.FileDescriptorSet()
+        with open(desc, 'rb') as f:
+            fds.ParseFromString(f.read())
+        shutil.rmtree(out, True)
+        _envoy.update(message_factory.GetMessages(fds.file))
+    return _envoy[name]
+
+
+def request(type_url, names=(), version='', nonce='', node='py-1',
+            error=None):
+    Req = envoy('envoy.service.discovery.v3.DiscoveryRequest')
+    r = Req(type_url=type_url, resource_names=list(names),
+            version_info=version, response_nonce=nonce)
+    r.node.id = node
+    r.node.cluster = 'tester'
+    if error:
+        r.error_detail.code = 3
+        r.error_detail.message = error
+    return r
+
+
+def unpack(any_msg, name):
+    m = envoy(name)()
+    m.ParseFromString(any_msg.value)
+    return m
+
+
+class Ads:
+    """One raw ADS stream: send() requests, next() responses."""
+
+    def __init__(self, channel):
+        Resp = envoy('envoy.service.discovery.v3.DiscoveryResponse')
+        self.q = queue.Queue()
+        self.call = channel.stream_stream(
+            ADS, request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=Resp.FromString)(iter(self.q.get, None))
+        self.r = harness.WatchReader(self.call)
+
+    def send(self, req):
+        self.q.put(req)
+
+    def next(self, type_url=None):
+        """The next response (of type_url, skipping pushes of others)."""
+        while True:
+            m = self.r.next(timeout=WAIT)
+            if type_url is None or m.type_url == type_url:
+                return m
+
+    def ack(self, resp, names):
+        self.send(request(resp.type_url, names, resp.version_info,
+                          resp.nonce))
+
+    def close(self):
+        self.q.put(None)
+        self.call.cancel()
+
+
+class XdsClient:
+    """tests/node/xds_client.js: grpc-js calling TARGET over xDS, with a
+    bootstrap file naming router-srv."""
+
+    def __init__(self, router, target, metadata=None):
+        fd, self.bootstrap = tempfile.mkstemp(
+            prefix='xds-bootstrap-', suffix='.json', dir=harness.log_dir())
+        with os.fdopen(fd, 'w') as f:
+            json.dump({'xds_servers': [{
+                'server_uri': router,
+                'channel_creds': [{'type': 'insecure'}],
+                'server_features': []}],
+                'node': {'id': harness.uniq('js'), 'cluster': 'js-test',
+                         'metadata': metadata or {},
+                         'locality': {}}}, f)
+        fd, self.stderr_path = tempfile.mkstemp(
+            prefix='xds-client-', suffix='.err', dir=harness.log_dir())
+        self._err = os.fdopen(fd, 'wb')
+        env = harness.child_env({'GRPC_XDS_BOOTSTRAP': self.bootstrap, 'GRPC_TRACE': os.environ.get('XDS_TRACE', ''), 'GRPC_VERBOSITY': 'DEBUG'})
+        self.proc = subprocess.Popen(
+            [NODE, os.path.join(NODE_DIR, 'xds_client.js'), target,
+             os.path.join(harness.SOURCE_DIR, 'proto')],
+            cwd=NODE_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self._err, env=env)
+
+    def calls(self, n):
+        self.proc.stdin.write(('calls %d\n' % n).encode())
+        self.proc.stdin.flush()
+        out = self.proc.stdout.readline()
+        if not out:
+            with open(self.stderr_path) as f:
+                raise AssertionError('xds_client ended: ' + f.read())
+        return json.loads(out)
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(b'quit\n')
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                pass
+            try:
+                self.proc.wait(harness.TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self._err):
+            f.close()
+
+
+class XdsFleet(harness.ServiceCase):
+    """discovery-srv, router-srv and probe-srv nodes p0, p1 (version 1)
+    and p2 (version 2)."""
+
+    VERSIONS = ('1', '1', '2')
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Server(discovery='self', name='discovery-' + cls.__name__)
+        cls.addClassCleanup(cls.d.kill)
+        cls.mport = harness.free_port()
+        cls.r = rh.router_server(cls.d.address,
+                                 name='router-' + cls.__name__,
+                                 extra_args=['--metrics-listen',
+                                             '127.0.0.1:%d' % cls.mport])
+        cls.addClassCleanup(cls.r.kill)
+        cls.rc = rh.RouterClient(cls.r.get_channel())
+        cls.probes = []
+        for i, v in enumerate(cls.VERSIONS):
+            p = rh.probe_server(cls.d.address, 'p%d' % i, version=v)
+            cls.addClassCleanup(p.kill)
+            cls.probes.append(p)
+        wait_for(lambda: len(cls.rc.call(
+            'Select', service='probe').view.nodes) == len(cls.VERSIONS),
+            timeout=WAIT, what='every probe node in router-srv')
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in cls.probes:
+            p.stop_clean()
+        if cls.r.running():
+            cls.r.stop_clean()
+        cls.d.stop_clean()
+
+    def tearDown(self):
+        try:
+            self.rc.call('DeleteRules', service='probe')
+        except grpc.RpcError:
+            pass
+
+    def ads(self):
+        a = Ads(self.r.get_channel())
+        self.addCleanup(a.close)
+        return a
+
+
+class GrpcJsTest(XdsFleet):
+    """grpc-js with @grpc/grpc-js-xds, routed by router-srv."""
+
+    def setUp(self):
+        if NODE is None or not os.path.isdir(os.path.join(
+                NODE_DIR, 'node_modules', '@grpc', 'grpc-js-xds')):
+            self.skipTest('node or tests/node/node_modules missing '
+                          '(scripts/setup installs them)')
+
+    def client(self, target='xds:///probe', **kw):
+        c = XdsClient(self.r.address, target, **kw)
+        self.addCleanup(c.close)
+        return c
+
+    def test_calls_follow_weights_and_splits(self):
+        c = self.client()
+        # No rules: every node gets calls.
+        wait_for(lambda: set(c.calls(60)['nodes']) == {'p0', 'p1', 'p2'},
+                 timeout=WAIT, what='calls on every node')
+        # p1 drained, 10% of the calls to version 2 (p2).
+        self.rc.set_rules('probe', weights=[P.WeightOverride(
+            node_id='p1', weight=0)], splits=[P.Split(version='2',
+                                                     percent=10)])
+
+        def applied():
+            r = c.calls(200)
+            return not r['errors'] and 'p1' not in r['nodes'] and r
+        wait_for(applied, timeout=WAIT, what='the client following the rules')
+        r = c.calls(2000)
+        self.assertEqual(r['errors'], {}, r)
+        self.assertNotIn('p1', r['nodes'], r)
+        share = r['nodes'].get('p2', 0) / 2000
+        self.assertGreater(share, 0.06, r)
+        self.assertLess(share, 0.14, r)
+        self.assertEqual(r['nodes'].get('p0', 0) + r['nodes'].get('p2', 0),
+                         2000, r)
+
+    def test_a_listener_that_does_not_exist(self):
+        # grpc-js takes a Listener left out of the answer as "does not
+        # exist" only after its resource timer (15 s), then fails the
+        # calls with UNAVAILABLE: wait for that.
+        c = self.client('xds:///' + rh.uniq('nosuch'))
+        r = wait_for(lambda: (lambda r: r['errors'] == {'14': 1} and r)(
+            c.calls(1)), timeout=WAIT, what='UNAVAILABLE from grpc-js')
+        self.assertIn('does not exist', r['messages'][0], r)
+
+
+class AdsTest(XdsFleet):
+    """The protocol and the resources, over a raw ADS stream."""
+
+    def test_resources_for_a_service(self):
+        a = self.ads()
+        a.send(request(LDS, ['probe']))
+        lds = a.next(LDS)
+        self.assertTrue(lds.nonce and lds.version_info, lds)
+        self.assertEqual(len(lds.resources), 1)
+        lis = unpack(lds.resources[0], 'envoy.config.listener.v3.Listener')
+        self.assertEqual(lis.name, 'probe')
+        self.assertEqual(lis.api_listener.api_listener.type_url,
+                         'type.googleapis.com/' + HCM)
+        hcm = unpack(lis.api_listener.api_listener, HCM)
+        self.assertEqual(hcm.http_filters[-1].typed_config.type_url,
+                         'type.googleapis.com/envoy.extensions.filters.http.'
+                         'router.v3.Router')
+        route = hcm.route_config.virtual_hosts[0].routes[0].route
+        got = {w.name: w.weight.value
+               for w in route.weighted_clusters.clusters}
+        self.assertEqual(set(got), {'probe/1', 'probe/2'}, got)
+        # Three nodes of weight 100: two thirds to version 1.
+        self.assertAlmostEqual(got['probe/1'] / sum(got.values()), 2 / 3,
+                               delta=0.01)
+        a.ack(lds, ['probe'])
+
+        a.send(request(CDS, ['probe/1']))
+        cds = a.next(CDS)
+        cl = unpack(cds.resources[0], 'envoy.config.cluster.v3.Cluster')
+        self.assertEqual(cl.name, 'probe/1')
+        self.assertEqual(cl.type, 3)                      # EDS
+        self.assertTrue(cl.eds_cluster_config.eds_config.HasField('ads'))
+        self.assertEqual(cl.outlier_detection.failure_percentage_threshold
+                         .value, 50)
+        self.assertEqual(cl.outlier_detection.enforcing_success_rate.value,
+                         0)
+        a.ack(cds, ['probe/1'])
+
+        a.send(request(EDS, ['probe/1']))
+        eds = a.next(EDS)
+        cla = unpack(eds.resources[0],
+                     'envoy.config.endpoint.v3.ClusterLoadAssignment')
+        self.assertEqual(cla.cluster_name, 'probe/1')
+        ports = {le.lb_endpoints[0].endpoint.address.socket_address
+                 .port_value: le.load_balancing_weight.value
+                 for le in cla.endpoints}
+        want = {int(p.address.rsplit(':', 1)[1])
+                for p in self.probes[:2]}
+        self.assertEqual(set(ports), want, cla)
+        self.assertEqual(len(set(ports.values())), 1, cla)
+        a.ack(eds, ['probe/1'])
+
+        # A change is pushed: p0 drained leaves the assignment.
+        self.rc.set_rules('probe', weights=[P.WeightOverride(
+            node_id='p0', weight=0)], outlier=P.OutlierDetection(
+                error_percent=30))
+        p0 = int(self.probes[0].address.rsplit(':', 1)[1])
+        while True:
+            eds = a.next(EDS)
+            cla = unpack(eds.resources[0],
+                         'envoy.config.endpoint.v3.ClusterLoadAssignment')
+            a.ack(eds, ['probe/1'])
+            got = [le.lb_endpoints[0].endpoint.address.socket_address
+                   .port_value for le in cla.endpoints]
+            if p0 not in got:
+                break
+        self.assertEqual(len(got), 1, cla)
+        # The outlier rule reaches the cluster too.
+        a.send(request(CDS, ['probe/1', 'probe/2']))
+        while True:
+            cds = a.next(CDS)
+            a.ack(cds, ['probe/1', 'probe/2'])
+            cls = [unpack(x, 'envoy.config.cluster.v3.Cluster')
+                   for x in cds.resources]
+            if cls[0].outlier_detection.failure_percentage_threshold \
+                    .value == 30:
+                break
+        self.assertEqual({c.name for c in cls}, {'probe/1', 'probe/2'})
+
+    def test_unknown_names_and_nack(self):
+        a = self.ads()
+        # A Listener that does not exist: answered at once, without it.
+        a.send(request(LDS, ['nosuch']))
+        lds = a.next(LDS)
+        self.assertEqual(len(lds.resources), 0)
+        # A name that is not one of ours at all, and a bad cluster.
+        a.send(request(CDS, ['no-slash', 'nosuch/1'], nonce=''))
+        cds = a.next(CDS)
+        self.assertEqual(len(cds.resources), 0)
+        # A NACK keeps the stream: the next subscription is answered.
+        a.send(request(LDS, ['probe'], version=lds.version_info,
+                       nonce=lds.nonce))
+        lds2 = a.next(LDS)
+        self.assertEqual(len(lds2.resources), 1)
+        a.send(request(LDS, ['probe'], version=lds.version_info,
+                       nonce=lds2.nonce, error='listener rejected'))
+        a.send(request(EDS, ['probe/2']))
+        eds = a.next(EDS)
+        self.assertEqual(len(eds.resources), 1)
+        self.assertFalse(a.call.done())
+        wait_for(lambda: harness.metric(self.mport, 'xds_nacks_total') >= 1,
+                 timeout=WAIT, what='the NACK counted')
+
+    def test_bad_input(self):
+        a = self.ads()
+        a.send(request('type.googleapis.com/envoy.nosuch.v3.Thing', ['x']))
+        end = a.r.end(WAIT)
+        self.assertCode(end, C.INVALID_ARGUMENT, 'type_url')
+        a = self.ads()
+        a.send(request('', ['x']))
+        self.assertCode(a.r.end(WAIT),
+                        C.INVALID_ARGUMENT, 'type_url')
+        a = self.ads()
+        a.send(request(LDS, ['x' * 300]))
+        self.assertCode(a.r.end(WAIT),
+                        C.INVALID_ARGUMENT, 'resource_names[0]')
+        # Garbage that is no DiscoveryRequest.
+        q = queue.Queue()
+        call = self.r.get_channel().stream_stream(
+            ADS, request_serializer=lambda b: b,
+            response_deserializer=lambda b: b)(iter(q.get, None))
+        q.put(b'\xff\xff\xff\xff')
+        r = harness.WatchReader(call)
+        self.assertCode(r.end(WAIT),
+                        C.INVALID_ARGUMENT)
+        q.put(None)
+
+
+if __name__ == '__main__':
+    if not rh.DATABASE:
+        print('test_xds: PLATFORM_TEST_DATABASE is unset; skipping '
+              '(scripts/test sets it from scripts/pg)')
+        sys.exit(0)
+    for b in (rh.ROUTER_BIN, rh.PROBE_BIN):
+        if not os.path.exists(b):
+            sys.stderr.write('missing %s\n' % b)
+            sys.exit(1)
+    harness.run_tests()
