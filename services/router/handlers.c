@@ -31,6 +31,7 @@
 #include "router.h"
 #include "state.h"
 #include "store.h"
+#include "rls.h"
 #include "view.h"
 #include "xds.h"
 
@@ -770,6 +771,7 @@ router_init(plat_server *srv, const struct plat_settings *s)
 	else
 		log_warn("router: no --discovery: no node to route to");
 	xds_init(srv);
+	rls_init(srv);
 	metrics_gauge_fn(plat_server_metrics(srv), "router_watchers",
 	    "Open Watch streams.", gauge_watchers, NULL);
 	metrics_counter_fn(plat_server_metrics(srv), "router_reports_total",
@@ -805,6 +807,7 @@ router_fini(plat_server *srv)
 	}
 	R.nwatchers = 0;
 	xds_fini();
+	rls_fini();
 	pg_store_free(R.store);
 	R.store = NULL;
 	state_free();
@@ -831,6 +834,7 @@ static const struct plat_method router_methods[] = {
 	UNARY("DeleteRules", router_delete_rules, delete_rules, 0),
 	UNARY("ListRules", router_list_rules, list_rules, 1),
 	XDS_ADS_METHOD,
+	RLS_METHOD,
 };
 
 const struct plat_service router_service = {

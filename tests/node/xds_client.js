@@ -3,7 +3,8 @@
 // by whatever the xDS server in $GRPC_XDS_BOOTSTRAP (router-srv) says.
 // Driven line by line over stdin, one JSON line out per command:
 //
-//   calls N   N Pings, 8 at a time: {"nodes": {node_id: n, ...},
+//   calls N [MS]  N Pings, 8 at a time, each with a deadline of MS
+//             (20000): {"nodes": {node_id: n, ...},
 //             "errors": {code: n, ...}, "messages": [first few]}
 //   quit      exit 0
 //
@@ -27,20 +28,20 @@ const def = protoLoader.loadSync(
 const Probe = grpc.loadPackageDefinition(def).platform.probe.v1.Probe;
 const client = new Probe(target, grpc.credentials.createInsecure());
 
-function ping() {
+function ping(ms) {
   return new Promise((resolve) => {
-    client.Ping({ payload: 'x' }, { deadline: Date.now() + 20000 },
+    client.Ping({ payload: 'x' }, { deadline: Date.now() + ms },
       (err, resp) => resolve(err ? { err } : { node: resp.node_id }));
   });
 }
 
-async function calls(n) {
+async function calls(n, ms) {
   const out = { nodes: {}, errors: {}, messages: [] };
   let next = 0;
   async function worker() {
     while (next < n) {
       next++;
-      const r = await ping();
+      const r = await ping(ms);
       if (r.err) {
         out.errors[r.err.code] = (out.errors[r.err.code] || 0) + 1;
         if (out.messages.length < 3) out.messages.push(r.err.details);
@@ -57,9 +58,10 @@ async function calls(n) {
 let queue = Promise.resolve();
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
   queue = queue.then(async () => {
-    const [cmd, arg] = line.trim().split(/\s+/);
+    const [cmd, arg, ms] = line.trim().split(/\s+/);
     if (cmd === 'calls') {
-      process.stdout.write(JSON.stringify(await calls(Number(arg))) + '\n');
+      process.stdout.write(JSON.stringify(await calls(Number(arg),
+        Number(ms || 20000))) + '\n');
     } else if (cmd === 'quit') {
       client.close();
       process.exit(0);
