@@ -39,11 +39,8 @@ def strip_comments(text):
     brackets and semicolons in comments never confuse the option scan."""
     out, i, n = [], 0, len(text)
     while i < n:
-        c = text[i]
-        if c in '"\'':
-            j = skip_string(text, i)
-            out.append(text[i:j])
-            i = j
+        if text[i] in '"\'':
+            i = copy_string(text, i, out)
         elif text.startswith('//', i):
             while i < n and text[i] != '\n':
                 i += 1
@@ -51,9 +48,16 @@ def strip_comments(text):
             j = text.find('*/', i + 2)
             i = n if j < 0 else j + 2
         else:
-            out.append(c)
+            out.append(text[i])
             i += 1
     return ''.join(out)
+
+
+def copy_string(text, i, out):
+    """Appends the string literal at text[i] to out; the index past it."""
+    j = skip_string(text, i)
+    out.append(text[i:j])
+    return j
 
 
 def skip_string(text, i):
@@ -102,9 +106,7 @@ def strip_options(text):
     while i < n:
         c = text[i]
         if c in '"\'':
-            j = skip_string(text, i)
-            out.append(text[i:j])
-            i = j
+            i = copy_string(text, i, out)
             continue
         if c == '[':
             end = skip_balanced(text, i + 1, ']')

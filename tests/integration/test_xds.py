@@ -27,7 +27,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,7 +35,7 @@ from google.protobuf import descriptor_pb2, message_factory  # noqa: E402
 
 import harness  # noqa: E402
 import router_harness as rh  # noqa: E402
-from harness import Server, wait_for  # noqa: E402
+from harness import wait_for  # noqa: E402
 
 C = grpc.StatusCode
 P = rh.pb()
@@ -133,7 +132,7 @@ class Ads:
         self.call.cancel()
 
 
-class XdsClient:
+class XdsClient(rh.LineClient):
     """tests/node/xds_client.js: grpc-js calling TARGET over xDS, with a
     bootstrap file naming router-srv."""
 
@@ -148,44 +147,18 @@ class XdsClient:
                 'node': {'id': harness.uniq('js'), 'cluster': 'js-test',
                          'metadata': metadata or {},
                          'locality': {}}}, f)
-        fd, self.stderr_path = tempfile.mkstemp(
-            prefix='xds-client-', suffix='.err', dir=harness.log_dir())
-        self._err = os.fdopen(fd, 'wb')
-        env = harness.child_env({'GRPC_XDS_BOOTSTRAP': self.bootstrap})
+        env = {'GRPC_XDS_BOOTSTRAP': self.bootstrap}
         # XDS_TRACE=xds_client,xds_resolver,...: grpc-js's own traces in
         # the client's log, for a failure.
         if os.environ.get('XDS_TRACE'):
             env.update(GRPC_TRACE=os.environ['XDS_TRACE'],
                        GRPC_VERBOSITY='DEBUG')
-        self.proc = subprocess.Popen(
-            [NODE, os.path.join(NODE_DIR, 'xds_client.js'), target,
-             os.path.join(harness.SOURCE_DIR, 'proto')],
-            cwd=NODE_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._err, env=env)
+        super().__init__([NODE, os.path.join(NODE_DIR, 'xds_client.js'),
+                          target, os.path.join(harness.SOURCE_DIR, 'proto')],
+                         'xds-client', env=env, cwd=NODE_DIR)
 
     def calls(self, n, deadline_ms=20000):
-        self.proc.stdin.write(('calls %d %d\n' % (n, deadline_ms)).encode())
-        self.proc.stdin.flush()
-        out = self.proc.stdout.readline()
-        if not out:
-            with open(self.stderr_path) as f:
-                raise AssertionError('xds_client ended: ' + f.read())
-        return json.loads(out)
-
-    def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write(b'quit\n')
-                self.proc.stdin.flush()
-            except BrokenPipeError:
-                pass
-            try:
-                self.proc.wait(harness.TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout, self._err):
-            f.close()
+        return self.ask('calls %d %d' % (n, deadline_ms))
 
 
 class XdsFleet(harness.ServiceCase):
@@ -196,31 +169,13 @@ class XdsFleet(harness.ServiceCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.d = Server(discovery='self', name='discovery-' + cls.__name__)
-        cls.addClassCleanup(cls.d.kill)
         cls.mport = harness.free_port()
-        cls.r = rh.router_server(cls.d.address,
-                                 name='router-' + cls.__name__,
-                                 extra_args=['--metrics-listen',
-                                             '127.0.0.1:%d' % cls.mport])
-        cls.addClassCleanup(cls.r.kill)
-        cls.rc = rh.RouterClient(cls.r.get_channel())
-        cls.probes = []
-        for i, v in enumerate(cls.VERSIONS):
-            p = rh.probe_server(cls.d.address, 'p%d' % i, version=v)
-            cls.addClassCleanup(p.kill)
-            cls.probes.append(p)
-        wait_for(lambda: len(cls.rc.call(
-            'Select', service='probe').view.nodes) == len(cls.VERSIONS),
-            timeout=WAIT, what='every probe node in router-srv')
+        rh.start_fleet(cls, cls.VERSIONS, router_args=[
+            '--metrics-listen', '127.0.0.1:%d' % cls.mport])
 
     @classmethod
     def tearDownClass(cls):
-        for p in cls.probes:
-            p.stop_clean()
-        if cls.r.running():
-            cls.r.stop_clean()
-        cls.d.stop_clean()
+        rh.stop_fleet(cls)
 
     def tearDown(self):
         try:
