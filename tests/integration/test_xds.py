@@ -84,12 +84,14 @@ def envoy(name):
 
 
 def request(type_url, names=(), version='', nonce='', node='py-1',
-            error=None):
+            error=None, metadata=None):
     Req = envoy('envoy.service.discovery.v3.DiscoveryRequest')
     r = Req(type_url=type_url, resource_names=list(names),
             version_info=version, response_nonce=nonce)
     r.node.id = node
     r.node.cluster = 'tester'
+    for k, v in (metadata or {}).items():
+        r.node.metadata.fields[k].string_value = v
     if error:
         r.error_detail.code = 3
         r.error_detail.message = error
@@ -316,6 +318,27 @@ class AdsTest(XdsFleet):
                     .value == 30:
                 break
         self.assertEqual({c.name for c in cls}, {'probe/1', 'probe/2'})
+
+    def test_split_by_the_clients_labels(self):
+        """A split for callers labelled track=canary: the node's
+        metadata is the client's labels, its cluster its service."""
+        self.rc.set_rules('probe', splits=[P.Split(
+            version='2', percent=100, label_key='track',
+            label_value='canary')])
+
+        def clusters(**kw):
+            a = self.ads()
+            a.send(request(LDS, ['probe'], **kw))
+            lis = unpack(a.next(LDS).resources[0],
+                         'envoy.config.listener.v3.Listener')
+            hcm = unpack(lis.api_listener.api_listener, HCM)
+            route = hcm.route_config.virtual_hosts[0].routes[0].route
+            a.close()
+            return {w.name for w in route.weighted_clusters.clusters}
+        self.assertEqual(clusters(metadata={'track': 'canary'}),
+                         {'probe/2'})
+        self.assertEqual(clusters(metadata={'track': 'stable'}),
+                         {'probe/1', 'probe/2'})
 
     def test_unknown_names_and_nack(self):
         a = self.ads()
