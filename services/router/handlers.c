@@ -31,7 +31,9 @@
 #include "router.h"
 #include "state.h"
 #include "store.h"
+#include "rls.h"
 #include "view.h"
+#include "xds.h"
 
 #define POOL_MIN 4
 #define FEED_PAGE 1000
@@ -561,6 +563,7 @@ push(void *arg)
 	}
 	pthread_mutex_unlock(&R.mu);
 	arena_reset(&a);
+	xds_push();
 	while ((w = dead) != NULL) {
 		dead = w->next;
 		plat_stream_unref(w->st);
@@ -767,6 +770,8 @@ router_init(plat_server *srv, const struct plat_settings *s)
 		    on_discovery, NULL);
 	else
 		log_warn("router: no --discovery: no node to route to");
+	xds_init(srv);
+	rls_init(srv);
 	metrics_gauge_fn(plat_server_metrics(srv), "router_watchers",
 	    "Open Watch streams.", gauge_watchers, NULL);
 	metrics_counter_fn(plat_server_metrics(srv), "router_reports_total",
@@ -801,6 +806,8 @@ router_fini(plat_server *srv)
 		watcher_free(w);
 	}
 	R.nwatchers = 0;
+	xds_fini();
+	rls_fini();
 	pg_store_free(R.store);
 	R.store = NULL;
 	state_free();
@@ -826,6 +833,8 @@ static const struct plat_method router_methods[] = {
 	UNARY("SetRules", router_set_rules, set_rules, 0),
 	UNARY("DeleteRules", router_delete_rules, delete_rules, 0),
 	UNARY("ListRules", router_list_rules, list_rules, 1),
+	XDS_ADS_METHOD,
+	RLS_METHOD,
 };
 
 const struct plat_service router_service = {

@@ -92,21 +92,18 @@ def probe_server(discovery, node_id, version='1', delay_ms=0,
     return srv
 
 
-class Client:
-    """router-client: a libplatform client calling probe by name."""
+class LineClient:
+    """A client process driven line by line over its stdin, one JSON
+    line out per command (router-client, tests/node/xds_client.js)."""
 
-    def __init__(self, discovery, labels=(), router=True, service='probe'):
-        args = [CLIENT_BIN, '--discovery', discovery, '--service', service]
-        if not router:
-            args.append('--no-router')
-        for kv in labels:
-            args += ['--label', kv]
+    def __init__(self, args, name, env=None, cwd=None):
         fd, self.stderr_path = tempfile.mkstemp(
-            prefix='router-client-', suffix='.err', dir=harness.log_dir())
+            prefix=name + '-', suffix='.err', dir=harness.log_dir())
+        self.name = name
         self._err = os.fdopen(fd, 'wb')
         self.proc = subprocess.Popen(
             args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._err, env=harness.child_env())
+            stderr=self._err, env=harness.child_env(env), cwd=cwd)
         self.lock = threading.Lock()
 
     def ask(self, line, timeout=120):
@@ -115,17 +112,8 @@ class Client:
             self.proc.stdin.flush()
             out = self.proc.stdout.readline()
         if not out:
-            raise AssertionError('router-client ended: %s' % self.stderr())
+            raise AssertionError('%s ended: %s' % (self.name, self.stderr()))
         return json.loads(out)
-
-    def calls(self, n, header=None):
-        return self.ask('calls %d%s' % (n, ' ' + header if header else ''))
-
-    def views(self):
-        return self.ask('views')['views']
-
-    def weights(self):
-        return self.ask('weights')['weights']
 
     def stderr(self):
         with open(self.stderr_path, 'rb') as f:
@@ -157,6 +145,58 @@ class Client:
             self.proc.kill()
             self.proc.wait()
         self._close_pipes()
+
+
+class Client(LineClient):
+    """router-client: a libplatform client calling probe by name."""
+
+    def __init__(self, discovery, labels=(), router=True, service='probe'):
+        args = [CLIENT_BIN, '--discovery', discovery, '--service', service]
+        if not router:
+            args.append('--no-router')
+        for kv in labels:
+            args += ['--label', kv]
+        super().__init__(args, 'router-client')
+
+    def calls(self, n, header=None):
+        return self.ask('calls %d%s' % (n, ' ' + header if header else ''))
+
+    def views(self):
+        return self.ask('views')['views']
+
+    def weights(self):
+        return self.ask('weights')['weights']
+
+
+def start_fleet(cls, versions, router_args=()):
+    """On a test class: discovery-srv (cls.d), router-srv (cls.r, its
+    client cls.rc) and one probe-srv node per version (cls.probes, node
+    ids p0, p1, ...), every node in router-srv's view before it
+    returns. Each is killed at the class's clean-up at the latest."""
+    cls.d = Server(discovery='self', name='discovery-' + cls.__name__)
+    cls.addClassCleanup(cls.d.kill)
+    cls.r = router_server(cls.d.address, name='router-' + cls.__name__,
+                          extra_args=router_args)
+    cls.addClassCleanup(cls.r.kill)
+    cls.rc = RouterClient(cls.r.get_channel())
+    cls.probes = []
+    for i, v in enumerate(versions):
+        p = probe_server(cls.d.address, 'p%d' % i, version=v)
+        cls.addClassCleanup(p.kill)
+        cls.probes.append(p)
+    harness.wait_for(lambda: len(cls.rc.call(
+        'Select', service='probe').view.nodes) == len(versions),
+        timeout=60, what='every probe node in router-srv')
+
+
+def stop_fleet(cls):
+    """SIGTERM to what start_fleet started: exit 0 and no sanitizer
+    report from each."""
+    for p in cls.probes:
+        p.stop_clean()
+    if cls.r.running():
+        cls.r.stop_clean()
+    cls.d.stop_clean()
 
 
 def shares(result):

@@ -43,29 +43,11 @@ class Fleet(harness.ServiceCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.d = Server(discovery='self', name='discovery-' + cls.__name__)
-        cls.addClassCleanup(cls.d.kill)
-        cls.r = rh.router_server(cls.d.address,
-                                 name='router-' + cls.__name__)
-        cls.addClassCleanup(cls.r.kill)
-        cls.rc = rh.RouterClient(cls.r.get_channel())
-        cls.probes = []
-        for i, v in enumerate(cls.VERSIONS):
-            p = rh.probe_server(cls.d.address, 'p%d' % i, version=v)
-            cls.addClassCleanup(p.kill)
-            cls.probes.append(p)
-        # Every node in router-srv's view first.
-        wait_for(lambda: len(cls.rc.call(
-            'Select', service='probe').view.nodes) == len(cls.VERSIONS),
-            what='every probe node in router-srv')
+        rh.start_fleet(cls, cls.VERSIONS)
 
     @classmethod
     def tearDownClass(cls):
-        for p in cls.probes:
-            p.stop_clean()
-        if cls.r.running():
-            cls.r.stop_clean()
-        cls.d.stop_clean()
+        rh.stop_fleet(cls)
 
     def client(self, **kw):
         c = rh.Client(self.d.address, **kw)
