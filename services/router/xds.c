@@ -349,7 +349,7 @@ ads_message(plat_ctx *ctx, plat_stream *st, const ProtobufCMessage *m)
 	const pb_request *req = (const void *)m;
 	struct xds_stream *s;
 	struct xds_sub *sub;
-	int t, rc, wildcard, changed;
+	int t = 0, rc, wildcard, changed;
 
 	if ((rc = check_request(ctx, req, &t)) != PLAT_OK)
 		return rc;
