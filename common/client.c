@@ -37,6 +37,7 @@
 #include "platform/jwt_verify.h"
 #include "platform/errbuf.h"
 #include "platform/clock.h"
+#include "platform/hash.h"
 #include "platform/xalloc.h"
 #include "platform/discovery/v1/discovery.pb-c.h"
 #include "platform/log.h"
@@ -1334,11 +1335,8 @@ callstat_hash(const char *service, const char *addr, const char *method)
 	const char *parts[3] = { service, addr, method };
 	uint64_t h = 1469598103934665603ULL;
 
-	for (int i = 0; i < 3; i++) {
-		for (const char *p = parts[i]; *p != '\0'; p++)
-			h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-		h = (h ^ 0xff) * 1099511628211ULL;
-	}
+	for (int i = 0; i < 3; i++)
+		h = (plat_fnv1a_str(h, parts[i]) ^ 0xff) * PLAT_FNV_PRIME;
 	return h;
 }
 

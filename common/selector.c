@@ -8,6 +8,7 @@
  */
 #include <string.h>
 
+#include "platform/hash.h"
 #include "platform/selector.h"
 
 #define SELECTOR_DEFAULT_COOLDOWN_MS 2000
@@ -87,18 +88,13 @@ selector_pick(struct selector *s, const char *const *addrs, size_t n,
 	return (int)oldest;
 }
 
-/* FNV-1a of addr, then mixed with key (splitmix64's finaliser). */
+/* addr's hash mixed with key. */
 static uint64_t
 weight(const char *addr, uint64_t key)
 {
-	uint64_t h = 14695981039346656037ULL;
+	uint64_t h = plat_fnv1a_str(14695981039346656037ULL, addr);
 
-	for (const char *p = addr; *p != '\0'; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-	h ^= key + 0x9e3779b97f4a7c15ULL;
-	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-	return h ^ (h >> 31);
+	return plat_mix64(h ^ (key + 0x9e3779b97f4a7c15ULL));
 }
 
 int

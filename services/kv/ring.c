@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "platform/hash.h"
 #include "platform/xalloc.h"
 #include "ring.h"
 
@@ -19,28 +20,6 @@ struct ring {
 	struct point *points;
 	size_t npoints;
 };
-
-/* FNV-1a then a 64-bit finaliser (splitmix64): FNV alone clusters the
- * points of ids that differ in their last characters. */
-static uint64_t
-mix(uint64_t h)
-{
-	h ^= h >> 30;
-	h *= 0xbf58476d1ce4e5b9ULL;
-	h ^= h >> 27;
-	h *= 0x94d049bb133111ebULL;
-	return h ^ (h >> 31);
-}
-
-static uint64_t
-hash_bytes(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *b = p;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 1099511628211ULL;
-	return h;
-}
 
 static int
 cmp_points(const void *a, const void *b)
@@ -74,12 +53,12 @@ ring_new(const struct ring_member *members, size_t n)
 	r->points = xcalloc(r->npoints, sizeof(*r->points));
 	for (size_t i = 0; i < n; i++)
 		for (uint32_t v = 0; v < RING_VNODES; v++) {
-			uint64_t h = hash_bytes(1469598103934665603ULL,
+			uint64_t h = plat_fnv1a(1469598103934665603ULL,
 			    r->m[i].id, strlen(r->m[i].id));
 
-			h = hash_bytes(h, &v, sizeof(v));
+			h = plat_fnv1a(h, &v, sizeof(v));
 			r->points[i * RING_VNODES + v] =
-			    (struct point){ mix(h), i };
+			    (struct point){ plat_mix64(h), i };
 		}
 	qsort(r->points, r->npoints, sizeof(*r->points), cmp_points);
 	return r;
@@ -150,7 +129,7 @@ size_t
 ring_owners(const struct ring *r, const char *table, const char *key,
     int replicas, size_t *out)
 {
-	uint64_t h = hash_bytes(1469598103934665603ULL, table, strlen(table));
+	uint64_t h = plat_fnv1a(1469598103934665603ULL, table, strlen(table));
 	size_t lo = 0, hi = r->npoints, got = 0, want;
 
 	if (r->n == 0 || replicas <= 0)
@@ -158,8 +137,8 @@ ring_owners(const struct ring *r, const char *table, const char *key,
 	want = (size_t)replicas < r->n ? (size_t)replicas : r->n;
 	if (want > RING_MAX_REPLICAS)
 		want = RING_MAX_REPLICAS;
-	h = hash_bytes(h, "", 1);
-	h = mix(hash_bytes(h, key, strlen(key)));
+	h = plat_fnv1a(h, "", 1);
+	h = plat_mix64(plat_fnv1a(h, key, strlen(key)));
 	while (lo < hi) {               /* the first point at or after h */
 		size_t mid = lo + (hi - lo) / 2;
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "judge.h"
+#include "platform/hash.h"
 
 const char *
 mon_status_name(int status)
@@ -94,24 +95,14 @@ mon_worst(int a, int b)
 	return a > b ? a : b;
 }
 
-/* FNV-1a over "monitor\0node", then a 64-bit finaliser (splitmix) so
- * near names spread. */
+/* The hash (platform/hash.h) of monitor, a 0xff byte, then node. */
 static uint64_t
 score(const char *monitor, const char *node)
 {
-	uint64_t h = 1469598103934665603ULL;
+	uint64_t h = plat_fnv1a_str(1469598103934665603ULL, monitor);
 
-	for (const char *p = monitor; *p != '\0'; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-	h = (h ^ 0xff) * 1099511628211ULL;
-	for (const char *p = node; *p != '\0'; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-	h ^= h >> 30;
-	h *= 0xbf58476d1ce4e5b9ULL;
-	h ^= h >> 27;
-	h *= 0x94d049bb133111ebULL;
-	h ^= h >> 31;
-	return h;
+	h = (h ^ 0xff) * PLAT_FNV_PRIME;
+	return plat_mix64(plat_fnv1a_str(h, node));
 }
 
 size_t
